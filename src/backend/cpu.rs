@@ -1,0 +1,321 @@
+//! The CPU backend: the same ops as the GPU, on the host. The projection goes
+//! through the `gemm` crate (BLAS-class, AVX-512 aware, f32 and f16 with f32
+//! accumulation); the gather copies rows in parallel (rayon) into a preallocated
+//! output, so no sample pays for allocation or page faults.
+
+use std::time::Instant;
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::{Backend, BackendKind, DeviceInfo, Kernel, MemoryUse, Phases, Sample, TimingMethod};
+use crate::error::Result;
+use crate::workload::{Inputs, Op, Precision, Workload};
+
+/// Bytes written to evict the caches between cold samples: larger than any
+/// last-level cache this lab expects (nvbench and Triton's do_bench do the same).
+pub const CACHE_FLUSH_BYTES: usize = 256 << 20;
+
+/// The host CPU as a backend.
+pub struct CpuBackend {
+    info: DeviceInfo,
+}
+
+impl CpuBackend {
+    /// Describes the host CPU (model, cores, SIMD features).
+    pub fn new() -> Self {
+        let threads = rayon::current_num_threads();
+        CpuBackend {
+            info: DeviceInfo {
+                name: cpu_model(),
+                api: "native".into(),
+                device_type: "host-cpu".into(),
+                driver: String::new(),
+                software: false,
+                features: simd_features(),
+                limits: serde_json::json!({ "threads": threads }),
+            },
+        }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn simd_features() -> Vec<String> {
+    #[allow(unused_mut)]
+    let mut f: Vec<String> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("avx2", std::is_x86_feature_detected!("avx2")),
+            ("fma", std::is_x86_feature_detected!("fma")),
+            ("f16c", std::is_x86_feature_detected!("f16c")),
+            ("avx512f", std::is_x86_feature_detected!("avx512f")),
+        ] {
+            if on {
+                f.push(name.into());
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    f.push("neon".into());
+    f
+}
+
+impl Backend for CpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn kernel_name(&self, work: &Workload) -> String {
+        match work.op {
+            Op::Embedding => format!("rayon-gather {}", work.precision),
+            Op::Matmul => format!("gemm {}", work.precision),
+            Op::EmbedProject => format!("rayon-gather+gemm {}", work.precision),
+        }
+    }
+
+    fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>> {
+        Ok(match work.precision {
+            Precision::F32 => Box::new(CpuKernel::<f32>::new(*work, inputs)),
+            Precision::F16 => Box::new(CpuKernel::<f16>::new(*work, inputs)),
+        })
+    }
+}
+
+/// A storage element type the CPU kernels are written once for.
+pub trait Element: Copy + Default + Send + Sync + 'static {
+    /// Converts from the f32 the inputs are generated in.
+    fn from_f32(v: f32) -> Self;
+    /// Widens to f32 for verification.
+    fn to_f32(self) -> f32;
+    /// The multiplicative identity (gemm's beta).
+    fn one() -> Self;
+}
+
+impl Element for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn one() -> Self {
+        1.0
+    }
+}
+
+impl Element for f16 {
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    fn one() -> Self {
+        f16::ONE
+    }
+}
+
+/// A prepared CPU op: every buffer allocated once, in the op's precision.
+struct CpuKernel<'a, T: Element> {
+    work: Workload,
+    inputs: &'a Inputs,
+    ids: Vec<u32>,
+    table: Vec<T>,
+    /// The matmul's input, or the rows `embed-project` gathers.
+    x: Vec<T>,
+    w: Vec<T>,
+    y: Vec<T>,
+    flush: Vec<u8>,
+}
+
+fn convert_into<T: Element>(dst: &mut [T], src: &[f32]) {
+    dst.par_iter_mut()
+        .zip(src.par_iter())
+        .for_each(|(d, &s)| *d = T::from_f32(s));
+}
+
+impl<'a, T: Element> CpuKernel<'a, T> {
+    fn new(work: Workload, inputs: &'a Inputs) -> Self {
+        let (m, k, n) = work.mkn();
+        let activations = if work.op == Op::Embedding {
+            0
+        } else {
+            (m * k) as usize
+        };
+        let mut kernel = CpuKernel {
+            work,
+            inputs,
+            ids: vec![0; inputs.ids.len()],
+            table: vec![T::default(); inputs.table.len()],
+            x: vec![T::default(); activations],
+            w: vec![T::default(); inputs.w.len()],
+            y: vec![T::default(); (m * n) as usize],
+            flush: Vec::new(),
+        };
+        kernel.upload();
+        kernel
+    }
+
+    /// Materialises the inputs in the kernel's buffers and precision.
+    fn upload(&mut self) {
+        self.ids.copy_from_slice(&self.inputs.ids);
+        convert_into(&mut self.table, &self.inputs.table);
+        if self.work.op == Op::Matmul {
+            convert_into(&mut self.x, &self.inputs.x);
+        }
+        convert_into(&mut self.w, &self.inputs.w);
+    }
+
+    fn execute(&mut self) {
+        let d = self.work.shape.dim as usize;
+        match self.work.op {
+            Op::Embedding => gather(&self.ids, &self.table, &mut self.y, d),
+            Op::Matmul => matmul(&self.x, &self.w, &mut self.y, d),
+            Op::EmbedProject => {
+                gather(&self.ids, &self.table, &mut self.x, d);
+                matmul(&self.x, &self.w, &mut self.y, d);
+            }
+        }
+    }
+}
+
+/// `out[t, :] = table[ids[t], :]`, rows split across threads.
+fn gather<T: Element>(ids: &[u32], table: &[T], out: &mut [T], d: usize) {
+    // Chunks of rows large enough that scheduling costs nothing next to the copy.
+    let rows_per_task = (16_384 / d).max(1);
+    out.par_chunks_mut(rows_per_task * d)
+        .zip(ids.par_chunks(rows_per_task))
+        .for_each(|(dst, ids)| {
+            for (row, &id) in dst.chunks_exact_mut(d).zip(ids) {
+                let src = id as usize * d;
+                row.copy_from_slice(&table[src..src + d]);
+            }
+        });
+}
+
+/// `y[m, d] = x[m, d] @ w[d, d]`, all row-major, through `gemm`.
+fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], d: usize) {
+    let m = y.len() / d;
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * d * d >= 1 << 16 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let (d_i, n_i) = (d as isize, d as isize);
+    // SAFETY: the pointers cover m*d, d*d and m*d elements with the strides given
+    // (row-major: column stride 1, row stride d), as the slice lengths guarantee;
+    // dst does not alias the inputs (distinct Vecs, borrowed mutably and shared).
+    unsafe {
+        gemm::gemm(
+            m,
+            d,
+            d,
+            y.as_mut_ptr(),
+            1,
+            n_i,
+            false,
+            x.as_ptr(),
+            1,
+            d_i,
+            w.as_ptr(),
+            1,
+            n_i,
+            T::default(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+impl<T: Element> Kernel for CpuKernel<'_, T> {
+    fn timing_method(&self) -> TimingMethod {
+        TimingMethod::Wall
+    }
+
+    fn run(&mut self) -> Result<Sample> {
+        let t = Instant::now();
+        self.execute();
+        Ok(Sample {
+            wall_ns: t.elapsed().as_nanos() as u64,
+            device_ns: None,
+        })
+    }
+
+    fn run_batch(&mut self, n: u32) -> Result<Sample> {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.execute();
+        }
+        Ok(Sample {
+            wall_ns: t.elapsed().as_nanos() as u64,
+            device_ns: None,
+        })
+    }
+
+    fn run_phases(&mut self) -> Result<Phases> {
+        let t = Instant::now();
+        self.upload();
+        let upload_ns = t.elapsed().as_nanos() as u64;
+        let kernel_ns = self.run()?.wall_ns;
+        // The output already lives in host memory: there is nothing to read back.
+        Ok(Phases {
+            upload_ns,
+            kernel_ns,
+            readback_ns: 0,
+        })
+    }
+
+    fn output(&mut self) -> Result<Vec<f32>> {
+        Ok(self.y.par_iter().map(|v| v.to_f32()).collect())
+    }
+
+    fn memory(&self) -> MemoryUse {
+        let e = std::mem::size_of::<T>() as u64;
+        MemoryUse {
+            ids: self.ids.capacity() as u64 * 4,
+            table: self.table.capacity() as u64 * e,
+            activations: self.x.capacity() as u64 * e,
+            weights: self.w.capacity() as u64 * e,
+            output: self.y.capacity() as u64 * e,
+            other: self.flush.capacity() as u64,
+            total: 0,
+        }
+        .summed()
+    }
+
+    fn flush_caches(&mut self) -> Result<()> {
+        if self.flush.is_empty() {
+            self.flush = vec![0u8; CACHE_FLUSH_BYTES];
+        }
+        let v = self.flush[0].wrapping_add(1);
+        self.flush.par_chunks_mut(1 << 20).for_each(|c| c.fill(v));
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! GPU setup in one place: enumerate adapters, pick one, open a device with the
+//! adapter's own limits and every feature this lab can use, and describe it.
+//!
+//! Kernels take the [`GpuContext`]'s device and queue, so tests can share one.
+
+use std::sync::{Arc, Mutex};
+
+use crate::backend::DeviceInfo;
+use crate::error::{LabError, Result};
+
+/// Features requested whenever the adapter offers them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// An open device, its queue, and what it can do.
+pub struct GpuContext {
+    /// The adapter the device was opened on.
+    pub adapter: wgpu::Adapter,
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// Features enabled on the device.
+    pub features: wgpu::Features,
+    /// Limits granted (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// The description used in records.
+    pub info: DeviceInfo,
+    /// The first error the device reported outside an error scope, if any.
+    pub uncaptured: Arc<Mutex<Option<String>>>,
+    /// Set when the device reports itself lost.
+    pub lost: Arc<Mutex<Option<String>>>,
+}
+
+/// How to choose an adapter: by index in `devices`' list or by a name substring.
+#[derive(Clone, Debug, Default)]
+pub enum AdapterChoice {
+    /// The best real GPU, else any adapter.
+    #[default]
+    Best,
+    /// The adapter at this index of [`enumerate`]'s list.
+    Index(usize),
+    /// The first adapter whose name contains this (case-insensitive).
+    Name(String),
+}
+
+impl AdapterChoice {
+    /// Parses `--adapter`: a number is an index, anything else a name substring.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<usize>() {
+            Ok(i) => AdapterChoice::Index(i),
+            Err(_) => AdapterChoice::Name(s.to_string()),
+        }
+    }
+}
+
+/// Every adapter wgpu can see on every native backend, in a stable order.
+pub fn enumerate() -> Vec<wgpu::Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    adapters
+}
+
+/// Preference of an adapter: real GPUs first, then software ones; Vulkan, Metal
+/// and DX12 before GL (whose compute support is thinner).
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 1,
+        _ => 0,
+    };
+    (kind, api)
+}
+
+/// Picks an adapter as `choice` says, or says why none fits.
+pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let mut adapters = enumerate();
+    if adapters.is_empty() {
+        return Err(LabError::NoAdapter(
+            "wgpu found none on any backend (no Vulkan/Metal/DX12/GL driver; on Debian install mesa-vulkan-drivers for a software device)"
+                .into(),
+        ));
+    }
+    let names = || {
+        adapters
+            .iter()
+            .map(|a| a.get_info().name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let index = match choice {
+        AdapterChoice::Best => 0,
+        AdapterChoice::Index(i) if *i < adapters.len() => *i,
+        AdapterChoice::Index(i) => {
+            return Err(LabError::NoAdapter(format!(
+                "index {i} out of range, {} adapter(s): {}",
+                adapters.len(),
+                names()
+            )))
+        }
+        AdapterChoice::Name(n) => {
+            let needle = n.to_lowercase();
+            adapters
+                .iter()
+                .position(|a| a.get_info().name.to_lowercase().contains(&needle))
+                .ok_or_else(|| {
+                    LabError::NoAdapter(format!("none named like `{n}` among: {}", names()))
+                })?
+        }
+    };
+    Ok(adapters.swap_remove(index))
+}
+
+/// Names of the features this lab cares about that `features` contains.
+pub fn feature_names(features: wgpu::Features) -> Vec<String> {
+    [
+        (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+        (wgpu::Features::SHADER_F16, "shader-f16"),
+        (wgpu::Features::SUBGROUP, "subgroup"),
+        (
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            "cooperative-matrix",
+        ),
+    ]
+    .into_iter()
+    .filter(|(f, _)| features.contains(*f))
+    .map(|(_, n)| n.to_string())
+    .collect()
+}
+
+/// The description of an adapter for records and `devices`.
+pub fn describe(
+    adapter: &wgpu::Adapter,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+) -> DeviceInfo {
+    let info = adapter.get_info();
+    let device_type = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
+        wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
+        wgpu::DeviceType::VirtualGpu => "virtual-gpu",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    };
+    DeviceInfo {
+        name: info.name.clone(),
+        api: info.backend.to_string(),
+        device_type: device_type.into(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        software: info.device_type == wgpu::DeviceType::Cpu,
+        features: feature_names(features),
+        limits: serde_json::json!({
+            "max_buffer_size": limits.max_buffer_size,
+            "max_storage_buffer_binding_size": limits.max_storage_buffer_binding_size,
+            "max_compute_workgroups_per_dimension": limits.max_compute_workgroups_per_dimension,
+            "max_compute_invocations_per_workgroup": limits.max_compute_invocations_per_workgroup,
+            "max_compute_workgroup_storage_size": limits.max_compute_workgroup_storage_size,
+            "min_subgroup_size": info.subgroup_min_size,
+            "max_subgroup_size": info.subgroup_max_size,
+        }),
+    }
+}
+
+impl GpuContext {
+    /// Opens a device on the adapter `choice` names.
+    pub fn open(choice: &AdapterChoice) -> Result<Self> {
+        Self::on_adapter(select(choice)?)
+    }
+
+    /// Opens a device on `adapter` with its own limits and the wanted features it has.
+    pub fn on_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("kernel-lab"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| {
+            LabError::Gpu(format!(
+                "request_device on {}: {e}",
+                adapter.get_info().name
+            ))
+        })?;
+
+        // wgpu's default handler panics; keep the first error instead, so the
+        // point that caused it becomes a clear error and the process lives on.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string().lines().next().unwrap_or("").to_string());
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut slot = lost_sink.lock().unwrap_or_else(|p| p.into_inner());
+            *slot = Some(format!("{reason:?}: {msg}"));
+        });
+
+        let info = describe(&adapter, features, &limits);
+        Ok(GpuContext {
+            adapter,
+            device,
+            queue,
+            features,
+            limits,
+            info,
+            uncaptured,
+            lost,
+        })
+    }
+
+    /// Takes the error the device reported outside a scope since the last call.
+    pub fn take_uncaptured(&self) -> Option<String> {
+        self.uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Waits until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| LabError::Gpu(format!("waiting for the device: {e}")))
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; an error in
+    /// either becomes a [`LabError::Gpu`] naming `what`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o {
+            return Err(LabError::Gpu(format!(
+                "{what}: out of memory: {}",
+                first_line(&e)
+            )));
+        }
+        if let Some(e) = v {
+            return Err(LabError::Gpu(format!("{what}: {}", first_line(&e))));
+        }
+        out
+    }
+}
+
+fn first_line(e: &wgpu::Error) -> String {
+    let s = e.to_string();
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines.next().unwrap_or("").to_string()
+}

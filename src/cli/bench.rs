@@ -1,0 +1,165 @@
+//! `kernel-lab bench`: measure one point and print its record (a summary, or
+//! exactly one JSON record with `--json`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use kernel_lab::measure::Sampling;
+use kernel_lab::point::measure_point;
+use kernel_lab::results::Record;
+use kernel_lab::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
+
+use super::{device_label, open_backend, BackendArg, GpuArgs};
+
+/// Arguments of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Operation: embedding, matmul or embed-project.
+    #[arg(long)]
+    op: Op,
+    /// Batch size.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Sequence length.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    seq: u32,
+    /// Model (embedding) dimension.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    dim: u32,
+    /// Vocabulary size (rows of the embedding table).
+    #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = clap::value_parser!(u32).range(1..))]
+    vocab: u32,
+    /// Storage precision: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Backend: auto (GPU if present, else CPU), gpu or cpu.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Print exactly one JSON record.
+    #[arg(long)]
+    json: bool,
+    /// Cheap sampling (a smoke test, not a measurement to quote).
+    #[arg(long)]
+    quick: bool,
+    /// Take at least this many samples (unless --max-time-ms runs out).
+    #[arg(long)]
+    min_samples: Option<u32>,
+    /// Take at most this many samples.
+    #[arg(long)]
+    max_samples: Option<u32>,
+    /// Stop sampling after this many milliseconds.
+    #[arg(long)]
+    max_time_ms: Option<f64>,
+    /// Flush caches before every sample (cold-cache timing).
+    #[arg(long)]
+    cold_cache: bool,
+}
+
+impl BenchArgs {
+    fn sampling(&self) -> Sampling {
+        let mut s = if self.quick {
+            Sampling::quick()
+        } else {
+            Sampling::default()
+        };
+        if let Some(n) = self.min_samples {
+            s.min_samples = n;
+            s.max_samples = s.max_samples.max(n);
+            // Asking for N samples means N samples, not "until quiet".
+            s.target_rel_noise = 0.0;
+            s.max_ms = s.max_ms.max(600_000.0);
+        }
+        if let Some(n) = self.max_samples {
+            s.max_samples = n.max(1);
+        }
+        if let Some(ms) = self.max_time_ms {
+            s.max_ms = ms;
+        }
+        s.cold_cache = self.cold_cache;
+        s
+    }
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let shape = Shape::new(args.batch, args.seq, args.dim, args.vocab)?;
+    let work = Workload {
+        op: args.op,
+        precision: args.precision,
+        shape,
+    };
+    let backend = open_backend(args.backend, &args.gpu)?;
+    if !args.json {
+        eprintln!("{}", device_label(backend.as_ref()));
+    }
+    let record = measure_point(backend.as_ref(), &work, &args.sampling());
+    if args.json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        print_summary(&record);
+    }
+    Ok(if record.skipped.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_summary(r: &Record) {
+    println!(
+        "{} {} B{} S{} D{} V{} on {} [{}]",
+        r.op, r.precision, r.batch, r.seq, r.dim, r.vocab, r.adapter, r.kernel
+    );
+    if let (Some(abs), Some(rel), Some(tol)) = (r.max_abs_err, r.max_rel_err, r.tolerance) {
+        println!(
+            "  verified: {}  max_abs_err {abs:.3e}  max_rel_err {rel:.3e} (tolerance {tol:.3e}, {} rows checked)",
+            r.verified,
+            r.rows_checked.unwrap_or(0)
+        );
+    }
+    if let Some(reason) = &r.skipped {
+        println!("  skipped: {reason}");
+    }
+    if let Some(m) = &r.measured {
+        let l = &m.latency_ms;
+        println!(
+            "  latency ({:?}, {} samples, stopped by {:?}): p50 {:.4} ms  p95 {:.4}  p99 {:.4}  min {:.4}  max {:.4}  cv {:.1}%",
+            m.timing_method, m.samples, m.stop_rule, l.p50, l.p95, l.p99, l.min, l.max, l.cv * 100.0
+        );
+        println!(
+            "  median 95% CI [{:.4}, {:.4}] ms; wall p50 {:.4} ms",
+            l.median_ci95[0], l.median_ci95[1], m.wall_latency_ms.p50
+        );
+        println!(
+            "  {:.2} GFLOP/s  {:.2} GB/s  {:.0} tokens/s  (intensity {:.2} FLOP/B)",
+            m.gflops, m.gbps, m.tokens_per_s, m.arithmetic_intensity
+        );
+        if let Some(t) = &m.throughput {
+            println!(
+                "  sustained: {:.4} ms/dispatch over {} back-to-back ({:.2} GFLOP/s)",
+                t.per_dispatch_ms, t.batch.dispatches, t.gflops
+            );
+        }
+        println!(
+            "  cold start: prepare {:.2} ms + first run {:.3} ms",
+            m.prepare_ms, m.first_run_ms
+        );
+        if let Some(p) = &m.phases_ms {
+            println!(
+                "  end to end: upload {:.3} ms + kernel {:.3} ms + readback {:.3} ms",
+                p.upload, p.kernel, p.readback
+            );
+        }
+        let mem = &m.memory_bytes;
+        println!(
+            "  memory: model {:.1} MiB, measured {:.1} MiB ({:.3}x)",
+            mem.model.total as f64 / 1048576.0,
+            mem.measured.total as f64 / 1048576.0,
+            mem.measured_over_model
+        );
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}

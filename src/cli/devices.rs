@@ -1,0 +1,76 @@
+//! `kernel-lab devices`: every adapter wgpu sees, with the features and limits
+//! that matter here, and the CPU.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use kernel_lab::backend::cpu::CpuBackend;
+use kernel_lab::backend::gpu::context;
+use kernel_lab::backend::{Backend, DeviceInfo};
+
+/// Arguments of `devices`.
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
+    let adapters: Vec<DeviceInfo> = context::enumerate()
+        .iter()
+        .map(|a| context::describe(a, a.features(), &a.limits()))
+        .collect();
+    let cpu = CpuBackend::new().device().clone();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "adapters": adapters, "cpu": cpu }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if adapters.is_empty() {
+        println!("no GPU adapter found (no Vulkan/Metal/DX12/GL driver; on Debian: apt-get install mesa-vulkan-drivers)");
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let soft = if a.software {
+            "  [software device: timings are a CPU imitating a GPU]"
+        } else {
+            ""
+        };
+        println!("[{i}] {} — {} {}{soft}", a.name, a.api, a.device_type);
+        println!(
+            "    driver: {}",
+            if a.driver.is_empty() { "?" } else { &a.driver }
+        );
+        let has = |f: &str| {
+            if a.features.iter().any(|x| x == f) {
+                "yes"
+            } else {
+                "no"
+            }
+        };
+        println!(
+            "    timestamp-query: {}  shader-f16: {}  subgroup: {}  cooperative-matrix: {}",
+            has("timestamp-query"),
+            has("shader-f16"),
+            has("subgroup"),
+            has("cooperative-matrix")
+        );
+        println!(
+            "    max_storage_buffer_binding_size: {} MiB  max_buffer_size: {} MiB",
+            a.limits["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap_or(0)
+                >> 20,
+            a.limits["max_buffer_size"].as_u64().unwrap_or(0) >> 20
+        );
+    }
+    println!(
+        "[cpu] {} — {} threads, {}",
+        cpu.name,
+        cpu.limits["threads"],
+        cpu.features.join(" ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+//! Command-line interface: the argument types (clap derive) and the dispatch
+//! to one module per subcommand.
+
+mod bench;
+mod devices;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kernel_lab::backend::cpu::CpuBackend;
+use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions};
+use kernel_lab::backend::{Backend, BackendKind};
+
+/// Measures what drives the cost of LLM inference ops (embedding lookup,
+/// projection matmul) on a GPU through wgpu and on the CPU, verified against an
+/// f64 reference.
+#[derive(Parser, Debug)]
+#[command(name = "kernel-lab", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the GPU adapters wgpu can see, and the CPU.
+    Devices(devices::DevicesArgs),
+    /// Measure one point and print its record.
+    Bench(bench::BenchArgs),
+}
+
+/// Which backend a command runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The GPU if an adapter exists, else the CPU (said on stderr).
+    Auto,
+    /// A wgpu adapter; an error when there is none.
+    Gpu,
+    /// The host CPU.
+    Cpu,
+}
+
+/// Options that choose and tune the GPU backend.
+#[derive(Args, Debug, Clone)]
+pub struct GpuArgs {
+    /// Adapter to use: an index from `kernel-lab devices`, or a name substring.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Store FP16 packed two to a u32 even where SHADER_F16 exists.
+    #[arg(long, hide = true)]
+    force_packed_f16: bool,
+    /// Pretend the storage-binding limit is this many bytes (exercises chunking).
+    #[arg(long, hide = true)]
+    max_binding_bytes: Option<u64>,
+}
+
+impl GpuArgs {
+    fn options(&self) -> GpuOptions {
+        GpuOptions {
+            force_packed_f16: self.force_packed_f16,
+            max_binding_bytes: self.max_binding_bytes,
+        }
+    }
+
+    fn choice(&self) -> AdapterChoice {
+        self.adapter
+            .as_deref()
+            .map_or(AdapterChoice::Best, AdapterChoice::parse)
+    }
+}
+
+/// Opens the backend `arg` asks for. `auto` falls back to the CPU, saying why.
+fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backend>> {
+    let open_gpu = || GpuBackend::open(&gpu.choice(), gpu.options());
+    Ok(match arg {
+        BackendArg::Cpu => Box::new(CpuBackend::new()),
+        BackendArg::Gpu => Box::new(open_gpu()?),
+        BackendArg::Auto => match open_gpu() {
+            Ok(b) => Box::new(b),
+            Err(e) => {
+                eprintln!("note: {e}; falling back to the CPU backend");
+                Box::new(CpuBackend::new())
+            }
+        },
+    })
+}
+
+/// A one-line label for a backend's device, marking software GPUs.
+fn device_label(b: &dyn Backend) -> String {
+    let d = b.device();
+    let soft = if d.software {
+        ", software device: CPU timings, not GPU"
+    } else {
+        ""
+    };
+    match b.kind() {
+        BackendKind::Gpu => format!("gpu: {} ({} {}{soft})", d.name, d.api, d.device_type),
+        BackendKind::Cpu => format!("cpu: {}", d.name),
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Devices(a) => devices::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,16 @@
+//! kernel-lab: measures what drives the cost of LLM inference ops — the
+//! embedding lookup and the projection matmul — across dim, batch, sequence
+//! length, precision and hardware (a GPU through wgpu, or the CPU), with every
+//! result verified against an f64 reference.
+
+pub mod backend;
+pub mod error;
+pub mod measure;
+pub mod memory;
+pub mod point;
+pub mod reference;
+pub mod results;
+pub mod stats;
+pub mod workload;
+
+pub use error::{LabError, Result};

@@ -1,0 +1,23 @@
+//! The `kernel-lab` command: parses arguments, runs a subcommand, and turns any
+//! error into one line on stderr and a non-zero exit.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Counts host allocations so records can show the CPU's measured memory.
+#[global_allocator]
+static ALLOCATOR: kernel_lab::memory::CountingAllocator = kernel_lab::memory::CountingAllocator;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

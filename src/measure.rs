@@ -1,0 +1,312 @@
+//! The measurement engine: warm-up, adaptive sampling with recorded stopping
+//! rules, optional cache flushing between samples, batch (throughput) mode and
+//! end-to-end phases. Generic over [`Kernel`]: it holds no GPU code.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Kernel, Phases, Sample};
+use crate::error::Result;
+use crate::stats::mean_stddev;
+
+/// How a point is sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sampling {
+    /// Warm-up executions before sampling (at least this many, unless
+    /// `warmup_ms` runs out first after one).
+    pub warmup_runs: u32,
+    /// Warm-up time budget, milliseconds.
+    pub warmup_ms: f64,
+    /// Samples to take before any stopping rule but `max_ms` may stop sampling.
+    pub min_samples: u32,
+    /// Never take more samples than this.
+    pub max_samples: u32,
+    /// Keep sampling for at least this long, milliseconds.
+    pub min_ms: f64,
+    /// Stop after this long, milliseconds (after one sample at least).
+    pub max_ms: f64,
+    /// Stop once the standard error of the mean is below this fraction of the mean.
+    pub target_rel_noise: f64,
+    /// Evict caches before every sample (cold-cache timing).
+    pub cold_cache: bool,
+    /// Measure back-to-back dispatches in one submission (throughput).
+    pub batch_mode: bool,
+    /// End-to-end requests (upload + kernel + readback) to time.
+    pub phase_runs: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            warmup_runs: 3,
+            warmup_ms: 200.0,
+            min_samples: 10,
+            max_samples: 1000,
+            min_ms: 200.0,
+            max_ms: 3000.0,
+            target_rel_noise: 0.01,
+            cold_cache: false,
+            batch_mode: true,
+            phase_runs: 3,
+        }
+    }
+}
+
+impl Sampling {
+    /// A much cheaper sampling for smoke runs and tests.
+    pub fn quick() -> Self {
+        Sampling {
+            warmup_runs: 1,
+            warmup_ms: 20.0,
+            min_samples: 3,
+            max_samples: 20,
+            min_ms: 0.0,
+            max_ms: 300.0,
+            target_rel_noise: 0.05,
+            cold_cache: false,
+            batch_mode: true,
+            phase_runs: 1,
+        }
+    }
+}
+
+/// Which rule ended sampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopRule {
+    /// The relative noise fell below the target after the minimums were met.
+    TargetNoise,
+    /// `max_samples` reached.
+    MaxSamples,
+    /// `max_ms` ran out.
+    MaxTime,
+}
+
+/// The sustained cost of back-to-back dispatches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// Dispatches per submission.
+    pub dispatches: u32,
+    /// Submissions measured.
+    pub submissions: u32,
+    /// Median time per dispatch, nanoseconds.
+    pub per_dispatch_ns: f64,
+}
+
+/// The raw outcome of sampling one kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Warm-up executions run.
+    pub warmup_runs: u32,
+    /// Every sample, in order.
+    pub samples: Vec<Sample>,
+    /// Why sampling stopped.
+    pub stop: StopRule,
+    /// Sustained throughput, when batch mode ran.
+    pub batch: Option<BatchResult>,
+    /// End-to-end phases, one per request.
+    pub phases: Vec<Phases>,
+}
+
+/// Whether sampling may stop now, and by which rule. Pure, for testing.
+pub fn should_stop(s: &Sampling, times_ns: &[f64], elapsed: Duration) -> Option<StopRule> {
+    let n = times_ns.len() as u32;
+    let ms = elapsed.as_secs_f64() * 1e3;
+    if n >= s.max_samples {
+        return Some(StopRule::MaxSamples);
+    }
+    if n >= 1 && ms >= s.max_ms {
+        return Some(StopRule::MaxTime);
+    }
+    if n >= s.min_samples.max(2) && ms >= s.min_ms {
+        let (mean, sd) = mean_stddev(times_ns);
+        if mean > 0.0 && sd / (mean * (n as f64).sqrt()) <= s.target_rel_noise {
+            return Some(StopRule::TargetNoise);
+        }
+    }
+    None
+}
+
+/// Warms `kernel` up, samples it until a stopping rule fires, then measures
+/// throughput and phases as `s` asks.
+pub fn run(kernel: &mut dyn Kernel, s: &Sampling) -> Result<Measurement> {
+    let warm_start = Instant::now();
+    let mut warmup_runs = 0;
+    while warmup_runs < s.warmup_runs {
+        kernel.run()?;
+        warmup_runs += 1;
+        if warm_start.elapsed().as_secs_f64() * 1e3 >= s.warmup_ms {
+            break;
+        }
+    }
+
+    let mut samples = Vec::new();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    let mut excluded = Duration::ZERO;
+    let stop = loop {
+        if s.cold_cache {
+            // The flush is not part of the sample, nor of the time budget.
+            let t = Instant::now();
+            kernel.flush_caches()?;
+            excluded += t.elapsed();
+        }
+        let sample = kernel.run()?;
+        times.push(sample.best_ns() as f64);
+        samples.push(sample);
+        if let Some(rule) = should_stop(s, &times, start.elapsed().saturating_sub(excluded)) {
+            break rule;
+        }
+    };
+
+    let median = {
+        let mut t = times.clone();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    // Batches sized to take about 50 ms (2..=256 dispatches); skipped when a
+    // single dispatch is so slow that even two would overrun the budget.
+    let batch = if s.batch_mode && median * 2.0 <= s.max_ms * 1e6 {
+        let dispatches = ((50e6 / median.max(1.0)) as u32).clamp(2, 256);
+        let mut per = Vec::new();
+        for _ in 0..3 {
+            per.push(kernel.run_batch(dispatches)?.best_ns() as f64 / dispatches as f64);
+        }
+        per.sort_by(f64::total_cmp);
+        Some(BatchResult {
+            dispatches,
+            submissions: 3,
+            per_dispatch_ns: per[1],
+        })
+    } else {
+        None
+    };
+
+    let mut phases = Vec::new();
+    for _ in 0..s.phase_runs {
+        phases.push(kernel.run_phases()?);
+    }
+    Ok(Measurement {
+        warmup_runs,
+        samples,
+        stop,
+        batch,
+        phases,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Sampling {
+        Sampling {
+            min_samples: 5,
+            max_samples: 50,
+            min_ms: 10.0,
+            max_ms: 1000.0,
+            target_rel_noise: 0.01,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn stops_at_max_samples() {
+        let t = vec![1.0; 50];
+        assert_eq!(
+            should_stop(&cfg(), &t, Duration::from_millis(1)),
+            Some(StopRule::MaxSamples)
+        );
+    }
+
+    #[test]
+    fn stops_at_max_time_even_below_min_samples() {
+        let t = vec![1.0, 9.0];
+        assert_eq!(
+            should_stop(&cfg(), &t, Duration::from_secs(2)),
+            Some(StopRule::MaxTime)
+        );
+    }
+
+    #[test]
+    fn quiet_points_stop_on_noise_only_after_the_minimums() {
+        let quiet = vec![100.0; 5];
+        assert_eq!(
+            should_stop(&cfg(), &quiet[..4], Duration::from_millis(50)),
+            None
+        );
+        assert_eq!(should_stop(&cfg(), &quiet, Duration::from_millis(5)), None);
+        assert_eq!(
+            should_stop(&cfg(), &quiet, Duration::from_millis(50)),
+            Some(StopRule::TargetNoise)
+        );
+    }
+
+    #[test]
+    fn noisy_points_keep_sampling() {
+        let noisy: Vec<f64> = (0..10)
+            .map(|i| if i % 2 == 0 { 50.0 } else { 150.0 })
+            .collect();
+        assert_eq!(should_stop(&cfg(), &noisy, Duration::from_millis(50)), None);
+    }
+
+    /// A kernel whose samples are fixed, to test the engine without a device.
+    struct Fixed(u64, u32);
+    impl Kernel for Fixed {
+        fn timing_method(&self) -> crate::backend::TimingMethod {
+            crate::backend::TimingMethod::Wall
+        }
+        fn run(&mut self) -> Result<Sample> {
+            self.1 += 1;
+            Ok(Sample {
+                wall_ns: self.0,
+                device_ns: None,
+            })
+        }
+        fn run_batch(&mut self, n: u32) -> Result<Sample> {
+            Ok(Sample {
+                wall_ns: self.0 * n as u64 / 2,
+                device_ns: None,
+            })
+        }
+        fn run_phases(&mut self) -> Result<Phases> {
+            Ok(Phases {
+                upload_ns: 1,
+                kernel_ns: self.0,
+                readback_ns: 2,
+            })
+        }
+        fn output(&mut self) -> Result<Vec<f32>> {
+            Ok(vec![])
+        }
+        fn memory(&self) -> crate::backend::MemoryUse {
+            Default::default()
+        }
+        fn flush_caches(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn engine_runs_warmup_samples_batch_and_phases() {
+        let mut k = Fixed(1_000_000, 0);
+        let s = Sampling {
+            warmup_runs: 2,
+            min_samples: 4,
+            max_samples: 8,
+            min_ms: 0.0,
+            phase_runs: 2,
+            ..Default::default()
+        };
+        let m = run(&mut k, &s).unwrap();
+        assert_eq!(m.warmup_runs, 2);
+        assert_eq!(m.samples.len(), 4); // identical samples: zero noise once the minimum is met
+        assert_eq!(m.stop, StopRule::TargetNoise);
+        assert_eq!(k.1, 6);
+        let b = m.batch.unwrap();
+        assert_eq!(b.per_dispatch_ns, 500_000.0);
+        assert_eq!(m.phases.len(), 2);
+    }
+}

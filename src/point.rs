@@ -1,0 +1,207 @@
+//! Measures one point end to end: generate inputs, prepare the kernel (timed as
+//! the cold start), run it once and verify the output against the f64 reference,
+//! and only then sample it. The result is always a [`Record`]: a point that
+//! cannot run, or runs wrong, says why instead of carrying timings.
+
+use std::time::Instant;
+
+use crate::backend::{Backend, Kernel};
+use crate::error::Result;
+use crate::measure::{self, Measurement, Sampling, StopRule};
+use crate::memory;
+use crate::reference::{self, Accuracy};
+use crate::results::{Measured, MemoryBytes, PhasesMs, Record, Throughput};
+use crate::stats::{self, Samples};
+use crate::workload::{Inputs, Workload, DEFAULT_SEED};
+
+/// A coefficient of variation above this earns a "noisy" warning.
+const NOISY_CV: f64 = 0.10;
+
+fn empty_record(backend: &dyn Backend, work: &Workload) -> Record {
+    let dev = backend.device();
+    Record {
+        op: work.op,
+        backend: backend.kind().name().into(),
+        adapter: dev.name.clone(),
+        device_type: dev.device_type.clone(),
+        software_device: dev.software,
+        precision: work.precision,
+        batch: work.shape.batch,
+        seq: work.shape.seq,
+        dim: work.shape.dim,
+        vocab: work.shape.vocab,
+        kernel: backend.kernel_name(work),
+        max_abs_err: None,
+        max_rel_err: None,
+        tolerance: None,
+        rows_checked: None,
+        verified: false,
+        skipped: None,
+        warnings: Vec::new(),
+        measured: None,
+    }
+}
+
+/// A record for a point that could not be measured.
+pub fn skipped_record(backend: &dyn Backend, work: &Workload, reason: String) -> Record {
+    Record {
+        skipped: Some(reason),
+        ..empty_record(backend, work)
+    }
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    Samples::new(v).map_or(0.0, |s| s.quantile(0.5))
+}
+
+/// Measures `work` on `backend`. Never panics on a device problem: errors
+/// become a skipped record naming the cause.
+pub fn measure_point(backend: &dyn Backend, work: &Workload, sampling: &Sampling) -> Record {
+    let mut record = empty_record(backend, work);
+    let inputs = Inputs::generate(work, DEFAULT_SEED);
+    match measure_inner(backend, work, &inputs, sampling, &mut record) {
+        Ok(()) => record,
+        Err(e) => Record {
+            skipped: Some(e.to_string()),
+            measured: None,
+            ..record
+        },
+    }
+}
+
+fn measure_inner(
+    backend: &dyn Backend,
+    work: &Workload,
+    inputs: &Inputs,
+    sampling: &Sampling,
+    record: &mut Record,
+) -> Result<()> {
+    let heap_before = memory::reset_peak();
+    let t = Instant::now();
+    let mut kernel = backend.prepare(work, inputs)?;
+    let prepare_ns = t.elapsed().as_nanos() as u64;
+    let first = kernel.run()?;
+
+    let accuracy = reference::verify(work, inputs, &kernel.output()?);
+    apply_accuracy(record, &accuracy);
+    if !accuracy.verified {
+        record.skipped = Some(format!(
+            "verification failed: {}",
+            accuracy
+                .failure
+                .as_deref()
+                .unwrap_or("output differs from the reference")
+        ));
+        return Ok(());
+    }
+
+    let m = measure::run(kernel.as_mut(), sampling)?;
+    let host_peak_alloc = memory::peak_bytes().map(|p| p.saturating_sub(heap_before));
+    record.measured = Some(summarize(
+        work,
+        kernel.as_ref(),
+        &m,
+        prepare_ns,
+        first.best_ns(),
+        sampling,
+        host_peak_alloc,
+    ));
+    record.warnings = warnings(record.measured.as_ref().expect("just set"), &m);
+    Ok(())
+}
+
+fn apply_accuracy(record: &mut Record, a: &Accuracy) {
+    record.max_abs_err = Some(a.max_abs_err);
+    record.max_rel_err = Some(a.max_rel_err);
+    record.tolerance = Some(a.tolerance);
+    record.rows_checked = Some(a.rows_checked);
+    record.verified = a.verified;
+}
+
+fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
+    let mut w = Vec::new();
+    if measured.latency_ms.cv > NOISY_CV {
+        w.push(format!(
+            "noisy: coefficient of variation {:.1}%",
+            measured.latency_ms.cv * 100.0
+        ));
+    }
+    if m.stop == StopRule::MaxTime && m.samples.len() < 10 {
+        w.push(format!(
+            "time budget allowed only {} sample(s)",
+            m.samples.len()
+        ));
+    }
+    let fallbacks = m.samples.iter().filter(|s| s.device_ns.is_none()).count();
+    if measured.timing_method == crate::backend::TimingMethod::DeviceTimestamp && fallbacks > 0 {
+        w.push(format!(
+            "{fallbacks} sample(s) had an unusable timestamp interval and use wall time"
+        ));
+    }
+    w
+}
+
+fn summarize(
+    work: &Workload,
+    kernel: &dyn Kernel,
+    m: &Measurement,
+    prepare_ns: u64,
+    first_ns: u64,
+    sampling: &Sampling,
+    host_peak_alloc: Option<u64>,
+) -> Measured {
+    const MS: f64 = 1e-6;
+    let raw_ns: Vec<u64> = m.samples.iter().map(|s| s.best_ns()).collect();
+    let raw_wall_ns: Vec<u64> = m.samples.iter().map(|s| s.wall_ns).collect();
+    // measure::run always returns at least one sample.
+    let best = Samples::new(raw_ns.iter().map(|&v| v as f64)).expect("at least one sample");
+    let wall = Samples::new(raw_wall_ns.iter().map(|&v| v as f64)).expect("at least one sample");
+    let latency = stats::summarize(&best).scaled(MS);
+    let seconds = latency.p50 / 1e3;
+    let flops = work.flops() as f64;
+    let tokens = work.shape.tokens() as f64;
+
+    let model = work.memory_model();
+    let measured = kernel.memory();
+    let phases_ms = (!m.phases.is_empty()).then(|| PhasesMs {
+        upload: median(m.phases.iter().map(|p| p.upload_ns as f64)) * MS,
+        kernel: median(m.phases.iter().map(|p| p.kernel_ns as f64)) * MS,
+        readback: median(m.phases.iter().map(|p| p.readback_ns as f64)) * MS,
+        runs: m.phases.len() as u32,
+    });
+    let throughput = m.batch.clone().map(|b| {
+        let per_s = b.per_dispatch_ns * 1e-9;
+        Throughput {
+            per_dispatch_ms: b.per_dispatch_ns * MS,
+            gflops: flops / per_s / 1e9,
+            tokens_per_s: tokens / per_s,
+            batch: b,
+        }
+    });
+    Measured {
+        timing_method: kernel.timing_method(),
+        samples: raw_ns.len(),
+        stop_rule: m.stop,
+        latency_ms: latency,
+        wall_latency_ms: stats::summarize(&wall).scaled(MS),
+        prepare_ms: prepare_ns as f64 * MS,
+        first_run_ms: first_ns as f64 * MS,
+        warmup_runs: m.warmup_runs,
+        cold_cache: sampling.cold_cache,
+        phases_ms,
+        throughput,
+        gflops: flops / seconds / 1e9,
+        gbps: work.bytes_moved() as f64 / seconds / 1e9,
+        tokens_per_s: tokens / seconds,
+        arithmetic_intensity: work.arithmetic_intensity(),
+        memory_bytes: MemoryBytes {
+            model,
+            measured,
+            measured_over_model: measured.total as f64 / model.total as f64,
+            host_peak_alloc,
+            process_peak_rss: memory::peak_rss_bytes(),
+        },
+        raw_ns,
+        raw_wall_ns,
+    }
+}

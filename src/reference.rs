@@ -1,0 +1,273 @@
+//! The oracle: f64 reference implementations of every op and the comparison of a
+//! backend's output against them.
+//!
+//! Error is measured per element as `|y - ref| / scale`, where `scale` is
+//! `sum_k |x_ik * w_kj|` for a projection (the quantity the rounding error of a dot
+//! product is proportional to) and `|ref|` for a gather. This normalisation stays
+//! meaningful where `ref` crosses zero, unlike `|y - ref| / |ref|`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::workload::{Inputs, Op, Precision, Workload};
+
+/// Unit roundoff of f32 (2^-24).
+const U32: f64 = 5.960_464_477_539_063e-8;
+/// Unit roundoff of f16 (2^-11).
+const U16: f64 = 4.882_812_5e-4;
+
+/// Above this many multiply-adds the reference is computed on a sample of rows.
+const FULL_REFERENCE_MACS: u64 = 1 << 28;
+/// Rows checked when sampling (first, last, and evenly spread between).
+const SAMPLED_ROWS: u64 = 256;
+
+/// The tolerance on the normalised error for a projection of inner size `k`.
+///
+/// A dot product of length k accumulated in f32 has a worst-case error of
+/// `gamma_k = k*u/(1 - k*u)` times `sum |x*w|` (Higham, Accuracy and Stability of
+/// Numerical Algorithms, 3.1), whatever the summation order, so a kernel within it
+/// is correct and one outside it is wrong. We allow 2*k*u32 (margin for the
+/// denominator and for FMA contraction). FP16 storage adds one final rounding of
+/// the output to f16 (relative u16 of |y| <= scale); its inputs are exact in f16
+/// and their products exact in f32, so nothing else grows. The bound grows with K,
+/// as FP16 error does; a gather is a copy and must be exact.
+pub fn tolerance(op: Op, precision: Precision, k: u64) -> f64 {
+    if !op.uses_weight() {
+        return 0.0;
+    }
+    let accumulate = 2.0 * k as f64 * U32;
+    match precision {
+        Precision::F32 => accumulate,
+        Precision::F16 => accumulate + U16,
+    }
+}
+
+/// How a backend's output compared with the reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Largest `|y - ref|`.
+    pub max_abs_err: f64,
+    /// Largest normalised error (see the module doc).
+    pub max_rel_err: f64,
+    /// The tolerance on the normalised error that was applied.
+    pub tolerance: f64,
+    /// Output rows compared (all, or a sample for very large points).
+    pub rows_checked: u64,
+    /// Whether every checked element is finite and within tolerance.
+    pub verified: bool,
+    /// Why verification failed, in one line; absent when it passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Rows whose reference is computed: all of them when the projection is small
+/// enough, else a deterministic spread that includes the first and last rows.
+fn rows_to_check(work: &Workload) -> Vec<u64> {
+    let (m, k, n) = work.mkn();
+    let macs = if work.op.uses_weight() {
+        m * k * n
+    } else {
+        m * n
+    };
+    if macs <= FULL_REFERENCE_MACS || m <= SAMPLED_ROWS {
+        return (0..m).collect();
+    }
+    let mut rows: Vec<u64> = (0..SAMPLED_ROWS)
+        .map(|i| i * (m - 1) / (SAMPLED_ROWS - 1))
+        .collect();
+    rows.dedup();
+    rows
+}
+
+/// The activation row `r` the projection reads: `x[r]` or `table[ids[r]]`.
+fn activation_row<'a>(work: &Workload, inputs: &'a Inputs, r: u64) -> &'a [f32] {
+    let d = work.shape.dim as usize;
+    let src = match work.op {
+        Op::Matmul => r as usize,
+        _ => inputs.ids[r as usize] as usize,
+    };
+    let data = if work.op == Op::Matmul {
+        &inputs.x
+    } else {
+        &inputs.table
+    };
+    &data[src * d..(src + 1) * d]
+}
+
+/// Computes the reference output row `r` in f64, with its per-element scale.
+fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scale: &mut [f64]) {
+    let x = activation_row(work, inputs, r);
+    if !work.op.uses_weight() {
+        for ((o, s), &v) in out.iter_mut().zip(scale.iter_mut()).zip(x) {
+            *o = v as f64;
+            *s = (v as f64).abs();
+        }
+        return;
+    }
+    let n = work.shape.dim as usize;
+    out.fill(0.0);
+    scale.fill(0.0);
+    for (kk, &xv) in x.iter().enumerate() {
+        let xv = xv as f64;
+        let wrow = &inputs.w[kk * n..(kk + 1) * n];
+        for ((o, s), &wv) in out.iter_mut().zip(scale.iter_mut()).zip(wrow) {
+            let p = xv * wv as f64;
+            *o += p;
+            *s += p.abs();
+        }
+    }
+}
+
+/// Compares `output` (`[B*S, dim]`, row-major) with the f64 reference.
+pub fn verify(work: &Workload, inputs: &Inputs, output: &[f32]) -> Accuracy {
+    let (m, k, n) = work.mkn();
+    let tol = tolerance(work.op, work.precision, k);
+    let mut acc = Accuracy {
+        max_abs_err: 0.0,
+        max_rel_err: 0.0,
+        tolerance: tol,
+        rows_checked: 0,
+        verified: true,
+        failure: None,
+    };
+    if output.len() as u64 != m * n {
+        acc.verified = false;
+        acc.failure = Some(format!(
+            "output has {} elements, expected {}",
+            output.len(),
+            m * n
+        ));
+        return acc;
+    }
+    let rows = rows_to_check(work);
+    acc.rows_checked = rows.len() as u64;
+    let n = n as usize;
+    let (mut want, mut scale) = (vec![0.0f64; n], vec![0.0f64; n]);
+    for r in rows {
+        reference_row(work, inputs, r, &mut want, &mut scale);
+        let got = &output[r as usize * n..(r as usize + 1) * n];
+        for c in 0..n {
+            let g = got[c] as f64;
+            if !g.is_finite() {
+                acc.verified = false;
+                acc.failure
+                    .get_or_insert_with(|| format!("non-finite output {g} at row {r}, column {c}"));
+                continue;
+            }
+            let abs = (g - want[c]).abs();
+            // A zero scale means an exact zero is expected: any error is infinite relative error.
+            let rel = if scale[c] > 0.0 {
+                abs / scale[c]
+            } else if abs == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            acc.max_abs_err = acc.max_abs_err.max(abs);
+            acc.max_rel_err = acc.max_rel_err.max(rel);
+            if rel > tol && acc.verified {
+                acc.verified = false;
+                acc.failure = Some(format!(
+                    "row {r}, column {c}: got {g}, expected {}, normalised error {rel:.3e} > tolerance {tol:.3e}",
+                    want[c]
+                ));
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Shape;
+
+    fn naive(work: &Workload, inputs: &Inputs) -> Vec<f32> {
+        let (m, _, n) = work.mkn();
+        let mut out = vec![0.0f32; (m * n) as usize];
+        let (mut row, mut scale) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+        for r in 0..m {
+            reference_row(work, inputs, r, &mut row, &mut scale);
+            for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
+                .iter_mut()
+                .zip(&row)
+            {
+                *o = v as f32;
+            }
+        }
+        out
+    }
+
+    fn small(op: Op) -> (Workload, Inputs) {
+        let work = Workload {
+            op,
+            precision: Precision::F32,
+            shape: Shape::new(1, 5, 7, 9).unwrap(),
+        };
+        let inputs = Inputs::generate(&work, 1);
+        (work, inputs)
+    }
+
+    #[test]
+    fn reference_matches_hand_computed_projection() {
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::F32,
+            shape: Shape::new(1, 1, 2, 1).unwrap(),
+        };
+        let inputs = Inputs {
+            x: vec![1.0, 2.0],
+            w: vec![3.0, 4.0, 5.0, 6.0],
+            ..Default::default()
+        };
+        let acc = verify(&work, &inputs, &[13.0, 16.0]);
+        assert!(acc.verified, "{acc:?}");
+        let bad = verify(&work, &inputs, &[13.0, 16.5]);
+        assert!(!bad.verified);
+        assert!(bad.failure.unwrap().contains("column 1"));
+    }
+
+    #[test]
+    fn exact_outputs_verify_and_perturbed_ones_fail() {
+        for op in Op::ALL {
+            let (work, inputs) = small(op);
+            let mut out = naive(&work, &inputs);
+            assert!(verify(&work, &inputs, &out).verified, "{op}");
+            out[3] += 0.25;
+            assert!(!verify(&work, &inputs, &out).verified, "{op}");
+        }
+    }
+
+    #[test]
+    fn nan_fails_with_a_message() {
+        let (work, inputs) = small(Op::Matmul);
+        let mut out = naive(&work, &inputs);
+        out[0] = f32::NAN;
+        let acc = verify(&work, &inputs, &out);
+        assert!(!acc.verified);
+        assert!(acc.failure.unwrap().contains("non-finite"));
+    }
+
+    #[test]
+    fn tolerance_grows_with_k_and_precision() {
+        assert!(
+            tolerance(Op::Matmul, Precision::F32, 1024) > tolerance(Op::Matmul, Precision::F32, 64)
+        );
+        assert!(
+            tolerance(Op::Matmul, Precision::F16, 64) > tolerance(Op::Matmul, Precision::F32, 64)
+        );
+        assert_eq!(tolerance(Op::Embedding, Precision::F16, 64), 0.0);
+    }
+
+    #[test]
+    fn large_points_sample_rows_including_the_ends() {
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::F32,
+            shape: Shape::new(64, 1024, 1024, 1).unwrap(),
+        };
+        let rows = rows_to_check(&work);
+        assert_eq!(rows.first(), Some(&0));
+        assert_eq!(rows.last(), Some(&(64 * 1024 - 1)));
+        assert!(rows.len() <= SAMPLED_ROWS as usize);
+    }
+}

@@ -1,0 +1,252 @@
+//! Statistics over raw latency samples: order statistics, spread, a bootstrap
+//! confidence interval of the median, and Tukey outliers (counted, never dropped).
+//!
+//! A summary can only be built from a non-empty [`Samples`], so statistics of
+//! zero samples cannot happen.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Bootstrap resamples for the confidence interval of the median.
+const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// A non-empty set of finite sample values, sorted ascending.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples(Vec<f64>);
+
+impl Samples {
+    /// Keeps the finite values; `None` when none is left.
+    pub fn new(values: impl IntoIterator<Item = f64>) -> Option<Samples> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(Samples(v))
+    }
+
+    /// The values, ascending.
+    pub fn sorted(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// How many there are (at least one).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a `Samples` is never empty.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The `q`-quantile (0..=1), interpolating linearly between order statistics
+    /// (Hyndman and Fan's type 7, numpy's default).
+    pub fn quantile(&self, q: f64) -> f64 {
+        quantile_sorted(&self.0, q)
+    }
+}
+
+fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// Everything reported about a distribution of samples, in the samples' unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Sample count.
+    pub count: usize,
+    /// Smallest.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for one sample.
+    pub stddev: f64,
+    /// Coefficient of variation, stddev / mean.
+    pub cv: f64,
+    /// Interquartile range, p75 - p25.
+    pub iqr: f64,
+    /// Bootstrap 95% confidence interval of the median: [low, high].
+    pub median_ci95: [f64; 2],
+    /// Samples below the lower Tukey fence (p25 - 1.5 IQR).
+    pub outliers_low: usize,
+    /// Samples above the upper Tukey fence (p75 + 1.5 IQR).
+    pub outliers_high: usize,
+}
+
+impl Summary {
+    /// The summary with every value multiplied by `k` (a change of unit).
+    pub fn scaled(&self, k: f64) -> Summary {
+        Summary {
+            min: self.min * k,
+            p50: self.p50 * k,
+            p90: self.p90 * k,
+            p95: self.p95 * k,
+            p99: self.p99 * k,
+            max: self.max * k,
+            mean: self.mean * k,
+            stddev: self.stddev * k,
+            iqr: self.iqr * k,
+            median_ci95: [self.median_ci95[0] * k, self.median_ci95[1] * k],
+            ..self.clone()
+        }
+    }
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_stddev(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// The median of `v` (reorders it).
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let mid = n / 2;
+    let (_, &mut upper, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
+    }
+}
+
+/// Percentile bootstrap 95% interval of the median, seeded so reruns agree.
+pub fn bootstrap_median_ci(samples: &Samples, seed: u64) -> [f64; 2] {
+    let v = samples.sorted();
+    if v.len() == 1 {
+        return [v[0], v[0]];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut scratch = vec![0.0; v.len()];
+    let mut medians: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            for s in scratch.iter_mut() {
+                *s = v[rng.random_range(0..v.len())];
+            }
+            median_in_place(&mut scratch)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    [
+        quantile_sorted(&medians, 0.025),
+        quantile_sorted(&medians, 0.975),
+    ]
+}
+
+/// Summarises `samples`.
+pub fn summarize(samples: &Samples) -> Summary {
+    let v = samples.sorted();
+    let (mean, stddev) = mean_stddev(v);
+    let (q1, q3) = (samples.quantile(0.25), samples.quantile(0.75));
+    let iqr = q3 - q1;
+    let (lo_fence, hi_fence) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+    Summary {
+        count: v.len(),
+        min: v[0],
+        p50: samples.quantile(0.5),
+        p90: samples.quantile(0.9),
+        p95: samples.quantile(0.95),
+        p99: samples.quantile(0.99),
+        max: v[v.len() - 1],
+        mean,
+        stddev,
+        cv: if mean > 0.0 { stddev / mean } else { 0.0 },
+        iqr,
+        median_ci95: bootstrap_median_ci(samples, 0x5ca1ab1e),
+        outliers_low: v.iter().filter(|&&x| x < lo_fence).count(),
+        outliers_high: v.iter().filter(|&&x| x > hi_fence).count(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[f64]) -> Samples {
+        Samples::new(v.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn empty_and_non_finite_inputs_give_no_samples() {
+        assert!(Samples::new([]).is_none());
+        assert!(Samples::new([f64::NAN, f64::INFINITY]).is_none());
+        assert_eq!(Samples::new([f64::NAN, 2.0]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn odd_count_quantiles() {
+        let x = s(&[5.0, 1.0, 3.0, 2.0, 4.0]);
+        let sum = summarize(&x);
+        assert_eq!(sum.p50, 3.0);
+        assert_eq!(sum.min, 1.0);
+        assert_eq!(sum.max, 5.0);
+        assert_eq!(sum.iqr, 2.0); // q1 = 2, q3 = 4
+        assert!((sum.p90 - 4.6).abs() < 1e-12);
+        assert!((sum.stddev - 2.5f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn even_count_median_interpolates() {
+        let x = s(&[4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(x.quantile(0.5), 2.5);
+        let mut v = vec![4.0, 1.0, 3.0, 2.0];
+        assert_eq!(median_in_place(&mut v), 2.5);
+    }
+
+    #[test]
+    fn ties_and_single_sample() {
+        let t = summarize(&s(&[7.0, 7.0, 7.0, 7.0]));
+        assert_eq!((t.p50, t.p99, t.stddev, t.iqr), (7.0, 7.0, 0.0, 0.0));
+        assert_eq!(t.median_ci95, [7.0, 7.0]);
+        assert_eq!(t.outliers_high + t.outliers_low, 0);
+        let one = summarize(&s(&[3.0]));
+        assert_eq!(
+            (one.count, one.p50, one.p99, one.stddev),
+            (1, 3.0, 3.0, 0.0)
+        );
+        assert_eq!(one.median_ci95, [3.0, 3.0]);
+    }
+
+    #[test]
+    fn tukey_counts_outliers_without_dropping_them() {
+        let mut v: Vec<f64> = (0..100).map(|i| 10.0 + (i % 5) as f64 * 0.1).collect();
+        v.push(100.0);
+        v.push(-50.0);
+        let sum = summarize(&s(&v));
+        assert_eq!(sum.count, 102);
+        assert_eq!(sum.outliers_high, 1);
+        assert_eq!(sum.outliers_low, 1);
+        assert_eq!(sum.max, 100.0);
+    }
+
+    #[test]
+    fn bootstrap_ci_brackets_the_median_and_is_reproducible() {
+        let v: Vec<f64> = (0..200).map(|i| ((i * 37) % 101) as f64).collect();
+        let x = s(&v);
+        let ci = bootstrap_median_ci(&x, 1);
+        let med = x.quantile(0.5);
+        assert!(ci[0] <= med && med <= ci[1], "{ci:?} vs {med}");
+        assert!(ci[1] - ci[0] < 30.0);
+        assert_eq!(ci, bootstrap_median_ci(&x, 1));
+    }
+}
