@@ -291,7 +291,7 @@ pub struct Inputs {
 }
 
 /// The seed used when none is given.
-pub const DEFAULT_SEED: u64 = 0x5eed_1ab;
+pub const DEFAULT_SEED: u64 = 0x05ee_d1ab;
 
 impl Inputs {
     /// Generates the inputs of `work` from `seed`: values uniform in [-1, 1) (the

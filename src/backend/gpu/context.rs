@@ -55,13 +55,35 @@ impl AdapterChoice {
     }
 }
 
-/// Every adapter wgpu can see on every native backend, in a stable order.
+/// Every adapter wgpu can see on every native backend, best first.
 pub fn enumerate() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    enumerate_on(wgpu::Backends::all())
+}
+
+/// The adapters on `wanted` backends (narrowed further by WGPU_BACKEND), best first.
+fn enumerate_on(wanted: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let backends = desc.backends & wanted;
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
     adapters
+}
+
+/// The adapters a choice is made from: Vulkan, Metal and DX12 ones when there
+/// are any, else GL. Probing GL only when needed keeps the EGL stack (and the
+/// warnings it prints on headless machines) out of the common path.
+fn candidates(choice: &AdapterChoice) -> Vec<wgpu::Adapter> {
+    if matches!(choice, AdapterChoice::Index(_)) {
+        // Indices refer to `devices`' full list.
+        return enumerate();
+    }
+    let primary = enumerate_on(wgpu::Backends::PRIMARY);
+    if primary.is_empty() {
+        enumerate_on(wgpu::Backends::SECONDARY)
+    } else {
+        primary
+    }
 }
 
 /// Preference of an adapter: real GPUs first, then software ones; Vulkan, Metal
@@ -83,7 +105,7 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 /// Picks an adapter as `choice` says, or says why none fits.
 pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
-    let mut adapters = enumerate();
+    let mut adapters = candidates(choice);
     if adapters.is_empty() {
         return Err(LabError::NoAdapter(
             "wgpu found none on any backend (no Vulkan/Metal/DX12/GL driver; on Debian install mesa-vulkan-drivers for a software device)"

@@ -18,7 +18,7 @@ use crate::workload::{Inputs, Op, Workload};
 /// Largest piece of output copied to the host at once: readback goes through a
 /// staging buffer this size, not one as large as the output, so measured memory
 /// stays close to the model.
-const STAGING_BYTES: u64 = 16 << 20;
+const STAGING_BYTES: u64 = 4 << 20;
 
 /// One slice of rows and the buffers that hold it.
 struct Chunk {

@@ -14,7 +14,7 @@ use crate::error::Result;
 /// only mean `end` was written before `start`: a broken interval.
 pub fn ticks_to_ns(start: u64, end: u64, period_ns: f32) -> Option<u64> {
     let ticks = end.wrapping_sub(start);
-    if ticks == 0 || ticks >= 1 << 63 || !(period_ns > 0.0) {
+    if ticks == 0 || ticks >= 1 << 63 || period_ns.is_nan() || period_ns <= 0.0 {
         return None;
     }
     let ns = (ticks as f64 * period_ns as f64).round();

@@ -1,0 +1,279 @@
+//! The `kernel-lab` binary end to end: `devices`, `bench --json` records for
+//! every op x precision x backend, the fallback when no GPU driver exists, and
+//! one clear line for each kind of bad input.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kernel_lab(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
+    c.args(args);
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    kernel_lab(args).output().expect("the binary runs")
+}
+
+/// Environment that hides every Vulkan driver and the GL backend.
+fn without_gpu(c: &mut Command) -> &mut Command {
+    c.env("WGPU_BACKEND", "vulkan")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+}
+
+fn gpu_present() -> bool {
+    let out = run(&["devices", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("devices --json is JSON");
+    let present = !v["adapters"].as_array().unwrap().is_empty();
+    if !present {
+        common::no_gpu("`kernel-lab devices` lists no adapter");
+    }
+    present
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn devices_lists_adapters_with_features_and_the_cpu() {
+    let out = run(&["devices"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[cpu]"), "{text}");
+    if gpu_present() {
+        assert!(text.contains("timestamp-query:"), "{text}");
+        let v: Value = serde_json::from_slice(&run(&["devices", "--json"]).stdout).unwrap();
+        let first = &v["adapters"][0];
+        assert!(
+            first["limits"]["max_storage_buffer_binding_size"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        if first["device_type"] == "cpu" {
+            // A software device (lavapipe) is labelled as such.
+            assert_eq!(first["software"], true);
+            assert!(text.contains("software device"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn bench_json_prints_one_verified_record_per_op_precision_backend() {
+    let mut backends = vec!["cpu"];
+    if gpu_present() {
+        backends.push("gpu");
+    }
+    for backend in backends {
+        for op in ["embedding", "matmul", "embed-project"] {
+            for precision in ["f32", "f16"] {
+                let args = [
+                    "bench",
+                    "--op",
+                    op,
+                    "--batch",
+                    "3",
+                    "--seq",
+                    "77",
+                    "--dim",
+                    "100",
+                    "--vocab",
+                    "1000",
+                    "--precision",
+                    precision,
+                    "--backend",
+                    backend,
+                    "--json",
+                    "--quick",
+                ];
+                let out = run(&args);
+                assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+                let stdout = String::from_utf8(out.stdout).unwrap();
+                assert_eq!(stdout.lines().count(), 1, "exactly one record: {stdout}");
+                let r: Value = serde_json::from_str(&stdout).unwrap();
+                assert_eq!(r["op"], op);
+                assert_eq!(r["backend"], backend);
+                assert_eq!(r["precision"], precision);
+                assert_eq!(
+                    (r["batch"].as_u64(), r["seq"].as_u64(), r["dim"].as_u64()),
+                    (Some(3), Some(77), Some(100))
+                );
+                assert_eq!(r["verified"], true, "{stdout}");
+                assert!(
+                    r["max_abs_err"].as_f64().unwrap()
+                        <= r["max_rel_err"].as_f64().unwrap() * 1e3 + 1e-2
+                );
+                let expect_method = if backend == "gpu" {
+                    ["device-timestamp", "wall"]
+                } else {
+                    ["wall", "wall"]
+                };
+                assert!(
+                    expect_method.contains(&r["timing_method"].as_str().unwrap()),
+                    "{stdout}"
+                );
+                let lat = &r["latency_ms"];
+                for k in ["min", "p50", "p90", "p95", "p99", "max", "mean", "stddev"] {
+                    assert!(lat[k].as_f64().unwrap() >= 0.0, "latency_ms.{k}: {stdout}");
+                }
+                assert!(
+                    lat["min"].as_f64() <= lat["p50"].as_f64()
+                        && lat["p50"].as_f64() <= lat["max"].as_f64()
+                );
+                assert_eq!(
+                    r["samples"].as_u64().unwrap() as usize,
+                    r["raw_ns"].as_array().unwrap().len()
+                );
+                assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0);
+                assert!(
+                    r["memory_bytes"]["measured"]["total"].as_u64().unwrap()
+                        >= r["memory_bytes"]["model"]["total"].as_u64().unwrap()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn without_a_driver_gpu_is_a_clear_error_and_auto_falls_back_to_cpu() {
+    let args = [
+        "bench", "--op", "matmul", "--batch", "1", "--seq", "4", "--dim", "8", "--json", "--quick",
+    ];
+    let mut gpu = kernel_lab(&args);
+    let out = without_gpu(gpu.args(["--backend", "gpu"]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no GPU adapter"), "{err}");
+
+    let out = without_gpu(&mut kernel_lab(&args)).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("falling back to the CPU"),
+        "{}",
+        stderr(&out)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["backend"], "cpu");
+    assert_eq!(r["verified"], true);
+}
+
+#[test]
+fn bad_values_give_one_clear_line_and_a_non_zero_exit() {
+    let base = ["bench", "--quick"];
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &["--op", "conv", "--batch", "1", "--seq", "1", "--dim", "1"],
+            &["conv", "op"],
+        ),
+        (
+            &[
+                "--op",
+                "matmul",
+                "--batch",
+                "1",
+                "--seq",
+                "1",
+                "--dim",
+                "1",
+                "--precision",
+                "f8",
+            ],
+            &["f8", "precision"],
+        ),
+        (
+            &["--op", "matmul", "--batch", "1", "--seq", "1", "--dim", "0"],
+            &["--dim", "0"],
+        ),
+        (
+            &[
+                "--op",
+                "embedding",
+                "--batch",
+                "1",
+                "--seq",
+                "1",
+                "--dim",
+                "1",
+                "--vocab=-3",
+            ],
+            &["--vocab"],
+        ),
+        (
+            &[
+                "--op",
+                "embedding",
+                "--batch",
+                "1",
+                "--seq",
+                "70000",
+                "--dim",
+                "70000",
+            ],
+            &["shape", "2^32"],
+        ),
+        (
+            &[
+                "--op",
+                "matmul",
+                "--batch",
+                "1",
+                "--seq",
+                "1",
+                "--dim",
+                "1",
+                "--backend",
+                "tpu",
+            ],
+            &["tpu"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with("error:"), "{args:?}: {err}");
+        for n in needles {
+            assert!(first.contains(n), "{args:?}: `{n}` not in `{first}`");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn unknown_adapter_names_the_adapters_there_are() {
+    if !gpu_present() {
+        return;
+    }
+    let out = run(&[
+        "bench",
+        "--op",
+        "matmul",
+        "--batch",
+        "1",
+        "--seq",
+        "1",
+        "--dim",
+        "4",
+        "--backend",
+        "gpu",
+        "--adapter",
+        "no-such-gpu",
+        "--quick",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no-such-gpu") && err.contains("among"),
+        "{err}"
+    );
+}

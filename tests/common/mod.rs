@@ -1,0 +1,99 @@
+//! Shared test helpers: opening the GPU (or explaining why a GPU test is
+//! skipped), and running a workload through a backend into a verified result.
+
+#![allow(dead_code)]
+
+use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuContext, GpuOptions};
+use kernel_lab::backend::Backend;
+use kernel_lab::reference::{self, Accuracy};
+use kernel_lab::workload::{Inputs, Op, Precision, Shape, Workload};
+
+/// True when the environment demands a GPU (CI sets it with lavapipe installed).
+pub fn gpu_required() -> bool {
+    std::env::var("KERNEL_LAB_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// Says why a GPU test cannot run: fails under KERNEL_LAB_REQUIRE_GPU=1, else
+/// prints the reason and lets the test skip.
+pub fn no_gpu(why: impl std::fmt::Display) {
+    assert!(!gpu_required(), "KERNEL_LAB_REQUIRE_GPU=1 but {why}");
+    eprintln!("skipping GPU test: {why}");
+}
+
+/// The default adapter as a backend, or `None` (with the reason printed).
+pub fn gpu(options: GpuOptions) -> Option<GpuBackend> {
+    match GpuBackend::open(&AdapterChoice::Best, options) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            no_gpu(e);
+            None
+        }
+    }
+}
+
+/// Every adapter wgpu sees, opened (adapters whose device cannot open are reported).
+pub fn every_gpu() -> Vec<GpuBackend> {
+    let adapters = context::enumerate();
+    if adapters.is_empty() {
+        no_gpu("wgpu found no adapter");
+    }
+    adapters
+        .into_iter()
+        .filter_map(|a| {
+            let name = format!("{} ({})", a.get_info().name, a.get_info().backend);
+            match GpuContext::on_adapter(a) {
+                Ok(ctx) => Some(GpuBackend::new(ctx, GpuOptions::default())),
+                Err(e) => {
+                    eprintln!("adapter {name} could not open a device: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// A workload from its parts.
+pub fn work(op: Op, precision: Precision, b: u32, s: u32, d: u32, v: u32) -> Workload {
+    Workload {
+        op,
+        precision,
+        shape: Shape::new(b, s, d, v).unwrap(),
+    }
+}
+
+/// Runs `work` once on `backend` and compares with the f64 reference.
+pub fn check(backend: &dyn Backend, work: &Workload) -> Accuracy {
+    let inputs = Inputs::generate(work, 42);
+    let mut kernel = backend.prepare(work, &inputs).unwrap_or_else(|e| {
+        panic!(
+            "{} on {}: {e}",
+            backend.kernel_name(work),
+            backend.device().name
+        )
+    });
+    kernel.run().unwrap();
+    let out = kernel.output().unwrap();
+    reference::verify(work, &inputs, &out)
+}
+
+/// Asserts `work` verifies on `backend`, with a message naming the case.
+pub fn assert_verified(backend: &dyn Backend, work: &Workload) {
+    let acc = check(backend, work);
+    assert!(
+        acc.verified,
+        "{} {:?} on {}: {:?}",
+        backend.kernel_name(work),
+        work.shape,
+        backend.device().name,
+        acc
+    );
+}
+
+/// The shapes every op and precision is checked on: none a multiple of a tile,
+/// and the degenerate 1x1x1.
+pub const SHAPES: [(u32, u32, u32, u32); 4] = [
+    (3, 77, 100, 1000),
+    (1, 1, 1, 1),
+    (2, 5, 33, 7),
+    (1, 65, 129, 300),
+];
