@@ -5,12 +5,15 @@
 
 pub mod backend;
 pub mod error;
+pub mod experiment;
 pub mod measure;
 pub mod memory;
 pub mod point;
 pub mod reference;
+pub mod report;
 pub mod results;
 pub mod stats;
+pub mod sweep;
 pub mod workload;
 
 pub use error::{LabError, Result};

@@ -56,10 +56,18 @@ fn median(v: impl Iterator<Item = f64>) -> f64 {
 
 /// Measures `work` on `backend`. Never panics on a device problem: errors
 /// become a skipped record naming the cause.
-pub fn measure_point(backend: &dyn Backend, work: &Workload, sampling: &Sampling) -> Record {
+///
+/// With `max_run_s`, a point whose first run takes longer is verified but not
+/// sampled: its record says it was cut and why (a slow device stays bounded).
+pub fn measure_point(
+    backend: &dyn Backend,
+    work: &Workload,
+    sampling: &Sampling,
+    max_run_s: Option<f64>,
+) -> Record {
     let mut record = empty_record(backend, work);
     let inputs = Inputs::generate(work, DEFAULT_SEED);
-    match measure_inner(backend, work, &inputs, sampling, &mut record) {
+    match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
         Ok(()) => record,
         Err(e) => Record {
             skipped: Some(e.to_string()),
@@ -74,6 +82,7 @@ fn measure_inner(
     work: &Workload,
     inputs: &Inputs,
     sampling: &Sampling,
+    max_run_s: Option<f64>,
     record: &mut Record,
 ) -> Result<()> {
     let heap_before = memory::reset_peak();
@@ -91,6 +100,14 @@ fn measure_inner(
                 .failure
                 .as_deref()
                 .unwrap_or("output differs from the reference")
+        ));
+        return Ok(());
+    }
+    let first_s = first.wall_ns as f64 * 1e-9;
+    if let Some(limit) = max_run_s.filter(|&l| first_s > l) {
+        record.skipped = Some(format!(
+            "cut: the first run took {first_s:.1} s on {}, over budget.max_run_seconds = {limit} (verified, not sampled)",
+            backend.device().name
         ));
         return Ok(());
     }

@@ -178,6 +178,58 @@ pub fn summarize(samples: &Samples) -> Summary {
     }
 }
 
+/// Complementary error function (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let r = poly * (-z * z).exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Two-sided p-value of the Mann-Whitney U test that `a` and `b` come from the
+/// same distribution (normal approximation with tie correction). Makes no
+/// assumption of normality, which latency samples rarely satisfy.
+pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    if a.is_empty() || b.is_empty() {
+        return 1.0;
+    }
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&v| (v, true))
+        .chain(b.iter().map(|&v| (v, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (mut rank_a, mut ties, mut i) = (0.0, 0.0, 0);
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0; // average rank of the tied run
+        let t = (j - i + 1) as f64;
+        ties += t * t * t - t;
+        rank_a += all[i..=j].iter().filter(|x| x.1).count() as f64 * rank;
+        i = j + 1;
+    }
+    let u = rank_a - n1 * (n1 + 1.0) / 2.0;
+    let n = n1 + n2;
+    let var = n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let z = (u - n1 * n2 / 2.0) / var.sqrt();
+    erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +289,16 @@ mod tests {
         assert_eq!(sum.outliers_high, 1);
         assert_eq!(sum.outliers_low, 1);
         assert_eq!(sum.max, 100.0);
+    }
+
+    #[test]
+    fn mann_whitney_separates_shifted_samples_only() {
+        let a: Vec<f64> = (0..50).map(|i| 10.0 + (i % 7) as f64 * 0.1).collect();
+        let shifted: Vec<f64> = a.iter().map(|v| v * 1.5).collect();
+        assert!(mann_whitney_p(&a, &shifted) < 1e-6);
+        assert!(mann_whitney_p(&a, &a) > 0.9);
+        assert_eq!(mann_whitney_p(&[1.0], &[1.0]), 1.0);
+        assert!((erfc(0.0) - 1.0).abs() < 1e-6 && (erfc(1.0) - 0.157_299_2).abs() < 1e-6);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::LabError;
 
 /// The operation a point measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
     /// `out[b, s, :] = table[ids[b, s], :]`.
@@ -70,7 +70,7 @@ impl FromStr for Op {
 }
 
 /// Storage precision of tables, activations, weights and outputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// IEEE binary32 storage, f32 accumulation.

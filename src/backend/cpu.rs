@@ -305,7 +305,7 @@ impl<T: Element> Kernel for CpuKernel<'_, T> {
             weights: self.w.capacity() as u64 * e,
             output: self.y.capacity() as u64 * e,
             other: self.flush.capacity() as u64,
-            total: 0,
+            ..Default::default()
         }
         .summed()
     }

@@ -107,6 +107,13 @@ pub struct MemoryUse {
     pub other: u64,
     /// The sum of the above.
     pub total: u64,
+    /// Bytes the device's allocator reports in live allocations, where the
+    /// backend gives a report (wgpu's `generate_allocator_report`).
+    #[serde(default)]
+    pub allocator_allocated: Option<u64>,
+    /// Bytes the device's allocator holds in memory blocks, used or not.
+    #[serde(default)]
+    pub allocator_reserved: Option<u64>,
 }
 
 impl MemoryUse {

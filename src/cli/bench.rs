@@ -93,7 +93,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!("{}", device_label(backend.as_ref()));
     }
-    let record = measure_point(backend.as_ref(), &work, &args.sampling());
+    let record = measure_point(backend.as_ref(), &work, &args.sampling(), None);
     if args.json {
         println!("{}", serde_json::to_string(&record)?);
     } else {

@@ -2,7 +2,10 @@
 //! to one module per subcommand.
 
 mod bench;
+mod compare;
 mod devices;
+mod plot;
+mod run;
 
 use std::process::ExitCode;
 
@@ -17,8 +20,10 @@ use kernel_lab::backend::{Backend, BackendKind};
 #[derive(Parser, Debug)]
 #[command(name = "kernel-lab", version, about)]
 pub struct Cli {
+    /// Without a command, runs the built-in default experiment on every usable
+    /// backend and prints where its results, charts and report are.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -27,6 +32,12 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Measure one point and print its record.
     Bench(bench::BenchArgs),
+    /// Run an experiment file: results.json, SVG charts and report.md.
+    Run(run::RunArgs),
+    /// Re-render the charts and report of a results file.
+    Plot(plot::PlotArgs),
+    /// Compare two results files point by point; exit 1 on a significant slowdown.
+    Compare(compare::CompareArgs),
 }
 
 /// Which backend a command runs on.
@@ -41,7 +52,7 @@ pub enum BackendArg {
 }
 
 /// Options that choose and tune the GPU backend.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct GpuArgs {
     /// Adapter to use: an index from `kernel-lab devices`, or a name substring.
     #[arg(long)]
@@ -102,7 +113,11 @@ fn device_label(b: &dyn Backend) -> String {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Devices(a) => devices::run(a),
-        Command::Bench(a) => bench::run(a),
+        None => run::run(run::RunArgs::default()),
+        Some(Command::Devices(a)) => devices::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Run(a)) => run::run(a),
+        Some(Command::Plot(a)) => plot::run(a),
+        Some(Command::Compare(a)) => compare::run(a),
     }
 }

@@ -446,6 +446,10 @@ impl Kernel for GpuKernel<'_> {
                 + self.queries.as_ref().map_or(0, |_| QUERY_BYTES),
             ..Default::default()
         };
+        if let Some(report) = self.ctx.device.generate_allocator_report() {
+            mem.allocator_allocated = Some(report.total_allocated_bytes);
+            mem.allocator_reserved = Some(report.total_reserved_bytes);
+        }
         for c in &self.chunks {
             mem.ids += size(&c.ids);
             mem.activations += size(&c.x);

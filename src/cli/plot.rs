@@ -1,0 +1,38 @@
+//! `kernel-lab plot <results.json>`: re-render the charts and report.md of a
+//! results file, into its folder or `--out`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use kernel_lab::experiment::Spec;
+use kernel_lab::report;
+use kernel_lab::results::ResultsFile;
+
+/// Arguments of `plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A results.json written by `run`.
+    results: PathBuf,
+    /// Where to write the charts and report (default: beside the results).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: PlotArgs) -> anyhow::Result<ExitCode> {
+    let results = ResultsFile::load(&args.results)?;
+    let out = args
+        .out
+        .or_else(|| args.results.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out).map_err(|source| kernel_lab::LabError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let charts = serde_json::from_value::<Spec>(results.spec.clone())
+        .map(|s| s.charts)
+        .unwrap_or_default();
+    let report = report::render(&results, &charts, &out)?;
+    println!("report: {}", report.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,182 @@
+//! `kernel-lab run <spec>` (and `kernel-lab` alone, which runs the built-in
+//! default experiment): sweep the spec's points, writing results.json after
+//! every point, then the charts and report.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use kernel_lab::backend::cpu::CpuBackend;
+use kernel_lab::backend::gpu::GpuBackend;
+use kernel_lab::backend::{Backend, BackendKind};
+use kernel_lab::error::LabError;
+use kernel_lab::experiment::Spec;
+use kernel_lab::report;
+use kernel_lab::results::{Environment, Record};
+use kernel_lab::sweep::{self, Backends};
+
+use super::GpuArgs;
+
+/// The default experiment, built in so `kernel-lab` alone works anywhere.
+pub const DEFAULT_SPEC: &str = include_str!("../../experiments/default.toml");
+
+/// Which backends `run` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunBackend {
+    /// Every backend the spec names.
+    All,
+    /// Only the spec's GPU points.
+    Gpu,
+    /// Only the spec's CPU points.
+    Cpu,
+}
+
+/// Arguments of `run`.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// The experiment file (experiments/*.toml).
+    spec: Option<PathBuf>,
+    /// Output folder (default: out/<experiment name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Restrict the run to one backend.
+    #[arg(long, value_enum)]
+    backend: Option<RunBackend>,
+    /// Much cheaper sampling (a smoke run, not numbers to quote).
+    #[arg(long)]
+    quick: bool,
+    /// Override an axis: --set dim=128,256 (repeatable).
+    #[arg(long = "set", value_name = "AXIS=V1,V2")]
+    overrides: Vec<String>,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+fn create_dir(dir: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    // Probe writability now rather than after the first point.
+    let probe = dir.join(".kernel-lab-write-test");
+    std::fs::write(&probe, b"").map_err(|source| LabError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let spec = match &args.spec {
+        Some(path) => Spec::load(path, &args.overrides)?,
+        None => Spec::parse(
+            DEFAULT_SPEC,
+            "experiments/default.toml (built in)",
+            &args.overrides,
+        )?,
+    };
+    let mut points = spec.expand()?;
+    match args.backend {
+        Some(RunBackend::Gpu) => points.retain(|p| p.backend == BackendKind::Gpu),
+        Some(RunBackend::Cpu) => points.retain(|p| p.backend == BackendKind::Cpu),
+        _ => {}
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(&spec.name));
+    create_dir(&out)?;
+
+    let cpu = CpuBackend::new();
+    let wants_gpu = points.iter().any(|p| p.backend == BackendKind::Gpu);
+    let gpu = if wants_gpu {
+        GpuBackend::open(&args.gpu.choice(), args.gpu.options()).map_err(|e| e.to_string())
+    } else {
+        Err("not requested".into())
+    };
+    match &gpu {
+        Ok(g) => eprintln!("{}", super::device_label(g)),
+        Err(e) if wants_gpu => {
+            eprintln!("note: {e}; GPU points are recorded as skipped, CPU points run")
+        }
+        Err(_) => {}
+    }
+    eprintln!("{}", super::device_label(&cpu));
+    eprintln!(
+        "{}: {} points -> {}",
+        spec.name,
+        points.len(),
+        out.display()
+    );
+
+    let env = Environment::capture(
+        gpu.as_ref().ok().map(|g| g.device().clone()),
+        cpu.device().clone(),
+    );
+    let backends = Backends {
+        gpu: gpu
+            .as_ref()
+            .map(|g| g as &dyn Backend)
+            .map_err(Clone::clone),
+        cpu: &cpu,
+    };
+    let sampling = sweep::sampling_for(&spec, args.quick);
+    let results = sweep::run(&spec, &points, &backends, &sampling, &out, env)?;
+    let report = report::render(&results, &spec.charts, &out)?;
+
+    print_summary(&results.records);
+    println!("results: {}", out.join("results.json").display());
+    println!("report:  {}", report.display());
+    let failed = results
+        .records
+        .iter()
+        .filter(|r| {
+            r.measured.is_none()
+                && r.skipped
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("verification"))
+        })
+        .count();
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One line per point: what ran, how fast, whether it verified.
+pub fn print_summary(records: &[Record]) {
+    println!(
+        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11} {:>11} {:>10} {:>12}  verified",
+        "op", "bknd", "prec", "B", "S", "D", "p50 ms", "p99 ms", "GFLOP/s", "tokens/s"
+    );
+    for r in records {
+        match &r.measured {
+            Some(m) => println!(
+                "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11.4} {:>11.4} {:>10.2} {:>12.0}  {}",
+                r.op.name(),
+                r.backend,
+                r.precision.name(),
+                r.batch,
+                r.seq,
+                r.dim,
+                m.latency_ms.p50,
+                m.latency_ms.p99,
+                m.gflops,
+                m.tokens_per_s,
+                r.verified
+            ),
+            None => println!(
+                "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5}  skipped: {}",
+                r.op.name(),
+                r.backend,
+                r.precision.name(),
+                r.batch,
+                r.seq,
+                r.dim,
+                r.skipped.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Experiment specs (`experiments/*.toml`): the axes of a sweep, exclusions,
+//! sampling, the per-run budget and the charts wanted; parsing with errors that
+//! name the file, line and column; `--set axis=v1,v2` overrides; and expansion
+//! into the cartesian product of points.
+//!
+//! ```toml
+//! name = "example"
+//! [axes]
+//! op = ["matmul", "embedding"]
+//! backend = ["gpu", "cpu"]
+//! precision = ["f32", "f16"]
+//! batch = [8, 16]
+//! seq = [512]
+//! dim = [128, 256]
+//! [[exclude]]            # drop every point matching all the keys given
+//! backend = "gpu"
+//! dim = 256
+//! [sampling]             # see measure::Sampling
+//! max_ms = 1000
+//! [budget]
+//! max_run_seconds = 5.0  # cut points whose single run is estimated longer
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::error::{LabError, Result};
+use crate::measure::Sampling;
+use crate::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
+
+/// The axes of a sweep; the points are their cartesian product.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Axes {
+    /// Ops to run.
+    pub op: Vec<Op>,
+    /// Backends to run on (default: both).
+    #[serde(default = "all_backends")]
+    pub backend: Vec<BackendKind>,
+    /// Precisions (default: f32).
+    #[serde(default = "default_precision")]
+    pub precision: Vec<Precision>,
+    /// Batch sizes.
+    pub batch: Vec<u32>,
+    /// Sequence lengths.
+    pub seq: Vec<u32>,
+    /// Model dimensions.
+    pub dim: Vec<u32>,
+    /// Vocabulary sizes (default: 32000).
+    #[serde(default = "default_vocab")]
+    pub vocab: Vec<u32>,
+}
+
+fn all_backends() -> Vec<BackendKind> {
+    vec![BackendKind::Gpu, BackendKind::Cpu]
+}
+fn default_precision() -> Vec<Precision> {
+    vec![Precision::F32]
+}
+fn default_vocab() -> Vec<u32> {
+    vec![DEFAULT_VOCAB]
+}
+
+/// A partial assignment of axes: points matching every key given are dropped.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// Op to match.
+    pub op: Option<Op>,
+    /// Backend to match.
+    pub backend: Option<BackendKind>,
+    /// Precision to match.
+    pub precision: Option<Precision>,
+    /// Batch to match.
+    pub batch: Option<u32>,
+    /// Sequence length to match.
+    pub seq: Option<u32>,
+    /// Dimension to match.
+    pub dim: Option<u32>,
+    /// Vocabulary to match.
+    pub vocab: Option<u32>,
+}
+
+impl Exclusion {
+    fn matches(&self, p: &Point) -> bool {
+        let s = &p.work.shape;
+        self.op.is_none_or(|v| v == p.work.op)
+            && self.backend.is_none_or(|v| v == p.backend)
+            && self.precision.is_none_or(|v| v == p.work.precision)
+            && self.batch.is_none_or(|v| v == s.batch)
+            && self.seq.is_none_or(|v| v == s.seq)
+            && self.dim.is_none_or(|v| v == s.dim)
+            && self.vocab.is_none_or(|v| v == s.vocab)
+    }
+}
+
+/// How much a sweep may spend on slow devices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// A point whose single run is estimated (from the device's measured rate
+    /// on earlier points) to take longer than this is cut, and says so.
+    pub max_run_seconds: f64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_run_seconds: 10.0,
+        }
+    }
+}
+
+/// The charts a report can draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChartKind {
+    /// The seed's figure: memory and latency vs dim, a line per batch, a panel per seq.
+    Seed,
+    /// Histogram and CDF of one point's samples with p50/p95/p99.
+    LatencyDistribution,
+    /// GPU over CPU speedup vs dim, with the crossover.
+    GpuVsCpu,
+    /// Tokens/s and p99 vs batch, the knee marked.
+    Batching,
+    /// Error and speed vs dim per precision.
+    Precision,
+    /// Achieved GFLOP/s vs arithmetic intensity against the observed ceilings.
+    Roofline,
+}
+
+/// An experiment file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Short name (used for the output folder).
+    pub name: String,
+    /// What the experiment asks.
+    #[serde(default)]
+    pub description: String,
+    /// The sweep.
+    pub axes: Axes,
+    /// Points to drop.
+    #[serde(default)]
+    pub exclude: Vec<Exclusion>,
+    /// Sampling settings.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Cost limits.
+    #[serde(default)]
+    pub budget: Budget,
+    /// Charts to draw (default: every chart the data supports).
+    #[serde(default)]
+    pub charts: Vec<ChartKind>,
+}
+
+/// One point of a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Point {
+    /// What to compute.
+    pub work: Workload,
+    /// Where.
+    pub backend: BackendKind,
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses one `--set axis=v1,v2` into the axis and a TOML array.
+fn parse_override(set: &str) -> Result<(String, toml::Value)> {
+    let (axis, values) = set
+        .split_once('=')
+        .ok_or_else(|| LabError::invalid("--set", set, "expected axis=v1,v2,..."))?;
+    let axis = axis.trim();
+    const AXES: [&str; 7] = ["op", "backend", "precision", "batch", "seq", "dim", "vocab"];
+    if !AXES.contains(&axis) {
+        return Err(LabError::invalid(
+            "--set",
+            set,
+            &format!("unknown axis `{axis}`; axes are {}", AXES.join(", ")),
+        ));
+    }
+    let items: Vec<toml::Value> = values
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| match v.parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(v.to_string()),
+        })
+        .collect();
+    Ok((axis.to_string(), toml::Value::Array(items)))
+}
+
+impl Spec {
+    /// Parses a spec's text; `origin` names it in errors (a path).
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Spec> {
+        let syntax = |e: toml::de::Error| {
+            let at = e.span().map(|s| line_col(text, s.start));
+            // The offending line itself names the key, which the parser's message may not.
+            let place = at.map_or(String::new(), |(l, c)| {
+                let line: String = text
+                    .lines()
+                    .nth(l - 1)
+                    .unwrap_or("")
+                    .trim()
+                    .chars()
+                    .take(60)
+                    .collect();
+                format!(":{l}:{c} (`{line}`)")
+            });
+            LabError::invalid(
+                "experiment",
+                &format!("{origin}{place}"),
+                e.message().trim(),
+            )
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        if !overrides.is_empty() {
+            let axes = table
+                .entry("axes")
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .ok_or_else(|| LabError::invalid("experiment", origin, "`axes` must be a table"))?;
+            for set in overrides {
+                let (axis, values) = parse_override(set)?;
+                axes.insert(axis, values);
+            }
+        }
+        // Re-serialising keeps the error positions of a file without overrides
+        // exact: parse the original text when nothing was overridden.
+        let spec: Spec = if overrides.is_empty() {
+            toml::from_str(text).map_err(syntax)?
+        } else {
+            let merged = toml::to_string(&table).expect("a parsed table serialises");
+            toml::from_str(&merged).map_err(|e| {
+                LabError::invalid(
+                    "experiment",
+                    &format!("{origin} (with --set)"),
+                    e.message().trim(),
+                )
+            })?
+        };
+        spec.validate(origin)?;
+        Ok(spec)
+    }
+
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        let a = &self.axes;
+        let lens = [
+            ("op", a.op.len()),
+            ("backend", a.backend.len()),
+            ("precision", a.precision.len()),
+            ("batch", a.batch.len()),
+            ("seq", a.seq.len()),
+            ("dim", a.dim.len()),
+            ("vocab", a.vocab.len()),
+        ];
+        for (axis, n) in lens {
+            if n == 0 {
+                return Err(LabError::invalid(
+                    &format!("axes.{axis}"),
+                    "[]",
+                    &format!("{origin}: an axis needs at least one value"),
+                ));
+            }
+        }
+        for (axis, values) in [
+            ("batch", &a.batch),
+            ("seq", &a.seq),
+            ("dim", &a.dim),
+            ("vocab", &a.vocab),
+        ] {
+            if values.contains(&0) {
+                return Err(LabError::invalid(
+                    &format!("axes.{axis}"),
+                    "0",
+                    &format!("{origin}: sizes must be at least 1"),
+                ));
+            }
+        }
+        let s = &self.sampling;
+        if s.max_samples == 0 {
+            return Err(LabError::invalid(
+                "sampling.max_samples",
+                "0",
+                &format!("{origin}: at least one sample is needed"),
+            ));
+        }
+        if s.max_ms.is_nan()
+            || s.max_ms <= 0.0
+            || s.min_ms < 0.0
+            || s.warmup_ms < 0.0
+            || s.target_rel_noise < 0.0
+        {
+            return Err(LabError::invalid(
+                "sampling",
+                origin,
+                "times must be non-negative and max_ms positive",
+            ));
+        }
+        if self.budget.max_run_seconds.is_nan() || self.budget.max_run_seconds <= 0.0 {
+            return Err(LabError::invalid(
+                "budget.max_run_seconds",
+                &self.budget.max_run_seconds.to_string(),
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every point of the sweep, exclusions applied, in axis order. Shapes are
+    /// validated here, so an impossible size is rejected before anything runs.
+    pub fn expand(&self) -> Result<Vec<Point>> {
+        let a = &self.axes;
+        let mut points = Vec::new();
+        for &backend in &a.backend {
+            for &op in &a.op {
+                for &precision in &a.precision {
+                    for &seq in &a.seq {
+                        for &batch in &a.batch {
+                            for &dim in &a.dim {
+                                for &vocab in &a.vocab {
+                                    let shape = Shape::new(batch, seq, dim, vocab)?;
+                                    let p = Point {
+                                        work: Workload {
+                                            op,
+                                            precision,
+                                            shape,
+                                        },
+                                        backend,
+                                    };
+                                    if !self.exclude.iter().any(|e| e.matches(&p))
+                                        && !points.contains(&p)
+                                    {
+                                        points.push(p);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[axes]
+op = ["matmul", "embedding"]
+backend = ["cpu"]
+precision = ["f32", "f16"]
+batch = [1, 2]
+seq = [3]
+dim = [4, 5]
+[[exclude]]
+op = "embedding"
+precision = "f16"
+[sampling]
+max_ms = 100
+"#;
+
+    #[test]
+    fn expands_the_cartesian_product_minus_exclusions() {
+        let spec = Spec::parse(GOOD, "good.toml", &[]).unwrap();
+        let points = spec.expand().unwrap();
+        // 2 ops x 2 precisions x 2 batches x 2 dims = 16, minus 4 embedding f16.
+        assert_eq!(points.len(), 12);
+        assert!(!points
+            .iter()
+            .any(|p| p.work.op == Op::Embedding && p.work.precision == Precision::F16));
+        assert_eq!(spec.sampling.max_ms, 100.0);
+        assert_eq!(spec.sampling.min_samples, Sampling::default().min_samples);
+        assert_eq!(points[0].work.shape.vocab, DEFAULT_VOCAB);
+    }
+
+    #[test]
+    fn set_overrides_an_axis() {
+        let spec =
+            Spec::parse(GOOD, "good.toml", &["dim=7,8,9".into(), "op=matmul".into()]).unwrap();
+        assert_eq!(spec.axes.dim, vec![7, 8, 9]);
+        assert_eq!(spec.expand().unwrap().len(), 2 * 2 * 3);
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column() {
+        let err = Spec::parse("name = \"x\"\n[axes\n", "bad.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_bad_values_are_rejected() {
+        let cases = [
+            (
+                GOOD.replace("seq = [3]", "seq = [3]\nsequence = [4]"),
+                "unknown field `sequence`",
+            ),
+            (
+                GOOD.replace("seq = [3]", "seq = \"long\""),
+                "seq = \"long\"",
+            ),
+            (GOOD.replace("seq = [3]", "seq = []"), "axes.seq"),
+            (GOOD.replace("batch = [1, 2]", "batch = [0]"), "axes.batch"),
+            (GOOD.replace("batch = [1, 2]", "batch = [-1]"), "batch"),
+            (
+                GOOD.replace("\"matmul\", \"embedding\"", "\"conv\""),
+                "conv",
+            ),
+            (
+                GOOD.replace("backend = [\"cpu\"]", "backend = [\"tpu\"]"),
+                "tpu",
+            ),
+            (GOOD.replace("\"f32\", \"f16\"", "\"f8\""), "f8"),
+        ];
+        for (text, needle) in cases {
+            let err = Spec::parse(&text, "case.toml", &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(needle) && err.contains("case.toml"),
+                "`{needle}` not in: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_overrides_are_rejected() {
+        assert!(Spec::parse(GOOD, "g", &["depth=3".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown axis"));
+        assert!(Spec::parse(GOOD, "g", &["dim".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("axis=v1"));
+        assert!(Spec::parse(GOOD, "g", &["dim=0".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("axes.dim"));
+    }
+
+    #[test]
+    fn impossible_shapes_are_rejected_before_running() {
+        let text = GOOD
+            .replace("seq = [3]", "seq = [70000]")
+            .replace("dim = [4, 5]", "dim = [70000]");
+        let spec = Spec::parse(&text, "big.toml", &[]).unwrap();
+        assert!(spec.expand().unwrap_err().to_string().contains("2^32"));
+    }
+
+    #[test]
+    fn shipped_experiments_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let spec = Spec::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!spec.expand().unwrap().is_empty(), "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "expected the shipped experiments, found {n}");
+    }
+}

@@ -1,0 +1,367 @@
+//! Findings computed from the records of a run, each a sentence whose numbers
+//! come from the data: how latency scales with dim (fitted exponent against the
+//! FLOP model's 2), where batching stops paying, memory model vs measured, tail
+//! over median, FP16 error and speedup, and where the GPU overtakes the CPU.
+
+use std::collections::BTreeMap;
+
+use super::charts::{batch_curves, knee, speedups};
+use crate::results::Record;
+use crate::workload::Op;
+
+/// Points grouped by a key.
+type Groups<K, V> = BTreeMap<K, Vec<V>>;
+/// Backend, op, precision, batch, seq.
+type CurveKey = (String, Op, String, u32, u32);
+
+/// Throughput gain below which batching is said to stop helping.
+pub const KNEE_GAIN: f64 = 0.05;
+
+/// Least-squares slope of `ln y` on `ln x`.
+pub fn loglog_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+        .map(|p| (p.0.ln(), p.1.ln()))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
+    records.iter().filter(|r| r.measured.is_some())
+}
+
+fn p50(r: &Record) -> f64 {
+    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
+}
+
+fn device(records: &[Record], backend: &str) -> String {
+    records
+        .iter()
+        .find(|r| r.backend == backend && r.skipped.is_none())
+        .map_or(backend.to_string(), |r| {
+            let soft = if r.software_device {
+                ", a software device whose timings are CPU work"
+            } else {
+                ""
+            };
+            format!("{}{soft}", r.adapter)
+        })
+}
+
+/// Latency vs dim: the fitted exponent per op, backend and precision.
+fn dim_scaling(records: &[Record]) -> Vec<String> {
+    let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
+    for r in measured(records) {
+        groups
+            .entry((
+                r.backend.clone(),
+                r.op,
+                r.precision.name().into(),
+                r.batch,
+                r.seq,
+            ))
+            .or_default()
+            .push((r.dim as f64, p50(r)));
+    }
+    let mut fits: BTreeMap<(String, Op, String), Vec<f64>> = BTreeMap::new();
+    for ((b, op, p, _, _), pts) in groups {
+        if pts.len() >= 3 {
+            if let Some(k) = loglog_slope(&pts) {
+                fits.entry((b, op, p)).or_default().push(k);
+            }
+        }
+    }
+    fits.into_iter()
+        .map(|((b, op, p), ks)| {
+            let model = if op == Op::Embedding { 1.0 } else { 2.0 };
+            let (lo, hi) = ks.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &k| (a.min(k), c.max(k)));
+            let m = median(ks.clone());
+            let verdict = if (m - model).abs() <= 0.25 {
+                "as the cost model predicts".to_string()
+            } else if m < model {
+                format!("flatter than the model's {model}: fixed overheads dominate the small dims")
+            } else {
+                format!("steeper than the model's {model}: larger dims fall out of cache")
+            };
+            let spread = if ks.len() == 1 {
+                "one batch x seq group".to_string()
+            } else {
+                format!("median of {} batch x seq groups, range {lo:.2}..{hi:.2}", ks.len())
+            };
+            format!(
+                "Latency of {op} {p} on {b} grows as dim^{m:.2} ({spread}); the {} model predicts dim^{model}: {verdict}.",
+                if op == Op::Embedding { "bytes-moved" } else { "FLOP (2*B*S*D^2)" }
+            )
+        })
+        .collect()
+}
+
+/// Where batching stops paying: the first batch whose throughput gain < 5%.
+fn batching(records: &[Record]) -> Vec<String> {
+    batch_curves(records)
+        .into_iter()
+        .map(|((b, op, p, s, d), curve)| {
+            let (best_b, best) = curve.iter().map(|c| (c.0, c.1)).fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
+            let first = curve[0];
+            let last = curve[curve.len() - 1];
+            let tail = format!(
+                "peak {best:.0} tokens/s at batch {best_b}; p99 went from {:.3} ms at batch {} to {:.3} ms at batch {}",
+                first.2, first.0, last.2, last.0
+            );
+            match knee(&curve, KNEE_GAIN) {
+                Some(k) => format!(
+                    "Batching {op} {p} on {b} (S{s} D{d}) stops paying at batch {k}: the gain over the previous batch falls below {:.0}% there; {tail}.",
+                    KNEE_GAIN * 100.0
+                ),
+                None => format!("Batching {op} {p} on {b} (S{s} D{d}) still gained at least {:.0}% per step up to batch {}; {tail}.", KNEE_GAIN * 100.0, last.0),
+            }
+        })
+        .collect()
+}
+
+/// Memory: the model against what backends allocated.
+fn memory(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    for backend in ["gpu", "cpu"] {
+        let ratios: Vec<(f64, &Record)> = measured(records)
+            .filter(|r| r.backend == backend)
+            .map(|r| {
+                (
+                    r.measured
+                        .as_ref()
+                        .expect("filtered")
+                        .memory_bytes
+                        .measured_over_model,
+                    r,
+                )
+            })
+            .collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), (x, _)| {
+                (a.min(*x), b.max(*x))
+            });
+        let big = ratios
+            .iter()
+            .max_by_key(|(_, r)| {
+                r.measured
+                    .as_ref()
+                    .map_or(0, |m| m.memory_bytes.model.total)
+            })
+            .expect("non-empty");
+        let bm = &big.1.measured.as_ref().expect("filtered").memory_bytes;
+        let extra = bm.measured.other as f64 / 1048576.0;
+        let why = if bm.measured.other == 0 {
+            "nothing beyond the modeled buffers".to_string()
+        } else {
+            format!("the extra {extra:.1} MiB is staging, uniform and timestamp buffers, not copies of the data")
+        };
+        out.push(format!(
+            "Memory on {backend}: measured allocations are {lo:.3}x to {hi:.3}x the model across {} points; the largest, {} {} B{} S{} D{}, \
+             models {:.1} MiB and allocates {:.1} MiB ({:.3}x): {why}.",
+            ratios.len(),
+            big.1.op,
+            big.1.precision,
+            big.1.batch,
+            big.1.seq,
+            big.1.dim,
+            bm.model.total as f64 / 1048576.0,
+            bm.measured.total as f64 / 1048576.0,
+            big.0
+        ));
+    }
+    out
+}
+
+/// The tail: p99 over p50 per backend.
+fn tail(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    for backend in ["gpu", "cpu"] {
+        let ratios: Vec<(f64, &Record)> = measured(records)
+            .filter(|r| {
+                r.backend == backend && r.measured.as_ref().is_some_and(|m| m.samples >= 20)
+            })
+            .map(|r| {
+                let l = &r.measured.as_ref().expect("filtered").latency_ms;
+                (l.p99 / l.p50, r)
+            })
+            .collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        let med = median(ratios.iter().map(|r| r.0).collect());
+        let worst = ratios
+            .iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .expect("non-empty");
+        let wl = &worst.1.measured.as_ref().expect("filtered").latency_ms;
+        out.push(format!(
+            "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} B{} S{} D{} \
+             (p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, {} samples, {} Tukey outliers above).",
+            ratios.len(),
+            worst.1.op,
+            worst.1.precision,
+            worst.1.batch,
+            worst.1.seq,
+            worst.1.dim,
+            wl.p50,
+            wl.p95,
+            wl.p99,
+            wl.count,
+            wl.outliers_high
+        ));
+    }
+    out
+}
+
+/// FP16 against FP32 on the same points: speedup and error.
+fn precision(records: &[Record]) -> Vec<String> {
+    type Key = (String, Op, u32, u32, u32, u32);
+    let key = |r: &Record| -> Key { (r.backend.clone(), r.op, r.batch, r.seq, r.dim, r.vocab) };
+    let f32s: BTreeMap<Key, &Record> = measured(records)
+        .filter(|r| r.precision == crate::workload::Precision::F32)
+        .map(|r| (key(r), r))
+        .collect();
+    let mut groups: Groups<(String, Op), (f64, f64, f64)> = BTreeMap::new();
+    for r in measured(records).filter(|r| r.precision == crate::workload::Precision::F16) {
+        if let Some(base) = f32s.get(&key(r)) {
+            groups.entry((r.backend.clone(), r.op)).or_default().push((
+                p50(base) / p50(r),
+                r.max_rel_err.unwrap_or(0.0),
+                base.max_rel_err.unwrap_or(0.0),
+            ));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((b, op), v)| {
+            let sp = median(v.iter().map(|x| x.0).collect());
+            let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(a, c), x| (a.min(x.0), c.max(x.0)));
+            let e16 = v.iter().map(|x| x.1).fold(0.0, f64::max);
+            let e32 = v.iter().map(|x| x.2).fold(0.0, f64::max);
+            format!(
+                "FP16 {op} on {b}: {sp:.2}x the FP32 speed (median of {} pairs, {lo:.2}x..{hi:.2}x), max normalised error {e16:.2e} vs {e32:.2e} in FP32.",
+                v.len()
+            )
+        })
+        .collect()
+}
+
+/// Where the GPU overtakes the CPU.
+fn crossover(records: &[Record]) -> Vec<String> {
+    let sp = speedups(records);
+    if sp.is_empty() {
+        return vec![];
+    }
+    let mut groups: Groups<(Op, String, u32, u32), (u32, f64)> = BTreeMap::new();
+    for ((op, p, b, s, d, _), x) in sp {
+        groups.entry((op, p, b, s)).or_default().push((d, x));
+    }
+    let gpu = device(records, "gpu");
+    let mut out = Vec::new();
+    for ((op, p, b, s), mut v) in groups {
+        v.sort_by_key(|x| x.0);
+        let best = v
+            .iter()
+            .copied()
+            .fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
+        let line = match v.iter().find(|x| x.1 > 1.0) {
+            Some(&(d, x)) if d == v[0].0 => {
+                format!("the GPU is already faster at the smallest dim measured, {d} ({x:.2}x)")
+            }
+            Some(&(d, x)) => format!("the GPU overtakes the CPU at dim {d} ({x:.2}x)"),
+            None => format!(
+                "the GPU never overtakes the CPU (best {:.2}x at dim {})",
+                best.1, best.0
+            ),
+        };
+        out.push(format!(
+            "GPU vs CPU for {op} {p} B{b} S{s}: {line}; the GPU here is {gpu}."
+        ));
+    }
+    out
+}
+
+/// Points that were skipped or cut, with their reasons.
+fn skipped(records: &[Record]) -> Vec<String> {
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.skipped.is_some()) {
+        let reason = r.skipped.as_deref().unwrap_or_default();
+        // Group "cut" points by their rule rather than by each estimate.
+        let key = if reason.starts_with("cut:") {
+            "cut by budget.max_run_seconds".to_string()
+        } else {
+            reason.to_string()
+        };
+        *reasons.entry(key).or_default() += 1;
+    }
+    reasons
+        .into_iter()
+        .map(|(why, n)| format!("{n} point(s) not measured: {why}."))
+        .collect()
+}
+
+/// Every finding the records support, in report order.
+pub fn findings(records: &[Record]) -> Vec<String> {
+    let mut all = Vec::new();
+    all.extend(dim_scaling(records));
+    all.extend(batching(records));
+    all.extend(memory(records));
+    all.extend(tail(records));
+    all.extend(precision(records));
+    all.extend(crossover(records));
+    all.extend(skipped(records));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_power_law_is_its_exponent() {
+        let pts: Vec<(f64, f64)> = [128.0, 256.0, 512.0, 1024.0]
+            .iter()
+            .map(|&d: &f64| (d, 3.0 * d.powi(2)))
+            .collect();
+        assert!((loglog_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(loglog_slope(&[(1.0, 1.0)]), None);
+    }
+
+    #[test]
+    fn knee_is_the_first_small_gain() {
+        let curve = [
+            (1, 100.0, 1.0),
+            (2, 190.0, 1.0),
+            (4, 300.0, 1.0),
+            (8, 310.0, 1.0),
+            (16, 320.0, 1.0),
+        ];
+        assert_eq!(knee(&curve, 0.05), Some(8));
+        assert_eq!(knee(&curve[..3], 0.05), None);
+    }
+}

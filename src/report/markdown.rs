@@ -1,0 +1,149 @@
+//! `report.md`: the environment, the findings, the charts and a table of every
+//! point, all from the results file.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use crate::results::ResultsFile;
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
+/// The report's Markdown text.
+pub fn report(
+    results: &ResultsFile,
+    findings: &[String],
+    charts: &[PathBuf],
+    out: &Path,
+) -> String {
+    let env = &results.environment;
+    let spec = &results.spec;
+    let mut s = String::new();
+    let name = spec["name"].as_str().unwrap_or("experiment");
+    let _ = writeln!(s, "# kernel-lab report: {name}\n");
+    if let Some(d) = spec["description"].as_str().filter(|d| !d.is_empty()) {
+        let _ = writeln!(s, "{d}\n");
+    }
+    if !results.complete {
+        let _ = writeln!(
+            s,
+            "**This run is incomplete** (interrupted or still running): {} points so far.\n",
+            results.records.len()
+        );
+    }
+    let _ = writeln!(s, "## Environment\n");
+    match &env.gpu {
+        Some(g) => {
+            let soft = if g.software {
+                " — **a software device: its timings are a CPU imitating a GPU, not GPU speed**"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "- GPU: {} ({}, {}, driver {}){soft}",
+                g.name, g.api, g.device_type, g.driver
+            );
+            let _ = writeln!(s, "- GPU features: {}", g.features.join(", "));
+        }
+        None => {
+            let _ = writeln!(s, "- GPU: none used");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "- CPU: {} ({} threads; {})",
+        env.cpu.name,
+        env.cores,
+        env.cpu.features.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "- {}; kernel-lab {}{}; wgpu {}; started at unix time {}\n",
+        env.os,
+        env.crate_version,
+        env.git_commit
+            .as_deref()
+            .map_or(String::new(), |c| format!(" (commit {c})")),
+        env.wgpu_version,
+        env.timestamp_unix
+    );
+
+    let _ = writeln!(s, "## Findings\n");
+    if findings.is_empty() {
+        let _ = writeln!(
+            s,
+            "The points of this run support no finding (too few to compare).\n"
+        );
+    }
+    for f in findings {
+        let _ = writeln!(s, "- {f}");
+    }
+    let _ = writeln!(s);
+
+    if !charts.is_empty() {
+        let _ = writeln!(s, "## Charts\n");
+        for c in charts {
+            let rel = c.strip_prefix(out).unwrap_or(c);
+            let _ = writeln!(s, "![{}]({})\n", rel.display(), rel.display());
+        }
+    }
+
+    let _ = writeln!(s, "## Points\n");
+    let _ = writeln!(
+        s,
+        "Latency is the per-sample distribution (device timestamps on the GPU where available, wall time on the CPU); \
+         throughput figures use the median. Memory is what the backend allocated vs the model.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| op | backend | prec | B | S | D | p50 ms | p99 ms | samples | GFLOP/s | GB/s | tokens/s | MiB (model) | max rel err | verified | note |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in &results.records {
+        let err = r.max_rel_err.map_or("-".into(), |e| format!("{e:.1e}"));
+        match &r.measured {
+            Some(m) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
+                    r.op,
+                    r.backend,
+                    r.precision,
+                    r.batch,
+                    r.seq,
+                    r.dim,
+                    m.latency_ms.p50,
+                    m.latency_ms.p99,
+                    m.samples,
+                    m.gflops,
+                    m.gbps,
+                    m.tokens_per_s,
+                    mib(m.memory_bytes.measured.total),
+                    mib(m.memory_bytes.model.total),
+                    r.verified,
+                    r.warnings.join("; ")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | - | - | 0 | - | - | - | - | {err} | {} | {} |",
+                    r.op,
+                    r.backend,
+                    r.precision,
+                    r.batch,
+                    r.seq,
+                    r.dim,
+                    r.verified,
+                    r.skipped.as_deref().unwrap_or("").replace('|', "/")
+                );
+            }
+        }
+    }
+    s
+}

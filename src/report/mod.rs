@@ -1,0 +1,46 @@
+//! The report of a run: SVG charts, findings computed from the records, and
+//! `report.md` tying them together. `render` is what `run` and `plot` call.
+
+pub mod charts;
+pub mod findings;
+pub mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{LabError, Result};
+use crate::experiment::ChartKind;
+use crate::results::ResultsFile;
+
+/// Draws the charts `kinds` asks for (all when empty) into `out`, then writes
+/// `out/report.md`. Returns the report's path.
+pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<PathBuf> {
+    let all = [
+        ChartKind::Seed,
+        ChartKind::LatencyDistribution,
+        ChartKind::GpuVsCpu,
+        ChartKind::Batching,
+        ChartKind::Precision,
+        ChartKind::Roofline,
+    ];
+    let kinds = if kinds.is_empty() { &all[..] } else { kinds };
+    let records = &results.records;
+    let mut files = Vec::new();
+    for kind in kinds {
+        let drawn = match kind {
+            ChartKind::Seed => charts::seed(records, out),
+            ChartKind::LatencyDistribution => charts::latency_distribution(records, out),
+            ChartKind::GpuVsCpu => charts::gpu_vs_cpu(records, out),
+            ChartKind::Batching => charts::batching(records, out),
+            ChartKind::Precision => charts::precision(records, out),
+            ChartKind::Roofline => charts::roofline(records, out),
+        };
+        files.extend(
+            drawn.map_err(|e| LabError::invalid("chart", &format!("{kind:?}"), &e.to_string()))?,
+        );
+    }
+    let found = findings::findings(records);
+    let text = markdown::report(results, &found, &files, out);
+    let path = out.join("report.md");
+    crate::results::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
