@@ -352,6 +352,148 @@ mod tests {
         assert_eq!(loglog_slope(&[(1.0, 1.0)]), None);
     }
 
+    use crate::backend::{MemoryUse, TimingMethod};
+    use crate::measure::StopRule;
+    use crate::results::{Measured, MemoryBytes, Record};
+    use crate::stats::{summarize, Samples};
+    use crate::workload::{Precision, Shape, Workload};
+
+    /// A measured record with a given median and tokens/s, for findings tests.
+    fn synthetic(
+        op: Op,
+        backend: &str,
+        precision: Precision,
+        b: u32,
+        s: u32,
+        d: u32,
+        p50_ms: f64,
+    ) -> Record {
+        let work = Workload {
+            op,
+            precision,
+            shape: Shape::new(b, s, d, 100).unwrap(),
+        };
+        let ns = (p50_ms * 1e6) as u64;
+        let raw: Vec<u64> = (0..30).map(|i| ns + (i % 3) * ns / 100).collect();
+        let lat = summarize(&Samples::new(raw.iter().map(|&v| v as f64)).unwrap()).scaled(1e-6);
+        let model = work.memory_model();
+        let measured = MemoryUse {
+            output: model.total,
+            total: model.total,
+            ..Default::default()
+        };
+        Record {
+            op,
+            backend: backend.into(),
+            adapter: format!("{backend}-device"),
+            device_type: "test".into(),
+            software_device: false,
+            precision,
+            batch: b,
+            seq: s,
+            dim: d,
+            vocab: 100,
+            kernel: "test".into(),
+            max_abs_err: Some(0.0),
+            max_rel_err: Some(if precision == Precision::F16 {
+                1e-4
+            } else {
+                1e-7
+            }),
+            tolerance: Some(1.0),
+            rows_checked: Some(1),
+            verified: true,
+            skipped: None,
+            warnings: vec![],
+            measured: Some(Measured {
+                timing_method: TimingMethod::Wall,
+                samples: raw.len(),
+                stop_rule: StopRule::MaxSamples,
+                wall_latency_ms: lat.clone(),
+                prepare_ms: 0.0,
+                first_run_ms: 0.0,
+                warmup_runs: 0,
+                cold_cache: false,
+                phases_ms: None,
+                throughput: None,
+                gflops: work.flops() as f64 / (lat.p50 * 1e6),
+                gbps: 0.0,
+                tokens_per_s: work.shape.tokens() as f64 / (lat.p50 / 1e3),
+                arithmetic_intensity: work.arithmetic_intensity(),
+                memory_bytes: MemoryBytes {
+                    model,
+                    measured,
+                    measured_over_model: 1.0,
+                    host_peak_alloc: None,
+                    process_peak_rss: None,
+                },
+                latency_ms: lat,
+                raw_ns: raw.clone(),
+                raw_wall_ns: raw,
+            }),
+        }
+    }
+
+    #[test]
+    fn findings_state_the_numbers_of_synthetic_data() {
+        let mut rs = Vec::new();
+        // CPU: a perfect D^2 law; GPU: a fixed 1 ms overhead plus a faster D^2, so it wins from dim 256.
+        for d in [64u32, 128, 256, 512] {
+            let x = (d as f64 / 64.0).powi(2);
+            rs.push(synthetic(
+                Op::Matmul,
+                "cpu",
+                Precision::F32,
+                8,
+                16,
+                d,
+                0.5 * x,
+            ));
+            rs.push(synthetic(
+                Op::Matmul,
+                "gpu",
+                Precision::F32,
+                8,
+                16,
+                d,
+                1.0 + 0.05 * x,
+            ));
+            rs.push(synthetic(
+                Op::Matmul,
+                "cpu",
+                Precision::F16,
+                8,
+                16,
+                d,
+                0.25 * x,
+            ));
+        }
+        // Batching: tokens/s doubles until batch 4, then flattens.
+        for (b, ms) in [(1u32, 1.0), (2, 1.0), (4, 1.0), (8, 1.95), (16, 3.9)] {
+            rs.push(synthetic(
+                Op::Embedding,
+                "cpu",
+                Precision::F32,
+                b,
+                16,
+                64,
+                ms,
+            ));
+        }
+        let f = findings(&rs).join("\n");
+        assert!(f.contains("matmul f32 on cpu grows as dim^2.00"), "{f}");
+        assert!(
+            f.contains("FP16 matmul on cpu: 2.00x the FP32 speed"),
+            "{f}"
+        );
+        assert!(f.contains("the GPU overtakes the CPU at dim 128"), "{f}");
+        assert!(f.contains("stops paying at batch 8"), "{f}");
+        assert!(
+            f.contains("measured allocations are 1.000x to 1.000x"),
+            "{f}"
+        );
+    }
+
     #[test]
     fn knee_is_the_first_small_gain() {
         let curve = [

@@ -1,0 +1,249 @@
+//! `run`, `plot` and `compare` end to end on a tiny sweep: results.json in the
+//! contract's shape (round trip), SVG charts that parse, a report with computed
+//! findings, re-rendering, regression gating, and bad spec files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kernel_lab::results::ResultsFile;
+
+fn kernel_lab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kernel-lab-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the tiny sweep once per test binary into `dir`.
+fn run_tiny(dir: &Path, extra: &[&str]) -> ResultsFile {
+    let spec = data("tiny.toml");
+    let mut args = vec!["run", spec.as_str(), "--out", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = kernel_lab(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("report:"), "{stdout}");
+    ResultsFile::load(&dir.join("results.json")).unwrap()
+}
+
+#[test]
+fn run_writes_results_charts_and_report() {
+    let dir = temp_dir("run");
+    let results = run_tiny(&dir, &[]);
+    // 3 ops x 2 backends x 2 precisions x 3 batches x 3 dims, minus embed-project at batch 4.
+    assert_eq!(results.records.len(), 3 * 2 * 2 * 3 * 3 - 2 * 2 * 3);
+    assert!(results.complete);
+    assert_eq!(results.schema_version, kernel_lab::results::SCHEMA_VERSION);
+    assert_eq!(results.spec["name"], "tiny");
+    let gpu_there = results.environment.gpu.is_some();
+    if !gpu_there {
+        common::no_gpu("the sweep found no GPU");
+    }
+    for r in &results.records {
+        if r.backend == "gpu" && !gpu_there {
+            assert!(r.skipped.as_deref().unwrap().starts_with("no GPU"), "{r:?}");
+            continue;
+        }
+        assert!(r.verified, "{r:?}");
+        let m = r.measured.as_ref().expect("measured");
+        assert!(m.samples >= 1 && m.latency_ms.p50 > 0.0);
+    }
+
+    // The schema round-trips.
+    let text = serde_json::to_string(&results).unwrap();
+    let back: ResultsFile = serde_json::from_str(&text).unwrap();
+    assert!(back == results, "results.json does not round-trip");
+
+    // Charts are real SVG documents with data in them.
+    let svgs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    for name in [
+        "seed-matmul-cpu-f32.svg",
+        "latency-distribution-cpu.svg",
+        "batching.svg",
+        "precision.svg",
+        "roofline.svg",
+    ] {
+        assert!(
+            svgs.iter().any(|p| p.ends_with(name)),
+            "{name} missing from {svgs:?}"
+        );
+    }
+    if gpu_there {
+        assert!(svgs.iter().any(|p| p.ends_with("gpu-vs-cpu.svg")));
+    }
+    for svg in &svgs {
+        let text = std::fs::read_to_string(svg).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+            "{}",
+            svg.display()
+        );
+        assert!(
+            text.contains("<circle") || text.contains("<rect"),
+            "{} has no data marks",
+            svg.display()
+        );
+    }
+
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Findings") && report.contains("grows as dim^"),
+        "{report}"
+    );
+    assert!(report.contains("![seed-matmul-cpu-f32.svg](seed-matmul-cpu-f32.svg)"));
+    assert!(
+        report.contains("| matmul | cpu | f32 | 1 | 5 | 8 |"),
+        "{report}"
+    );
+
+    // plot re-renders the same report elsewhere from the results alone.
+    let again = dir.join("replot");
+    let out = kernel_lab(&[
+        "plot",
+        dir.join("results.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(again.join("report.md").exists() && again.join("roofline.svg").exists());
+
+    // compare: identical results pass; a deliberately slowed copy fails.
+    let a = dir.join("results.json");
+    let out = kernel_lab(&["compare", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut slow = results.clone();
+    for r in &mut slow.records {
+        if let Some(m) = r.measured.as_mut() {
+            m.raw_ns.iter_mut().for_each(|v| *v *= 2);
+            m.latency_ms = m.latency_ms.scaled(2.0);
+        }
+    }
+    let b = dir.join("slow.json");
+    slow.save(&b).unwrap();
+    let out = kernel_lab(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SLOWER"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn set_and_backend_narrow_the_sweep() {
+    let dir = temp_dir("set");
+    let results = run_tiny(
+        &dir,
+        &[
+            "--backend",
+            "cpu",
+            "--set",
+            "dim=8",
+            "--set",
+            "op=matmul",
+            "--quick",
+        ],
+    );
+    assert_eq!(results.records.len(), 2 * 3);
+    assert!(results
+        .records
+        .iter()
+        .all(|r| r.backend == "cpu" && r.dim == 8 && r.verified));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_spec_files_name_the_problem_in_one_line() {
+    let dir = temp_dir("bad");
+    let malformed = data("malformed.toml");
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec!["run".into(), malformed.clone()],
+            vec!["malformed.toml:4:", "batch = [1]"],
+        ),
+        (
+            vec!["run".into(), "/nonexistent/spec.toml".into()],
+            vec!["/nonexistent/spec.toml"],
+        ),
+        (
+            vec![
+                "run".into(),
+                data("tiny.toml"),
+                "--set".into(),
+                "dim=0".into(),
+            ],
+            vec!["axes.dim"],
+        ),
+        (
+            vec![
+                "run".into(),
+                data("tiny.toml"),
+                "--set".into(),
+                "width=3".into(),
+            ],
+            vec!["unknown axis"],
+        ),
+        (
+            vec![
+                "run".into(),
+                data("tiny.toml"),
+                "--out".into(),
+                "/proc/kernel-lab/out".into(),
+            ],
+            vec!["/proc/kernel-lab/out"],
+        ),
+        (
+            vec!["plot".into(), "/nonexistent/results.json".into()],
+            vec!["/nonexistent/results.json"],
+        ),
+        (
+            vec!["compare".into(), malformed.clone(), malformed],
+            vec!["results file", "malformed.toml"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = kernel_lab(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = stderr(&out);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{args:?}: {err}"));
+        for n in needles {
+            assert!(line.contains(n), "{args:?}: `{n}` not in `{line}`");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!dir.exists());
+}
