@@ -37,6 +37,10 @@ pub enum LabError {
     /// The GPU reported an error (validation, out of memory, lost device).
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// The GPU device was lost (driver reset, removal, or destruction); the
+    /// backend must be reopened before it can run anything again.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -187,15 +187,37 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
             &format!("unknown axis `{axis}`; axes are {}", AXES.join(", ")),
         ));
     }
-    let items: Vec<toml::Value> = values
-        .split(',')
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| match v.parse::<i64>() {
-            Ok(n) => toml::Value::Integer(n),
-            Err(_) => toml::Value::String(v.to_string()),
-        })
-        .collect();
+    let mut items = Vec::new();
+    for v in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        // Each value is checked here, so the error names the axis and the value.
+        let bad = |why: &str| LabError::invalid(&format!("--set {axis}"), v, why);
+        items.push(match axis {
+            "op" => toml::Value::String(
+                v.parse::<Op>()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .name()
+                    .into(),
+            ),
+            "precision" => toml::Value::String(
+                v.parse::<Precision>()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .name()
+                    .into(),
+            ),
+            "backend" => toml::Value::String(
+                v.parse::<BackendKind>()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .name()
+                    .into(),
+            ),
+            _ => toml::Value::Integer(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad("expected a positive integer"))? as i64,
+            ),
+        });
+    }
     Ok((axis.to_string(), toml::Value::Array(items)))
 }
 
@@ -458,10 +480,24 @@ max_ms = 100
             .unwrap_err()
             .to_string()
             .contains("axis=v1"));
-        assert!(Spec::parse(GOOD, "g", &["dim=0".into()])
+        let zero = Spec::parse(GOOD, "g", &["dim=0".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("--set dim") && zero.contains("positive"),
+            "{zero}"
+        );
+        let word = Spec::parse(GOOD, "g", &["batch=1,x".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            word.contains("--set batch") && word.contains("`x`"),
+            "{word}"
+        );
+        assert!(Spec::parse(GOOD, "g", &["op=conv".into()])
             .unwrap_err()
             .to_string()
-            .contains("axes.dim"));
+            .contains("conv"));
     }
 
     #[test]

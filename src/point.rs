@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, Kernel};
-use crate::error::Result;
+use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
 use crate::reference::{self, Accuracy};
@@ -65,15 +65,28 @@ pub fn measure_point(
     sampling: &Sampling,
     max_run_s: Option<f64>,
 ) -> Record {
+    try_measure_point(backend, work, sampling, max_run_s)
+        .unwrap_or_else(|e| skipped_record(backend, work, e.to_string()))
+}
+
+/// Like [`measure_point`], but a lost device is returned as an error (the
+/// backend is unusable until reopened) instead of becoming a skipped record.
+pub fn try_measure_point(
+    backend: &dyn Backend,
+    work: &Workload,
+    sampling: &Sampling,
+    max_run_s: Option<f64>,
+) -> Result<Record> {
     let mut record = empty_record(backend, work);
     let inputs = Inputs::generate(work, DEFAULT_SEED);
     match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
-        Ok(()) => record,
-        Err(e) => Record {
+        Ok(()) => Ok(record),
+        Err(e @ LabError::DeviceLost(_)) => Err(e),
+        Err(e) => Ok(Record {
             skipped: Some(e.to_string()),
             measured: None,
             ..record
-        },
+        }),
     }
 }
 

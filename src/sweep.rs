@@ -2,34 +2,81 @@
 //! cheap points first, cuts points whose estimated run time exceeds the budget
 //! (saying so in their record), measures the rest, and saves the results file
 //! after every point so an interrupted run keeps what it measured.
+//!
+//! A lost GPU device is reopened once and the point retried; if that fails the
+//! remaining GPU points are recorded as skipped and the CPU points still run.
+//! [`request_stop`] (Ctrl-C) ends the sweep after the current point, leaving a
+//! valid results file marked incomplete; a resumed run skips the points it holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{Backend, BackendKind};
-use crate::error::Result;
+use crate::error::{LabError, Result};
 use crate::experiment::{Point, Spec};
 use crate::measure::Sampling;
-use crate::point::{measure_point, skipped_record};
+use crate::point::{skipped_record, try_measure_point};
 use crate::results::{Environment, Record, ResultsFile, SCHEMA_VERSION};
 use crate::workload::{Op, Precision, Workload};
 
-/// The backends a sweep may use.
-pub struct Backends<'a> {
-    /// The GPU, or why there is none.
-    pub gpu: std::result::Result<&'a dyn Backend, String>,
-    /// The CPU.
-    pub cpu: &'a dyn Backend,
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Asks a running sweep to stop after the point it is measuring (signal-safe).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
 }
 
-impl Backends<'_> {
-    fn get(&self, kind: BackendKind) -> std::result::Result<&dyn Backend, String> {
-        match kind {
-            BackendKind::Cpu => Ok(self.cpu),
-            BackendKind::Gpu => self.gpu.clone(),
-        }
+/// Opens (or reopens) the GPU backend.
+pub type GpuOpener = Box<dyn Fn() -> Result<Box<dyn Backend>>>;
+
+/// The backends a sweep may use.
+pub struct Backends {
+    /// The GPU, or why there is none.
+    pub gpu: std::result::Result<Box<dyn Backend>, String>,
+    /// The CPU.
+    pub cpu: Box<dyn Backend>,
+    /// Reopens the GPU after its device is lost (tried once per sweep).
+    pub reopen_gpu: Option<GpuOpener>,
+}
+
+/// What identifies a point in a results file, whatever measured it.
+pub fn point_key(r: &Record) -> (String, Op, Precision, u32, u32, u32, u32) {
+    (
+        r.backend.clone(),
+        r.op,
+        r.precision,
+        r.batch,
+        r.seq,
+        r.dim,
+        r.vocab,
+    )
+}
+
+fn key_of(p: &Point) -> (String, Op, Precision, u32, u32, u32, u32) {
+    let s = &p.work.shape;
+    (
+        p.backend.name().into(),
+        p.work.op,
+        p.work.precision,
+        s.batch,
+        s.seq,
+        s.dim,
+        s.vocab,
+    )
+}
+
+/// A record for a GPU point when there is no usable GPU.
+fn no_gpu_record(cpu: &dyn Backend, w: &Workload, why: &str) -> Record {
+    Record {
+        backend: BackendKind::Gpu.name().into(),
+        adapter: "none".into(),
+        device_type: "none".into(),
+        software_device: false,
+        kernel: String::new(),
+        ..skipped_record(cpu, w, format!("no GPU: {why}"))
     }
 }
 
@@ -97,28 +144,43 @@ pub fn sampling_for(spec: &Spec, quick: bool) -> Sampling {
     }
 }
 
-/// Runs `points` of `spec` and saves `out/results.json` after each one.
+/// The outcome of a sweep.
+pub struct Outcome {
+    /// The results as saved.
+    pub results: ResultsFile,
+    /// True when a stop request ended the sweep early.
+    pub interrupted: bool,
+}
+
+/// Runs `points` of `spec` and saves `out/results.json` after each one. With
+/// `resume`, its records are kept and the points they cover are not run again.
 pub fn run(
     spec: &Spec,
     points: &[Point],
-    backends: &Backends,
+    backends: &mut Backends,
     sampling: &Sampling,
     out: &Path,
     env: Environment,
-) -> Result<ResultsFile> {
-    let mut file = ResultsFile {
+    resume: Option<ResultsFile>,
+) -> Result<Outcome> {
+    let mut file = resume.unwrap_or_else(|| ResultsFile {
         schema_version: SCHEMA_VERSION,
         spec: serde_json::to_value(spec).expect("a spec serialises"),
         environment: env,
         complete: false,
         records: Vec::new(),
-    };
+    });
+    file.complete = false;
     let path = out.join("results.json");
     file.save(&path)?;
+    let done: HashSet<_> = file.records.iter().map(point_key).collect();
 
     // Cheap points first within each family, so the estimate for an expensive
     // point comes from a measured neighbour.
-    let mut order: Vec<&Point> = points.iter().collect();
+    let mut order: Vec<&Point> = points
+        .iter()
+        .filter(|p| !done.contains(&key_of(p)))
+        .collect();
     order.sort_by(|a, b| {
         (a.backend.name(), a.work.op.name(), a.work.precision.name())
             .cmp(&(b.backend.name(), b.work.op.name(), b.work.precision.name()))
@@ -133,33 +195,61 @@ pub fn run(
         .expect("a valid template"),
     );
     let mut calibration = Calibration::default();
+    for r in &file.records {
+        if let Some(p) = points.iter().find(|p| key_of(p) == point_key(r)) {
+            calibration.learn(p, r);
+        }
+    }
+    let mut reopened = false;
+    let mut interrupted = false;
     for p in order {
+        if STOP.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
         let w = &p.work;
         bar.set_message(format!(
             "{} {} {} B{} S{} D{}",
             p.backend, w.op, w.precision, w.shape.batch, w.shape.seq, w.shape.dim
         ));
-        let record = match backends.get(p.backend) {
-            Err(why) => Record {
-                backend: p.backend.name().into(),
-                adapter: "none".into(),
-                device_type: "none".into(),
-                software_device: false,
-                kernel: String::new(),
-                ..skipped_record(backends.cpu, w, format!("no GPU: {why}"))
-            },
-            Ok(b) => match calibration.estimate(p) {
-                Some(est) if est > spec.budget.max_run_seconds => skipped_record(
-                    b,
+        let record = loop {
+            let backend = match p.backend {
+                BackendKind::Cpu => backends.cpu.as_ref(),
+                BackendKind::Gpu => match &backends.gpu {
+                    Ok(g) => g.as_ref(),
+                    Err(why) => break no_gpu_record(backends.cpu.as_ref(), w, why),
+                },
+            };
+            if let Some(est) = calibration
+                .estimate(p)
+                .filter(|&e| e > spec.budget.max_run_seconds)
+            {
+                break skipped_record(
+                    backend,
                     w,
                     format!(
                         "cut: one run estimated at {est:.1} s on {} (from a measured smaller point), over budget.max_run_seconds = {}",
-                        b.device().name,
+                        backend.device().name,
                         spec.budget.max_run_seconds
                     ),
-                ),
-                _ => measure_point(b, w, sampling, Some(spec.budget.max_run_seconds)),
-            },
+                );
+            }
+            match try_measure_point(backend, w, sampling, Some(spec.budget.max_run_seconds)) {
+                Ok(r) => break r,
+                Err(lost) => {
+                    // Only the GPU can be lost. Reopen it once and retry the point.
+                    let reopen = backends.reopen_gpu.as_ref().filter(|_| !reopened);
+                    reopened = true;
+                    backends.gpu = match reopen.map(|f| f()) {
+                        Some(Ok(g)) => {
+                            bar.println(format!("note: {lost}; the device was recreated"));
+                            Ok(g)
+                        }
+                        Some(Err(e)) => Err(format!("{lost}; recreating it failed: {e}")),
+                        None => Err(format!("{lost}; not recreated again")),
+                    };
+                }
+            }
         };
         calibration.learn(p, &record);
         file.records.push(record);
@@ -167,7 +257,23 @@ pub fn run(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    file.complete = true;
+    file.complete = !interrupted;
     file.save(&path)?;
-    Ok(file)
+    Ok(Outcome {
+        results: file,
+        interrupted,
+    })
+}
+
+/// Loads the results of an earlier run to resume it.
+pub fn load_for_resume(out: &Path) -> Result<ResultsFile> {
+    let path = out.join("results.json");
+    if !path.exists() {
+        return Err(LabError::invalid(
+            "--resume",
+            &out.display().to_string(),
+            "holds no results.json to resume",
+        ));
+    }
+    ResultsFile::load(&path)
 }

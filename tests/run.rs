@@ -202,7 +202,7 @@ fn bad_spec_files_name_the_problem_in_one_line() {
                 "--set".into(),
                 "dim=0".into(),
             ],
-            vec!["axes.dim"],
+            vec!["--set dim", "positive"],
         ),
         (
             vec![

@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Override an axis: --set dim=128,256 (repeatable).
     #[arg(long = "set", value_name = "AXIS=V1,V2")]
     overrides: Vec<String>,
+    /// Continue an interrupted run in this folder, skipping the points its
+    /// results.json already holds (the spec comes from that file unless given).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -68,9 +72,21 @@ fn create_dir(dir: &Path) -> Result<(), LabError> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let spec = match &args.spec {
-        Some(path) => Spec::load(path, &args.overrides)?,
-        None => Spec::parse(
+    let resume = match &args.resume {
+        Some(dir) => Some(sweep::load_for_resume(dir)?),
+        None => None,
+    };
+    let spec = match (&args.spec, &resume) {
+        (Some(path), _) => Spec::load(path, &args.overrides)?,
+        // A resumed run continues the experiment it recorded.
+        (None, Some(r)) => serde_json::from_value::<Spec>(r.spec.clone()).map_err(|e| {
+            LabError::invalid(
+                "--resume",
+                "results.json",
+                &format!("its spec does not parse: {e}"),
+            )
+        })?,
+        (None, None) => Spec::parse(
             DEFAULT_SPEC,
             "experiments/default.toml (built in)",
             &args.overrides,
@@ -83,59 +99,84 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let out = args
-        .out
+        .resume
         .clone()
+        .or_else(|| args.out.clone())
         .unwrap_or_else(|| Path::new("out").join(&spec.name));
     create_dir(&out)?;
 
     let cpu = CpuBackend::new();
+    eprintln!("{}", super::device_label(&cpu));
     let wants_gpu = points.iter().any(|p| p.backend == BackendKind::Gpu);
+    let gpu_args = args.gpu.clone();
+    let open_gpu = move || -> kernel_lab::Result<Box<dyn Backend>> {
+        Ok(Box::new(GpuBackend::open(
+            &gpu_args.choice(),
+            gpu_args.options(),
+        )?))
+    };
     let gpu = if wants_gpu {
-        GpuBackend::open(&args.gpu.choice(), args.gpu.options()).map_err(|e| e.to_string())
+        open_gpu().map_err(|e| e.to_string())
     } else {
         Err("not requested".into())
     };
     match &gpu {
-        Ok(g) => eprintln!("{}", super::device_label(g)),
+        Ok(g) => eprintln!("{}", super::device_label(g.as_ref())),
         Err(e) if wants_gpu => {
             eprintln!("note: {e}; GPU points are recorded as skipped, CPU points run")
         }
         Err(_) => {}
     }
-    eprintln!("{}", super::device_label(&cpu));
+    let done = resume.as_ref().map_or(0, |r| r.records.len());
     eprintln!(
-        "{}: {} points -> {}",
+        "{}: {} points ({done} already measured) -> {}",
         spec.name,
         points.len(),
         out.display()
     );
 
+    // Ctrl-C: finish the current point, save, and stop. A second Ctrl-C kills.
+    let mut interrupts = 0;
+    let _ = ctrlc::set_handler(move || {
+        interrupts += 1;
+        if interrupts > 1 {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after the current point (Ctrl-C again to abort)");
+        sweep::request_stop();
+    });
+
     let env = Environment::capture(
         gpu.as_ref().ok().map(|g| g.device().clone()),
         cpu.device().clone(),
     );
-    let backends = Backends {
-        gpu: gpu
-            .as_ref()
-            .map(|g| g as &dyn Backend)
-            .map_err(Clone::clone),
-        cpu: &cpu,
+    let mut backends = Backends {
+        gpu,
+        cpu: Box::new(cpu),
+        reopen_gpu: Some(Box::new(open_gpu)),
     };
     let sampling = sweep::sampling_for(&spec, args.quick);
-    let results = sweep::run(&spec, &points, &backends, &sampling, &out, env)?;
+    let outcome = sweep::run(&spec, &points, &mut backends, &sampling, &out, env, resume)?;
+    let results = outcome.results;
     let report = report::render(&results, &spec.charts, &out)?;
 
     print_summary(&results.records);
     println!("results: {}", out.join("results.json").display());
     println!("report:  {}", report.display());
+    if outcome.interrupted {
+        eprintln!(
+            "incomplete: resume with `kernel-lab run --resume {}`",
+            out.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
     let failed = results
         .records
         .iter()
         .filter(|r| {
-            r.measured.is_none()
-                && r.skipped
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("verification"))
+            r.skipped
+                .as_deref()
+                .is_some_and(|s| s.starts_with("verification"))
         })
         .count();
     Ok(if failed > 0 {

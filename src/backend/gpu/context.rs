@@ -255,6 +255,11 @@ impl GpuContext {
             .take()
     }
 
+    /// Why the device was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Waits until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.device
@@ -271,6 +276,10 @@ impl GpuContext {
         let out = f();
         let v = pollster::block_on(validation.pop());
         let o = pollster::block_on(oom.pop());
+        // On a lost device every call fails validation: report the cause, not the symptom.
+        if let Some(reason) = self.lost_reason() {
+            return Err(LabError::DeviceLost(format!("{what}: {reason}")));
+        }
         if let Some(e) = o {
             return Err(LabError::Gpu(format!(
                 "{what}: out of memory: {}",

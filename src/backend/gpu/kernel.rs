@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use half::f16;
-use wgpu::util::DeviceExt;
 
 use super::readback::map_read_into;
 use super::shaders::{self, StorageMode, GATHER_WORKGROUP, MATMUL_TILE};
@@ -94,12 +93,17 @@ fn pipeline(ctx: &GpuContext, label: &str, source: String) -> wgpu::ComputePipel
 }
 
 fn uniform(ctx: &GpuContext, words: [u32; 8]) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+    // Not `create_buffer_init`: it panics when the device is lost; a plain
+    // buffer and a queued write fail into the error scope instead.
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("params"),
+        size: 32,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+    buffer
 }
 
 fn bind(
@@ -306,14 +310,8 @@ impl<'a> GpuKernel<'a> {
 
     /// Fails with the device's own words if it reported an error or was lost.
     fn check_device(&self, what: &str) -> Result<()> {
-        if let Some(lost) = self
-            .ctx
-            .lost
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Err(LabError::Gpu(format!("{what}: device lost ({lost})")));
+        if let Some(lost) = self.ctx.lost_reason() {
+            return Err(LabError::DeviceLost(format!("{what}: {lost}")));
         }
         match self.ctx.take_uncaptured() {
             Some(e) => Err(LabError::Gpu(format!("{what}: {e}"))),

@@ -173,6 +173,11 @@ impl Backend for GpuBackend {
     }
 
     fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>> {
+        // Deliver any pending device-lost callback before trusting the device.
+        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+        if let Some(reason) = self.ctx.lost_reason() {
+            return Err(LabError::DeviceLost(reason));
+        }
         let mode = self.storage_mode(work);
         let plan = plan_chunks(
             work,
