@@ -55,6 +55,15 @@ pub struct BenchArgs {
     /// Flush caches before every sample (cold-cache timing).
     #[arg(long)]
     cold_cache: bool,
+    /// Warm-up runs before sampling.
+    #[arg(long)]
+    warmup_runs: Option<u32>,
+    /// End-to-end (upload, kernel, readback) requests to time; 0 skips them.
+    #[arg(long)]
+    phase_runs: Option<u32>,
+    /// Skip the back-to-back throughput measurement.
+    #[arg(long)]
+    no_batch: bool,
 }
 
 impl BenchArgs {
@@ -78,6 +87,13 @@ impl BenchArgs {
             s.max_ms = ms;
         }
         s.cold_cache = self.cold_cache;
+        if let Some(n) = self.warmup_runs {
+            s.warmup_runs = n;
+        }
+        if let Some(n) = self.phase_runs {
+            s.phase_runs = n;
+        }
+        s.batch_mode &= !self.no_batch;
         s
     }
 }
