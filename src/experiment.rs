@@ -447,6 +447,10 @@ max_ms = 100
             ),
             (GOOD.replace("seq = [3]", "seq = []"), "axes.seq"),
             (GOOD.replace("batch = [1, 2]", "batch = [0]"), "axes.batch"),
+            (
+                GOOD.replace("seq = [3]", "seq = [3]\nvocab = [0]"),
+                "axes.vocab",
+            ),
             (GOOD.replace("batch = [1, 2]", "batch = [-1]"), "batch"),
             (
                 GOOD.replace("\"matmul\", \"embedding\"", "\"conv\""),

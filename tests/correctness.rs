@@ -117,3 +117,29 @@ fn embedding_ids_pick_the_right_rows_on_every_backend() {
         );
     }
 }
+
+#[test]
+fn gpu_validation_errors_become_one_line_errors_and_the_device_lives_on() {
+    let Some(backend) = gpu(GpuOptions::default()) else {
+        return;
+    };
+    let ctx = backend.context();
+    let err = ctx
+        .scoped("allocating a test buffer", || {
+            let _too_big = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("too big"),
+                size: ctx.limits.max_buffer_size + 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("GPU error: allocating a test buffer"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_verified(&backend, &work(Op::Matmul, Precision::F32, 1, 3, 5, 1));
+}

@@ -50,8 +50,8 @@ fn run_tiny(dir: &Path, extra: &[&str]) -> ResultsFile {
 fn run_writes_results_charts_and_report() {
     let dir = temp_dir("run");
     let results = run_tiny(&dir, &[]);
-    // 3 ops x 2 backends x 2 precisions x 3 batches x 3 dims, minus embed-project at batch 4.
-    assert_eq!(results.records.len(), 3 * 2 * 2 * 3 * 3 - 2 * 2 * 3);
+    // 3 ops x 2 backends x 2 precisions x 4 batches x 3 dims, minus embed-project at batch 4.
+    assert_eq!(results.records.len(), 3 * 2 * 2 * 4 * 3 - 2 * 2 * 3);
     assert!(results.complete);
     assert_eq!(results.schema_version, kernel_lab::results::SCHEMA_VERSION);
     assert_eq!(results.spec["name"], "tiny");
@@ -174,7 +174,7 @@ fn set_and_backend_narrow_the_sweep() {
             "--quick",
         ],
     );
-    assert_eq!(results.records.len(), 2 * 3);
+    assert_eq!(results.records.len(), 2 * 4);
     assert!(results
         .records
         .iter()

@@ -86,6 +86,7 @@ fn line_panel(
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
     y_log: bool,
+    marks: &[(f64, f64)],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let xr = log_range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
     let ys = series.iter().flat_map(|s| s.1.iter().map(|p| p.1));
@@ -116,6 +117,16 @@ fn line_panel(
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                     });
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            }
+            if !marks.is_empty() {
+                chart
+                    .draw_series(
+                        marks
+                            .iter()
+                            .map(|&p| Circle::new(p, 9, BLACK.stroke_width(2))),
+                    )?
+                    .label("knee: gain over the previous batch < 5%")
+                    .legend(|(x, y)| Circle::new((x + 9, y), 6, BLACK.stroke_width(2)));
             }
             chart
                 .configure_series_labels()
@@ -205,6 +216,7 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
                 "measured MiB",
                 &mem,
                 true,
+                &[],
             )?;
             let lat = series(&p50);
             line_panel(
@@ -214,6 +226,7 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
                 "p50 latency (ms)",
                 &lat,
                 true,
+                &[],
             )?;
         }
         root.present()?;
@@ -398,6 +411,7 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
         "speedup (x)",
         &series,
         true,
+        &[],
     )?;
     root.present()?;
     Ok(vec![path.clone()])
@@ -406,7 +420,7 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
 /// Group key for batching curves.
 type BatchKey = (String, Op, String, u32, u32);
 
-/// (batch, tokens/s, p99 ms) curves for every group with three batches or more.
+/// (batch, tokens/s, p99 ms) curves for every group with four batches or more.
 pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64)>> {
     let mut groups: BTreeMap<BatchKey, Vec<(u32, f64, f64)>> = BTreeMap::new();
     for r in measured(records) {
@@ -426,19 +440,26 @@ pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64
             .or_default()
             .push((r.batch, tps, m.latency_ms.p99));
     }
-    groups.retain(|_, v| v.len() >= 3);
+    // A knee needs a curve: four batches or more.
+    groups.retain(|_, v| v.len() >= 4);
     for v in groups.values_mut() {
         v.sort_by_key(|p| p.0);
     }
     groups
 }
 
-/// The first batch whose throughput gain over the previous batch is below `gain`.
+/// The batch where throughput stops growing: the first batch that no larger
+/// batch beats by `gain` or more (robust to one noisy step). `None` when only
+/// the largest batch qualifies, i.e. throughput was still growing.
 pub fn knee(curve: &[(u32, f64, f64)], gain: f64) -> Option<u32> {
-    curve
-        .windows(2)
-        .find(|w| w[1].1 / w[0].1 - 1.0 < gain)
-        .map(|w| w[1].0)
+    let last = curve.len().checked_sub(1)?;
+    (0..last)
+        .find(|&i| {
+            curve[i + 1..]
+                .iter()
+                .all(|later| later.1 < curve[i].1 * (1.0 + gain))
+        })
+        .map(|i| curve[i].0)
 }
 
 /// Tokens/s and p99 vs batch, the knee (gain < 5%) marked.
@@ -469,6 +490,13 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
             )
         })
         .collect();
+    let knees: Vec<(f64, f64)> = curves
+        .values()
+        .filter_map(|v| {
+            let b = knee(v, 0.05)?;
+            v.iter().find(|p| p.0 == b).map(|p| (b as f64, p.1))
+        })
+        .collect();
     line_panel(
         &left,
         "tokens/s (sustained)",
@@ -476,6 +504,7 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         "tokens per second",
         &tps,
         true,
+        &knees,
     )?;
     let p99: Vec<(String, Vec<(f64, f64)>)> = curves
         .iter()
@@ -488,6 +517,7 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         "p99 latency (ms)",
         &p99,
         true,
+        &[],
     )?;
     root.present()?;
     Ok(vec![path.clone()])
@@ -544,8 +574,9 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         "normalised error",
         &err,
         true,
+        &[],
     )?;
-    line_panel(&right, "speed", "dim", "GFLOP/s", &speed, true)?;
+    line_panel(&right, "speed", "dim", "GFLOP/s", &speed, true, &[])?;
     root.present()?;
     Ok(vec![path.clone()])
 }

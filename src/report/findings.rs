@@ -11,6 +11,8 @@ use crate::workload::Op;
 
 /// Points grouped by a key.
 type Groups<K, V> = BTreeMap<K, Vec<V>>;
+/// (batch, tokens/s, p99 ms) along a batching line.
+type Curve = Vec<(u32, f64, f64)>;
 /// Backend, op, precision, batch, seq.
 type CurveKey = (String, Op, String, u32, u32);
 
@@ -119,23 +121,40 @@ fn dim_scaling(records: &[Record]) -> Vec<String> {
 
 /// Where batching stops paying: the first batch whose throughput gain < 5%.
 fn batching(records: &[Record]) -> Vec<String> {
-    batch_curves(records)
+    // One sentence per backend, op and precision: where the seq x dim lines stop
+    // gaining, and the largest line's numbers as the example.
+    let mut groups: Groups<(String, Op, String), (u32, u32, Curve)> = BTreeMap::new();
+    for ((b, op, p, s, d), curve) in batch_curves(records) {
+        groups.entry((b, op, p)).or_default().push((s, d, curve));
+    }
+    let gain = KNEE_GAIN * 100.0;
+    groups
         .into_iter()
-        .map(|((b, op, p, s, d), curve)| {
-            let (best_b, best) = curve.iter().map(|c| (c.0, c.1)).fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
-            let first = curve[0];
-            let last = curve[curve.len() - 1];
-            let tail = format!(
-                "peak {best:.0} tokens/s at batch {best_b}; p99 went from {:.3} ms at batch {} to {:.3} ms at batch {}",
-                first.2, first.0, last.2, last.0
-            );
-            match knee(&curve, KNEE_GAIN) {
-                Some(k) => format!(
-                    "Batching {op} {p} on {b} (S{s} D{d}) stops paying at batch {k}: the gain over the previous batch falls below {:.0}% there; {tail}.",
-                    KNEE_GAIN * 100.0
-                ),
-                None => format!("Batching {op} {p} on {b} (S{s} D{d}) still gained at least {:.0}% per step up to batch {}; {tail}.", KNEE_GAIN * 100.0, last.0),
+        .map(|((b, op, p), lines)| {
+            let mut knees: BTreeMap<Option<u32>, usize> = BTreeMap::new();
+            for (_, _, curve) in &lines {
+                *knees.entry(knee(curve, KNEE_GAIN)).or_default() += 1;
             }
+            let n = lines.len();
+            let parts: Vec<String> = knees
+                .iter()
+                .map(|(k, c)| match k {
+                    Some(k) => format!("at batch {k} in {c} of {n}"),
+                    None => format!("not within the batches measured in {c} of {n}"),
+                })
+                .collect();
+            let (s, d, curve) = lines.iter().max_by_key(|(s, d, _)| *s as u64 * *d as u64).expect("non-empty");
+            let (best_b, best) = curve.iter().map(|c| (c.0, c.1)).fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
+            let (first, last) = (curve[0], curve[curve.len() - 1]);
+            format!(
+                "Batching {op} {p} on {b}: throughput stops growing (no larger batch adds {gain:.0}% or more) {} seq x dim line(s); \
+                 at S{s} D{d} it peaks at {best:.0} tokens/s at batch {best_b}, while p99 goes from {:.3} ms at batch {} to {:.3} ms at batch {}.",
+                parts.join(", "),
+                first.2,
+                first.0,
+                last.2,
+                last.0
+            )
         })
         .collect()
 }
@@ -273,34 +292,52 @@ fn precision(records: &[Record]) -> Vec<String> {
 
 /// Where the GPU overtakes the CPU.
 fn crossover(records: &[Record]) -> Vec<String> {
-    let sp = speedups(records);
-    if sp.is_empty() {
-        return vec![];
-    }
-    let mut groups: Groups<(Op, String, u32, u32), (u32, f64)> = BTreeMap::new();
-    for ((op, p, b, s, d, _), x) in sp {
-        groups.entry((op, p, b, s)).or_default().push((d, x));
+    // Per op and precision: along dim, for every batch x seq measured on both backends.
+    let mut groups: Groups<(Op, String), (u32, u32, u32, f64)> = BTreeMap::new();
+    for ((op, p, b, s, d, _), x) in speedups(records) {
+        groups.entry((op, p)).or_default().push((b, s, d, x));
     }
     let gpu = device(records, "gpu");
     let mut out = Vec::new();
-    for ((op, p, b, s), mut v) in groups {
-        v.sort_by_key(|x| x.0);
+    for ((op, p), v) in groups {
+        let mut lines: BTreeMap<(u32, u32), Vec<(u32, f64)>> = BTreeMap::new();
+        for &(b, s, d, x) in &v {
+            lines.entry((b, s)).or_default().push((d, x));
+        }
         let best = v
             .iter()
             .copied()
-            .fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
-        let line = match v.iter().find(|x| x.1 > 1.0) {
-            Some(&(d, x)) if d == v[0].0 => {
-                format!("the GPU is already faster at the smallest dim measured, {d} ({x:.2}x)")
+            .fold((0, 0, 0, 0.0), |a, c| if c.3 > a.3 { c } else { a });
+        let mut crossings = Vec::new();
+        let mut never = 0;
+        for ((b, s), mut pts) in lines.into_iter().filter(|(_, pts)| pts.len() >= 2) {
+            pts.sort_by_key(|x| x.0);
+            match pts.iter().find(|x| x.1 > 1.0) {
+                Some(&(d, x)) if d == pts[0].0 => crossings.push(format!(
+                    "B{b} S{s}: already at the smallest dim, {d} ({x:.2}x)"
+                )),
+                Some(&(d, x)) => crossings.push(format!("B{b} S{s}: at dim {d} ({x:.2}x)")),
+                None => never += 1,
             }
-            Some(&(d, x)) => format!("the GPU overtakes the CPU at dim {d} ({x:.2}x)"),
-            None => format!(
-                "the GPU never overtakes the CPU (best {:.2}x at dim {})",
-                best.1, best.0
-            ),
+        }
+        if crossings.is_empty() && never == 0 {
+            continue; // one dim per line: no crossover to find
+        }
+        let best_at = format!("best {:.2}x at B{} S{} D{}", best.3, best.0, best.1, best.2);
+        let text = if crossings.is_empty() {
+            format!(
+                "the GPU never overtakes the CPU in any of {never} batch x seq lines ({best_at})"
+            )
+        } else {
+            format!(
+                "the GPU overtakes the CPU in {} of {} batch x seq lines — {}",
+                crossings.len(),
+                crossings.len() + never,
+                crossings.join("; ")
+            )
         };
         out.push(format!(
-            "GPU vs CPU for {op} {p} B{b} S{s}: {line}; the GPU here is {gpu}."
+            "GPU vs CPU for {op} {p}: {text}; the GPU here is {gpu}."
         ));
     }
     out
@@ -486,8 +523,16 @@ mod tests {
             f.contains("FP16 matmul on cpu: 2.00x the FP32 speed"),
             "{f}"
         );
-        assert!(f.contains("the GPU overtakes the CPU at dim 128"), "{f}");
-        assert!(f.contains("stops paying at batch 8"), "{f}");
+        assert!(
+            f.contains(
+                "the GPU overtakes the CPU in 1 of 1 batch x seq lines — B8 S16: at dim 128"
+            ),
+            "{f}"
+        );
+        assert!(
+            f.contains("stops growing (no larger batch adds 5% or more) at batch 4 in 1 of 1"),
+            "{f}"
+        );
         assert!(
             f.contains("measured allocations are 1.000x to 1.000x"),
             "{f}"
@@ -495,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn knee_is_the_first_small_gain() {
+    fn knee_is_the_first_batch_no_larger_batch_beats_by_the_gain() {
         let curve = [
             (1, 100.0, 1.0),
             (2, 190.0, 1.0),
