@@ -125,7 +125,7 @@ fn line_panel(
                             .iter()
                             .map(|&p| Circle::new(p, 9, BLACK.stroke_width(2))),
                     )?
-                    .label("knee: gain over the previous batch < 5%")
+                    .label("knee: no larger batch adds 5% or more")
                     .legend(|(x, y)| Circle::new((x + 9, y), 6, BLACK.stroke_width(2)));
             }
             chart
