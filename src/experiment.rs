@@ -154,6 +154,13 @@ pub struct Spec {
     /// Charts to draw (default: every chart the data supports).
     #[serde(default)]
     pub charts: Vec<ChartKind>,
+    /// Probe each backend's copy and FMA ceilings before the sweep (default: true).
+    #[serde(default = "yes")]
+    pub probe_ceilings: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One point of a sweep.

@@ -224,6 +224,8 @@ fn summarize(
         gbps: work.bytes_moved() as f64 / seconds / 1e9,
         tokens_per_s: tokens / seconds,
         arithmetic_intensity: work.arithmetic_intensity(),
+        pct_of_copy_bandwidth: None,
+        pct_of_fma_peak: None,
         memory_bytes: MemoryBytes {
             model,
             measured,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{DeviceInfo, MemoryUse, TimingMethod};
+use crate::backend::{Ceilings, DeviceInfo, MemoryUse, TimingMethod};
 use crate::error::{LabError, Result};
 use crate::measure::{BatchResult, StopRule};
 use crate::stats::Summary;
@@ -93,12 +93,29 @@ pub struct Measured {
     pub tokens_per_s: f64,
     /// FLOP per modeled byte.
     pub arithmetic_intensity: f64,
+    /// `gbps` as a percentage of the backend's probed copy bandwidth.
+    #[serde(default)]
+    pub pct_of_copy_bandwidth: Option<f64>,
+    /// `gflops` as a percentage of the backend's probed FMA peak (ops with FLOPs).
+    #[serde(default)]
+    pub pct_of_fma_peak: Option<f64>,
     /// Memory, modeled and measured.
     pub memory_bytes: MemoryBytes,
     /// Raw samples, nanoseconds (the value `latency_ms` summarises).
     pub raw_ns: Vec<u64>,
     /// Raw host wall samples, nanoseconds.
     pub raw_wall_ns: Vec<u64>,
+}
+
+impl Record {
+    /// Fills the percentages of `c` (the backend's ceilings) into the measurement.
+    pub fn apply_ceilings(&mut self, c: &Ceilings) {
+        if let Some(m) = self.measured.as_mut() {
+            m.pct_of_copy_bandwidth = (c.copy_gbps > 0.0).then(|| 100.0 * m.gbps / c.copy_gbps);
+            m.pct_of_fma_peak =
+                (c.fma_gflops > 0.0 && m.gflops > 0.0).then(|| 100.0 * m.gflops / c.fma_gflops);
+        }
+    }
 }
 
 /// One point's result: the contract's record.
@@ -166,6 +183,9 @@ pub struct Environment {
     pub wgpu_version: String,
     /// When the run started (seconds since the Unix epoch).
     pub timestamp_unix: u64,
+    /// Probed ceilings per backend ("gpu", "cpu"), when the run measured them.
+    #[serde(default)]
+    pub ceilings: std::collections::BTreeMap<String, Ceilings>,
 }
 
 impl Environment {
@@ -182,6 +202,7 @@ impl Environment {
             timestamp_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            ceilings: Default::default(),
         }
     }
 }

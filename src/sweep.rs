@@ -172,6 +172,9 @@ pub fn run(
     });
     file.complete = false;
     let path = out.join("results.json");
+    if spec.probe_ceilings {
+        probe_ceilings(&mut file, points, backends);
+    }
     file.save(&path)?;
     let done: HashSet<_> = file.records.iter().map(point_key).collect();
 
@@ -252,6 +255,10 @@ pub fn run(
             }
         };
         calibration.learn(p, &record);
+        let mut record = record;
+        if let Some(c) = file.environment.ceilings.get(p.backend.name()) {
+            record.apply_ceilings(c);
+        }
         file.records.push(record);
         file.save(&path)?;
         bar.inc(1);
@@ -263,6 +270,32 @@ pub fn run(
         results: file,
         interrupted,
     })
+}
+
+/// Measures the ceilings of every backend the points use, once per results
+/// file (a resumed run keeps the ones it has). A failed probe is reported and
+/// leaves the records without percentages; it does not stop the sweep.
+fn probe_ceilings(file: &mut ResultsFile, points: &[Point], backends: &Backends) {
+    for kind in [BackendKind::Gpu, BackendKind::Cpu] {
+        if file.environment.ceilings.contains_key(kind.name())
+            || !points.iter().any(|p| p.backend == kind)
+        {
+            continue;
+        }
+        let backend = match kind {
+            BackendKind::Cpu => backends.cpu.as_ref(),
+            BackendKind::Gpu => match &backends.gpu {
+                Ok(g) => g.as_ref(),
+                Err(_) => continue,
+            },
+        };
+        match backend.probe_ceilings() {
+            Ok(c) => {
+                file.environment.ceilings.insert(kind.name().into(), c);
+            }
+            Err(e) => eprintln!("note: {kind} ceilings not probed: {e}"),
+        }
+    }
 }
 
 /// Loads the results of an earlier run to resume it.

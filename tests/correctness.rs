@@ -143,3 +143,28 @@ fn gpu_validation_errors_become_one_line_errors_and_the_device_lives_on() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_verified(&backend, &work(Op::Matmul, Precision::F32, 1, 3, 5, 1));
 }
+
+#[test]
+fn ceilings_are_probed_on_every_backend() {
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    if let Some(g) = gpu(GpuOptions::default()) {
+        backends.push(Box::new(g));
+    }
+    for b in &backends {
+        // The GPU probe also checks that its copy really copied.
+        let c = b
+            .probe_ceilings()
+            .unwrap_or_else(|e| panic!("{}: {e}", b.device().name));
+        assert!(
+            c.copy_gbps.is_finite() && c.copy_gbps > 0.1,
+            "{}: {c:?}",
+            b.device().name
+        );
+        assert!(
+            c.fma_gflops.is_finite() && c.fma_gflops > 0.1,
+            "{}: {c:?}",
+            b.device().name
+        );
+        assert!(!c.method.is_empty());
+    }
+}

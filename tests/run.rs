@@ -59,7 +59,16 @@ fn run_writes_results_charts_and_report() {
     if !gpu_there {
         common::no_gpu("the sweep found no GPU");
     }
+    assert!(results.environment.ceilings.contains_key("cpu"));
+    assert_eq!(results.environment.ceilings.contains_key("gpu"), gpu_there);
     for r in &results.records {
+        if let Some(m) = &r.measured {
+            assert!(m.pct_of_copy_bandwidth.is_some_and(|p| p > 0.0), "{r:?}");
+            assert_eq!(
+                m.pct_of_fma_peak.is_some(),
+                r.op != kernel_lab::workload::Op::Embedding
+            );
+        }
         if r.backend == "gpu" && !gpu_there {
             assert!(r.skipped.as_deref().unwrap().starts_with("no GPU"), "{r:?}");
             continue;
@@ -110,6 +119,8 @@ fn run_writes_results_charts_and_report() {
     }
 
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("of the probed FMA peak"), "{report}");
+    assert!(report.contains("cpu ceilings (probed)"), "{report}");
     assert!(
         report.contains("## Findings") && report.contains("grows as dim^"),
         "{report}"

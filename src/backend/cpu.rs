@@ -96,6 +96,10 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn probe_ceilings(&self) -> Result<super::Ceilings> {
+        Ok(super::cpu_ceilings::probe())
+    }
+
     fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>> {
         Ok(match work.precision {
             Precision::F32 => Box::new(CpuKernel::<f32>::new(*work, inputs)),

@@ -6,6 +6,7 @@
 //! statistics.
 
 pub mod cpu;
+mod cpu_ceilings;
 pub mod gpu;
 
 use std::fmt;
@@ -144,6 +145,19 @@ pub struct DeviceInfo {
     pub limits: serde_json::Value,
 }
 
+/// The device's own practical peaks, measured by probe kernels: a copy (memory
+/// bandwidth) and independent FMA chains (arithmetic). Records report their
+/// GB/s and GFLOP/s as a percentage of these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Copy bandwidth, GB/s (bytes read + written).
+    pub copy_gbps: f64,
+    /// FP32 FMA throughput, GFLOP/s (an FMA counts 2).
+    pub fma_gflops: f64,
+    /// How they were measured (kernel, sizes, timing).
+    pub method: String,
+}
+
 /// A prepared op with its inputs resident, ready to be timed.
 pub trait Kernel {
     /// How this kernel's samples are timed.
@@ -170,6 +184,8 @@ pub trait Backend {
     fn device(&self) -> &DeviceInfo;
     /// The implementation that runs `work` here (kernel family and storage).
     fn kernel_name(&self, work: &Workload) -> String;
+    /// Measures the device's copy and FMA ceilings (best of several runs).
+    fn probe_ceilings(&self) -> Result<Ceilings>;
     /// Uploads inputs and builds pipelines for `work`. Errors name the limit or
     /// feature that stops the point.
     fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>>;

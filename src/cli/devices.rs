@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::context;
+use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuOptions};
 use kernel_lab::backend::{Backend, DeviceInfo};
 
 /// Arguments of `devices`.
@@ -14,6 +14,9 @@ pub struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also measure the copy-bandwidth and FMA ceilings of the default GPU and the CPU.
+    #[arg(long)]
+    probe: bool,
 }
 
 pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
@@ -21,12 +24,24 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|a| context::describe(a, a.features(), &a.limits()))
         .collect();
-    let cpu = CpuBackend::new().device().clone();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "adapters": adapters, "cpu": cpu }))?
+    let cpu_backend = CpuBackend::new();
+    let cpu = cpu_backend.device().clone();
+    let mut ceilings = serde_json::Map::new();
+    if args.probe {
+        if let Ok(gpu) = GpuBackend::open(&AdapterChoice::Best, GpuOptions::default()) {
+            ceilings.insert("gpu".into(), serde_json::to_value(gpu.probe_ceilings()?)?);
+        }
+        ceilings.insert(
+            "cpu".into(),
+            serde_json::to_value(cpu_backend.probe_ceilings()?)?,
         );
+    }
+    if args.json {
+        let mut v = serde_json::json!({ "adapters": adapters, "cpu": cpu });
+        if args.probe {
+            v["ceilings"] = serde_json::Value::Object(ceilings);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     if adapters.is_empty() {
@@ -72,5 +87,13 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         cpu.limits["threads"],
         cpu.features.join(" ")
     );
+    for (which, c) in &ceilings {
+        println!(
+            "ceilings ({which}): copy {:.1} GB/s, FMA {:.1} GFLOP/s ({})",
+            c["copy_gbps"].as_f64().unwrap_or(0.0),
+            c["fma_gflops"].as_f64().unwrap_or(0.0),
+            c["method"].as_str().unwrap_or("")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::backend::Ceilings;
 use crate::results::Record;
 use crate::workload::Op;
 
@@ -581,9 +582,10 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     Ok(vec![path.clone()])
 }
 
-/// Achieved GFLOP/s vs arithmetic intensity, against each backend's observed
-/// ceilings (the best GB/s and GFLOP/s any point of this run reached).
-pub fn roofline(records: &[Record], out: &Path) -> Chart {
+/// Achieved GFLOP/s vs arithmetic intensity, against each backend's ceilings:
+/// the probed copy bandwidth and FMA peak when the run measured them, else the
+/// best GB/s and GFLOP/s any point of this run reached (labelled as such).
+pub fn roofline(records: &[Record], ceilings: &BTreeMap<String, Ceilings>, out: &Path) -> Chart {
     let mut series = Vec::new();
     let mut all_x = Vec::new();
     for (i, backend) in ["gpu", "cpu"].into_iter().enumerate() {
@@ -602,9 +604,13 @@ pub fn roofline(records: &[Record], out: &Path) -> Chart {
             .filter_map(|r| r.measured.as_ref())
             .map(|m| m.gbps)
             .fold(0.0, f64::max);
-        let peak = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        let observed = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        let (bw, peak, source) = match ceilings.get(backend) {
+            Some(c) => (c.copy_gbps, c.fma_gflops, "probed"),
+            None => (bw, observed, "best observed"),
+        };
         all_x.extend(pts.iter().map(|p| p.0));
-        series.push((i, backend, pts, bw, peak));
+        series.push((i, backend, pts, bw, peak, source));
     }
     if series.is_empty() {
         return Ok(vec![]);
@@ -613,7 +619,7 @@ pub fn roofline(records: &[Record], out: &Path) -> Chart {
     let yr = log_range(
         series
             .iter()
-            .flat_map(|s| s.2.iter().map(|p| p.1).chain([s.4, s.3 * 0.1])),
+            .flat_map(|s| s.2.iter().map(|p| p.1).chain([s.4 * 1.2, s.3 * 0.1])),
     );
     let path = out.join("roofline.svg");
     let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
@@ -621,7 +627,7 @@ pub fn roofline(records: &[Record], out: &Path) -> Chart {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "roofline against observed ceilings{}",
+                "roofline: achieved GFLOP/s against each backend's ceilings{}",
                 software_note(records)
             ),
             (FONT, 16),
@@ -639,7 +645,7 @@ pub fn roofline(records: &[Record], out: &Path) -> Chart {
         .x_label_formatter(&|v| fmt_num(*v))
         .y_label_formatter(&|v| fmt_num(*v))
         .draw()?;
-    for (i, backend, pts, bw, peak) in series {
+    for (i, backend, pts, bw, peak, source) in series {
         let c = color(i);
         let roof: Vec<(f64, f64)> = (0..=60)
             .map(|k| xr.start * (xr.end / xr.start).powf(k as f64 / 60.0))
@@ -648,7 +654,7 @@ pub fn roofline(records: &[Record], out: &Path) -> Chart {
         chart
             .draw_series(LineSeries::new(roof, c.stroke_width(1)))?
             .label(format!(
-                "{backend} ceiling: {bw:.1} GB/s, {peak:.1} GFLOP/s (best observed)"
+                "{backend} ceiling: {bw:.1} GB/s, {peak:.1} GFLOP/s ({source})"
             ))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1)));
         chart

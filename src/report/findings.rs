@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::charts::{batch_curves, knee, speedups};
+use crate::backend::Ceilings;
 use crate::results::Record;
 use crate::workload::Op;
 
@@ -362,9 +363,52 @@ fn skipped(records: &[Record]) -> Vec<String> {
         .collect()
 }
 
+/// How close the kernels come to the probed ceilings, per backend and op.
+fn ceilings(records: &[Record], probed: &BTreeMap<String, Ceilings>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (backend, c) in probed {
+        let mut by_op: BTreeMap<Op, Vec<(f64, &Record)>> = BTreeMap::new();
+        for r in measured(records).filter(|r| &r.backend == backend) {
+            let m = r.measured.as_ref().expect("filtered");
+            // A projection is judged against the FMA peak, a gather against bandwidth.
+            let pct = if r.op.uses_weight() {
+                m.pct_of_fma_peak
+            } else {
+                m.pct_of_copy_bandwidth
+            };
+            if let Some(p) = pct {
+                by_op.entry(r.op).or_default().push((p, r));
+            }
+        }
+        for (op, v) in by_op {
+            let (what, ceiling) = if op.uses_weight() {
+                ("FMA peak", format!("{:.1} GFLOP/s", c.fma_gflops))
+            } else {
+                ("copy bandwidth", format!("{:.1} GB/s", c.copy_gbps))
+            };
+            let med = median(v.iter().map(|x| x.0).collect());
+            let best = v
+                .iter()
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .expect("non-empty");
+            out.push(format!(
+                "{op} on {backend} reaches a median {med:.1}% of the probed {what} ({ceiling}) over {} points; best {:.1}% at {} B{} S{} D{}.",
+                v.len(),
+                best.0,
+                best.1.precision,
+                best.1.batch,
+                best.1.seq,
+                best.1.dim
+            ));
+        }
+    }
+    out
+}
+
 /// Every finding the records support, in report order.
-pub fn findings(records: &[Record]) -> Vec<String> {
+pub fn findings(records: &[Record], probed: &BTreeMap<String, Ceilings>) -> Vec<String> {
     let mut all = Vec::new();
+    all.extend(ceilings(records, probed));
     all.extend(dim_scaling(records));
     all.extend(batching(records));
     all.extend(memory(records));
@@ -455,6 +499,8 @@ mod tests {
                 throughput: None,
                 gflops: work.flops() as f64 / (lat.p50 * 1e6),
                 gbps: 0.0,
+                pct_of_copy_bandwidth: None,
+                pct_of_fma_peak: None,
                 tokens_per_s: work.shape.tokens() as f64 / (lat.p50 / 1e3),
                 arithmetic_intensity: work.arithmetic_intensity(),
                 memory_bytes: MemoryBytes {
@@ -517,7 +563,7 @@ mod tests {
                 ms,
             ));
         }
-        let f = findings(&rs).join("\n");
+        let f = findings(&rs, &BTreeMap::new()).join("\n");
         assert!(f.contains("matmul f32 on cpu grows as dim^2.00"), "{f}");
         assert!(
             f.contains("FP16 matmul on cpu: 2.00x the FP32 speed"),

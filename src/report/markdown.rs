@@ -69,6 +69,16 @@ pub fn report(
         env.wgpu_version,
         env.timestamp_unix
     );
+    for (backend, c) in &env.ceilings {
+        let _ = writeln!(
+            s,
+            "- {backend} ceilings (probed): copy {:.1} GB/s, FMA {:.1} GFLOP/s — {}",
+            c.copy_gbps, c.fma_gflops, c.method
+        );
+    }
+    if !env.ceilings.is_empty() {
+        let _ = writeln!(s);
+    }
 
     let _ = writeln!(s, "## Findings\n");
     if findings.is_empty() {
@@ -98,19 +108,26 @@ pub fn report(
     );
     let _ = writeln!(
         s,
-        "| op | backend | prec | B | S | D | p50 ms | p99 ms | samples | GFLOP/s | GB/s | tokens/s | MiB (model) | max rel err | verified | note |"
+        "| op | backend | prec | B | S | D | p50 ms | p99 ms | samples | GFLOP/s | GB/s | % ceiling | tokens/s | MiB (model) | max rel err | verified | note |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     );
     for r in &results.records {
         let err = r.max_rel_err.map_or("-".into(), |e| format!("{e:.1e}"));
         match &r.measured {
             Some(m) => {
+                // A projection against the FMA peak, a gather against bandwidth.
+                let pct = if r.op.uses_weight() {
+                    m.pct_of_fma_peak
+                } else {
+                    m.pct_of_copy_bandwidth
+                };
+                let pct = pct.map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
                     r.op,
                     r.backend,
                     r.precision,
@@ -132,7 +149,7 @@ pub fn report(
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | - | - | 0 | - | - | - | - | {err} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
                     r.op,
                     r.backend,
                     r.precision,

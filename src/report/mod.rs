@@ -32,13 +32,13 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             ChartKind::GpuVsCpu => charts::gpu_vs_cpu(records, out),
             ChartKind::Batching => charts::batching(records, out),
             ChartKind::Precision => charts::precision(records, out),
-            ChartKind::Roofline => charts::roofline(records, out),
+            ChartKind::Roofline => charts::roofline(records, &results.environment.ceilings, out),
         };
         files.extend(
             drawn.map_err(|e| LabError::invalid("chart", &format!("{kind:?}"), &e.to_string()))?,
         );
     }
-    let found = findings::findings(records);
+    let found = findings::findings(records, &results.environment.ceilings);
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");
     crate::results::write_atomic(&path, text.as_bytes())?;

@@ -5,6 +5,7 @@
 //! into row chunks, each with its own buffers; every chunk is dispatched in the
 //! same compute pass, so a sample still covers the whole op.
 
+mod ceilings;
 pub mod context;
 mod kernel;
 pub mod readback;
@@ -170,6 +171,12 @@ impl Backend for GpuBackend {
             Op::Matmul => format!("wgsl-tiled-64x64x16 {mode}"),
             Op::EmbedProject => format!("wgsl-gather+tiled-64x64x16 {mode}"),
         }
+    }
+
+    fn probe_ceilings(&self) -> Result<crate::backend::Ceilings> {
+        self.ctx.scoped("probing the device's ceilings", || {
+            ceilings::probe(&self.ctx, self.binding_limit())
+        })
     }
 
     fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>> {

@@ -1,0 +1,205 @@
+//! The GPU's ceilings (`shaders/probes.wgsl`): a vec4 copy of the largest buffer
+//! one binding allows (up to 256 MiB), and independent vec4 FMA chains sized to
+//! run for at least ~10 ms. Timed with pass timestamps where the device has them.
+
+use std::time::Instant;
+
+use super::readback::map_read;
+use super::timestamps::TimestampQueries;
+use super::GpuContext;
+use crate::backend::Ceilings;
+use crate::error::{LabError, Result};
+
+/// Largest copy probed; more adds nothing once caches are far exceeded.
+const MAX_COPY_BYTES: u64 = 256 << 20;
+/// FLOPs per invocation and chain step: 8 chains x vec4 x (mul + add).
+const FLOPS_PER_STEP: f64 = 8.0 * 4.0 * 2.0;
+
+struct Probe<'a> {
+    ctx: &'a GpuContext,
+    queries: Option<TimestampQueries>,
+    params: wgpu::Buffer,
+}
+
+impl Probe<'_> {
+    /// Runs one dispatch and returns its seconds (device time if available).
+    fn time(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: u32,
+    ) -> Result<f64> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("probe"),
+                timestamp_writes: self.queries.as_ref().map(|q| q.pass_writes()),
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(groups, 1, 1);
+        }
+        if let Some(q) = &self.queries {
+            q.resolve(&mut encoder);
+        }
+        let start = Instant::now();
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.wait()?;
+        let wall = start.elapsed().as_secs_f64();
+        let device = match &self.queries {
+            Some(q) => q.read_ns(&self.ctx.device)?.map(|ns| ns as f64 * 1e-9),
+            None => None,
+        };
+        Ok(device.unwrap_or(wall))
+    }
+
+    fn set_params(&self, words: [u32; 4]) {
+        self.ctx
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&words));
+    }
+}
+
+fn buffer(ctx: &GpuContext, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+/// Probes the device behind `ctx`; buffers stay within `binding_limit`.
+pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
+    let bytes = MAX_COPY_BYTES.min(binding_limit) / 16 * 16;
+    let words = (bytes / 16) as u32;
+    let src = buffer(
+        ctx,
+        "probe src",
+        bytes,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+    );
+    let dst = buffer(
+        ctx,
+        "probe dst",
+        bytes,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let check = buffer(
+        ctx,
+        "probe check",
+        4096,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    );
+    let params = buffer(
+        ctx,
+        "probe params",
+        16,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
+    // A known pattern at the start, to check that the copy really copied.
+    let pattern: Vec<f32> = (0..1024).map(|i| i as f32 * 0.5 + 1.0).collect();
+    ctx.queue
+        .write_buffer(&src, 0, bytemuck::cast_slice(&pattern));
+
+    let module = ctx
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("probes"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../../shaders/probes.wgsl").into()),
+        });
+    let pipeline = |entry: &str| {
+        ctx.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    };
+    let (copy, fma) = (pipeline("copy"), pipeline("fma_chain"));
+    let bind = |p: &wgpu::ComputePipeline| {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &p.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: src.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: dst.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: params.as_entire_binding(),
+                },
+            ],
+        })
+    };
+    let (copy_bind, fma_bind) = (bind(&copy), bind(&fma));
+    let queries = ctx
+        .features
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+        .then(|| TimestampQueries::new(&ctx.device, &ctx.queue));
+    let timing = if queries.is_some() {
+        "pass timestamps"
+    } else {
+        "wall time"
+    };
+    let probe = Probe {
+        ctx,
+        queries,
+        params,
+    };
+
+    // Copy: a grid-stride loop over every word.
+    let groups = words
+        .div_ceil(256)
+        .min(ctx.limits.max_compute_workgroups_per_dimension);
+    probe.set_params([words, 0, groups * 256, 0]);
+    let mut copy_s = f64::MAX;
+    for _ in 0..5 {
+        copy_s = copy_s.min(probe.time(&copy, &copy_bind, groups)?);
+    }
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(&dst, 0, &check, 0, 4096);
+    ctx.queue.submit([encoder.finish()]);
+    let copied = map_read(&ctx.device, &check, 4096)?;
+    if copied.as_slice() != bytemuck::cast_slice::<f32, u8>(&pattern) {
+        return Err(LabError::Gpu(
+            "the copy probe did not copy its input".into(),
+        ));
+    }
+
+    // FMA: at most one invocation per word (each writes its own word); deepen
+    // the chains until a run takes ~10 ms, so launch overhead does not count.
+    let fma_groups = (words / 256).clamp(1, 4096);
+    let mut iters = 64u32;
+    let mut fma_s = loop {
+        probe.set_params([words, iters, 0, 0]);
+        let t = probe.time(&fma, &fma_bind, fma_groups)?;
+        if t >= 0.005 || iters >= 1 << 22 {
+            break t;
+        }
+        iters = (iters as f64 * (0.01 / t.max(1e-7)))
+            .min((1 << 22) as f64)
+            .max(iters as f64 * 2.0) as u32;
+    };
+    for _ in 0..2 {
+        fma_s = fma_s.min(probe.time(&fma, &fma_bind, fma_groups)?);
+    }
+    let flops = fma_groups as f64 * 256.0 * iters as f64 * FLOPS_PER_STEP;
+    Ok(Ceilings {
+        copy_gbps: 2.0 * bytes as f64 / copy_s / 1e9,
+        fma_gflops: flops / fma_s / 1e9,
+        method: format!(
+            "vec4 copy of {} MiB, best of 5; {} invocations x {iters} steps of 8 vec4 FMA chains, best of 3; {timing}",
+            bytes >> 20,
+            fma_groups * 256
+        ),
+    })
+}
