@@ -167,76 +167,30 @@ fn without_a_driver_gpu_is_a_clear_error_and_auto_falls_back_to_cpu() {
 #[test]
 fn bad_values_give_one_clear_line_and_a_non_zero_exit() {
     let base = ["bench", "--quick"];
-    let cases: [(&[&str], &[&str]); 6] = [
+    // Arguments after `bench --quick`, and what the error line must name.
+    let cases: [(&str, &[&str]); 6] = [
+        ("--op conv --batch 1 --seq 1 --dim 1", &["conv", "op"]),
         (
-            &["--op", "conv", "--batch", "1", "--seq", "1", "--dim", "1"],
-            &["conv", "op"],
-        ),
-        (
-            &[
-                "--op",
-                "matmul",
-                "--batch",
-                "1",
-                "--seq",
-                "1",
-                "--dim",
-                "1",
-                "--precision",
-                "f8",
-            ],
+            "--op matmul --batch 1 --seq 1 --dim 1 --precision f8",
             &["f8", "precision"],
         ),
+        ("--op matmul --batch 1 --seq 1 --dim 0", &["--dim", "0"]),
         (
-            &["--op", "matmul", "--batch", "1", "--seq", "1", "--dim", "0"],
-            &["--dim", "0"],
-        ),
-        (
-            &[
-                "--op",
-                "embedding",
-                "--batch",
-                "1",
-                "--seq",
-                "1",
-                "--dim",
-                "1",
-                "--vocab=-3",
-            ],
+            "--op embedding --batch 1 --seq 1 --dim 1 --vocab=-3",
             &["--vocab"],
         ),
         (
-            &[
-                "--op",
-                "embedding",
-                "--batch",
-                "1",
-                "--seq",
-                "70000",
-                "--dim",
-                "70000",
-            ],
+            "--op embedding --batch 1 --seq 70000 --dim 70000",
             &["shape", "2^32"],
         ),
         (
-            &[
-                "--op",
-                "matmul",
-                "--batch",
-                "1",
-                "--seq",
-                "1",
-                "--dim",
-                "1",
-                "--backend",
-                "tpu",
-            ],
+            "--op matmul --batch 1 --seq 1 --dim 1 --backend tpu",
             &["tpu"],
         ),
     ];
     for (extra, needles) in cases {
         let mut args: Vec<&str> = base.to_vec();
-        args.extend_from_slice(extra);
+        args.extend(extra.split_whitespace());
         let out = run(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         let err = stderr(&out);
