@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_verified, check, every_gpu, gpu, work, SHAPES};
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::{plan_chunks, GpuOptions, StorageMode};
+use kernel_lab::backend::gpu::{plan_chunks, GpuOptions, MatmulVariant, StorageMode};
 use kernel_lab::backend::Backend;
 use kernel_lab::workload::{Op, Precision};
 
@@ -63,6 +63,7 @@ fn gpu_chunked_path_matches_reference() {
         let Some(backend) = gpu(GpuOptions {
             force_packed_f16,
             max_binding_bytes: Some(limit),
+            ..Default::default()
         }) else {
             return;
         };
@@ -167,4 +168,63 @@ fn ceilings_are_probed_on_every_backend() {
         );
         assert!(!c.method.is_empty());
     }
+}
+
+#[test]
+fn gpu_every_matmul_variant_matches_reference_whole_and_chunked() {
+    for matmul_variant in MatmulVariant::ALL.map(Some) {
+        for force_packed_f16 in [false, true] {
+            let options = GpuOptions {
+                matmul_variant,
+                force_packed_f16,
+                ..Default::default()
+            };
+            let Some(backend) = gpu(options) else { return };
+            for op in [Op::Matmul, Op::EmbedProject] {
+                for p in Precision::ALL {
+                    for (b, s, d, v) in SHAPES {
+                        assert_verified(&backend, &work(op, p, b, s, d, v));
+                    }
+                }
+            }
+            let Some(chunked) = gpu(GpuOptions {
+                max_binding_bytes: Some(8 << 10),
+                ..options
+            }) else {
+                return;
+            };
+            for p in Precision::ALL {
+                assert_verified(&chunked, &work(Op::Matmul, p, 2, 100, 37, 50));
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_autotuning_chooses_the_fastest_verified_variant_once() {
+    let Some(backend) = gpu(GpuOptions::default()) else {
+        return;
+    };
+    let w = work(Op::Matmul, Precision::F32, 3, 77, 100, 1);
+    let name = backend.kernel_name(&w);
+    assert!(name.contains("(autotuned)"), "{name}");
+    let tunings = backend.tunings();
+    assert_eq!(tunings.len(), 1, "one storage mode tuned");
+    let t = &tunings[0].1;
+    assert_eq!(
+        t.timings_ms.len(),
+        MatmulVariant::ALL.len(),
+        "every variant verified and timed: {t:?}"
+    );
+    let fastest = t
+        .timings_ms
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+        .0;
+    assert_eq!(t.chosen, fastest);
+    assert!(name.contains(t.chosen.name()), "{name}");
+    assert_verified(&backend, &w);
+    assert_eq!(backend.kernel_name(&w), name, "the choice is cached");
+    assert_eq!(backend.tunings().len(), 1);
 }

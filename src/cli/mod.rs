@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions};
+use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions, MatmulVariant};
 use kernel_lab::backend::{Backend, BackendKind};
 
 /// Measures what drives the cost of LLM inference ops (embedding lookup,
@@ -63,6 +63,9 @@ pub struct GpuArgs {
     /// Pretend the storage-binding limit is this many bytes (exercises chunking).
     #[arg(long, hide = true)]
     max_binding_bytes: Option<u64>,
+    /// Use this matmul kernel instead of autotuning: tiled or direct.
+    #[arg(long, value_parser = ["tiled", "direct"])]
+    matmul_variant: Option<String>,
 }
 
 impl GpuArgs {
@@ -70,6 +73,10 @@ impl GpuArgs {
         GpuOptions {
             force_packed_f16: self.force_packed_f16,
             max_binding_bytes: self.max_binding_bytes,
+            matmul_variant: self.matmul_variant.as_deref().map(|v| match v {
+                "direct" => MatmulVariant::Direct,
+                _ => MatmulVariant::Tiled,
+            }),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use half::f16;
 
 use super::readback::map_read_into;
-use super::shaders::{self, StorageMode, GATHER_WORKGROUP, MATMUL_TILE};
+use super::shaders::{self, MatmulVariant, StorageMode, GATHER_WORKGROUP};
 use super::timestamps::{TimestampQueries, QUERY_BYTES};
 use super::{buffer_bytes, ChunkPlan, GpuContext};
 use crate::backend::cpu::CACHE_FLUSH_BYTES;
@@ -137,6 +137,7 @@ impl<'a> GpuKernel<'a> {
         work: Workload,
         mode: StorageMode,
         plan: ChunkPlan,
+        variant: MatmulVariant,
         inputs: &'a Inputs,
     ) -> Result<Self> {
         let (m, k, n) = work.mkn();
@@ -150,7 +151,7 @@ impl<'a> GpuKernel<'a> {
         let matmul = work
             .op
             .uses_weight()
-            .then(|| pipeline(ctx, "matmul", shaders::matmul(mode)));
+            .then(|| pipeline(ctx, variant.name(), variant.source(mode)));
         let table = work.op.uses_table().then(|| {
             storage(
                 ctx,
@@ -213,7 +214,7 @@ impl<'a> GpuKernel<'a> {
             let matmul_bind = match (&matmul, &w, &x) {
                 (Some(p), Some(wb), Some(xb)) => {
                     let lda = if work.op == Op::Matmul { k32 } else { ldy };
-                    let grid = [n32.div_ceil(MATMUL_TILE), rows.div_ceil(MATMUL_TILE)];
+                    let grid = [n32.div_ceil(variant.tile()), rows.div_ceil(variant.tile())];
                     let params = uniform(ctx, [rows, n32, k32, lda, ldy, 0, 0, 0]);
                     uniforms += 32;
                     Some((

@@ -13,7 +13,10 @@ pub mod shaders;
 pub mod timestamps;
 
 pub use context::{AdapterChoice, GpuContext};
-pub use shaders::StorageMode;
+pub use shaders::{MatmulVariant, StorageMode};
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::{Backend, BackendKind, DeviceInfo, Kernel};
 use crate::error::{LabError, Result};
@@ -27,13 +30,31 @@ pub struct GpuOptions {
     /// Treat the storage-binding limit as this many bytes when smaller than the
     /// device's (to test chunking on small shapes).
     pub max_binding_bytes: Option<u64>,
+    /// Use this matmul kernel instead of autotuning.
+    pub matmul_variant: Option<MatmulVariant>,
 }
 
 /// A wgpu adapter as a backend.
 pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
+    /// The matmul variant autotuning chose per storage mode, for this adapter.
+    tuned: Mutex<HashMap<StorageMode, Tuning>>,
 }
+
+/// What autotuning measured for one storage mode.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// The fastest verified variant.
+    pub chosen: MatmulVariant,
+    /// Median milliseconds of each verified variant on the tuning shape.
+    pub timings_ms: Vec<(MatmulVariant, f64)>,
+}
+
+/// The shape every variant is timed on (batch, seq, dim): large enough to fill a
+/// GPU for a few microseconds, small enough to take well under a second on a
+/// software device. The dim shrinks where a binding limit demands it.
+const TUNING_SHAPE: (u32, u32, u32) = (1, 512, 256);
 
 /// How the activation rows of a point are split to fit the binding limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,8 +127,14 @@ pub fn plan_chunks(
         });
     }
     if work.op.uses_weight() {
-        // The matmul grid has ceil(rows / 64) workgroups along y.
-        rows = rows.min(shaders::MATMUL_TILE as u64 * max_groups as u64);
+        // The matmul grid has ceil(rows / tile) workgroups along y; plan for
+        // the smallest tile of any variant.
+        let tile = MatmulVariant::ALL
+            .iter()
+            .map(|v| v.tile())
+            .min()
+            .unwrap_or(1);
+        rows = rows.min(tile as u64 * max_groups as u64);
     }
     let chunks = m.div_ceil(rows);
     // Even out the chunks rather than leave a small remainder.
@@ -120,7 +147,88 @@ pub fn plan_chunks(
 impl GpuBackend {
     /// Wraps an open device.
     pub fn new(ctx: GpuContext, options: GpuOptions) -> Self {
-        GpuBackend { ctx, options }
+        GpuBackend {
+            ctx,
+            options,
+            tuned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The matmul variant for `mode`: the forced one, the cached choice, or
+    /// the fastest variant that verifies on the tuning shape (measured once per
+    /// storage mode and backend, then cached).
+    pub fn matmul_variant(
+        &self,
+        mode: StorageMode,
+        precision: crate::workload::Precision,
+    ) -> Result<MatmulVariant> {
+        if let Some(v) = self.options.matmul_variant {
+            return Ok(v);
+        }
+        if let Some(t) = self
+            .tuned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mode)
+        {
+            return Ok(t.chosen);
+        }
+        // The tuning shape, its dim halved until its buffers fit this device's bindings.
+        let (b, s, d) = TUNING_SHAPE;
+        let fitting = |d: u32| -> Result<(Workload, ChunkPlan)> {
+            let shape = crate::workload::Shape::new(b, s, d, 1)?;
+            let work = Workload {
+                op: Op::Matmul,
+                precision,
+                shape,
+            };
+            let max_groups = self.ctx.limits.max_compute_workgroups_per_dimension;
+            Ok((
+                work,
+                plan_chunks(&work, mode, self.binding_limit(), max_groups)?,
+            ))
+        };
+        let (work, plan) = std::iter::successors(Some(d), |&d| (d > 8).then_some(d / 2))
+            .map(fitting)
+            .find(|r| r.is_ok())
+            .unwrap_or_else(|| fitting(8))?;
+        let inputs = Inputs::generate(&work, crate::workload::DEFAULT_SEED);
+        let mut timings = Vec::new();
+        for variant in MatmulVariant::ALL {
+            let mut k = self.ctx.scoped("autotuning the matmul", || {
+                kernel::GpuKernel::new(&self.ctx, work, mode, plan, variant, &inputs)
+            })?;
+            k.run()?;
+            if !crate::reference::verify(&work, &inputs, &k.output()?).verified {
+                continue; // a variant that computes wrong never wins
+            }
+            let mut ns: Vec<u64> = (0..5)
+                .map(|_| k.run().map(|s| s.best_ns()))
+                .collect::<Result<_>>()?;
+            ns.sort_unstable();
+            timings.push((variant, ns[2] as f64 * 1e-6));
+        }
+        let chosen = timings
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|t| t.0)
+            .ok_or_else(|| {
+                LabError::Gpu("no matmul variant verified on the tuning shape".into())
+            })?;
+        self.tuned.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            mode,
+            Tuning {
+                chosen,
+                timings_ms: timings,
+            },
+        );
+        Ok(chosen)
+    }
+
+    /// What autotuning found so far, per storage mode.
+    pub fn tunings(&self) -> Vec<(StorageMode, Tuning)> {
+        let map = self.tuned.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(m, t)| (*m, t.clone())).collect()
     }
 
     /// Opens the adapter `choice` names.
@@ -165,11 +273,17 @@ impl Backend for GpuBackend {
     }
 
     fn kernel_name(&self, work: &Workload) -> String {
-        let mode = self.storage_mode(work).name();
+        let mode = self.storage_mode(work);
+        let matmul = || match self.matmul_variant(mode, work.precision) {
+            Ok(v) if self.options.matmul_variant.is_some() => v.name().to_string(),
+            Ok(v) => format!("{} (autotuned)", v.name()),
+            Err(_) => "matmul (no variant verified)".to_string(),
+        };
+        let mode = mode.name();
         match work.op {
             Op::Embedding => format!("wgsl-gather {mode}"),
-            Op::Matmul => format!("wgsl-tiled-64x64x16 {mode}"),
-            Op::EmbedProject => format!("wgsl-gather+tiled-64x64x16 {mode}"),
+            Op::Matmul => format!("wgsl-{} {mode}", matmul()),
+            Op::EmbedProject => format!("wgsl-gather+{} {mode}", matmul()),
         }
     }
 
@@ -186,6 +300,13 @@ impl Backend for GpuBackend {
             return Err(LabError::DeviceLost(reason));
         }
         let mode = self.storage_mode(work);
+        // Tuned once per storage mode (normally already by `kernel_name`, before
+        // the cold-start timer), so tuning never counts as preparation.
+        let variant = if work.op.uses_weight() {
+            self.matmul_variant(mode, work.precision)?
+        } else {
+            MatmulVariant::Tiled
+        };
         let plan = plan_chunks(
             work,
             mode,
@@ -195,7 +316,7 @@ impl Backend for GpuBackend {
         let kernel = self
             .ctx
             .scoped(&format!("preparing {} {}", work.op, mode.name()), || {
-                kernel::GpuKernel::new(&self.ctx, *work, mode, plan, inputs)
+                kernel::GpuKernel::new(&self.ctx, *work, mode, plan, variant, inputs)
             })?;
         Ok(Box::new(kernel))
     }

@@ -93,6 +93,51 @@ fn write_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
     )
 }
 
+/// The matmul kernels to choose from (the GPU backend autotunes between them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// 64x64 workgroup tiles in shared memory, 4x4 outputs per thread (`matmul.wgsl`).
+    Tiled,
+    /// No shared memory or barriers, 4x4 outputs per thread (`matmul_direct.wgsl`).
+    Direct,
+}
+
+impl MatmulVariant {
+    /// Every variant, in a stable order.
+    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Tiled, MatmulVariant::Direct];
+
+    /// A short name for records.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Tiled => "tiled-64x64x16",
+            MatmulVariant::Direct => "direct-4x4",
+        }
+    }
+
+    /// Rows (and columns) of y one workgroup covers.
+    pub fn tile(self) -> u32 {
+        match self {
+            MatmulVariant::Tiled => MATMUL_TILE,
+            MatmulVariant::Direct => 32,
+        }
+    }
+
+    /// The WGSL for `mode`.
+    pub fn source(self, mode: StorageMode) -> String {
+        match self {
+            MatmulVariant::Tiled => matmul(mode),
+            MatmulVariant::Direct => format!(
+                "{}{}{}{}\n{}",
+                mode.enable(),
+                read_accessor(mode, "a", 0),
+                read_accessor(mode, "b", 1),
+                write_accessor(mode, "y", 2),
+                include_str!("../../../shaders/matmul_direct.wgsl")
+            ),
+        }
+    }
+}
+
 /// The tiled matmul for `mode`.
 pub fn matmul(mode: StorageMode) -> String {
     format!(
@@ -129,7 +174,11 @@ mod tests {
     #[test]
     fn every_variant_validates() {
         for mode in [StorageMode::F32, StorageMode::F16, StorageMode::PackedF16] {
-            for (name, src) in [("matmul", matmul(mode)), ("embedding", embedding(mode))] {
+            for (name, src) in [
+                ("matmul", matmul(mode)),
+                ("matmul-direct", MatmulVariant::Direct.source(mode)),
+                ("embedding", embedding(mode)),
+            ] {
                 let module = naga::front::wgsl::parse_str(&src)
                     .unwrap_or_else(|e| panic!("{name} {mode:?}: {}", e.emit_to_string(&src)));
                 naga::valid::Validator::new(
