@@ -90,10 +90,12 @@ pub fn assert_verified(backend: &dyn Backend, work: &Workload) {
 }
 
 /// The shapes every op and precision is checked on: none a multiple of a tile,
-/// and the degenerate 1x1x1.
-pub const SHAPES: [(u32, u32, u32, u32); 4] = [
+/// the degenerate 1x1x1, and rows that select each gather variant.
+pub const SHAPES: [(u32, u32, u32, u32); 5] = [
     (3, 77, 100, 1000),
     (1, 1, 1, 1),
     (2, 5, 33, 7),
     (1, 65, 129, 300),
+    // 64-element rows: the vec4 gather in f16 (and packed f16) too.
+    (2, 3, 64, 40),
 ];

@@ -6,7 +6,7 @@ use std::time::Instant;
 use half::f16;
 
 use super::readback::map_read_into;
-use super::shaders::{self, MatmulVariant, StorageMode, GATHER_WORKGROUP};
+use super::shaders::{GatherVariant, MatmulVariant, StorageMode, GATHER_WORKGROUP};
 use super::timestamps::{TimestampQueries, QUERY_BYTES};
 use super::{buffer_bytes, ChunkPlan, GpuContext};
 use crate::backend::cpu::CACHE_FLUSH_BYTES;
@@ -144,10 +144,11 @@ impl<'a> GpuKernel<'a> {
         let (k32, n32) = (k as u32, n as u32);
         let ldy = mode.padded_stride(n32);
         let usage = wgpu::BufferUsages::COPY_DST;
+        let gather_variant = GatherVariant::for_row(mode, k32);
         let gather = work
             .op
             .uses_table()
-            .then(|| pipeline(ctx, "embedding", shaders::embedding(mode)));
+            .then(|| pipeline(ctx, gather_variant.name(), gather_variant.source(mode)));
         let matmul = work
             .op
             .uses_weight()
@@ -200,12 +201,27 @@ impl<'a> GpuKernel<'a> {
             let gather_bind = match (&gather, &table, &ids) {
                 (Some(p), Some(t), Some(i)) => {
                     let out = x.as_ref().unwrap_or(&y);
-                    let pairs = k32.div_ceil(2);
+                    // Invocations per row: element pairs, or whole words (whose
+                    // rows are unpadded: ldy == k whenever a row is whole words).
+                    let (units, params) = match gather_variant {
+                        GatherVariant::Pairs => {
+                            let pairs = k32.div_ceil(2);
+                            (pairs, [rows, k32, ldy, pairs])
+                        }
+                        v => {
+                            let words = k32 * mode.element_bytes() / v.word_bytes();
+                            (
+                                words,
+                                [rows, words, ldy * mode.element_bytes() / v.word_bytes(), 0],
+                            )
+                        }
+                    };
                     let grid = fold_grid(
-                        (rows as u64 * pairs as u64).div_ceil(GATHER_WORKGROUP as u64),
+                        (rows as u64 * units as u64).div_ceil(GATHER_WORKGROUP as u64),
                         max_groups,
                     );
-                    let params = uniform(ctx, [rows, k32, ldy, pairs, grid[0], 0, 0, 0]);
+                    let [a, b, c, d] = params;
+                    let params = uniform(ctx, [a, b, c, d, grid[0], 0, 0, 0]);
                     uniforms += 32;
                     Some((bind(ctx, p, [(0, t), (1, i), (2, out), (3, &params)]), grid))
                 }

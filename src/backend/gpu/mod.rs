@@ -13,7 +13,7 @@ pub mod shaders;
 pub mod timestamps;
 
 pub use context::{AdapterChoice, GpuContext};
-pub use shaders::{MatmulVariant, StorageMode};
+pub use shaders::{GatherVariant, MatmulVariant, StorageMode};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -279,11 +279,12 @@ impl Backend for GpuBackend {
             Ok(v) => format!("{} (autotuned)", v.name()),
             Err(_) => "matmul (no variant verified)".to_string(),
         };
+        let gather = GatherVariant::for_row(mode, work.shape.dim).name();
         let mode = mode.name();
         match work.op {
-            Op::Embedding => format!("wgsl-gather {mode}"),
+            Op::Embedding => format!("wgsl-{gather} {mode}"),
             Op::Matmul => format!("wgsl-{} {mode}", matmul()),
-            Op::EmbedProject => format!("wgsl-gather+{} {mode}", matmul()),
+            Op::EmbedProject => format!("wgsl-{gather}+{} {mode}", matmul()),
         }
     }
 

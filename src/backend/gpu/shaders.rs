@@ -34,6 +34,14 @@ impl StorageMode {
         }
     }
 
+    /// Bytes per stored element.
+    pub fn element_bytes(self) -> u32 {
+        match self {
+            StorageMode::F32 => 4,
+            StorageMode::F16 | StorageMode::PackedF16 => 2,
+        }
+    }
+
     /// Row strides of written buffers are padded to a whole number of words.
     pub fn padded_stride(self, cols: u32) -> u32 {
         match self {
@@ -161,6 +169,59 @@ pub fn embedding(mode: StorageMode) -> String {
     )
 }
 
+/// How the gather copies a row: chosen from the row's size in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatherVariant {
+    /// Element pairs through the storage accessors (any row; needed for odd f16 rows).
+    Pairs,
+    /// Whole 4-byte words, bit for bit (rows of a multiple of 4 bytes).
+    Words,
+    /// Whole 16-byte `vec4<u32>` words (rows of a multiple of 16 bytes).
+    Vec4,
+}
+
+impl GatherVariant {
+    /// The widest copy a row of `dim` elements in `mode` allows.
+    pub fn for_row(mode: StorageMode, dim: u32) -> Self {
+        let bytes = dim as u64 * if mode == StorageMode::F32 { 4 } else { 2 };
+        if bytes.is_multiple_of(16) {
+            GatherVariant::Vec4
+        } else if bytes.is_multiple_of(4) {
+            GatherVariant::Words
+        } else {
+            GatherVariant::Pairs
+        }
+    }
+
+    /// A short name for records.
+    pub fn name(self) -> &'static str {
+        match self {
+            GatherVariant::Pairs => "gather-pairs",
+            GatherVariant::Words => "gather-u32",
+            GatherVariant::Vec4 => "gather-vec4",
+        }
+    }
+
+    /// Bytes one invocation copies.
+    pub fn word_bytes(self) -> u32 {
+        match self {
+            GatherVariant::Pairs => 0,
+            GatherVariant::Words => 4,
+            GatherVariant::Vec4 => 16,
+        }
+    }
+
+    /// The WGSL for `mode`.
+    pub fn source(self, mode: StorageMode) -> String {
+        let words = include_str!("../../../shaders/gather_words.wgsl");
+        match self {
+            GatherVariant::Pairs => embedding(mode),
+            GatherVariant::Words => words.replace("WORD", "u32"),
+            GatherVariant::Vec4 => words.replace("WORD", "vec4<u32>"),
+        }
+    }
+}
+
 /// Rows and columns of `y` one matmul workgroup computes.
 pub const MATMUL_TILE: u32 = 64;
 /// Invocations per gather workgroup.
@@ -172,12 +233,38 @@ mod tests {
 
     /// Every variant must parse and validate with naga, without a device.
     #[test]
+    fn gather_copies_the_widest_word_a_row_allows() {
+        assert_eq!(
+            GatherVariant::for_row(StorageMode::F32, 100),
+            GatherVariant::Vec4
+        );
+        assert_eq!(
+            GatherVariant::for_row(StorageMode::F32, 33),
+            GatherVariant::Words
+        );
+        assert_eq!(
+            GatherVariant::for_row(StorageMode::F16, 100),
+            GatherVariant::Words
+        );
+        assert_eq!(
+            GatherVariant::for_row(StorageMode::PackedF16, 64),
+            GatherVariant::Vec4
+        );
+        assert_eq!(
+            GatherVariant::for_row(StorageMode::F16, 33),
+            GatherVariant::Pairs
+        );
+    }
+
+    #[test]
     fn every_variant_validates() {
         for mode in [StorageMode::F32, StorageMode::F16, StorageMode::PackedF16] {
             for (name, src) in [
                 ("matmul", matmul(mode)),
                 ("matmul-direct", MatmulVariant::Direct.source(mode)),
                 ("embedding", embedding(mode)),
+                ("gather-u32", GatherVariant::Words.source(mode)),
+                ("gather-vec4", GatherVariant::Vec4.source(mode)),
             ] {
                 let module = naga::front::wgsl::parse_str(&src)
                     .unwrap_or_else(|e| panic!("{name} {mode:?}: {}", e.emit_to_string(&src)));
