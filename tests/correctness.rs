@@ -171,12 +171,17 @@ fn ceilings_are_probed_on_every_backend() {
 }
 
 #[test]
-fn gpu_every_matmul_variant_matches_reference_whole_and_chunked() {
+fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chunked() {
     for matmul_variant in MatmulVariant::ALL.map(Some) {
-        for force_packed_f16 in [false, true] {
+        for (force_packed_f16, trusted_shaders) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
+            // Trusted shaders run without wgpu's bounds checks: the kernels' own
+            // guards must keep every shape, whole and chunked, correct.
             let options = GpuOptions {
                 matmul_variant,
                 force_packed_f16,
+                trusted_shaders,
                 ..Default::default()
             };
             let Some(backend) = gpu(options) else { return };

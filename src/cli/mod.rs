@@ -66,6 +66,9 @@ pub struct GpuArgs {
     /// Use this matmul kernel instead of autotuning: tiled or direct.
     #[arg(long, value_parser = ["tiled", "direct"])]
     matmul_variant: Option<String>,
+    /// Build the matmul kernels without runtime bounds checks (they check their own).
+    #[arg(long)]
+    trusted_shaders: bool,
 }
 
 impl GpuArgs {
@@ -77,6 +80,7 @@ impl GpuArgs {
                 "direct" => MatmulVariant::Direct,
                 _ => MatmulVariant::Tiled,
             }),
+            trusted_shaders: self.trusted_shaders,
         }
     }
 

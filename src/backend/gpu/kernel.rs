@@ -74,13 +74,27 @@ fn storage(ctx: &GpuContext, label: &str, size: u64, extra: wgpu::BufferUsages) 
     })
 }
 
-fn pipeline(ctx: &GpuContext, label: &str, source: String) -> wgpu::ComputePipeline {
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+/// Builds a compute pipeline from WGSL. With `trusted`, the module is built
+/// without wgpu's runtime bounds checks; only kernels that bound every access
+/// themselves may ask for it (see the SAFETY note where it is used).
+fn pipeline(ctx: &GpuContext, label: &str, source: String, trusted: bool) -> wgpu::ComputePipeline {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    let module = if trusted {
+        // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
+        // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
+        // every store with `row < m && col < n`, against buffers sized for
+        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; their
+        // workgroup-array indices are bounded by compile-time tile constants.
+        unsafe {
+            ctx.device
+                .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        }
+    } else {
+        ctx.device.create_shader_module(desc)
+    };
     ctx.device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(label),
@@ -138,6 +152,7 @@ impl<'a> GpuKernel<'a> {
         mode: StorageMode,
         plan: ChunkPlan,
         variant: MatmulVariant,
+        trusted: bool,
         inputs: &'a Inputs,
     ) -> Result<Self> {
         let (m, k, n) = work.mkn();
@@ -145,14 +160,18 @@ impl<'a> GpuKernel<'a> {
         let ldy = mode.padded_stride(n32);
         let usage = wgpu::BufferUsages::COPY_DST;
         let gather_variant = GatherVariant::for_row(mode, k32);
-        let gather = work
-            .op
-            .uses_table()
-            .then(|| pipeline(ctx, gather_variant.name(), gather_variant.source(mode)));
+        let gather = work.op.uses_table().then(|| {
+            pipeline(
+                ctx,
+                gather_variant.name(),
+                gather_variant.source(mode),
+                false,
+            )
+        });
         let matmul = work
             .op
             .uses_weight()
-            .then(|| pipeline(ctx, variant.name(), variant.source(mode)));
+            .then(|| pipeline(ctx, variant.name(), variant.source(mode), trusted));
         let table = work.op.uses_table().then(|| {
             storage(
                 ctx,

@@ -32,6 +32,10 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Use this matmul kernel instead of autotuning.
     pub matmul_variant: Option<MatmulVariant>,
+    /// Build the matmul kernels without wgpu's runtime bounds checks (they bound
+    /// every access themselves); the gather stays checked, since its row index
+    /// comes from data.
+    pub trusted_shaders: bool,
 }
 
 /// A wgpu adapter as a backend.
@@ -196,7 +200,15 @@ impl GpuBackend {
         let mut timings = Vec::new();
         for variant in MatmulVariant::ALL {
             let mut k = self.ctx.scoped("autotuning the matmul", || {
-                kernel::GpuKernel::new(&self.ctx, work, mode, plan, variant, &inputs)
+                kernel::GpuKernel::new(
+                    &self.ctx,
+                    work,
+                    mode,
+                    plan,
+                    variant,
+                    self.options.trusted_shaders,
+                    &inputs,
+                )
             })?;
             k.run()?;
             if !crate::reference::verify(&work, &inputs, &k.output()?).verified {
@@ -280,6 +292,12 @@ impl Backend for GpuBackend {
             Err(_) => "matmul (no variant verified)".to_string(),
         };
         let gather = GatherVariant::for_row(mode, work.shape.dim).name();
+        let trusted = if self.options.trusted_shaders {
+            " trusted"
+        } else {
+            ""
+        };
+        let matmul = || format!("{}{trusted}", matmul());
         let mode = mode.name();
         match work.op {
             Op::Embedding => format!("wgsl-{gather} {mode}"),
@@ -317,7 +335,15 @@ impl Backend for GpuBackend {
         let kernel = self
             .ctx
             .scoped(&format!("preparing {} {}", work.op, mode.name()), || {
-                kernel::GpuKernel::new(&self.ctx, *work, mode, plan, variant, inputs)
+                kernel::GpuKernel::new(
+                    &self.ctx,
+                    *work,
+                    mode,
+                    plan,
+                    variant,
+                    self.options.trusted_shaders,
+                    inputs,
+                )
             })?;
         Ok(Box::new(kernel))
     }
