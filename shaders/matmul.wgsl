@@ -1,6 +1,7 @@
 // Tiled matmul y[M, N] = a[M, K] @ b[K, N], row-major, any M, N, K.
 //
-// The host prepends the storage accessors (see src/backend/gpu/shaders.rs):
+// The host prepends the storage accessors and matmul_common.wgsl (Params, p,
+// store_row; see src/backend/gpu/shaders.rs):
 //   load_a(i) / load_b(i) -> f32   read element i of a / b, whatever the storage
 //   store2_y(i, v, both)           write y[i] (and y[i+1] when `both`); i is even
 // so one kernel serves f32, f16 and f16 packed into u32 words. Arithmetic and the
@@ -12,20 +13,6 @@
 // slice of K, not per element. Barriers are what software devices (lavapipe)
 // pay most for; shared-memory traffic is what real GPUs pay for.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    // Row stride of a, in elements (== k, or an even pad when a is packed f16 written by the gather).
-    lda: u32,
-    // Row stride of y, in elements (== n, or n rounded up to even for packed f16 output).
-    ldy: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(3) var<uniform> p: Params;
-
 const BM: u32 = 64u;   // rows of y per workgroup
 const BN: u32 = 64u;   // columns of y per workgroup
 const BK: u32 = 16u;   // depth of one K slice
@@ -34,19 +21,6 @@ const THREADS: u32 = 256u;
 // k-major tiles: a thread reads 4 consecutive rows (tile_a) or columns (tile_b) of one k.
 var<workgroup> tile_a: array<f32, 1024>; // [BK][BM]
 var<workgroup> tile_b: array<f32, 1024>; // [BK][BN]
-
-fn store_row(row: u32, col: u32, v: vec4<f32>) {
-    // col is a multiple of 4, so pairs (col, col+1) and (col+2, col+3) never straddle
-    // a packed word; the checks keep columns past n unwritten (or in the row's pad).
-    if (row >= p.m || col >= p.n) {
-        return;
-    }
-    let base = row * p.ldy + col;
-    store2_y(base, v.xy, col + 1u < p.n);
-    if (col + 2u < p.n) {
-        store2_y(base + 2u, v.zw, col + 3u < p.n);
-    }
-}
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -1,34 +1,11 @@
 // Matmul without workgroup memory: y[M, N] = a[M, K] @ b[K, N], any M, N, K.
 //
-// The host prepends the same storage accessors as for matmul.wgsl. Each
-// invocation owns a 4x4 block of y and streams its 4 rows of a and 4 columns of
-// b straight from the buffers, relying on the cache instead of shared tiles. No
-// barriers: on devices where a barrier is expensive (software rasterisers such
+// The host prepends the same storage accessors and matmul_common.wgsl as for
+// matmul.wgsl. Each invocation owns a 4x4 block of y and streams its 4 rows of a
+// and 4 columns of b straight from the buffers, relying on the cache instead of
+// shared tiles. No barriers: on devices where a barrier is expensive (software rasterisers such
 // as lavapipe, which run a workgroup's invocations as loops over SIMD lanes)
 // this avoids the cost that dominates the tiled kernel there.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldy: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-@group(0) @binding(3) var<uniform> p: Params;
-
-fn store_row(row: u32, col: u32, v: vec4<f32>) {
-    if (row >= p.m || col >= p.n) {
-        return;
-    }
-    let base = row * p.ldy + col;
-    store2_y(base, v.xy, col + 1u < p.n);
-    if (col + 2u < p.n) {
-        store2_y(base + 2u, v.zw, col + 3u < p.n);
-    }
-}
 
 // Reads a[row, k], or 0 past the edge (rows past m contribute nothing stored).
 fn a_at(row: u32, k: u32) -> f32 {

@@ -132,30 +132,19 @@ impl MatmulVariant {
 
     /// The WGSL for `mode`.
     pub fn source(self, mode: StorageMode) -> String {
-        match self {
-            MatmulVariant::Tiled => matmul(mode),
-            MatmulVariant::Direct => format!(
-                "{}{}{}{}\n{}",
-                mode.enable(),
-                read_accessor(mode, "a", 0),
-                read_accessor(mode, "b", 1),
-                write_accessor(mode, "y", 2),
-                include_str!("../../../shaders/matmul_direct.wgsl")
-            ),
-        }
+        let body = match self {
+            MatmulVariant::Tiled => include_str!("../../../shaders/matmul.wgsl"),
+            MatmulVariant::Direct => include_str!("../../../shaders/matmul_direct.wgsl"),
+        };
+        format!(
+            "{}{}{}{}\n{}\n{body}",
+            mode.enable(),
+            read_accessor(mode, "a", 0),
+            read_accessor(mode, "b", 1),
+            write_accessor(mode, "y", 2),
+            include_str!("../../../shaders/matmul_common.wgsl"),
+        )
     }
-}
-
-/// The tiled matmul for `mode`.
-pub fn matmul(mode: StorageMode) -> String {
-    format!(
-        "{}{}{}{}\n{}",
-        mode.enable(),
-        read_accessor(mode, "a", 0),
-        read_accessor(mode, "b", 1),
-        write_accessor(mode, "y", 2),
-        include_str!("../../../shaders/matmul.wgsl")
-    )
 }
 
 /// The embedding gather for `mode`.
@@ -231,7 +220,6 @@ pub const GATHER_WORKGROUP: u32 = 256;
 mod tests {
     use super::*;
 
-    /// Every variant must parse and validate with naga, without a device.
     #[test]
     fn gather_copies_the_widest_word_a_row_allows() {
         assert_eq!(
@@ -256,11 +244,12 @@ mod tests {
         );
     }
 
+    /// Every variant must parse and validate with naga, without a device.
     #[test]
     fn every_variant_validates() {
         for mode in [StorageMode::F32, StorageMode::F16, StorageMode::PackedF16] {
             for (name, src) in [
-                ("matmul", matmul(mode)),
+                ("matmul", MatmulVariant::Tiled.source(mode)),
                 ("matmul-direct", MatmulVariant::Direct.source(mode)),
                 ("embedding", embedding(mode)),
                 ("gather-u32", GatherVariant::Words.source(mode)),
