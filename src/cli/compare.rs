@@ -53,8 +53,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let mut regressions = 0;
     let mut matched = 0;
     println!(
-        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11} {:>11} {:>7} {:>9}  verdict",
-        "op", "bknd", "prec", "B", "S", "D", "a p50 ms", "b p50 ms", "b/a", "p"
+        "{} {:>11} {:>11} {:>7} {:>9}  verdict",
+        super::POINT_HEADER,
+        "a p50 ms",
+        "b p50 ms",
+        "b/a",
+        "p"
     );
     for r in b.records.iter().filter(|r| r.measured.is_some()) {
         let Some(old) = base.get(&key(r)) else {
@@ -79,13 +83,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             "same"
         };
         println!(
-            "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11.4} {:>11.4} {:>7.3} {:>9.2e}  {verdict}",
-            r.op.name(),
-            r.backend,
-            r.precision.name(),
-            r.batch,
-            r.seq,
-            r.dim,
+            "{} {:>11.4} {:>11.4} {:>7.3} {:>9.2e}  {verdict}",
+            super::point_columns(r),
             ma.latency_ms.p50,
             mb.latency_ms.p50,
             ratio,

@@ -107,6 +107,22 @@ fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backen
     })
 }
 
+/// Header of the columns [`point_columns`] prints.
+const POINT_HEADER: &str = "op             bknd prec     B     S     D";
+
+/// The leading table columns that identify a point: op, backend, precision, B, S, D.
+fn point_columns(r: &kernel_lab::results::Record) -> String {
+    format!(
+        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5}",
+        r.op.name(),
+        r.backend,
+        r.precision.name(),
+        r.batch,
+        r.seq,
+        r.dim
+    )
+}
+
 /// A one-line label for a backend's device, marking software GPUs.
 fn device_label(b: &dyn Backend) -> String {
     let d = b.device();

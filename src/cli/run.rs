@@ -189,35 +189,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// One line per point: what ran, how fast, whether it verified.
 pub fn print_summary(records: &[Record]) {
     println!(
-        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11} {:>11} {:>10} {:>12}  verified",
-        "op", "bknd", "prec", "B", "S", "D", "p50 ms", "p99 ms", "GFLOP/s", "tokens/s"
+        "{} {:>11} {:>11} {:>10} {:>12}  verified",
+        super::POINT_HEADER,
+        "p50 ms",
+        "p99 ms",
+        "GFLOP/s",
+        "tokens/s"
     );
     for r in records {
+        let point = super::point_columns(r);
         match &r.measured {
             Some(m) => println!(
-                "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>11.4} {:>11.4} {:>10.2} {:>12.0}  {}",
-                r.op.name(),
-                r.backend,
-                r.precision.name(),
-                r.batch,
-                r.seq,
-                r.dim,
-                m.latency_ms.p50,
-                m.latency_ms.p99,
-                m.gflops,
-                m.tokens_per_s,
-                r.verified
+                "{point} {:>11.4} {:>11.4} {:>10.2} {:>12.0}  {}",
+                m.latency_ms.p50, m.latency_ms.p99, m.gflops, m.tokens_per_s, r.verified
             ),
-            None => println!(
-                "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5}  skipped: {}",
-                r.op.name(),
-                r.backend,
-                r.precision.name(),
-                r.batch,
-                r.seq,
-                r.dim,
-                r.skipped.as_deref().unwrap_or("")
-            ),
+            None => println!("{point}  skipped: {}", r.skipped.as_deref().unwrap_or("")),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::{measured, p50};
 use crate::backend::Ceilings;
 use crate::results::Record;
 use crate::workload::Op;
@@ -16,15 +17,6 @@ type Chart = Result<Vec<PathBuf>, Box<dyn std::error::Error>>;
 
 const FONT: &str = "sans-serif";
 const MIB: f64 = 1048576.0;
-
-/// Records that carry a measurement.
-fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
-    records.iter().filter(|r| r.measured.is_some())
-}
-
-fn p50(r: &Record) -> f64 {
-    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
-}
 
 fn color(i: usize) -> RGBColor {
     let c = Palette99::pick(i).to_rgba();

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::charts::{batch_curves, knee, speedups};
+use super::{measured, p50};
 use crate::backend::Ceilings;
 use crate::results::Record;
+use crate::stats::Samples;
 use crate::workload::Op;
 
 /// Points grouped by a key.
@@ -40,22 +42,8 @@ pub fn loglog_slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
-    records.iter().filter(|r| r.measured.is_some())
-}
-
-fn p50(r: &Record) -> f64 {
-    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
+fn median(v: Vec<f64>) -> f64 {
+    Samples::new(v).map_or(f64::NAN, |s| s.quantile(0.5))
 }
 
 fn device(records: &[Record], backend: &str) -> String {

@@ -9,7 +9,17 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{LabError, Result};
 use crate::experiment::ChartKind;
-use crate::results::ResultsFile;
+use crate::results::{Record, ResultsFile};
+
+/// Records that carry a measurement.
+pub(crate) fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
+    records.iter().filter(|r| r.measured.is_some())
+}
+
+/// A record's median latency in ms (NaN when it was not measured).
+pub(crate) fn p50(r: &Record) -> f64 {
+    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
+}
 
 /// Draws the charts `kinds` asks for (all when empty) into `out`, then writes
 /// `out/report.md`. Returns the report's path.
