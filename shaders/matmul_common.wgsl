@@ -1,6 +1,8 @@
-// Shared by the matmul kernels (matmul.wgsl, matmul_direct.wgsl): their
-// parameters and the guarded store of one 4-wide row segment of y. The host
-// prepends it after the storage accessors.
+// Shared by the matmul kernels (matmul*.wgsl): their parameters, the guarded
+// load of a 4-wide row segment of b and the guarded store of one of y. The host
+// prepends it after the storage accessors and these compile-time constants:
+//   alias acc_t = f32 | f16;   the accumulator (and tile) type
+//   const TM: u32; const TN: u32;   rows and columns of y one invocation owns
 
 struct Params {
     m: u32,
@@ -27,4 +29,15 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if (col + 2u < p.n) {
         store2_y(base + 2u, v.zw, col + 3u < p.n);
     }
+}
+
+// Reads b[k, col..col+4] as accumulator values, zero past the last column.
+fn b_row(k: u32, col: u32) -> vec4<acc_t> {
+    let base = k * p.n + col;
+    var v = vec4<f32>(0.0);
+    if (col < p.n) { v.x = load_b(base); }
+    if (col + 1u < p.n) { v.y = load_b(base + 1u); }
+    if (col + 2u < p.n) { v.z = load_b(base + 2u); }
+    if (col + 3u < p.n) { v.w = load_b(base + 3u); }
+    return vec4<acc_t>(v);
 }

@@ -157,6 +157,10 @@ pub struct Spec {
     /// Probe each backend's copy and FMA ceilings before the sweep (default: true).
     #[serde(default = "yes")]
     pub probe_ceilings: bool,
+    /// Time a reference library on the same CPU points after the sweep
+    /// (`"torch"`: PyTorch, see anchor.rs); absent: no anchor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<crate::anchor::AnchorKind>,
 }
 
 fn yes() -> bool {

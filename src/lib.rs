@@ -3,6 +3,7 @@
 //! length, precision and hardware (a GPU through wgpu, or the CPU), with every
 //! result verified against an f64 reference.
 
+pub mod anchor;
 pub mod backend;
 pub mod error;
 pub mod experiment;

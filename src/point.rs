@@ -104,7 +104,8 @@ fn measure_inner(
     let prepare_ns = t.elapsed().as_nanos() as u64;
     let first = kernel.run()?;
 
-    let accuracy = reference::verify(work, inputs, &kernel.output()?);
+    let accuracy =
+        reference::verify_accumulated(work, inputs, &kernel.output()?, kernel.accumulation());
     apply_accuracy(record, &accuracy);
     if !accuracy.verified {
         record.skipped = Some(format!(

@@ -41,6 +41,32 @@ pub fn tolerance(op: Op, precision: Precision, k: u64) -> f64 {
     }
 }
 
+/// The tolerance for a projection of inner size `k` accumulated in f16 (a
+/// labelled GPU choice, [`Accumulation::F16`]).
+///
+/// The worst-case bound `k*u16` reaches 1 at k = 2048 and would pass anything,
+/// so this is the probabilistic bound of Higham & Mary (SIAM J. Sci. Comput.
+/// 41(5), 2019): with rounding errors independent and zero-mean, the error is
+/// within `lambda * sqrt(k) * u` of `sum |x*w|` except with probability about
+/// `2*exp(-lambda^2/2)` per element; lambda = 8 makes that 3e-14. A wrong index
+/// still fails it by orders of magnitude; plus one f16 rounding of the output.
+pub fn tolerance_f16_accumulation(op: Op, k: u64) -> f64 {
+    if !op.uses_weight() {
+        return 0.0;
+    }
+    8.0 * (k as f64).sqrt() * U16 + U16
+}
+
+/// How a kernel accumulates its dot products (which sets the tolerance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accumulation {
+    /// In f32 (every CPU kernel, and GPU kernels unless asked otherwise).
+    #[default]
+    F32,
+    /// In f16 (GPU kernels with `--accumulate f16`, FP16 points only).
+    F16,
+}
+
 /// How a backend's output compared with the reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
@@ -119,8 +145,21 @@ fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scal
 
 /// Compares `output` (`[B*S, dim]`, row-major) with the f64 reference.
 pub fn verify(work: &Workload, inputs: &Inputs, output: &[f32]) -> Accuracy {
+    verify_accumulated(work, inputs, output, Accumulation::F32)
+}
+
+/// [`verify`] for a kernel that accumulates as `accumulation` says.
+pub fn verify_accumulated(
+    work: &Workload,
+    inputs: &Inputs,
+    output: &[f32],
+    accumulation: Accumulation,
+) -> Accuracy {
     let (m, k, n) = work.mkn();
-    let tol = tolerance(work.op, work.precision, k);
+    let tol = match accumulation {
+        Accumulation::F32 => tolerance(work.op, work.precision, k),
+        Accumulation::F16 => tolerance_f16_accumulation(work.op, k),
+    };
     let mut acc = Accuracy {
         max_abs_err: 0.0,
         max_rel_err: 0.0,

@@ -186,6 +186,10 @@ pub struct Environment {
     /// Probed ceilings per backend ("gpu", "cpu"), when the run measured them.
     #[serde(default)]
     pub ceilings: std::collections::BTreeMap<String, Ceilings>,
+    /// What the GPU's matmul autotuning measured: per storage mode and shape
+    /// class, every verified candidate's median ms and the one chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autotuning: Vec<serde_json::Value>,
 }
 
 impl Environment {
@@ -203,6 +207,7 @@ impl Environment {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             ceilings: Default::default(),
+            autotuning: Vec::new(),
         }
     }
 }
@@ -220,6 +225,9 @@ pub struct ResultsFile {
     pub complete: bool,
     /// One record per point.
     pub records: Vec<Record>,
+    /// A reference library timed on the same points in the same run, if the spec asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<crate::anchor::Anchors>,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then rename.

@@ -169,6 +169,7 @@ pub fn run(
         environment: env,
         complete: false,
         records: Vec::new(),
+        anchors: None,
     });
     file.complete = false;
     let path = out.join("results.json");
@@ -260,6 +261,12 @@ pub fn run(
             record.apply_ceilings(c);
         }
         file.records.push(record);
+        if let Ok(g) = &backends.gpu {
+            let tuned = g.autotuning();
+            if !tuned.is_empty() {
+                file.environment.autotuning = tuned;
+            }
+        }
         file.save(&path)?;
         bar.inc(1);
     }

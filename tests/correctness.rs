@@ -4,11 +4,14 @@
 
 mod common;
 
-use common::{assert_verified, check, every_gpu, gpu, work, SHAPES};
+use common::{assert_verified, check, every_gpu, every_gpu_with, gpu, work, SHAPES};
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::{plan_chunks, GpuOptions, MatmulVariant, StorageMode};
+use kernel_lab::backend::gpu::{
+    plan_chunks, GpuOptions, MatmulFamily, MatmulVariant, ShapeClass, StorageMode,
+};
 use kernel_lab::backend::Backend;
-use kernel_lab::workload::{Op, Precision};
+use kernel_lab::reference;
+use kernel_lab::workload::{Inputs, Op, Precision};
 
 fn all_cases(backend: &dyn Backend) {
     for op in Op::ALL {
@@ -170,25 +173,45 @@ fn ceilings_are_probed_on_every_backend() {
     }
 }
 
+/// Every matmul configuration the autotuner may pick (tile sizes, families),
+/// on every adapter, checked and trusted, f16 and packed f16, whole and chunked; configurations
+/// this adapter cannot run (subgroups without SUBGROUP, cooperative matrices
+/// here) must refuse with the reason, never run unverified or faked.
 #[test]
 fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chunked() {
-    for matmul_variant in MatmulVariant::ALL.map(Some) {
+    for variant in MatmulVariant::CANDIDATES {
         for (force_packed_f16, trusted_shaders) in
             [(false, false), (true, false), (false, true), (true, true)]
         {
             // Trusted shaders run without wgpu's bounds checks: the kernels' own
             // guards must keep every shape, whole and chunked, correct.
             let options = GpuOptions {
-                matmul_variant,
+                matmul_variant: Some(variant),
                 force_packed_f16,
                 trusted_shaders,
                 ..Default::default()
             };
-            let Some(backend) = gpu(options) else { return };
-            for op in [Op::Matmul, Op::EmbedProject] {
-                for p in Precision::ALL {
-                    for (b, s, d, v) in SHAPES {
-                        assert_verified(&backend, &work(op, p, b, s, d, v));
+            for backend in every_gpu_with(options) {
+                for op in [Op::Matmul, Op::EmbedProject] {
+                    for p in Precision::ALL {
+                        for (b, s, d, v) in SHAPES {
+                            let w = work(op, p, b, s, d, v);
+                            let mode = backend.storage_mode(&w);
+                            let fitted = variant.for_adapter(
+                                backend.context().adapter.get_info().subgroup_max_size,
+                            );
+                            match backend.supports(fitted, mode) {
+                                Ok(()) => assert_verified(&backend, &w),
+                                Err(why) => {
+                                    let inputs = Inputs::generate(&w, 1);
+                                    let err =
+                                        backend.prepare(&w, &inputs).err().unwrap_or_else(|| {
+                                            panic!("{} prepared although: {why}", variant.name())
+                                        });
+                                    assert!(err.to_string().contains(&why), "{err} vs {why}");
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -199,28 +222,110 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                 return;
             };
             for p in Precision::ALL {
-                assert_verified(&chunked, &work(Op::Matmul, p, 2, 100, 37, 50));
+                let w = work(Op::Matmul, p, 2, 100, 37, 50);
+                let fitted =
+                    variant.for_adapter(chunked.context().adapter.get_info().subgroup_max_size);
+                if chunked.supports(fitted, chunked.storage_mode(&w)).is_ok() {
+                    assert_verified(&chunked, &w);
+                }
+            }
+        }
+    }
+}
+
+/// f16 accumulation is a labelled choice: every configuration that offers it
+/// verifies against its own tolerance, records say `-acc16`, and FP32 points
+/// (and packed FP16, which has no f16 arithmetic) are untouched by it.
+#[test]
+fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
+    let Some(probe) = gpu(GpuOptions::default()) else {
+        return;
+    };
+    if !probe
+        .context()
+        .features
+        .contains(wgpu::Features::SHADER_F16)
+    {
+        eprintln!("skipping: {} lacks SHADER_F16", probe.device().name);
+        return;
+    }
+    for variant in probe.candidates(StorageMode::F16) {
+        let backend = gpu(GpuOptions {
+            matmul_variant: Some(variant),
+            f16_accumulate: true,
+            ..Default::default()
+        })
+        .unwrap();
+        for (b, s, d, v) in SHAPES {
+            let w = work(Op::Matmul, Precision::F16, b, s, d, v);
+            let name = backend.kernel_name(&w);
+            assert!(name.contains("-acc16"), "{name}");
+            let acc = check(&backend, &w);
+            assert!(acc.verified, "{name} {:?}: {acc:?}", w.shape);
+            assert_eq!(
+                acc.tolerance,
+                reference::tolerance_f16_accumulation(Op::Matmul, d as u64)
+            );
+            let f32_point = work(Op::Matmul, Precision::F32, b, s, d, v);
+            assert!(!backend.kernel_name(&f32_point).contains("-acc16"));
+        }
+    }
+}
+
+/// The cooperative-matrix path runs only where the adapter offers it; elsewhere
+/// it is reported unavailable with the reason, in `supports` and as a refusal.
+#[test]
+fn gpu_cooperative_matrix_runs_where_offered_and_is_reported_unavailable_elsewhere() {
+    for backend in every_gpu() {
+        let coop = MatmulVariant::parse("coop").unwrap();
+        let fitted = coop.for_adapter(backend.context().adapter.get_info().subgroup_max_size);
+        let listed = backend
+            .candidates(StorageMode::F16)
+            .iter()
+            .any(|v| v.family == MatmulFamily::Coop);
+        match backend.coop_status() {
+            Ok(()) => {
+                assert!(
+                    listed,
+                    "{}: coop offered but not tuned",
+                    backend.device().name
+                );
+                assert!(backend.supports(fitted, StorageMode::F16).is_ok());
+            }
+            Err(why) => {
+                assert!(
+                    !listed,
+                    "{}: coop tuned although {why}",
+                    backend.device().name
+                );
+                let refusal = backend.supports(fitted, StorageMode::F16).unwrap_err();
+                assert!(
+                    refusal.contains("COOPERATIVE_MATRIX") || refusal.contains("cooperative"),
+                    "{refusal}"
+                );
             }
         }
     }
 }
 
 #[test]
-fn gpu_autotuning_chooses_the_fastest_verified_variant_once() {
+fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
     let Some(backend) = gpu(GpuOptions::default()) else {
         return;
     };
-    let w = work(Op::Matmul, Precision::F32, 3, 77, 100, 1);
-    let name = backend.kernel_name(&w);
+    let small = work(Op::Matmul, Precision::F32, 3, 77, 100, 1);
+    let name = backend.kernel_name(&small);
     assert!(name.contains("(autotuned)"), "{name}");
     let tunings = backend.tunings();
-    assert_eq!(tunings.len(), 1, "one storage mode tuned");
-    let t = &tunings[0].1;
+    assert_eq!(tunings.len(), 1, "one storage mode and class tuned");
+    let (_, class, t) = &tunings[0];
+    assert_eq!(*class, ShapeClass::Small);
     assert_eq!(
         t.timings_ms.len(),
-        MatmulVariant::ALL.len(),
-        "every variant verified and timed: {t:?}"
+        backend.candidates(StorageMode::F32).len(),
+        "every candidate verified and timed: {t:?}"
     );
+    assert!(t.timings_ms.len() >= 6, "tile configurations tried: {t:?}");
     let fastest = t
         .timings_ms
         .iter()
@@ -228,8 +333,12 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once() {
         .unwrap()
         .0;
     assert_eq!(t.chosen, fastest);
-    assert!(name.contains(t.chosen.name()), "{name}");
-    assert_verified(&backend, &w);
-    assert_eq!(backend.kernel_name(&w), name, "the choice is cached");
+    assert!(name.contains(&t.chosen.name()), "{name}");
+    assert_verified(&backend, &small);
+    assert_eq!(backend.kernel_name(&small), name, "the choice is cached");
     assert_eq!(backend.tunings().len(), 1);
+    // A large output is its own class, tuned once more.
+    let large = work(Op::Matmul, Precision::F32, 1, 1100, 1000, 1);
+    assert!(backend.kernel_name(&large).contains("(autotuned)"));
+    assert_eq!(backend.tunings().len(), 2);
 }

@@ -206,18 +206,26 @@ impl<'a, T: Element> CpuKernel<'a, T> {
     }
 }
 
+/// Bytes of output one gather task copies: large enough that rayon's
+/// scheduling is noise next to the copy (a smaller gather runs on one thread),
+/// small enough that both cores get work from a 1 MiB gather.
+const GATHER_TASK_BYTES: usize = 128 << 10;
+
 /// `out[t, :] = table[ids[t], :]`, rows split across threads.
 fn gather<T: Element>(ids: &[u32], table: &[T], out: &mut [T], d: usize) {
-    // Chunks of rows large enough that scheduling costs nothing next to the copy.
-    let rows_per_task = (16_384 / d).max(1);
+    let copy = |dst: &mut [T], ids: &[u32]| {
+        for (row, &id) in dst.chunks_exact_mut(d).zip(ids) {
+            let src = id as usize * d;
+            row.copy_from_slice(&table[src..src + d]);
+        }
+    };
+    let rows_per_task = (GATHER_TASK_BYTES / (d * std::mem::size_of::<T>())).max(1);
+    if ids.len() <= rows_per_task {
+        return copy(out, ids);
+    }
     out.par_chunks_mut(rows_per_task * d)
         .zip(ids.par_chunks(rows_per_task))
-        .for_each(|(dst, ids)| {
-            for (row, &id) in dst.chunks_exact_mut(d).zip(ids) {
-                let src = id as usize * d;
-                row.copy_from_slice(&table[src..src + d]);
-            }
-        });
+        .for_each(|(dst, ids)| copy(dst, ids));
 }
 
 /// `y[m, d] = x[m, d] @ w[d, d]`, all row-major, through `gemm`.

@@ -174,6 +174,10 @@ pub trait Kernel {
     fn memory(&self) -> MemoryUse;
     /// Evicts the op's data from caches (for cold-cache samples).
     fn flush_caches(&mut self) -> Result<()>;
+    /// How the kernel accumulates dot products (sets the verification tolerance).
+    fn accumulation(&self) -> crate::reference::Accumulation {
+        crate::reference::Accumulation::F32
+    }
 }
 
 /// Something that can run workloads: the CPU or one GPU adapter.
@@ -189,4 +193,8 @@ pub trait Backend {
     /// Uploads inputs and builds pipelines for `work`. Errors name the limit or
     /// feature that stops the point.
     fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>>;
+    /// What this backend tuned so far (for the results' environment); none by default.
+    fn autotuning(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
 }

@@ -72,6 +72,20 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
             has("subgroup"),
             has("cooperative-matrix")
         );
+        let configs: Vec<&str> = a.limits["cooperative_matrix_configs"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "    subgroup size: {}..{}  cooperative matrices: {}",
+            a.limits["min_subgroup_size"],
+            a.limits["max_subgroup_size"],
+            if configs.is_empty() {
+                "unavailable (the adapter offers none; the coop matmul is not run)".to_string()
+            } else {
+                configs.join(", ")
+            }
+        );
         println!(
             "    max_storage_buffer_binding_size: {} MiB  max_buffer_size: {} MiB",
             a.limits["max_storage_buffer_binding_size"]

@@ -63,12 +63,27 @@ pub struct GpuArgs {
     /// Pretend the storage-binding limit is this many bytes (exercises chunking).
     #[arg(long, hide = true)]
     max_binding_bytes: Option<u64>,
-    /// Use this matmul kernel instead of autotuning: tiled or direct.
-    #[arg(long, value_parser = ["tiled", "direct"])]
-    matmul_variant: Option<String>,
+    /// Use this matmul kernel instead of autotuning: tiled, direct, subgroup,
+    /// coop, or a configuration name as records show it (e.g. tiled-128x128x8-8x8).
+    #[arg(long, value_parser = parse_variant)]
+    matmul_variant: Option<MatmulVariant>,
+    /// Accumulate FP16 matmuls in f16 instead of f32 (GPU with shader-f16):
+    /// faster on some GPUs, less accurate; records name it `-acc16`.
+    #[arg(long, value_parser = ["f32", "f16"], default_value = "f32")]
+    accumulate: String,
     /// Build the matmul kernels without runtime bounds checks (they check their own).
     #[arg(long)]
     trusted_shaders: bool,
+}
+
+/// Parses `--matmul-variant`, listing the accepted names when it fails.
+fn parse_variant(name: &str) -> Result<MatmulVariant, String> {
+    MatmulVariant::parse(name).ok_or_else(|| {
+        format!(
+            "unknown matmul variant; one of: {}",
+            MatmulVariant::names().join(", ")
+        )
+    })
 }
 
 impl GpuArgs {
@@ -76,10 +91,8 @@ impl GpuArgs {
         GpuOptions {
             force_packed_f16: self.force_packed_f16,
             max_binding_bytes: self.max_binding_bytes,
-            matmul_variant: self.matmul_variant.as_deref().map(|v| match v {
-                "direct" => MatmulVariant::Direct,
-                _ => MatmulVariant::Tiled,
-            }),
+            matmul_variant: self.matmul_variant,
+            f16_accumulate: self.accumulate == "f16",
             trusted_shaders: self.trusted_shaders,
         }
     }

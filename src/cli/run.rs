@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use kernel_lab::anchor::{self, AnchorKind};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::GpuBackend;
 use kernel_lab::backend::{Backend, BackendKind};
@@ -157,7 +158,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let sampling = sweep::sampling_for(&spec, args.quick);
     let outcome = sweep::run(&spec, &points, &mut backends, &sampling, &out, env, resume)?;
-    let results = outcome.results;
+    let mut results = outcome.results;
+    if let (Some(AnchorKind::Torch), false) = (spec.anchor, outcome.interrupted) {
+        let cpu_points = results
+            .records
+            .iter()
+            .filter(|r| r.backend == "cpu")
+            .count();
+        eprintln!(
+            "anchor: timing PyTorch on the {cpu_points} CPU points ({})",
+            anchor::python()
+        );
+        let anchors = anchor::torch_cpu(
+            &anchor::python(),
+            &results.records,
+            &sampling,
+            spec.budget.max_run_seconds,
+            rayon::current_num_threads(),
+        );
+        match &anchors.unavailable {
+            Some(why) => eprintln!("anchor unavailable: {why}"),
+            None => eprintln!(
+                "anchor: {} on {} points",
+                anchors.library,
+                anchors.points.len()
+            ),
+        }
+        results.anchors = Some(anchors);
+        results.save(&out.join("results.json"))?;
+    }
     let report = report::render(&results, &spec.charts, &out)?;
 
     print_summary(&results.records);

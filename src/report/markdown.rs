@@ -100,6 +100,10 @@ pub fn report(
         }
     }
 
+    if let Some(anchors) = &results.anchors {
+        s.push_str(&super::anchor::section(&results.records, anchors));
+    }
+
     let _ = writeln!(s, "## Points\n");
     let _ = writeln!(
         s,

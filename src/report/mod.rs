@@ -1,6 +1,7 @@
 //! The report of a run: SVG charts, findings computed from the records, and
 //! `report.md` tying them together. `render` is what `run` and `plot` call.
 
+pub mod anchor;
 pub mod charts;
 pub mod findings;
 pub mod markdown;
@@ -48,7 +49,8 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             drawn.map_err(|e| LabError::invalid("chart", &format!("{kind:?}"), &e.to_string()))?,
         );
     }
-    let found = findings::findings(records, &results.environment.ceilings);
+    let mut found = findings::findings(records, &results.environment.ceilings);
+    found.extend(anchor::findings(records, results.anchors.as_ref()));
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");
     crate::results::write_atomic(&path, text.as_bytes())?;

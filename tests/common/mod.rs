@@ -33,6 +33,11 @@ pub fn gpu(options: GpuOptions) -> Option<GpuBackend> {
 
 /// Every adapter wgpu sees, opened (adapters whose device cannot open are reported).
 pub fn every_gpu() -> Vec<GpuBackend> {
+    every_gpu_with(GpuOptions::default())
+}
+
+/// [`every_gpu`] with these backend options.
+pub fn every_gpu_with(options: GpuOptions) -> Vec<GpuBackend> {
     let adapters = context::enumerate();
     if adapters.is_empty() {
         no_gpu("wgpu found no adapter");
@@ -42,7 +47,7 @@ pub fn every_gpu() -> Vec<GpuBackend> {
         .filter_map(|a| {
             let name = format!("{} ({})", a.get_info().name, a.get_info().backend);
             match GpuContext::on_adapter(a) {
-                Ok(ctx) => Some(GpuBackend::new(ctx, GpuOptions::default())),
+                Ok(ctx) => Some(GpuBackend::new(ctx, options)),
                 Err(e) => {
                     eprintln!("adapter {name} could not open a device: {e}");
                     None
@@ -73,7 +78,7 @@ pub fn check(backend: &dyn Backend, work: &Workload) -> Accuracy {
     });
     kernel.run().unwrap();
     let out = kernel.output().unwrap();
-    reference::verify(work, &inputs, &out)
+    reference::verify_accumulated(work, &inputs, &out, kernel.accumulation())
 }
 
 /// Asserts `work` verifies on `backend`, with a message naming the case.

@@ -11,7 +11,8 @@ use crate::error::{LabError, Result};
 /// Features requested whenever the adapter offers them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::SHADER_F16)
-    .union(wgpu::Features::SUBGROUP);
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
 /// An open device, its queue, and what it can do.
 pub struct GpuContext {
@@ -190,6 +191,13 @@ pub fn describe(
             "max_compute_workgroup_storage_size": limits.max_compute_workgroup_storage_size,
             "min_subgroup_size": info.subgroup_min_size,
             "max_subgroup_size": info.subgroup_max_size,
+            // What VK_KHR_cooperative_matrix (or Metal's simdgroup matrices) offer,
+            // whether or not wgpu exposes the feature on this adapter.
+            "cooperative_matrix_configs": adapter
+                .cooperative_matrix_properties()
+                .iter()
+                .map(|p| format!("{}x{}x{} {:?}->{:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type))
+                .collect::<Vec<_>>(),
         }),
     }
 }
@@ -208,7 +216,16 @@ impl GpuContext {
             label: Some("kernel-lab"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features:
+                if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                    // SAFETY: the token acknowledges that wgpu's experimental
+                    // cooperative-matrix support may have bugs. Only the coop matmul
+                    // uses it, and its every result is verified against the f64
+                    // reference before it is timed or chosen.
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))

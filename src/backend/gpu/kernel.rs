@@ -12,6 +12,7 @@ use super::{buffer_bytes, ChunkPlan, GpuContext};
 use crate::backend::cpu::CACHE_FLUSH_BYTES;
 use crate::backend::{Kernel, MemoryUse, Phases, Sample, TimingMethod};
 use crate::error::{LabError, Result};
+use crate::reference::Accumulation;
 use crate::workload::{Inputs, Op, Workload};
 
 /// Largest piece of output copied to the host at once: readback goes through a
@@ -45,6 +46,8 @@ pub(super) struct GpuKernel<'a> {
     chunks: Vec<Chunk>,
     gather: Option<wgpu::ComputePipeline>,
     matmul: Option<wgpu::ComputePipeline>,
+    /// How the matmul (if any) accumulates.
+    accumulation: Accumulation,
     queries: Option<TimestampQueries>,
     staging: wgpu::Buffer,
     flush: Option<wgpu::Buffer>,
@@ -77,7 +80,13 @@ fn storage(ctx: &GpuContext, label: &str, size: u64, extra: wgpu::BufferUsages) 
 /// Builds a compute pipeline from WGSL. With `trusted`, the module is built
 /// without wgpu's runtime bounds checks; only kernels that bound every access
 /// themselves may ask for it (see the SAFETY note where it is used).
-fn pipeline(ctx: &GpuContext, label: &str, source: String, trusted: bool) -> wgpu::ComputePipeline {
+fn pipeline(
+    ctx: &GpuContext,
+    label: &str,
+    source: String,
+    constants: &[(&str, f64)],
+    trusted: bool,
+) -> wgpu::ComputePipeline {
     let desc = wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -101,7 +110,10 @@ fn pipeline(ctx: &GpuContext, label: &str, source: String, trusted: bool) -> wgp
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
             cache: None,
         })
 }
@@ -165,13 +177,20 @@ impl<'a> GpuKernel<'a> {
                 ctx,
                 gather_variant.name(),
                 gather_variant.source(mode),
+                &[],
                 false,
             )
         });
-        let matmul = work
-            .op
-            .uses_weight()
-            .then(|| pipeline(ctx, variant.name(), variant.source(mode), trusted));
+        let matmul = work.op.uses_weight().then(|| {
+            let name = variant.name();
+            pipeline(
+                ctx,
+                &name,
+                variant.source(mode),
+                &variant.constants(),
+                trusted,
+            )
+        });
         let table = work.op.uses_table().then(|| {
             storage(
                 ctx,
@@ -249,7 +268,8 @@ impl<'a> GpuKernel<'a> {
             let matmul_bind = match (&matmul, &w, &x) {
                 (Some(p), Some(wb), Some(xb)) => {
                     let lda = if work.op == Op::Matmul { k32 } else { ldy };
-                    let grid = [n32.div_ceil(variant.tile()), rows.div_ceil(variant.tile())];
+                    let (bm, bn) = variant.tile();
+                    let grid = [n32.div_ceil(bn), rows.div_ceil(bm)];
                     let params = uniform(ctx, [rows, n32, k32, lda, ldy, 0, 0, 0]);
                     uniforms += 32;
                     Some((
@@ -293,6 +313,11 @@ impl<'a> GpuKernel<'a> {
             w,
             chunks,
             gather,
+            accumulation: if work.op.uses_weight() && variant.f16_acc {
+                Accumulation::F16
+            } else {
+                Accumulation::F32
+            },
             matmul,
             queries,
             staging,
@@ -491,6 +516,10 @@ impl Kernel for GpuKernel<'_> {
             mem.other += c.uniforms;
         }
         mem.summed()
+    }
+
+    fn accumulation(&self) -> Accumulation {
+        self.accumulation
     }
 
     fn flush_caches(&mut self) -> Result<()> {

@@ -13,7 +13,7 @@ pub mod shaders;
 pub mod timestamps;
 
 pub use context::{AdapterChoice, GpuContext};
-pub use shaders::{GatherVariant, MatmulVariant, StorageMode};
+pub use shaders::{GatherVariant, MatmulFamily, MatmulVariant, StorageMode};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,6 +32,9 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Use this matmul kernel instead of autotuning.
     pub matmul_variant: Option<MatmulVariant>,
+    /// Accumulate FP16 matmuls in f16 (where SHADER_F16 exists): a labelled
+    /// choice, verified against its own tolerance.
+    pub f16_accumulate: bool,
     /// Build the matmul kernels without wgpu's runtime bounds checks (they bound
     /// every access themselves); the gather stays checked, since its row index
     /// comes from data.
@@ -42,11 +45,51 @@ pub struct GpuOptions {
 pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
-    /// The matmul variant autotuning chose per storage mode, for this adapter.
-    tuned: Mutex<HashMap<StorageMode, Tuning>>,
+    /// The matmul variant autotuning chose per storage mode and shape class, for this adapter.
+    tuned: Mutex<HashMap<(StorageMode, ShapeClass), Tuning>>,
 }
 
-/// What autotuning measured for one storage mode.
+/// Matmul shapes the autotuner tells apart: the best tile for a few hundred
+/// outputs is not the best for millions (too few workgroups to fill the device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShapeClass {
+    /// Fewer than 2^20 outputs (M x N).
+    Small,
+    /// 2^20 outputs or more.
+    Large,
+}
+
+impl ShapeClass {
+    /// The class of an M x N output.
+    pub fn of(m: u64, n: u64) -> Self {
+        if m * n < 1 << 20 {
+            ShapeClass::Small
+        } else {
+            ShapeClass::Large
+        }
+    }
+
+    /// A short name for records.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShapeClass::Small => "small",
+            ShapeClass::Large => "large",
+        }
+    }
+
+    /// The shape (batch, seq, dim) every candidate is timed on: M = batch*seq
+    /// rows, K = N = dim. A software device gets a smaller large shape, so that
+    /// tuning takes seconds there too.
+    fn tuning_shape(self, software: bool) -> (u32, u32, u32) {
+        match (self, software) {
+            (ShapeClass::Small, _) => (1, 256, 256),
+            (ShapeClass::Large, true) => (1, 1024, 256),
+            (ShapeClass::Large, false) => (1, 2048, 1024),
+        }
+    }
+}
+
+/// What autotuning measured for one storage mode and shape class.
 #[derive(Clone, Debug)]
 pub struct Tuning {
     /// The fastest verified variant.
@@ -54,11 +97,6 @@ pub struct Tuning {
     /// Median milliseconds of each verified variant on the tuning shape.
     pub timings_ms: Vec<(MatmulVariant, f64)>,
 }
-
-/// The shape every variant is timed on (batch, seq, dim): large enough to fill a
-/// GPU for a few microseconds, small enough to take well under a second on a
-/// software device. The dim shrinks where a binding limit demands it.
-const TUNING_SHAPE: (u32, u32, u32) = (1, 512, 256);
 
 /// How the activation rows of a point are split to fit the binding limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,9 +171,9 @@ pub fn plan_chunks(
     if work.op.uses_weight() {
         // The matmul grid has ceil(rows / tile) workgroups along y; plan for
         // the smallest tile of any variant.
-        let tile = MatmulVariant::ALL
+        let tile = MatmulVariant::CANDIDATES
             .iter()
-            .map(|v| v.tile())
+            .map(|v| v.tile().0)
             .min()
             .unwrap_or(1);
         rows = rows.min(tile as u64 * max_groups as u64);
@@ -158,27 +196,163 @@ impl GpuBackend {
         }
     }
 
-    /// The matmul variant for `mode`: the forced one, the cached choice, or
-    /// the fastest variant that verifies on the tuning shape (measured once per
-    /// storage mode and backend, then cached).
+    /// The subgroup width the subgroup and coop kernels size their workgroups by.
+    fn subgroup_max(&self) -> u32 {
+        self.ctx.adapter.get_info().subgroup_max_size.max(1)
+    }
+
+    /// Why the cooperative-matrix kernel cannot run here, or `Ok` when it can:
+    /// it needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16 x f16 -> f32
+    /// configuration, and SHADER_F16.
+    pub fn coop_status(&self) -> std::result::Result<(), String> {
+        if !self
+            .ctx
+            .features
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        {
+            return Err(format!(
+                "{} does not offer EXPERIMENTAL_COOPERATIVE_MATRIX",
+                self.ctx.info.name
+            ));
+        }
+        if !self.ctx.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(format!("{} lacks SHADER_F16", self.ctx.info.name));
+        }
+        let props = self.ctx.adapter.cooperative_matrix_properties();
+        let fits = |p: &wgpu::CooperativeMatrixProperties| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        };
+        if props.iter().any(fits) {
+            Ok(())
+        } else {
+            let offered: Vec<String> = props
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}x{}x{} {:?}->{:?}",
+                        p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+                    )
+                })
+                .collect();
+            Err(format!(
+                "{} offers no 16x16x16 f16->f32 cooperative matrix (offers: {})",
+                self.ctx.info.name,
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            ))
+        }
+    }
+
+    /// Why `variant` cannot run in `mode` on this device, or `Ok` when it can.
+    pub fn supports(
+        &self,
+        variant: MatmulVariant,
+        mode: StorageMode,
+    ) -> std::result::Result<(), String> {
+        let missing = variant.required_features() - self.ctx.features;
+        if !missing.is_empty() {
+            return Err(format!(
+                "{} needs {:?}, which {} lacks",
+                variant.name(),
+                missing,
+                self.ctx.info.name
+            ));
+        }
+        if variant.family == MatmulFamily::Coop {
+            self.coop_status()?;
+            if mode != StorageMode::F16 {
+                return Err(format!(
+                    "{} takes FP16 inputs in f16 storage, not {}",
+                    variant.name(),
+                    mode.name()
+                ));
+            }
+        }
+        let l = &self.ctx.limits;
+        let checks = [
+            (
+                variant.wg_x,
+                l.max_compute_workgroup_size_x,
+                "max_compute_workgroup_size_x",
+            ),
+            (
+                variant.wg_y,
+                l.max_compute_workgroup_size_y,
+                "max_compute_workgroup_size_y",
+            ),
+            (
+                variant.invocations(),
+                l.max_compute_invocations_per_workgroup,
+                "max_compute_invocations_per_workgroup",
+            ),
+            (
+                variant.workgroup_bytes(),
+                l.max_compute_workgroup_storage_size,
+                "max_compute_workgroup_storage_size",
+            ),
+        ];
+        for (needed, limit, name) in checks {
+            if needed > limit {
+                return Err(format!(
+                    "{} needs {needed}, over the device limit {name} = {limit}",
+                    variant.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether FP16 matmuls in `mode` accumulate in f16 here.
+    fn accumulates_f16(&self, mode: StorageMode) -> bool {
+        self.options.f16_accumulate && mode == StorageMode::F16
+    }
+
+    /// The candidates autotuning tries in `mode` on this device.
+    pub fn candidates(&self, mode: StorageMode) -> Vec<MatmulVariant> {
+        let acc16 = self.accumulates_f16(mode);
+        MatmulVariant::CANDIDATES
+            .into_iter()
+            .map(|v| v.for_adapter(self.subgroup_max()).with_f16_acc(acc16))
+            // The coop kernel accumulates in f32 by construction.
+            .filter(|v| !(acc16 && v.family == MatmulFamily::Coop))
+            .filter(|v| self.supports(*v, mode).is_ok())
+            .collect()
+    }
+
+    /// The matmul variant for `mode` and an `m` x `n` output: the forced one,
+    /// the cached choice, or the fastest variant that verifies on the tuning
+    /// shape of the output's class (measured once per storage mode and class,
+    /// then cached for this adapter).
     pub fn matmul_variant(
         &self,
         mode: StorageMode,
         precision: crate::workload::Precision,
+        m: u64,
+        n: u64,
     ) -> Result<MatmulVariant> {
         if let Some(v) = self.options.matmul_variant {
+            let v = v
+                .for_adapter(self.subgroup_max())
+                .with_f16_acc(self.accumulates_f16(mode) && v.family != MatmulFamily::Coop);
+            self.supports(v, mode).map_err(LabError::Unsupported)?;
             return Ok(v);
         }
+        let class = ShapeClass::of(m, n);
         if let Some(t) = self
             .tuned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&mode)
+            .get(&(mode, class))
         {
             return Ok(t.chosen);
         }
         // The tuning shape, its dim halved until its buffers fit this device's bindings.
-        let (b, s, d) = TUNING_SHAPE;
+        let (b, s, d) = class.tuning_shape(self.ctx.info.software);
         let fitting = |d: u32| -> Result<(Workload, ChunkPlan)> {
             let shape = crate::workload::Shape::new(b, s, d, 1)?;
             let work = Workload {
@@ -198,7 +372,7 @@ impl GpuBackend {
             .unwrap_or_else(|| fitting(8))?;
         let inputs = Inputs::generate(&work, crate::workload::DEFAULT_SEED);
         let mut timings = Vec::new();
-        for variant in MatmulVariant::ALL {
+        for variant in self.candidates(mode) {
             let mut k = self.ctx.scoped("autotuning the matmul", || {
                 kernel::GpuKernel::new(
                     &self.ctx,
@@ -211,7 +385,13 @@ impl GpuBackend {
                 )
             })?;
             k.run()?;
-            if !crate::reference::verify(&work, &inputs, &k.output()?).verified {
+            let accuracy = crate::reference::verify_accumulated(
+                &work,
+                &inputs,
+                &k.output()?,
+                k.accumulation(),
+            );
+            if !accuracy.verified {
                 continue; // a variant that computes wrong never wins
             }
             let mut ns: Vec<u64> = (0..5)
@@ -228,7 +408,7 @@ impl GpuBackend {
                 LabError::Gpu("no matmul variant verified on the tuning shape".into())
             })?;
         self.tuned.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            mode,
+            (mode, class),
             Tuning {
                 chosen,
                 timings_ms: timings,
@@ -237,10 +417,12 @@ impl GpuBackend {
         Ok(chosen)
     }
 
-    /// What autotuning found so far, per storage mode.
-    pub fn tunings(&self) -> Vec<(StorageMode, Tuning)> {
+    /// What autotuning found so far, per storage mode and shape class, in a stable order.
+    pub fn tunings(&self) -> Vec<(StorageMode, ShapeClass, Tuning)> {
         let map = self.tuned.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(m, t)| (*m, t.clone())).collect()
+        let mut all: Vec<_> = map.iter().map(|(k, t)| (k.0, k.1, t.clone())).collect();
+        all.sort_by_key(|(m, c, _)| (m.name(), *c));
+        all
     }
 
     /// Opens the adapter `choice` names.
@@ -286,10 +468,11 @@ impl Backend for GpuBackend {
 
     fn kernel_name(&self, work: &Workload) -> String {
         let mode = self.storage_mode(work);
-        let matmul = || match self.matmul_variant(mode, work.precision) {
-            Ok(v) if self.options.matmul_variant.is_some() => v.name().to_string(),
+        let (m, _, n) = work.mkn();
+        let matmul = || match self.matmul_variant(mode, work.precision, m, n) {
+            Ok(v) if self.options.matmul_variant.is_some() => v.name(),
             Ok(v) => format!("{} (autotuned)", v.name()),
-            Err(_) => "matmul (no variant verified)".to_string(),
+            Err(e) => format!("matmul ({e})"),
         };
         let gather = GatherVariant::for_row(mode, work.shape.dim).name();
         let trusted = if self.options.trusted_shaders {
@@ -304,6 +487,25 @@ impl Backend for GpuBackend {
             Op::Matmul => format!("wgsl-{} {mode}", matmul()),
             Op::EmbedProject => format!("wgsl-{gather}+{} {mode}", matmul()),
         }
+    }
+
+    fn autotuning(&self) -> Vec<serde_json::Value> {
+        self.tunings()
+            .into_iter()
+            .map(|(mode, class, t)| {
+                let timings: serde_json::Map<String, serde_json::Value> = t
+                    .timings_ms
+                    .iter()
+                    .map(|(v, ms)| (v.name(), serde_json::json!(ms)))
+                    .collect();
+                serde_json::json!({
+                    "storage": mode.name(),
+                    "shape_class": class.name(),
+                    "chosen": t.chosen.name(),
+                    "median_ms": timings,
+                })
+            })
+            .collect()
     }
 
     fn probe_ceilings(&self) -> Result<crate::backend::Ceilings> {
@@ -321,10 +523,11 @@ impl Backend for GpuBackend {
         let mode = self.storage_mode(work);
         // Tuned once per storage mode (normally already by `kernel_name`, before
         // the cold-start timer), so tuning never counts as preparation.
+        let (m, _, n) = work.mkn();
         let variant = if work.op.uses_weight() {
-            self.matmul_variant(mode, work.precision)?
+            self.matmul_variant(mode, work.precision, m, n)?
         } else {
-            MatmulVariant::Tiled
+            MatmulVariant::TILED
         };
         let plan = plan_chunks(
             work,

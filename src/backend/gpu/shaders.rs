@@ -101,44 +101,209 @@ fn write_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
     )
 }
 
-/// The matmul kernels to choose from (the GPU backend autotunes between them).
+/// The matmul kernel families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MatmulVariant {
-    /// 64x64 workgroup tiles in shared memory, 4x4 outputs per thread (`matmul.wgsl`).
+pub enum MatmulFamily {
+    /// Workgroup tiles in shared memory, register-blocked (`matmul.wgsl`).
     Tiled,
-    /// No shared memory or barriers, 4x4 outputs per thread (`matmul_direct.wgsl`).
+    /// No shared memory or barriers, register-blocked (`matmul_direct.wgsl`).
     Direct,
+    /// Rows of a shared across a subgroup by shuffles (`matmul_subgroup.wgsl`; SUBGROUP).
+    Subgroup,
+    /// Cooperative 16x16 f16 matrices, f32 accumulation (`matmul_coop.wgsl`;
+    /// EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16).
+    Coop,
+}
+
+/// One matmul configuration: a kernel family and its tile sizes. The register
+/// block (`tm` x `tn`) and the accumulator type are compile-time constants of
+/// the module; the workgroup shape and `bk` are pipeline-overridable constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulVariant {
+    /// The kernel.
+    pub family: MatmulFamily,
+    /// Workgroup size along columns (along the only dimension for subgroup/coop).
+    pub wg_x: u32,
+    /// Workgroup size along rows.
+    pub wg_y: u32,
+    /// Rows of y one invocation owns (a multiple of 4 for the tiled family).
+    pub tm: u32,
+    /// Columns of y one invocation owns (a multiple of 4).
+    pub tn: u32,
+    /// Depth of one K slice in shared memory (tiled family; 16 for coop).
+    pub bk: u32,
+    /// Accumulate in f16 instead of f32 (f16 storage only; a labelled choice
+    /// with its own, looser tolerance).
+    pub f16_acc: bool,
 }
 
 impl MatmulVariant {
-    /// Every variant, in a stable order.
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::Tiled, MatmulVariant::Direct];
-
-    /// A short name for records.
-    pub fn name(self) -> &'static str {
-        match self {
-            MatmulVariant::Tiled => "tiled-64x64x16",
-            MatmulVariant::Direct => "direct-4x4",
+    const fn new(family: MatmulFamily, wg: (u32, u32), block: (u32, u32), bk: u32) -> Self {
+        MatmulVariant {
+            family,
+            wg_x: wg.0,
+            wg_y: wg.1,
+            tm: block.0,
+            tn: block.1,
+            bk,
+            f16_acc: false,
         }
     }
 
-    /// Rows (and columns) of y one workgroup covers.
-    pub fn tile(self) -> u32 {
-        match self {
-            MatmulVariant::Tiled => MATMUL_TILE,
-            MatmulVariant::Direct => 32,
+    /// The 64x64x16 tiled kernel with 4x4 blocks (the default when not tuning).
+    pub const TILED: MatmulVariant = Self::new(MatmulFamily::Tiled, (16, 16), (4, 4), 16);
+    /// The barrier-free kernel with 4x4 blocks.
+    pub const DIRECT: MatmulVariant = Self::new(MatmulFamily::Direct, (8, 8), (4, 4), 0);
+
+    /// The configurations the autotuner may try, before device filtering: tiled
+    /// 32x32 to 128x128 tiles with 4x4 to 8x8 blocks, direct 4x4 and 4x8, the
+    /// subgroup kernel and the cooperative-matrix kernel. Workgroup sizes of the
+    /// subgroup and coop kernels are set per adapter (see [`Self::for_adapter`]).
+    pub const CANDIDATES: [MatmulVariant; 8] = [
+        Self::TILED,
+        Self::new(MatmulFamily::Tiled, (8, 8), (4, 4), 16),
+        Self::new(MatmulFamily::Tiled, (16, 16), (8, 4), 16),
+        Self::new(MatmulFamily::Tiled, (16, 16), (8, 8), 8),
+        Self::DIRECT,
+        Self::new(MatmulFamily::Direct, (8, 8), (4, 8), 0),
+        Self::new(MatmulFamily::Subgroup, (64, 1), (4, 4), 0),
+        Self::new(MatmulFamily::Coop, (32, 1), (4, 4), 16),
+    ];
+
+    /// This configuration with f16 accumulation.
+    pub fn with_f16_acc(self, on: bool) -> Self {
+        MatmulVariant {
+            f16_acc: on,
+            ..self
+        }
+    }
+
+    /// A short name for records, e.g. `tiled-64x64x16-4x4`, `direct-4x8`,
+    /// `subgroup-4x4`, `coop-16x16x16-f16`; `-acc16` marks f16 accumulation.
+    pub fn name(self) -> String {
+        let (bm, bn) = self.tile();
+        let base = match self.family {
+            MatmulFamily::Tiled => format!("tiled-{bm}x{bn}x{}-{}x{}", self.bk, self.tm, self.tn),
+            MatmulFamily::Direct => format!("direct-{}x{}", self.tm, self.tn),
+            MatmulFamily::Subgroup => format!("subgroup-{}x{}", self.tm, self.tn),
+            MatmulFamily::Coop => "coop-16x16x16-f16".to_string(),
+        };
+        if self.f16_acc {
+            format!("{base}-acc16")
+        } else {
+            base
+        }
+    }
+
+    /// Finds a candidate by its name (as [`Self::name`] gives it, without
+    /// `-acc16`), or `tiled` / `direct` for the defaults of those families.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "tiled" => Some(Self::TILED),
+            "direct" => Some(Self::DIRECT),
+            "subgroup" => Some(Self::CANDIDATES[6]),
+            "coop" => Some(Self::CANDIDATES[7]),
+            _ => Self::CANDIDATES.into_iter().find(|v| v.name() == name),
+        }
+    }
+
+    /// Names [`Self::parse`] accepts.
+    pub fn names() -> Vec<String> {
+        let mut names: Vec<String> = ["tiled", "direct", "subgroup", "coop"]
+            .map(String::from)
+            .to_vec();
+        names.extend(Self::CANDIDATES.iter().map(|v| v.name()));
+        names
+    }
+
+    /// This configuration's workgroup size fitted to an adapter whose subgroups
+    /// are `subgroup_max` wide: the subgroup kernel needs whole subgroups, the
+    /// coop kernel one subgroup per workgroup.
+    pub fn for_adapter(self, subgroup_max: u32) -> Self {
+        match self.family {
+            MatmulFamily::Subgroup => MatmulVariant {
+                wg_x: self.wg_x.max(subgroup_max),
+                ..self
+            },
+            MatmulFamily::Coop => MatmulVariant {
+                wg_x: subgroup_max.max(1),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// Invocations per workgroup.
+    pub fn invocations(self) -> u32 {
+        self.wg_x * self.wg_y
+    }
+
+    /// Bytes of workgroup memory the kernel declares.
+    pub fn workgroup_bytes(self) -> u32 {
+        let (bm, bn) = self.tile();
+        let acc = if self.f16_acc { 2 } else { 4 };
+        match self.family {
+            MatmulFamily::Tiled => (bm + bn) * self.bk * acc,
+            MatmulFamily::Coop => 2 * 512 * 2 + 1024 * 4,
+            _ => 0,
+        }
+    }
+
+    /// Rows and columns of y one workgroup covers.
+    pub fn tile(self) -> (u32, u32) {
+        match self.family {
+            MatmulFamily::Coop => (32, 32),
+            _ => (self.wg_y * self.tm, self.wg_x * self.tn),
+        }
+    }
+
+    /// The pipeline-overridable constants to build the pipeline with.
+    pub fn constants(self) -> Vec<(&'static str, f64)> {
+        let (x, y, bk) = (self.wg_x as f64, self.wg_y as f64, self.bk as f64);
+        match self.family {
+            MatmulFamily::Tiled => vec![("WG_X", x), ("WG_Y", y), ("BK", bk)],
+            MatmulFamily::Direct => vec![("WG_X", x), ("WG_Y", y)],
+            MatmulFamily::Subgroup => vec![("WG_X", x)],
+            MatmulFamily::Coop => vec![("WG", x)],
+        }
+    }
+
+    /// The device features the kernel needs beyond the storage mode's.
+    pub fn required_features(self) -> wgpu::Features {
+        let acc = if self.f16_acc {
+            wgpu::Features::SHADER_F16
+        } else {
+            wgpu::Features::empty()
+        };
+        acc | match self.family {
+            MatmulFamily::Subgroup => wgpu::Features::SUBGROUP,
+            MatmulFamily::Coop => {
+                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
+            }
+            _ => wgpu::Features::empty(),
         }
     }
 
     /// The WGSL for `mode`.
     pub fn source(self, mode: StorageMode) -> String {
-        let body = match self {
-            MatmulVariant::Tiled => include_str!("../../../shaders/matmul.wgsl"),
-            MatmulVariant::Direct => include_str!("../../../shaders/matmul_direct.wgsl"),
+        let body = match self.family {
+            MatmulFamily::Tiled => include_str!("../../../shaders/matmul.wgsl"),
+            MatmulFamily::Direct => include_str!("../../../shaders/matmul_direct.wgsl"),
+            MatmulFamily::Subgroup => include_str!("../../../shaders/matmul_subgroup.wgsl"),
+            MatmulFamily::Coop => include_str!("../../../shaders/matmul_coop.wgsl"),
         };
+        let mut enables = String::new();
+        if mode == StorageMode::F16 || self.f16_acc || self.family == MatmulFamily::Coop {
+            enables.push_str("enable f16;\n");
+        }
+        if self.family == MatmulFamily::Coop {
+            enables.push_str("enable wgpu_cooperative_matrix;\n");
+        }
+        let acc = if self.f16_acc { "f16" } else { "f32" };
         format!(
-            "{}{}{}{}\n{}\n{body}",
-            mode.enable(),
+            "{enables}alias acc_t = {acc};\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n{}{}{}\n{}\n{body}",
+            self.tm,
+            self.tn,
             read_accessor(mode, "a", 0),
             read_accessor(mode, "b", 1),
             write_accessor(mode, "y", 2),
@@ -211,8 +376,6 @@ impl GatherVariant {
     }
 }
 
-/// Rows and columns of `y` one matmul workgroup computes.
-pub const MATMUL_TILE: u32 = 64;
 /// Invocations per gather workgroup.
 pub const GATHER_WORKGROUP: u32 = 256;
 
@@ -244,25 +407,49 @@ mod tests {
         );
     }
 
-    /// Every variant must parse and validate with naga, without a device.
+    /// A kernel's name, its WGSL and its pipeline-overridable constants.
+    type Case = (String, String, Vec<(&'static str, f64)>);
+
+    /// Every variant must parse and validate with naga, without a device, and
+    /// with its overrides resolved, compile to SPIR-V.
     #[test]
     fn every_variant_validates() {
         for mode in [StorageMode::F32, StorageMode::F16, StorageMode::PackedF16] {
+            let mut sources: Vec<Case> = MatmulVariant::CANDIDATES
+                .iter()
+                .flat_map(|v| [v.for_adapter(32), v.with_f16_acc(true)])
+                .map(|v| (v.name(), v.source(mode), v.constants()))
+                .collect();
             for (name, src) in [
-                ("matmul", MatmulVariant::Tiled.source(mode)),
-                ("matmul-direct", MatmulVariant::Direct.source(mode)),
                 ("embedding", embedding(mode)),
                 ("gather-u32", GatherVariant::Words.source(mode)),
                 ("gather-vec4", GatherVariant::Vec4.source(mode)),
             ] {
+                sources.push((name.to_string(), src, Vec::new()));
+            }
+            for (name, src, constants) in sources {
                 let module = naga::front::wgsl::parse_str(&src)
                     .unwrap_or_else(|e| panic!("{name} {mode:?}: {}", e.emit_to_string(&src)));
-                naga::valid::Validator::new(
+                let info = naga::valid::Validator::new(
                     naga::valid::ValidationFlags::all(),
                     naga::valid::Capabilities::all(),
                 )
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{name} {mode:?}: {e:?}"));
+                // Resolve the overrides as a pipeline would and write SPIR-V.
+                let mut values = naga::back::PipelineConstants::default();
+                for (k, v) in constants {
+                    values.insert(k.to_string(), v);
+                }
+                let (module, info) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((naga::ShaderStage::Compute, "main")),
+                    &values,
+                )
+                .unwrap_or_else(|e| panic!("{name} {mode:?} overrides: {e:?}"));
+                naga::back::spv::write_vec(&module, &info, &Default::default(), None)
+                    .unwrap_or_else(|e| panic!("{name} {mode:?} SPIR-V: {e:?}"));
             }
         }
     }
