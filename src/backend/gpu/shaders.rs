@@ -159,11 +159,13 @@ impl MatmulVariant {
     /// 32x32 to 128x128 tiles with 4x4 to 8x8 blocks, direct 4x4 and 4x8, the
     /// subgroup kernel and the cooperative-matrix kernel. Workgroup sizes of the
     /// subgroup and coop kernels are set per adapter (see [`Self::for_adapter`]).
-    pub const CANDIDATES: [MatmulVariant; 8] = [
+    pub const CANDIDATES: [MatmulVariant; 10] = [
         Self::TILED,
         Self::new(MatmulFamily::Tiled, (8, 8), (4, 4), 16),
         Self::new(MatmulFamily::Tiled, (16, 16), (8, 4), 16),
         Self::new(MatmulFamily::Tiled, (16, 16), (8, 8), 8),
+        Self::new(MatmulFamily::Tiled, (16, 16), (8, 8), 16),
+        Self::new(MatmulFamily::Tiled, (8, 8), (8, 8), 16),
         Self::DIRECT,
         Self::new(MatmulFamily::Direct, (8, 8), (4, 8), 0),
         Self::new(MatmulFamily::Subgroup, (64, 1), (4, 4), 0),
@@ -201,8 +203,8 @@ impl MatmulVariant {
         match name {
             "tiled" => Some(Self::TILED),
             "direct" => Some(Self::DIRECT),
-            "subgroup" => Some(Self::CANDIDATES[6]),
-            "coop" => Some(Self::CANDIDATES[7]),
+            "subgroup" => Some(Self::CANDIDATES[8]),
+            "coop" => Some(Self::CANDIDATES[9]),
             _ => Self::CANDIDATES.into_iter().find(|v| v.name() == name),
         }
     }
