@@ -258,3 +258,88 @@ fn bad_spec_files_name_the_problem_in_one_line() {
     }
     assert!(!dir.exists());
 }
+
+/// Runs tests/data/anchored.toml with `KERNEL_LAB_PYTHON=python`.
+fn run_anchored(dir: &Path, python: &str) -> (ResultsFile, String) {
+    let spec = data("anchored.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
+        .args(["run", spec.as_str(), "--out", dir.to_str().unwrap()])
+        .env("KERNEL_LAB_PYTHON", python)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    (
+        ResultsFile::load(&dir.join("results.json")).unwrap(),
+        report,
+    )
+}
+
+#[test]
+fn the_anchor_is_parsed_into_results_and_compared_in_the_report() {
+    let dir = temp_dir("anchor");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A stand-in for the Python helper, speaking its protocol: a library line,
+    // then one line per point (here every point takes the library 2 ms, and
+    // the D16 embedding is over its budget).
+    let helper = dir.join("fake-python");
+    std::fs::write(
+        &helper,
+        r#"#!/bin/sh
+echo '{"library": "fakelib 1.0", "blas": "none", "threads": 1}'
+echo 'not json: ignored'
+for d in 8 16; do
+  echo '{"op": "matmul", "precision": "f32", "batch": 1, "seq": 5, "dim": '$d', "vocab": 50, "fresh_p50_ms": 3.0, "fresh_samples": 5, "out_p50_ms": 2.0, "out_samples": 5}'
+done
+echo '{"op": "embedding", "precision": "f32", "batch": 1, "seq": 5, "dim": 8, "vocab": 50, "fresh_p50_ms": 4.0, "fresh_samples": 5, "out_p50_ms": 2.0, "out_samples": 5}'
+echo '{"op": "embedding", "precision": "f32", "batch": 1, "seq": 5, "dim": 16, "vocab": 50, "skipped": "over budget"}'
+"#,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (results, report) = run_anchored(&dir.join("out"), helper.to_str().unwrap());
+    let anchors = results.anchors.expect("anchors recorded");
+    assert_eq!(anchors.library, "fakelib 1.0 (none BLAS, 1 threads)");
+    assert_eq!(anchors.unavailable, None);
+    assert_eq!(anchors.points.len(), 4);
+    let mm = &anchors.points[0];
+    // 2*M*K*N = 2*5*8*8 FLOP in the faster call's 2 ms.
+    let want = 2.0 * 5.0 * 8.0 * 8.0 / 2e-3 / 1e9;
+    assert!((mm.throughput.unwrap() - want).abs() < 1e-12, "{mm:?}");
+    assert_eq!(anchors.points[3].skipped.as_deref(), Some("over budget"));
+    assert!(
+        report.contains("## Same-run anchor: fakelib 1.0"),
+        "{report}"
+    );
+    assert!(
+        report.contains("CPU matmul f32 against fakelib 1.0") && report.contains("over 2 shapes"),
+        "{report}"
+    );
+    assert!(report.contains("takes 2.00x its `out=` call"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_anchor_is_reported_and_the_run_still_succeeds() {
+    let dir = temp_dir("no-anchor");
+    let (results, report) = run_anchored(&dir, "/nonexistent/python3");
+    assert_eq!(results.records.len(), 4);
+    assert!(results.records.iter().all(|r| r.verified));
+    let why = results
+        .anchors
+        .and_then(|a| a.unavailable)
+        .expect("unavailable");
+    assert!(
+        why.contains("could not start /nonexistent/python3"),
+        "{why}"
+    );
+    assert!(
+        report.contains("No same-run anchor: could not start"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -95,8 +95,13 @@ fn pipeline(
         // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
         // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
         // every store with `row < m && col < n`, against buffers sized for
-        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; their
-        // workgroup-array indices are bounded by compile-time tile constants.
+        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk. Their
+        // other indices are bounded by construction: the tiled kernel's
+        // workgroup tiles are sized by the same override constants (BM, BN, BK)
+        // that bound their indices; register arrays are indexed by loops over
+        // their compile-time length (TM, TN); the coop kernel's cooperative
+        // loads and stores read 16x16 blocks at fixed offsets that end at the
+        // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
         unsafe {
             ctx.device
                 .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
