@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::anchor::{AnchorSession, Anchors};
 use crate::backend::{Backend, BackendKind};
 use crate::error::{LabError, Result};
 use crate::experiment::{Point, Spec};
@@ -40,6 +41,9 @@ pub struct Backends {
     pub cpu: Box<dyn Backend>,
     /// Reopens the GPU after its device is lost (tried once per sweep).
     pub reopen_gpu: Option<GpuOpener>,
+    /// The library to time beside each verified CPU point, if the spec asks
+    /// for one: its running helper, or why it could not start.
+    pub anchor: Option<std::result::Result<AnchorSession, String>>,
 }
 
 /// What identifies a point in a results file, whatever measured it.
@@ -172,6 +176,22 @@ pub fn run(
         anchors: None,
     });
     file.complete = false;
+    match (&backends.anchor, spec.anchor) {
+        (Some(Ok(session)), Some(kind)) => {
+            let a = file.anchors.get_or_insert_with(|| Anchors {
+                kind,
+                library: session.library.clone(),
+                unavailable: None,
+                points: Vec::new(),
+            });
+            a.library = session.library.clone();
+            a.unavailable = None;
+        }
+        (Some(Err(why)), Some(kind)) => {
+            file.anchors = Some(Anchors::unavailable(kind, why.clone()));
+        }
+        _ => {}
+    }
     let path = out.join("results.json");
     if spec.probe_ceilings {
         probe_ceilings(&mut file, points, backends);
@@ -260,6 +280,7 @@ pub fn run(
         if let Some(c) = file.environment.ceilings.get(p.backend.name()) {
             record.apply_ceilings(c);
         }
+        anchor(&mut file, backends, &record);
         file.records.push(record);
         if let Ok(g) = &backends.gpu {
             let tuned = g.autotuning();
@@ -277,6 +298,31 @@ pub fn run(
         results: file,
         interrupted,
     })
+}
+
+/// Hands a verified CPU point to the anchor's helper, right after the lab
+/// measured it, and keeps its answer; a helper that fails is reported once and
+/// not asked again.
+fn anchor(file: &mut ResultsFile, backends: &mut Backends, record: &Record) {
+    let Some(Ok(session)) = backends.anchor.as_mut() else {
+        return;
+    };
+    if record.backend != "cpu" || !record.verified || record.measured.is_none() {
+        return;
+    }
+    let Some(anchors) = file.anchors.as_mut() else {
+        return;
+    };
+    match session.measure(record) {
+        Ok(point) => anchors.points.push(point),
+        Err(why) => {
+            anchors.unavailable = Some(format!(
+                "stopped after {} points: {why}",
+                anchors.points.len()
+            ));
+            backends.anchor = Some(Err(why));
+        }
+    }
 }
 
 /// Measures the ceilings of every backend the points use, once per results

@@ -51,6 +51,7 @@ fn sweep_with(gpu: Box<dyn Backend>, reopen: Option<sweep::GpuOpener>, dir: &Pat
         gpu: Ok(gpu),
         cpu: Box::new(cpu),
         reopen_gpu: reopen,
+        anchor: None,
     };
     let outcome = sweep::run(
         &spec,

@@ -1,11 +1,13 @@
 """Same-run anchor for kernel-lab's CPU backend: what PyTorch (MKL / oneDNN)
 reaches on the same shapes, on this machine, in the same `kernel-lab run`.
 
-kernel-lab carries this file (include_str!) and runs it as
-`python3 -c <this file> <request JSON>` after a sweep whose spec says
-`anchor = "torch"`. The request lists the points, the thread count and the
-budget; the script prints one JSON line per point (or why it skipped it), and
-a first line naming the library. For every op it times two calls:
+kernel-lab carries this file (include_str!) and starts it as
+`python3 -c <this file> <settings JSON>` when a sweep's spec says
+`anchor = "torch"`. The settings give the thread count, sampling and budget.
+The script prints a first line naming the library, then answers each point
+kernel-lab writes to its stdin (one JSON line, right after kernel-lab measured
+that point, so both see the machine in the same state) with one JSON line: its
+timings, or why it skipped the point. For every op it times two calls:
   fresh: what PyTorch code normally writes (`x @ w`, `F.embedding(ids, table)`),
          which allocates a new output every call and pays its page faults;
   out:   the same kernel into a preallocated output (`torch.mm(..., out=y)`,
@@ -19,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-req = json.loads(sys.argv[1])
+req = json.loads(sys.argv[1])  # settings; the points come on stdin
 torch.set_num_threads(int(req["threads"]))
 torch.manual_seed(int(req.get("seed", 0)))
 MIN_SAMPLES = int(req.get("min_samples", 10))
@@ -62,13 +64,15 @@ emit(
     threads=torch.get_num_threads(),
 )
 rate = {}  # (op, precision) -> ms per unit of cost, from the last point timed
-for p in sorted(req["points"], key=lambda p: (p["op"], p["precision"], cost(p))):
+
+
+def measure(p):
+    """The JSON answer for one point."""
     key = (p["op"], p["precision"])
     if key in rate:
         predicted = rate[key] * cost(p) / 1e3
         if predicted > MAX_SECONDS:
-            emit(**p, skipped=f"predicted {predicted:.1f} s a call, over the {MAX_SECONDS} s budget")
-            continue
+            return dict(p, skipped=f"predicted {predicted:.1f} s a call, over the {MAX_SECONDS} s budget")
     dt = DTYPES[p["precision"]]
     rows, d = p["batch"] * p["seq"], p["dim"]
     if p["op"] == "embedding":
@@ -93,11 +97,15 @@ for p in sorted(req["points"], key=lambda p: (p["op"], p["precision"], cost(p)))
     t0 = time.perf_counter_ns()
     fresh()
     first_ms = (time.perf_counter_ns() - t0) / 1e6
+    rate[key] = first_ms / cost(p)
     if first_ms / 1e3 > MAX_SECONDS:
-        emit(**p, skipped=f"one call took {first_ms / 1e3:.1f} s, over the {MAX_SECONDS} s budget")
-        rate[key] = first_ms / cost(p)
-        continue
+        return dict(p, skipped=f"one call took {first_ms / 1e3:.1f} s, over the {MAX_SECONDS} s budget")
     fresh_ms, fresh_n = median_ms(fresh)
     out_ms, out_n = median_ms(out)
     rate[key] = min(fresh_ms, out_ms) / cost(p)
-    emit(**p, fresh_p50_ms=fresh_ms, fresh_samples=fresh_n, out_p50_ms=out_ms, out_samples=out_n)
+    return dict(p, fresh_p50_ms=fresh_ms, fresh_samples=fresh_n, out_p50_ms=out_ms, out_samples=out_n)
+
+
+for line in sys.stdin:
+    if line.strip():
+        emit(**measure(json.loads(line)))

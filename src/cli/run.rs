@@ -151,42 +151,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         gpu.as_ref().ok().map(|g| g.device().clone()),
         cpu.device().clone(),
     );
+    let sampling = sweep::sampling_for(&spec, args.quick);
+    let anchor = match spec.anchor {
+        Some(AnchorKind::Torch) if points.iter().any(|p| p.backend == BackendKind::Cpu) => {
+            let python = anchor::python();
+            let session = anchor::AnchorSession::start_torch(
+                &python,
+                &sampling,
+                spec.budget.max_run_seconds,
+                rayon::current_num_threads(),
+            );
+            match &session {
+                Ok(s) => eprintln!(
+                    "anchor: {} ({python}), timed after each CPU point",
+                    s.library
+                ),
+                Err(why) => eprintln!("note: anchor unavailable: {why}"),
+            }
+            Some(session)
+        }
+        _ => None,
+    };
     let mut backends = Backends {
         gpu,
         cpu: Box::new(cpu),
         reopen_gpu: Some(Box::new(open_gpu)),
+        anchor,
     };
-    let sampling = sweep::sampling_for(&spec, args.quick);
     let outcome = sweep::run(&spec, &points, &mut backends, &sampling, &out, env, resume)?;
-    let mut results = outcome.results;
-    if let (Some(AnchorKind::Torch), false) = (spec.anchor, outcome.interrupted) {
-        let cpu_points = results
-            .records
-            .iter()
-            .filter(|r| r.backend == "cpu")
-            .count();
-        eprintln!(
-            "anchor: timing PyTorch on the {cpu_points} CPU points ({})",
-            anchor::python()
-        );
-        let anchors = anchor::torch_cpu(
-            &anchor::python(),
-            &results.records,
-            &sampling,
-            spec.budget.max_run_seconds,
-            rayon::current_num_threads(),
-        );
-        match &anchors.unavailable {
-            Some(why) => eprintln!("anchor unavailable: {why}"),
-            None => eprintln!(
-                "anchor: {} on {} points",
-                anchors.library,
-                anchors.points.len()
-            ),
-        }
-        results.anchors = Some(anchors);
-        results.save(&out.join("results.json"))?;
-    }
+    let results = outcome.results;
     let report = report::render(&results, &spec.charts, &out)?;
 
     print_summary(&results.records);
