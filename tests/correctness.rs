@@ -326,6 +326,7 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
         "every candidate verified and timed: {t:?}"
     );
     assert!(t.timings_ms.len() >= 6, "tile configurations tried: {t:?}");
+    assert!(t.rejected.is_empty(), "no candidate failed here: {t:?}");
     let fastest = t
         .timings_ms
         .iter()

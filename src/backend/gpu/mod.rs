@@ -96,6 +96,8 @@ pub struct Tuning {
     pub chosen: MatmulVariant,
     /// Median milliseconds of each verified variant on the tuning shape.
     pub timings_ms: Vec<(MatmulVariant, f64)>,
+    /// Candidates left out, and why (failed to build or run, or to verify).
+    pub rejected: Vec<(MatmulVariant, String)>,
 }
 
 /// How the activation rows of a point are split to fit the binding limit.
@@ -372,49 +374,76 @@ impl GpuBackend {
             .unwrap_or_else(|| fitting(8))?;
         let inputs = Inputs::generate(&work, crate::workload::DEFAULT_SEED);
         let mut timings = Vec::new();
+        let mut rejected = Vec::new();
         for variant in self.candidates(mode) {
-            let mut k = self.ctx.scoped("autotuning the matmul", || {
-                kernel::GpuKernel::new(
-                    &self.ctx,
-                    work,
-                    mode,
-                    plan,
-                    variant,
-                    self.options.trusted_shaders,
-                    &inputs,
-                )
-            })?;
-            k.run()?;
-            let accuracy = crate::reference::verify_accumulated(
-                &work,
-                &inputs,
-                &k.output()?,
-                k.accumulation(),
-            );
-            if !accuracy.verified {
-                continue; // a variant that computes wrong never wins
+            // A candidate that fails to build or run, or computes wrong, is
+            // left out with the reason; only a lost device stops the tuning.
+            match self.time_candidate(variant, work, mode, plan, &inputs) {
+                Ok(ms) => timings.push((variant, ms)),
+                Err(e @ LabError::DeviceLost(_)) => return Err(e),
+                Err(e) => rejected.push((variant, e.to_string())),
             }
-            let mut ns: Vec<u64> = (0..5)
-                .map(|_| k.run().map(|s| s.best_ns()))
-                .collect::<Result<_>>()?;
-            ns.sort_unstable();
-            timings.push((variant, ns[2] as f64 * 1e-6));
         }
         let chosen = timings
             .iter()
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|t| t.0)
             .ok_or_else(|| {
-                LabError::Gpu("no matmul variant verified on the tuning shape".into())
+                let why: Vec<String> = rejected
+                    .iter()
+                    .map(|(v, e)| format!("{}: {e}", v.name()))
+                    .collect();
+                LabError::Gpu(format!(
+                    "no matmul variant verified on the tuning shape ({})",
+                    why.join("; ")
+                ))
             })?;
         self.tuned.lock().unwrap_or_else(|p| p.into_inner()).insert(
             (mode, class),
             Tuning {
                 chosen,
                 timings_ms: timings,
+                rejected,
             },
         );
         Ok(chosen)
+    }
+
+    /// Builds `variant` for the tuning point, runs and verifies it, and returns
+    /// the median of five timed runs in ms.
+    fn time_candidate(
+        &self,
+        variant: MatmulVariant,
+        work: Workload,
+        mode: StorageMode,
+        plan: ChunkPlan,
+        inputs: &Inputs,
+    ) -> Result<f64> {
+        let mut k = self.ctx.scoped("autotuning the matmul", || {
+            kernel::GpuKernel::new(
+                &self.ctx,
+                work,
+                mode,
+                plan,
+                variant,
+                self.options.trusted_shaders,
+                inputs,
+            )
+        })?;
+        k.run()?;
+        let accuracy =
+            crate::reference::verify_accumulated(&work, inputs, &k.output()?, k.accumulation());
+        if !accuracy.verified {
+            return Err(LabError::Gpu(format!(
+                "failed verification: {}",
+                accuracy.failure.unwrap_or_default()
+            )));
+        }
+        let mut ns: Vec<u64> = (0..5)
+            .map(|_| k.run().map(|s| s.best_ns()))
+            .collect::<Result<_>>()?;
+        ns.sort_unstable();
+        Ok(ns[2] as f64 * 1e-6)
     }
 
     /// What autotuning found so far, per storage mode and shape class, in a stable order.
@@ -498,11 +527,17 @@ impl Backend for GpuBackend {
                     .iter()
                     .map(|(v, ms)| (v.name(), serde_json::json!(ms)))
                     .collect();
+                let rejected: serde_json::Map<String, serde_json::Value> = t
+                    .rejected
+                    .iter()
+                    .map(|(v, why)| (v.name(), serde_json::json!(why)))
+                    .collect();
                 serde_json::json!({
                     "storage": mode.name(),
                     "shape_class": class.name(),
                     "chosen": t.chosen.name(),
                     "median_ms": timings,
+                    "rejected": rejected,
                 })
             })
             .collect()
