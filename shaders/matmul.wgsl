@@ -40,25 +40,51 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var t = 0u; t < p.k; t += BK) {
         // Out-of-range elements load as 0, which adds nothing: this is what
         // lets M, N, K be any size.
-        // a: consecutive threads read consecutive k of one row.
-        for (var e = tid; e < BM * BK; e += threads) {
-            let ra = e / BK;
-            let ka = e % BK;
-            var va = 0.0;
-            if (row0 + ra < p.m && t + ka < p.k) {
-                va = load_a((row0 + ra) * p.lda + t + ka);
+        if (VEC4) {
+            // Whole 16-byte words: 4 consecutive k of a row of a, 4 consecutive
+            // columns of b. K and N are multiples of 4, so a word is wholly in
+            // range or wholly out.
+            for (var e = tid; e < BM * BK / 4u; e += threads) {
+                let ra = e / (BK / 4u);
+                let ka = (e % (BK / 4u)) * 4u;
+                var va = vec4<f32>(0.0);
+                if (row0 + ra < p.m && t + ka < p.k) {
+                    va = load4_a((row0 + ra) * p.lda + t + ka);
+                }
+                for (var j = 0u; j < 4u; j++) {
+                    tile_a[((ka + j) * BM + ra) / 4u][ra % 4u] = acc_t(va[j]);
+                }
             }
-            tile_a[(ka * BM + ra) / 4u][ra % 4u] = acc_t(va);
-        }
-        // b: consecutive threads read consecutive columns of one k.
-        for (var e = tid; e < BN * BK; e += threads) {
-            let kb = e / BN;
-            let cb = e % BN;
-            var vb = 0.0;
-            if (t + kb < p.k && col0 + cb < p.n) {
-                vb = load_b((t + kb) * p.n + col0 + cb);
+            for (var e = tid; e < BN * BK / 4u; e += threads) {
+                let kb = e / (BN / 4u);
+                let cb = (e % (BN / 4u)) * 4u;
+                var vb = vec4<f32>(0.0);
+                if (t + kb < p.k && col0 + cb < p.n) {
+                    vb = load4_b((t + kb) * p.n + col0 + cb);
+                }
+                tile_b[(kb * BN + cb) / 4u] = vec4<acc_t>(vb);
             }
-            tile_b[(kb * BN + cb) / 4u][cb % 4u] = acc_t(vb);
+        } else {
+            // a: consecutive threads read consecutive k of one row.
+            for (var e = tid; e < BM * BK; e += threads) {
+                let ra = e / BK;
+                let ka = e % BK;
+                var va = 0.0;
+                if (row0 + ra < p.m && t + ka < p.k) {
+                    va = load_a((row0 + ra) * p.lda + t + ka);
+                }
+                tile_a[(ka * BM + ra) / 4u][ra % 4u] = acc_t(va);
+            }
+            // b: consecutive threads read consecutive columns of one k.
+            for (var e = tid; e < BN * BK; e += threads) {
+                let kb = e / BN;
+                let cb = e % BN;
+                var vb = 0.0;
+                if (t + kb < p.k && col0 + cb < p.n) {
+                    vb = load_b((t + kb) * p.n + col0 + cb);
+                }
+                tile_b[(kb * BN + cb) / 4u][cb % 4u] = acc_t(vb);
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {

@@ -3,6 +3,8 @@
 // prepends it after the storage accessors and these compile-time constants:
 //   alias acc_t = f32 | f16;   the accumulator (and tile) type
 //   const TM: u32; const TN: u32;   rows and columns of y one invocation owns
+//   const VEC4: bool;   rows of a and b are whole vec4 words (K, N, lda multiples
+//                       of 4): load4_a / load4_b read 16 bytes at once
 
 struct Params {
     m: u32,
@@ -34,6 +36,13 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
 // Reads b[k, col..col+4] as accumulator values, zero past the last column.
 fn b_row(k: u32, col: u32) -> vec4<acc_t> {
     let base = k * p.n + col;
+    if (VEC4) {
+        // col is a multiple of 4 and so is n: the word is wholly in or out.
+        if (col < p.n) {
+            return vec4<acc_t>(load4_b(base));
+        }
+        return vec4<acc_t>(0.0);
+    }
     var v = vec4<f32>(0.0);
     if (col < p.n) { v.x = load_b(base); }
     if (col + 1u < p.n) { v.y = load_b(base + 1u); }

@@ -201,7 +201,13 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                                 backend.context().adapter.get_info().subgroup_max_size,
                             );
                             match backend.supports(fitted, mode) {
-                                Ok(()) => assert_verified(&backend, &w),
+                                Ok(()) => {
+                                    assert_verified(&backend, &w);
+                                    // Rows of whole vec4 words take the 16-byte load path.
+                                    let vec4 = mode == StorageMode::F32 && d % 4 == 0;
+                                    let name = backend.kernel_name(&w);
+                                    assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
+                                }
                                 Err(why) => {
                                     let inputs = Inputs::generate(&w, 1);
                                     let err =

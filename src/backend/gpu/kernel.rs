@@ -95,7 +95,9 @@ fn pipeline(
         // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
         // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
         // every store with `row < m && col < n`, against buffers sized for
-        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk. Their
+        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
+        // load starts at a multiple of 4 below K (or n) and K, n and lda are
+        // multiples of 4 whenever vec4 loads are compiled in. Their
         // other indices are bounded by construction: the tiled kernel's
         // workgroup tiles are sized by the same override constants (BM, BN, BK)
         // that bound their indices; register arrays are indexed by loops over
@@ -177,6 +179,8 @@ impl<'a> GpuKernel<'a> {
         let ldy = mode.padded_stride(n32);
         let usage = wgpu::BufferUsages::COPY_DST;
         let gather_variant = GatherVariant::for_row(mode, k32);
+        // Row stride of the matmul's a: x as uploaded, or as the gather wrote it.
+        let lda = if work.op == Op::Matmul { k32 } else { ldy };
         let gather = work.op.uses_table().then(|| {
             pipeline(
                 ctx,
@@ -188,13 +192,8 @@ impl<'a> GpuKernel<'a> {
         });
         let matmul = work.op.uses_weight().then(|| {
             let name = variant.name();
-            pipeline(
-                ctx,
-                &name,
-                variant.source(mode),
-                &variant.constants(),
-                trusted,
-            )
+            let source = variant.source(mode, variant.vec4_loads(mode, k32, n32, lda));
+            pipeline(ctx, &name, source, &variant.constants(), trusted)
         });
         let table = work.op.uses_table().then(|| {
             storage(
@@ -272,7 +271,6 @@ impl<'a> GpuKernel<'a> {
             };
             let matmul_bind = match (&matmul, &w, &x) {
                 (Some(p), Some(wb), Some(xb)) => {
-                    let lda = if work.op == Op::Matmul { k32 } else { ldy };
                     let (bm, bn) = variant.tile();
                     let grid = [n32.div_ceil(bn), rows.div_ceil(bm)];
                     let params = uniform(ctx, [rows, n32, k32, lda, ldy, 0, 0, 0]);

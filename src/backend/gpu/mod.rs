@@ -497,10 +497,18 @@ impl Backend for GpuBackend {
 
     fn kernel_name(&self, work: &Workload) -> String {
         let mode = self.storage_mode(work);
-        let (m, _, n) = work.mkn();
+        let (m, k, n) = work.mkn();
+        // The row stride of a is k in f32 (the only storage with vec4 loads).
+        let vec4 = |v: MatmulVariant| {
+            if v.vec4_loads(mode, k as u32, n as u32, k as u32) {
+                " vec4-loads"
+            } else {
+                ""
+            }
+        };
         let matmul = || match self.matmul_variant(mode, work.precision, m, n) {
-            Ok(v) if self.options.matmul_variant.is_some() => v.name(),
-            Ok(v) => format!("{} (autotuned)", v.name()),
+            Ok(v) if self.options.matmul_variant.is_some() => format!("{}{}", v.name(), vec4(v)),
+            Ok(v) => format!("{}{} (autotuned)", v.name(), vec4(v)),
             Err(e) => format!("matmul ({e})"),
         };
         let gather = GatherVariant::for_row(mode, work.shape.dim).name();

@@ -66,6 +66,24 @@ impl StorageMode {
     }
 }
 
+/// Declares read-only buffer `name` at `binding`, `load_<name>(i) -> f32` and
+/// `load4_<name>(i) -> vec4<f32>` (elements i..i+4). With `vec4` (f32 storage
+/// only) the buffer is an `array<vec4<f32>>` and `load4` one 16-byte load, for i
+/// a multiple of 4; otherwise `load4` is four scalar loads.
+fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> String {
+    if vec4 && mode == StorageMode::F32 {
+        return format!(
+            "@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<f32>>;\n\
+             fn load_{name}(i: u32) -> f32 {{ return {name}[i >> 2u][i & 3u]; }}\n\
+             fn load4_{name}(i: u32) -> vec4<f32> {{ return {name}[i >> 2u]; }}\n"
+        );
+    }
+    format!(
+        "{}fn load4_{name}(i: u32) -> vec4<f32> {{ return vec4<f32>(load_{name}(i), load_{name}(i + 1u), load_{name}(i + 2u), load_{name}(i + 3u)); }}\n",
+        read_accessor(mode, name, binding)
+    )
+}
+
 /// Declares read-only buffer `name` at `binding` and `load_<name>(i) -> f32`.
 fn read_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
     let body = match mode {
@@ -286,8 +304,20 @@ impl MatmulVariant {
         }
     }
 
-    /// The WGSL for `mode`.
-    pub fn source(self, mode: StorageMode) -> String {
+    /// Whether a matmul with inner size `k`, output width `n` and row stride
+    /// of a `lda` reads whole 16-byte words in `mode`: f32 storage with every
+    /// row a multiple of 4 elements, so no vec4 straddles an edge.
+    pub fn vec4_loads(self, mode: StorageMode, k: u32, n: u32, lda: u32) -> bool {
+        mode == StorageMode::F32
+            && self.family != MatmulFamily::Coop
+            && k.is_multiple_of(4)
+            && n.is_multiple_of(4)
+            && lda.is_multiple_of(4)
+    }
+
+    /// The WGSL for `mode`; with `vec4_loads` (see [`Self::vec4_loads`]) a and
+    /// b are read as `vec4<f32>` words.
+    pub fn source(self, mode: StorageMode, vec4_loads: bool) -> String {
         let body = match self.family {
             MatmulFamily::Tiled => include_str!("../../../shaders/matmul.wgsl"),
             MatmulFamily::Direct => include_str!("../../../shaders/matmul_direct.wgsl"),
@@ -303,11 +333,11 @@ impl MatmulVariant {
         }
         let acc = if self.f16_acc { "f16" } else { "f32" };
         format!(
-            "{enables}alias acc_t = {acc};\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n{}{}{}\n{}\n{body}",
+            "{enables}alias acc_t = {acc};\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\nconst VEC4: bool = {vec4_loads};\n{}{}{}\n{}\n{body}",
             self.tm,
             self.tn,
-            read_accessor(mode, "a", 0),
-            read_accessor(mode, "b", 1),
+            read_accessor4(mode, "a", 0, vec4_loads),
+            read_accessor4(mode, "b", 1, vec4_loads),
             write_accessor(mode, "y", 2),
             include_str!("../../../shaders/matmul_common.wgsl"),
         )
@@ -420,7 +450,12 @@ mod tests {
             let mut sources: Vec<Case> = MatmulVariant::CANDIDATES
                 .iter()
                 .flat_map(|v| [v.for_adapter(32), v.with_f16_acc(true)])
-                .map(|v| (v.name(), v.source(mode), v.constants()))
+                .flat_map(|v| {
+                    [false, true].map(|vec4| {
+                        let name = format!("{} vec4={vec4}", v.name());
+                        (name, v.source(mode, vec4), v.constants())
+                    })
+                })
                 .collect();
             for (name, src) in [
                 ("embedding", embedding(mode)),
