@@ -41,8 +41,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         // Out-of-range elements load as 0, which adds nothing: this is what
         // lets M, N, K be any size.
         if (VEC4) {
-            // Whole 16-byte words: 4 consecutive k of a row of a, 4 consecutive
-            // columns of b. K and N are multiples of 4, so a word is wholly in
+            // Whole words (16 bytes in f32, 8 in f16): 4 consecutive k of a row
+            // of a, 4 consecutive columns of b. K and N are multiples of 4, so a word is wholly in
             // range or wholly out.
             for (var e = tid; e < BM * BK / 4u; e += threads) {
                 let ra = e / (BK / 4u);

@@ -3,8 +3,8 @@
 // prepends it after the storage accessors and these compile-time constants:
 //   alias acc_t = f32 | f16;   the accumulator (and tile) type
 //   const TM: u32; const TN: u32;   rows and columns of y one invocation owns
-//   const VEC4: bool;   rows of a and b are whole vec4 words (K, N, lda multiples
-//                       of 4): load4_a / load4_b read 16 bytes at once
+//   const VEC4: bool;   rows of a and b are whole 4-element words (K, N, lda
+//                       multiples of 4): load4_a / load4_b read one word
 
 struct Params {
     m: u32,

@@ -203,8 +203,8 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                             match backend.supports(fitted, mode) {
                                 Ok(()) => {
                                     assert_verified(&backend, &w);
-                                    // Rows of whole vec4 words take the 16-byte load path.
-                                    let vec4 = mode == StorageMode::F32 && d % 4 == 0;
+                                    // Rows of whole 4-element words take the vector load path.
+                                    let vec4 = d % 4 == 0 && variant.family != MatmulFamily::Coop;
                                     let name = backend.kernel_name(&w);
                                     assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
                                 }

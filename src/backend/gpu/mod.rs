@@ -498,7 +498,7 @@ impl Backend for GpuBackend {
     fn kernel_name(&self, work: &Workload) -> String {
         let mode = self.storage_mode(work);
         let (m, k, n) = work.mkn();
-        // The row stride of a is k in f32 (the only storage with vec4 loads).
+        // The row stride of a is k, or k padded to even (== k when k % 4 == 0).
         let vec4 = |v: MatmulVariant| {
             if v.vec4_loads(mode, k as u32, n as u32, k as u32) {
                 " vec4-loads"

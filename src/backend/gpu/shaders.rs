@@ -67,15 +67,38 @@ impl StorageMode {
 }
 
 /// Declares read-only buffer `name` at `binding`, `load_<name>(i) -> f32` and
-/// `load4_<name>(i) -> vec4<f32>` (elements i..i+4). With `vec4` (f32 storage
-/// only) the buffer is an `array<vec4<f32>>` and `load4` one 16-byte load, for i
-/// a multiple of 4; otherwise `load4` is four scalar loads.
+/// `load4_<name>(i) -> vec4<f32>` (elements i..i+4). With `vec4` the buffer is
+/// an array of 4-element words (`vec4<f32>`, `vec4<f16>`, or `vec2<u32>` holding
+/// four packed halves) and `load4` one 16- or 8-byte load, for i a multiple of 4;
+/// otherwise `load4` is four scalar loads.
 fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> String {
-    if vec4 && mode == StorageMode::F32 {
+    if vec4 {
+        let (word, scalar, four) = match mode {
+            StorageMode::F32 => (
+                "vec4<f32>",
+                format!("return {name}[i >> 2u][i & 3u];"),
+                format!("return {name}[i >> 2u];"),
+            ),
+            StorageMode::F16 => (
+                "vec4<f16>",
+                format!("return f32({name}[i >> 2u][i & 3u]);"),
+                format!("return vec4<f32>({name}[i >> 2u]);"),
+            ),
+            // Halves 0..3 of a word pair: word (i >> 1) & 1 of the pair, half i & 1.
+            StorageMode::PackedF16 => (
+                "vec2<u32>",
+                format!(
+                    "let w = unpack2x16float({name}[i >> 2u][(i >> 1u) & 1u]); return select(w.x, w.y, (i & 1u) == 1u);"
+                ),
+                format!(
+                    "let w = {name}[i >> 2u]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));"
+                ),
+            ),
+        };
         return format!(
-            "@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<f32>>;\n\
-             fn load_{name}(i: u32) -> f32 {{ return {name}[i >> 2u][i & 3u]; }}\n\
-             fn load4_{name}(i: u32) -> vec4<f32> {{ return {name}[i >> 2u]; }}\n"
+            "@group(0) @binding({binding}) var<storage, read> {name}: array<{word}>;\n\
+             fn load_{name}(i: u32) -> f32 {{ {scalar} }}\n\
+             fn load4_{name}(i: u32) -> vec4<f32> {{ {four} }}\n"
         );
     }
     format!(
@@ -305,18 +328,19 @@ impl MatmulVariant {
     }
 
     /// Whether a matmul with inner size `k`, output width `n` and row stride
-    /// of a `lda` reads whole 16-byte words in `mode`: f32 storage with every
-    /// row a multiple of 4 elements, so no vec4 straddles an edge.
-    pub fn vec4_loads(self, mode: StorageMode, k: u32, n: u32, lda: u32) -> bool {
-        mode == StorageMode::F32
-            && self.family != MatmulFamily::Coop
+    /// of a `lda` reads its rows 4 elements at a time (one 16-byte f32 word or
+    /// one 8-byte f16 word): every row a multiple of 4 elements, so no word
+    /// straddles an edge. The coop kernel stages through workgroup memory
+    /// element by element instead.
+    pub fn vec4_loads(self, _mode: StorageMode, k: u32, n: u32, lda: u32) -> bool {
+        self.family != MatmulFamily::Coop
             && k.is_multiple_of(4)
             && n.is_multiple_of(4)
             && lda.is_multiple_of(4)
     }
 
     /// The WGSL for `mode`; with `vec4_loads` (see [`Self::vec4_loads`]) a and
-    /// b are read as `vec4<f32>` words.
+    /// b are read as 4-element words.
     pub fn source(self, mode: StorageMode, vec4_loads: bool) -> String {
         let body = match self.family {
             MatmulFamily::Tiled => include_str!("../../../shaders/matmul.wgsl"),
