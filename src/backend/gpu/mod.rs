@@ -50,22 +50,29 @@ pub struct GpuBackend {
 }
 
 /// Matmul shapes the autotuner tells apart: the best tile for a few hundred
-/// outputs is not the best for millions (too few workgroups to fill the device).
+/// outputs is not the best for millions (too few workgroups to fill the
+/// device), and a long inner dimension favours kernels that reuse each load
+/// over many FMAs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ShapeClass {
-    /// Fewer than 2^20 outputs (M x N).
+    /// Fewer than 2^20 outputs (M x N), K below 512.
     Small,
-    /// 2^20 outputs or more.
+    /// Fewer than 2^20 outputs, K of 512 or more (decode-like: few rows, wide model).
+    SmallDeep,
+    /// 2^20 outputs or more, K below 512.
     Large,
+    /// 2^20 outputs or more, K of 512 or more.
+    LargeDeep,
 }
 
 impl ShapeClass {
-    /// The class of an M x N output.
-    pub fn of(m: u64, n: u64) -> Self {
-        if m * n < 1 << 20 {
-            ShapeClass::Small
-        } else {
-            ShapeClass::Large
+    /// The class of an M x N output with inner size K.
+    pub fn of(m: u64, n: u64, k: u64) -> Self {
+        match (m * n < 1 << 20, k < 512) {
+            (true, true) => ShapeClass::Small,
+            (true, false) => ShapeClass::SmallDeep,
+            (false, true) => ShapeClass::Large,
+            (false, false) => ShapeClass::LargeDeep,
         }
     }
 
@@ -73,18 +80,24 @@ impl ShapeClass {
     pub fn name(self) -> &'static str {
         match self {
             ShapeClass::Small => "small",
+            ShapeClass::SmallDeep => "small-deep",
             ShapeClass::Large => "large",
+            ShapeClass::LargeDeep => "large-deep",
         }
     }
 
     /// The shape (batch, seq, dim) every candidate is timed on: M = batch*seq
-    /// rows, K = N = dim. A software device gets a smaller large shape, so that
-    /// tuning takes seconds there too.
+    /// rows, K = N = dim, inside the class. A software device gets smaller
+    /// shapes, so that tuning takes seconds there too.
     fn tuning_shape(self, software: bool) -> (u32, u32, u32) {
         match (self, software) {
             (ShapeClass::Small, _) => (1, 256, 256),
-            (ShapeClass::Large, true) => (1, 1024, 256),
-            (ShapeClass::Large, false) => (1, 2048, 1024),
+            (ShapeClass::SmallDeep, true) => (1, 64, 1024),
+            (ShapeClass::SmallDeep, false) => (1, 128, 4096),
+            (ShapeClass::Large, true) => (1, 4096, 256),
+            (ShapeClass::Large, false) => (1, 8192, 256),
+            (ShapeClass::LargeDeep, true) => (1, 2048, 512),
+            (ShapeClass::LargeDeep, false) => (1, 2048, 2048),
         }
     }
 }
@@ -326,7 +339,7 @@ impl GpuBackend {
             .collect()
     }
 
-    /// The matmul variant for `mode` and an `m` x `n` output: the forced one,
+    /// The matmul variant for `mode` and an `m` x `k` by `k` x `n` product: the forced one,
     /// the cached choice, or the fastest variant that verifies on the tuning
     /// shape of the output's class (measured once per storage mode and class,
     /// then cached for this adapter).
@@ -334,8 +347,7 @@ impl GpuBackend {
         &self,
         mode: StorageMode,
         precision: crate::workload::Precision,
-        m: u64,
-        n: u64,
+        (m, k, n): (u64, u64, u64),
     ) -> Result<MatmulVariant> {
         if let Some(v) = self.options.matmul_variant {
             let v = v
@@ -344,7 +356,7 @@ impl GpuBackend {
             self.supports(v, mode).map_err(LabError::Unsupported)?;
             return Ok(v);
         }
-        let class = ShapeClass::of(m, n);
+        let class = ShapeClass::of(m, n, k);
         if let Some(t) = self
             .tuned
             .lock()
@@ -497,7 +509,7 @@ impl Backend for GpuBackend {
 
     fn kernel_name(&self, work: &Workload) -> String {
         let mode = self.storage_mode(work);
-        let (m, k, n) = work.mkn();
+        let (k, n) = (work.mkn().1, work.mkn().2);
         // The row stride of a is k, or k padded to even (== k when k % 4 == 0).
         let vec4 = |v: MatmulVariant| {
             if v.vec4_loads(mode, k as u32, n as u32, k as u32) {
@@ -506,7 +518,7 @@ impl Backend for GpuBackend {
                 ""
             }
         };
-        let matmul = || match self.matmul_variant(mode, work.precision, m, n) {
+        let matmul = || match self.matmul_variant(mode, work.precision, work.mkn()) {
             Ok(v) if self.options.matmul_variant.is_some() => format!("{}{}", v.name(), vec4(v)),
             Ok(v) => format!("{}{} (autotuned)", v.name(), vec4(v)),
             Err(e) => format!("matmul ({e})"),
@@ -566,9 +578,8 @@ impl Backend for GpuBackend {
         let mode = self.storage_mode(work);
         // Tuned once per storage mode (normally already by `kernel_name`, before
         // the cold-start timer), so tuning never counts as preparation.
-        let (m, _, n) = work.mkn();
         let variant = if work.op.uses_weight() {
-            self.matmul_variant(mode, work.precision, m, n)?
+            self.matmul_variant(mode, work.precision, work.mkn())?
         } else {
             MatmulVariant::TILED
         };
@@ -605,6 +616,22 @@ mod tests {
             op,
             precision: Precision::F32,
             shape: Shape::new(b, s, d, v).unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_tuning_shape_lies_in_its_class() {
+        for class in [
+            ShapeClass::Small,
+            ShapeClass::SmallDeep,
+            ShapeClass::Large,
+            ShapeClass::LargeDeep,
+        ] {
+            for software in [false, true] {
+                let (b, s, d) = class.tuning_shape(software);
+                let m = b as u64 * s as u64;
+                assert_eq!(ShapeClass::of(m, d as u64, d as u64), class, "{software}");
+            }
         }
     }
 
