@@ -96,7 +96,7 @@ impl ShapeClass {
             (ShapeClass::SmallDeep, false) => (1, 128, 4096),
             (ShapeClass::Large, true) => (1, 4096, 256),
             (ShapeClass::Large, false) => (1, 8192, 256),
-            (ShapeClass::LargeDeep, true) => (1, 2048, 512),
+            (ShapeClass::LargeDeep, true) => (1, 1024, 1024),
             (ShapeClass::LargeDeep, false) => (1, 2048, 2048),
         }
     }
