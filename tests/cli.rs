@@ -10,7 +10,8 @@ use serde_json::Value;
 
 fn kernel_lab(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
-    c.args(args);
+    c.args(args)
+        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir());
     c
 }
 
@@ -230,4 +231,63 @@ fn unknown_adapter_names_the_adapters_there_are() {
         err.contains("no-such-gpu") && err.contains("among"),
         "{err}"
     );
+}
+
+/// The autotuner's choice persists per adapter: a second process on the same
+/// adapter reuses it (and says so), `--no-tuning-cache` tunes afresh, and a
+/// broken cache file costs a re-tune, not the run.
+#[test]
+fn tuning_choices_are_cached_per_adapter_between_runs() {
+    if !gpu_present() {
+        common::no_gpu("no adapter");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("kernel-lab-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bench = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "bench",
+            "--op",
+            "matmul",
+            "--batch",
+            "1",
+            "--seq",
+            "40",
+            "--dim",
+            "24",
+            "--backend",
+            "gpu",
+            "--json",
+            "--max-time-ms",
+            "5",
+            "--phase-runs",
+            "0",
+            "--no-batch",
+        ];
+        args.extend_from_slice(extra);
+        let out = kernel_lab(&args)
+            .env("KERNEL_LAB_CACHE_DIR", &dir)
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON record")
+    };
+    let kernel = |v: &Value| v["kernel"].as_str().unwrap_or_default().to_string();
+    let first = bench(&[]);
+    assert!(kernel(&first).ends_with("(autotuned) f32"), "{first}");
+    assert!(dir.join("tuning.json").exists());
+    let second = bench(&[]);
+    assert!(kernel(&second).contains("(autotuned, cached)"), "{second}");
+    assert_eq!(second["verified"], true);
+    let fresh = bench(&["--no-tuning-cache"]);
+    assert!(kernel(&fresh).ends_with("(autotuned) f32"), "{fresh}");
+    std::fs::write(dir.join("tuning.json"), "{ broken").unwrap();
+    let broken = bench(&[]);
+    assert!(kernel(&broken).ends_with("(autotuned) f32"), "{broken}");
+    assert_eq!(broken["verified"], true);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -114,7 +114,9 @@ fn a_device_that_cannot_be_recreated_skips_gpu_points_and_cpu_points_still_run()
 }
 
 fn kernel_lab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
+    c.env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir());
+    c
 }
 
 #[test]

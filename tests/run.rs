@@ -13,6 +13,7 @@ use kernel_lab::workload::Op;
 fn kernel_lab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
         .args(args)
+        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir())
         .output()
         .expect("the binary runs")
 }
@@ -265,6 +266,7 @@ fn run_anchored(dir: &Path, python: &str) -> (ResultsFile, String) {
     let spec = data("anchored.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
         .args(["run", spec.as_str(), "--out", dir.to_str().unwrap()])
+        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir())
         .env("KERNEL_LAB_PYTHON", python)
         .output()
         .expect("the binary runs");

@@ -74,6 +74,10 @@ pub struct GpuArgs {
     /// Build the matmul kernels without runtime bounds checks (they check their own).
     #[arg(long)]
     trusted_shaders: bool,
+    /// Tune the matmul afresh instead of reusing (and updating) the choices
+    /// cached per adapter in $KERNEL_LAB_CACHE_DIR or ~/.cache/kernel-lab.
+    #[arg(long)]
+    no_tuning_cache: bool,
 }
 
 /// Parses `--matmul-variant`, listing the accepted names when it fails.
@@ -97,6 +101,16 @@ impl GpuArgs {
         }
     }
 
+    /// Opens the GPU these arguments ask for, with the tuning cache unless declined.
+    fn open(&self) -> kernel_lab::Result<GpuBackend> {
+        let cache = if self.no_tuning_cache {
+            None
+        } else {
+            kernel_lab::backend::gpu::tuning_cache::default_path()
+        };
+        Ok(GpuBackend::open(&self.choice(), self.options())?.with_tuning_cache(cache))
+    }
+
     fn choice(&self) -> AdapterChoice {
         self.adapter
             .as_deref()
@@ -106,7 +120,7 @@ impl GpuArgs {
 
 /// Opens the backend `arg` asks for. `auto` falls back to the CPU, saying why.
 fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backend>> {
-    let open_gpu = || GpuBackend::open(&gpu.choice(), gpu.options());
+    let open_gpu = || gpu.open();
     Ok(match arg {
         BackendArg::Cpu => Box::new(CpuBackend::new()),
         BackendArg::Gpu => Box::new(open_gpu()?),

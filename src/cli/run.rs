@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Args;
 use kernel_lab::anchor::{self, AnchorKind};
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::GpuBackend;
 use kernel_lab::backend::{Backend, BackendKind};
 use kernel_lab::error::LabError;
 use kernel_lab::experiment::Spec;
@@ -110,12 +109,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("{}", super::device_label(&cpu));
     let wants_gpu = points.iter().any(|p| p.backend == BackendKind::Gpu);
     let gpu_args = args.gpu.clone();
-    let open_gpu = move || -> kernel_lab::Result<Box<dyn Backend>> {
-        Ok(Box::new(GpuBackend::open(
-            &gpu_args.choice(),
-            gpu_args.options(),
-        )?))
-    };
+    let open_gpu =
+        move || -> kernel_lab::Result<Box<dyn Backend>> { Ok(Box::new(gpu_args.open()?)) };
     let gpu = if wants_gpu {
         open_gpu().map_err(|e| e.to_string())
     } else {

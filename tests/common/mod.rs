@@ -104,3 +104,9 @@ pub const SHAPES: [(u32, u32, u32, u32); 5] = [
     // 64-element rows: the vec4 gather in f16 (and packed f16) too.
     (2, 3, 64, 40),
 ];
+
+/// A tuning-cache folder private to this test process, so that tests never
+/// read or write the user's cache (`KERNEL_LAB_CACHE_DIR` for the binary).
+pub fn test_cache_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("kernel-lab-test-cache-{}", std::process::id()))
+}

@@ -11,6 +11,7 @@ mod kernel;
 pub mod readback;
 pub mod shaders;
 pub mod timestamps;
+pub mod tuning_cache;
 
 pub use context::{AdapterChoice, GpuContext};
 pub use shaders::{GatherVariant, MatmulFamily, MatmulVariant, StorageMode};
@@ -47,6 +48,8 @@ pub struct GpuBackend {
     options: GpuOptions,
     /// The matmul variant autotuning chose per storage mode and shape class, for this adapter.
     tuned: Mutex<HashMap<(StorageMode, ShapeClass), Tuning>>,
+    /// Where tuning results persist between runs, if anywhere.
+    tuning_cache: Option<std::path::PathBuf>,
 }
 
 /// Matmul shapes the autotuner tells apart: the best tile for a few hundred
@@ -111,6 +114,30 @@ pub struct Tuning {
     pub timings_ms: Vec<(MatmulVariant, f64)>,
     /// Candidates left out, and why (failed to build or run, or to verify).
     pub rejected: Vec<(MatmulVariant, String)>,
+    /// Whether this came from the tuning cache file instead of being measured now.
+    pub cached: bool,
+}
+
+/// A tuning result as results.json and the cache file record it.
+fn tuning_json(mode: StorageMode, class: ShapeClass, t: &Tuning) -> serde_json::Value {
+    let timings: serde_json::Map<String, serde_json::Value> = t
+        .timings_ms
+        .iter()
+        .map(|(v, ms)| (v.name(), serde_json::json!(ms)))
+        .collect();
+    let rejected: serde_json::Map<String, serde_json::Value> = t
+        .rejected
+        .iter()
+        .map(|(v, why)| (v.name(), serde_json::json!(why)))
+        .collect();
+    serde_json::json!({
+        "storage": mode.name(),
+        "shape_class": class.name(),
+        "chosen": t.chosen.name(),
+        "median_ms": timings,
+        "rejected": rejected,
+        "cached": t.cached,
+    })
 }
 
 /// How the activation rows of a point are split to fit the binding limit.
@@ -208,7 +235,59 @@ impl GpuBackend {
             ctx,
             options,
             tuned: Mutex::new(HashMap::new()),
+            tuning_cache: None,
         }
+    }
+
+    /// Keeps tuning results in the file `path` (see tuning_cache.rs): a later
+    /// backend on the same adapter, code and options reuses them.
+    pub fn with_tuning_cache(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.tuning_cache = path;
+        self
+    }
+
+    /// The cache key of a tuning result in `mode` and `class` with these options.
+    fn cache_key(&self, mode: StorageMode, class: ShapeClass) -> String {
+        let i = &self.ctx.info;
+        tuning_cache::key(
+            &i.name,
+            &i.api,
+            &i.driver,
+            &format!(
+                "{} {} acc16={} trusted={}",
+                mode.name(),
+                class.name(),
+                self.accumulates_f16(mode),
+                self.options.trusted_shaders
+            ),
+        )
+    }
+
+    /// A tuning result from the cache file, if it holds one this build can use.
+    fn cached_tuning(&self, mode: StorageMode, class: ShapeClass) -> Option<Tuning> {
+        let path = self.tuning_cache.as_ref()?;
+        let entry = tuning_cache::get(path, &self.cache_key(mode, class))?;
+        let variant = |name: &str| {
+            let base = name.strip_suffix("-acc16").unwrap_or(name);
+            MatmulVariant::parse(base).map(|v| {
+                v.for_adapter(self.subgroup_max())
+                    .with_f16_acc(base != name)
+            })
+        };
+        let chosen = variant(entry.get("chosen")?.as_str()?)?;
+        self.supports(chosen, mode).ok()?;
+        let timings_ms = entry
+            .get("median_ms")?
+            .as_object()?
+            .iter()
+            .filter_map(|(n, ms)| Some((variant(n)?, ms.as_f64()?)))
+            .collect();
+        Some(Tuning {
+            chosen,
+            timings_ms,
+            rejected: Vec::new(),
+            cached: true,
+        })
     }
 
     /// The subgroup width the subgroup and coop kernels size their workgroups by.
@@ -365,6 +444,14 @@ impl GpuBackend {
         {
             return Ok(t.chosen);
         }
+        if let Some(t) = self.cached_tuning(mode, class) {
+            let chosen = t.chosen;
+            self.tuned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((mode, class), t);
+            return Ok(chosen);
+        }
         // The tuning shape, its dim halved until its buffers fit this device's bindings.
         let (b, s, d) = class.tuning_shape(self.ctx.info.software);
         let fitting = |d: u32| -> Result<(Workload, ChunkPlan)> {
@@ -411,14 +498,22 @@ impl GpuBackend {
                     why.join("; ")
                 ))
             })?;
-        self.tuned.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            (mode, class),
-            Tuning {
-                chosen,
-                timings_ms: timings,
-                rejected,
-            },
-        );
+        let tuning = Tuning {
+            chosen,
+            timings_ms: timings,
+            rejected,
+            cached: false,
+        };
+        if let Some(path) = &self.tuning_cache {
+            let entry = tuning_json(mode, class, &tuning);
+            if let Err(e) = tuning_cache::put(path, &self.cache_key(mode, class), entry) {
+                eprintln!("note: tuning not cached in {}: {e}", path.display());
+            }
+        }
+        self.tuned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((mode, class), tuning);
         Ok(chosen)
     }
 
@@ -529,7 +624,17 @@ impl Backend for GpuBackend {
         };
         let matmul = || match self.matmul_variant(mode, work.precision, work.mkn()) {
             Ok(v) if self.options.matmul_variant.is_some() => format!("{}{}", v.name(), vec4(v)),
-            Ok(v) => format!("{}{} (autotuned)", v.name(), vec4(v)),
+            Ok(v) => {
+                let cached = self.tunings().iter().any(|(m, c, t)| {
+                    *m == mode && *c == ShapeClass::of(work.mkn().0, n, k) && t.cached
+                });
+                let how = if cached {
+                    "autotuned, cached"
+                } else {
+                    "autotuned"
+                };
+                format!("{}{} ({how})", v.name(), vec4(v))
+            }
             Err(e) => format!("matmul ({e})"),
         };
         let gather = GatherVariant::for_row(mode, work.shape.dim).name();
@@ -550,25 +655,7 @@ impl Backend for GpuBackend {
     fn autotuning(&self) -> Vec<serde_json::Value> {
         self.tunings()
             .into_iter()
-            .map(|(mode, class, t)| {
-                let timings: serde_json::Map<String, serde_json::Value> = t
-                    .timings_ms
-                    .iter()
-                    .map(|(v, ms)| (v.name(), serde_json::json!(ms)))
-                    .collect();
-                let rejected: serde_json::Map<String, serde_json::Value> = t
-                    .rejected
-                    .iter()
-                    .map(|(v, why)| (v.name(), serde_json::json!(why)))
-                    .collect();
-                serde_json::json!({
-                    "storage": mode.name(),
-                    "shape_class": class.name(),
-                    "chosen": t.chosen.name(),
-                    "median_ms": timings,
-                    "rejected": rejected,
-                })
-            })
+            .map(|(mode, class, t)| tuning_json(mode, class, &t))
             .collect()
     }
 
