@@ -192,7 +192,7 @@ impl<'a> GpuKernel<'a> {
         });
         let matmul = work.op.uses_weight().then(|| {
             let name = variant.name();
-            let source = variant.source(mode, variant.vec4_loads(mode, k32, n32, lda));
+            let source = variant.source(mode, variant.vec4_loads(k32, n32, lda));
             pipeline(ctx, &name, source, &variant.constants(), trusted)
         });
         let table = work.op.uses_table().then(|| {

@@ -530,17 +530,8 @@ impl GpuBackend {
         inputs: &Inputs,
         best: Option<f64>,
     ) -> Result<f64> {
-        let mut k = self.ctx.scoped("autotuning the matmul", || {
-            kernel::GpuKernel::new(
-                &self.ctx,
-                work,
-                mode,
-                plan,
-                variant,
-                self.options.trusted_shaders,
-                inputs,
-            )
-        })?;
+        let mut k =
+            self.build_kernel("autotuning the matmul", work, mode, plan, variant, inputs)?;
         k.run()?;
         let accuracy =
             crate::reference::verify_accumulated(&work, inputs, &k.output()?, k.accumulation());
@@ -560,6 +551,38 @@ impl GpuBackend {
         }
         ms.sort_by(f64::total_cmp);
         Ok(ms[2])
+    }
+
+    /// Whether the choice for `mode` and `class` came from the tuning cache file.
+    fn tuned_from_cache(&self, mode: StorageMode, class: ShapeClass) -> bool {
+        self.tuned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(mode, class))
+            .is_some_and(|t| t.cached)
+    }
+
+    /// Builds the kernel for `work` with `variant`, GPU errors caught as `what`.
+    fn build_kernel<'a>(
+        &'a self,
+        what: &str,
+        work: Workload,
+        mode: StorageMode,
+        plan: ChunkPlan,
+        variant: MatmulVariant,
+        inputs: &'a Inputs,
+    ) -> Result<kernel::GpuKernel<'a>> {
+        self.ctx.scoped(what, || {
+            kernel::GpuKernel::new(
+                &self.ctx,
+                work,
+                mode,
+                plan,
+                variant,
+                self.options.trusted_shaders,
+                inputs,
+            )
+        })
     }
 
     /// What autotuning found so far, per storage mode and shape class, in a stable order.
@@ -613,22 +636,19 @@ impl Backend for GpuBackend {
 
     fn kernel_name(&self, work: &Workload) -> String {
         let mode = self.storage_mode(work);
-        let (k, n) = (work.mkn().1, work.mkn().2);
+        let (m, k, n) = work.mkn();
         // The row stride of a is k, or k padded to even (== k when k % 4 == 0).
         let vec4 = |v: MatmulVariant| {
-            if v.vec4_loads(mode, k as u32, n as u32, k as u32) {
+            if v.vec4_loads(k as u32, n as u32, k as u32) {
                 " vec4-loads"
             } else {
                 ""
             }
         };
-        let matmul = || match self.matmul_variant(mode, work.precision, work.mkn()) {
+        let matmul = || match self.matmul_variant(mode, work.precision, (m, k, n)) {
             Ok(v) if self.options.matmul_variant.is_some() => format!("{}{}", v.name(), vec4(v)),
             Ok(v) => {
-                let cached = self.tunings().iter().any(|(m, c, t)| {
-                    *m == mode && *c == ShapeClass::of(work.mkn().0, n, k) && t.cached
-                });
-                let how = if cached {
+                let how = if self.tuned_from_cache(mode, ShapeClass::of(m, n, k)) {
                     "autotuned, cached"
                 } else {
                     "autotuned"
@@ -685,19 +705,8 @@ impl Backend for GpuBackend {
             self.binding_limit(),
             self.ctx.limits.max_compute_workgroups_per_dimension,
         )?;
-        let kernel = self
-            .ctx
-            .scoped(&format!("preparing {} {}", work.op, mode.name()), || {
-                kernel::GpuKernel::new(
-                    &self.ctx,
-                    *work,
-                    mode,
-                    plan,
-                    variant,
-                    self.options.trusted_shaders,
-                    inputs,
-                )
-            })?;
+        let what = format!("preparing {} {}", work.op, mode.name());
+        let kernel = self.build_kernel(&what, *work, mode, plan, variant, inputs)?;
         Ok(Box::new(kernel))
     }
 }

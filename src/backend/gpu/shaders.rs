@@ -244,10 +244,15 @@ impl MatmulVariant {
         match name {
             "tiled" => Some(Self::TILED),
             "direct" => Some(Self::DIRECT),
-            "subgroup" => Some(Self::CANDIDATES[8]),
-            "coop" => Some(Self::CANDIDATES[9]),
+            "subgroup" => Self::first_of(MatmulFamily::Subgroup),
+            "coop" => Self::first_of(MatmulFamily::Coop),
             _ => Self::CANDIDATES.into_iter().find(|v| v.name() == name),
         }
+    }
+
+    /// The first candidate of `family`.
+    fn first_of(family: MatmulFamily) -> Option<Self> {
+        Self::CANDIDATES.into_iter().find(|v| v.family == family)
     }
 
     /// Names [`Self::parse`] accepts.
@@ -332,7 +337,7 @@ impl MatmulVariant {
     /// one 8-byte f16 word): every row a multiple of 4 elements, so no word
     /// straddles an edge. The coop kernel stages through workgroup memory
     /// element by element instead.
-    pub fn vec4_loads(self, _mode: StorageMode, k: u32, n: u32, lda: u32) -> bool {
+    pub fn vec4_loads(self, k: u32, n: u32, lda: u32) -> bool {
         self.family != MatmulFamily::Coop
             && k.is_multiple_of(4)
             && n.is_multiple_of(4)
