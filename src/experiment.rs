@@ -158,9 +158,9 @@ pub struct Spec {
     #[serde(default = "yes")]
     pub probe_ceilings: bool,
     /// Time a reference library on the same CPU points after the sweep
-    /// (`"torch"`: PyTorch, see anchor.rs); absent: no anchor.
+    /// (`"torch"`: PyTorch, see anchor_helper.rs); absent: no anchor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchor: Option<crate::anchor::AnchorKind>,
+    pub anchor: Option<crate::results::AnchorKind>,
 }
 
 fn yes() -> bool {
@@ -174,6 +174,13 @@ pub struct Point {
     pub work: Workload,
     /// Where.
     pub backend: BackendKind,
+}
+
+impl Point {
+    /// Its identity in a results file.
+    pub fn id(&self) -> crate::results::PointId {
+        crate::results::PointId::new(self.backend, &self.work)
+    }
 }
 
 /// 1-based line and column of byte `offset` in `text`.

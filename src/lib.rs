@@ -3,13 +3,15 @@
 //! length, precision and hardware (a GPU through wgpu, or the CPU), with every
 //! result verified against an f64 reference.
 
-pub mod anchor;
+pub mod anchor_helper;
+pub mod atomic_file;
 pub mod backend;
 pub mod error;
 pub mod experiment;
 pub mod measure;
+pub mod measure_point;
 pub mod memory;
-pub mod point;
+pub mod prepared_op;
 pub mod reference;
 pub mod report;
 pub mod results;

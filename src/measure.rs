@@ -1,13 +1,14 @@
 //! The measurement engine: warm-up, adaptive sampling with recorded stopping
 //! rules, optional cache flushing between samples, batch (throughput) mode and
-//! end-to-end phases. Generic over [`Kernel`]: it holds no GPU code.
+//! end-to-end phases. Generic over [`PreparedOp`]: it holds no GPU code.
+//! `measure_point` measures one point with it, from inputs to a verified record.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Kernel, Phases, Sample};
 use crate::error::Result;
+use crate::prepared_op::{Phases, PreparedOp, Sample};
 use crate::stats::mean_stddev;
 
 /// How a point is sampled.
@@ -72,6 +73,26 @@ impl Sampling {
     }
 }
 
+impl Sampling {
+    /// The autotuner's profile: no warm-up (the candidate was just verified and
+    /// run once), exactly four samples, no throughput or phases — with the
+    /// candidate's first timed run, the median of five.
+    pub fn tuning() -> Self {
+        Sampling {
+            warmup_runs: 0,
+            warmup_ms: 0.0,
+            min_samples: 4,
+            max_samples: 4,
+            min_ms: 0.0,
+            max_ms: f64::INFINITY,
+            target_rel_noise: 0.0,
+            cold_cache: false,
+            batch_mode: false,
+            phase_runs: 0,
+        }
+    }
+}
+
 /// Which rule ended sampling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -131,7 +152,7 @@ pub fn should_stop(s: &Sampling, times_ns: &[f64], elapsed: Duration) -> Option<
 
 /// Warms `kernel` up, samples it until a stopping rule fires, then measures
 /// throughput and phases as `s` asks.
-pub fn run(kernel: &mut dyn Kernel, s: &Sampling) -> Result<Measurement> {
+pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
     let warm_start = Instant::now();
     let mut warmup_runs = 0;
     while warmup_runs < s.warmup_runs {
@@ -259,9 +280,12 @@ mod tests {
 
     /// A kernel whose samples are fixed, to test the engine without a device.
     struct Fixed(u64, u32);
-    impl Kernel for Fixed {
-        fn timing_method(&self) -> crate::backend::TimingMethod {
-            crate::backend::TimingMethod::Wall
+    impl PreparedOp for Fixed {
+        fn describe(&self) -> String {
+            "fixed".into()
+        }
+        fn timing_method(&self) -> crate::prepared_op::TimingMethod {
+            crate::prepared_op::TimingMethod::Wall
         }
         fn run(&mut self) -> Result<Sample> {
             self.1 += 1;
@@ -286,12 +310,23 @@ mod tests {
         fn output(&mut self) -> Result<Vec<f32>> {
             Ok(vec![])
         }
-        fn memory(&self) -> crate::backend::MemoryUse {
+        fn memory(&self) -> crate::prepared_op::MemoryUse {
             Default::default()
         }
         fn flush_caches(&mut self) -> Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_tuning_profile_takes_exactly_four_samples_and_nothing_else() {
+        let mut k = Fixed(1_000, 0);
+        let m = run(&mut k, &Sampling::tuning()).unwrap();
+        assert_eq!(m.warmup_runs, 0);
+        assert_eq!(m.samples.len(), 4);
+        assert_eq!(m.stop, StopRule::MaxSamples);
+        assert!(m.batch.is_none() && m.phases.is_empty());
+        assert_eq!(k.1, 4);
     }
 
     #[test]

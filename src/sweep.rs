@@ -7,20 +7,23 @@
 //! remaining GPU points are recorded as skipped and the CPU points still run.
 //! [`request_stop`] (Ctrl-C) ends the sweep after the current point, leaving a
 //! valid results file marked incomplete; a resumed run skips the points it holds.
+//!
+//! The sweep prints nothing: it reports through a [`Progress`], which the CLI
+//! draws as a progress bar.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::anchor::{AnchorSession, Anchors};
+use crate::anchor_helper::AnchorSession;
 use crate::backend::{Backend, BackendKind};
 use crate::error::{LabError, Result};
 use crate::experiment::{Point, Spec};
 use crate::measure::Sampling;
-use crate::point::{skipped_record, try_measure_point};
-use crate::results::{Environment, Record, ResultsFile, SCHEMA_VERSION};
+use crate::measure_point::{skipped_record, try_measure_point};
+use crate::results::{
+    Anchors, Environment, PointId, Record, ResultsFile, Skip, SkipKind, SCHEMA_VERSION,
+};
 use crate::workload::{Op, Precision, Workload};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -41,46 +44,53 @@ pub struct Backends {
     pub cpu: Box<dyn Backend>,
     /// Reopens the GPU after its device is lost (tried once per sweep).
     pub reopen_gpu: Option<GpuOpener>,
-    /// The library to time beside each verified CPU point, if the spec asks
-    /// for one: its running helper, or why it could not start.
-    pub anchor: Option<std::result::Result<AnchorSession, String>>,
 }
 
-/// What identifies a point in a results file, whatever measured it.
-pub fn point_key(r: &Record) -> (String, Op, Precision, u32, u32, u32, u32) {
-    (
-        r.backend.clone(),
-        r.op,
-        r.precision,
-        r.batch,
-        r.seq,
-        r.dim,
-        r.vocab,
-    )
+/// The library to time beside each verified CPU point, when the spec asks for
+/// one: its running helper, or why it could not start.
+pub type Anchor = Option<std::result::Result<AnchorSession, String>>;
+
+/// How a sweep tells its caller what it is doing; the library never prints.
+pub trait Progress {
+    /// The sweep will measure `points` points.
+    fn start(&mut self, points: usize);
+    /// Measuring `point` begins.
+    fn point(&mut self, point: &PointId);
+    /// A point is done.
+    fn advance(&mut self);
+    /// Something the user should know (a recreated device, a failed probe).
+    fn note(&mut self, message: &str);
+    /// The sweep is over.
+    fn finish(&mut self);
 }
 
-fn key_of(p: &Point) -> (String, Op, Precision, u32, u32, u32, u32) {
-    let s = &p.work.shape;
-    (
-        p.backend.name().into(),
-        p.work.op,
-        p.work.precision,
-        s.batch,
-        s.seq,
-        s.dim,
-        s.vocab,
-    )
+/// A [`Progress`] that keeps the notes and shows nothing (tests, embedding).
+#[derive(Debug, Default)]
+pub struct Quiet {
+    /// Every note, in order.
+    pub notes: Vec<String>,
+}
+
+impl Progress for Quiet {
+    fn start(&mut self, _: usize) {}
+    fn point(&mut self, _: &PointId) {}
+    fn advance(&mut self) {}
+    fn note(&mut self, message: &str) {
+        self.notes.push(message.to_string());
+    }
+    fn finish(&mut self) {}
 }
 
 /// A record for a GPU point when there is no usable GPU.
 fn no_gpu_record(cpu: &dyn Backend, w: &Workload, why: &str) -> Record {
+    let mut r = skipped_record(cpu, w, Skip::new(SkipKind::NoGpu, why));
+    r.id.backend = BackendKind::Gpu;
     Record {
-        backend: BackendKind::Gpu.name().into(),
         adapter: "none".into(),
         device_type: "none".into(),
         software_device: false,
         kernel: String::new(),
-        ..skipped_record(cpu, w, format!("no GPU: {why}"))
+        ..r
     }
 }
 
@@ -96,11 +106,12 @@ fn cost(work: &Workload) -> f64 {
 
 type Family = (BackendKind, Op, Precision);
 
-/// Measured seconds per unit of cost, per device family, from earlier points.
+/// Estimates a point's run time from the measured cost rate of earlier
+/// points: seconds per unit of cost, per device family.
 #[derive(Default)]
-struct Calibration(HashMap<Family, (f64, f64)>);
+struct CostEstimator(HashMap<Family, (f64, f64)>);
 
-impl Calibration {
+impl CostEstimator {
     fn family(p: &Point) -> Family {
         (p.backend, p.work.op, p.work.precision)
     }
@@ -156,158 +167,169 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Runs `points` of `spec` and saves `out/results.json` after each one. With
-/// `resume`, its records are kept and the points they cover are not run again.
-pub fn run(
-    spec: &Spec,
-    points: &[Point],
-    backends: &mut Backends,
-    sampling: &Sampling,
-    out: &Path,
-    env: Environment,
-    resume: Option<ResultsFile>,
-) -> Result<Outcome> {
-    let mut file = resume.unwrap_or_else(|| ResultsFile {
-        schema_version: SCHEMA_VERSION,
-        spec: serde_json::to_value(spec).expect("a spec serialises"),
-        environment: env,
-        complete: false,
-        records: Vec::new(),
-        anchors: None,
-    });
-    file.complete = false;
-    match (&backends.anchor, spec.anchor) {
-        (Some(Ok(session)), Some(kind)) => {
-            let a = file.anchors.get_or_insert_with(|| Anchors {
-                kind,
-                library: session.library.clone(),
-                unavailable: None,
-                points: Vec::new(),
-            });
-            a.library = session.library.clone();
-            a.unavailable = None;
-        }
-        (Some(Err(why)), Some(kind)) => {
-            file.anchors = Some(Anchors::unavailable(kind, why.clone()));
-        }
-        _ => {}
-    }
-    let path = out.join("results.json");
-    if spec.probe_ceilings {
-        probe_ceilings(&mut file, points, backends);
-    }
-    file.save(&path)?;
-    let done: HashSet<_> = file.records.iter().map(point_key).collect();
+/// One sweep: which points of which spec, sampled how, saved where.
+pub struct Sweep<'a> {
+    /// The experiment.
+    pub spec: &'a Spec,
+    /// Its points to run (after any backend filter).
+    pub points: &'a [Point],
+    /// How each point is sampled.
+    pub sampling: &'a Sampling,
+    /// The output folder; results.json is written there after every point.
+    pub out: &'a Path,
+}
 
-    // Cheap points first within each family, so the estimate for an expensive
-    // point comes from a measured neighbour.
-    let mut order: Vec<&Point> = points
-        .iter()
-        .filter(|p| !done.contains(&key_of(p)))
-        .collect();
-    order.sort_by(|a, b| {
-        (a.backend.name(), a.work.op.name(), a.work.precision.name())
-            .cmp(&(b.backend.name(), b.work.op.name(), b.work.precision.name()))
-            .then(cost(&a.work).total_cmp(&cost(&b.work)))
-    });
-
-    let bar = ProgressBar::new(order.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} points, {elapsed} elapsed, ETA {eta} {msg}",
-        )
-        .expect("a valid template"),
-    );
-    let mut calibration = Calibration::default();
-    for r in &file.records {
-        if let Some(p) = points.iter().find(|p| key_of(p) == point_key(r)) {
-            calibration.learn(p, r);
-        }
-    }
-    let mut reopened = false;
-    let mut interrupted = false;
-    for p in order {
-        if STOP.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        let w = &p.work;
-        bar.set_message(format!(
-            "{} {} {} B{} S{} D{}",
-            p.backend, w.op, w.precision, w.shape.batch, w.shape.seq, w.shape.dim
-        ));
-        let record = loop {
-            let backend = match p.backend {
-                BackendKind::Cpu => backends.cpu.as_ref(),
-                BackendKind::Gpu => match &backends.gpu {
-                    Ok(g) => g.as_ref(),
-                    Err(why) => break no_gpu_record(backends.cpu.as_ref(), w, why),
-                },
-            };
-            if let Some(est) = calibration
-                .estimate(p)
-                .filter(|&e| e > spec.budget.max_run_seconds)
-            {
-                break skipped_record(
-                    backend,
-                    w,
-                    format!(
-                        "cut: one run estimated at {est:.1} s on {} (from a measured smaller point), over budget.max_run_seconds = {}",
-                        backend.device().name,
-                        spec.budget.max_run_seconds
-                    ),
-                );
+impl Sweep<'_> {
+    /// Runs the points and saves `out/results.json` after each one. With
+    /// `resume`, its records are kept and the points they cover are not run
+    /// again.
+    pub fn run(
+        &self,
+        backends: &mut Backends,
+        anchor: &mut Anchor,
+        env: Environment,
+        resume: Option<ResultsFile>,
+        progress: &mut dyn Progress,
+    ) -> Result<Outcome> {
+        let (spec, points) = (self.spec, self.points);
+        let mut file = resume.unwrap_or_else(|| ResultsFile {
+            schema_version: SCHEMA_VERSION,
+            spec: serde_json::to_value(spec).expect("a spec serialises"),
+            environment: env,
+            complete: false,
+            records: Vec::new(),
+            anchors: None,
+        });
+        file.complete = false;
+        match (anchor.as_ref(), spec.anchor) {
+            (Some(Ok(session)), Some(kind)) => {
+                let a = file.anchors.get_or_insert_with(|| Anchors {
+                    kind,
+                    library: session.library.clone(),
+                    unavailable: None,
+                    points: Vec::new(),
+                });
+                a.library = session.library.clone();
+                a.unavailable = None;
             }
-            match try_measure_point(backend, w, sampling, Some(spec.budget.max_run_seconds)) {
-                Ok(r) => break r,
-                Err(lost) => {
-                    // Only the GPU can be lost. Reopen it once and retry the point.
-                    let reopen = backends.reopen_gpu.as_ref().filter(|_| !reopened);
-                    reopened = true;
-                    backends.gpu = match reopen.map(|f| f()) {
-                        Some(Ok(g)) => {
-                            bar.println(format!("note: {lost}; the device was recreated"));
-                            Ok(g)
-                        }
-                        Some(Err(e)) => Err(format!("{lost}; recreating it failed: {e}")),
-                        None => Err(format!("{lost}; not recreated again")),
-                    };
-                }
+            (Some(Err(why)), Some(kind)) => {
+                file.anchors = Some(Anchors::unavailable(kind, why.clone()));
             }
-        };
-        calibration.learn(p, &record);
-        let mut record = record;
-        if let Some(c) = file.environment.ceilings.get(p.backend.name()) {
-            record.apply_ceilings(c);
+            _ => {}
         }
-        anchor(&mut file, backends, &record);
-        file.records.push(record);
-        if let Ok(g) = &backends.gpu {
-            let tuned = g.autotuning();
-            if !tuned.is_empty() {
-                file.environment.autotuning = tuned;
-            }
+        let path = self.out.join("results.json");
+        if spec.probe_ceilings {
+            probe_ceilings(&mut file, points, backends, progress);
         }
         file.save(&path)?;
-        bar.inc(1);
+        let done: HashSet<PointId> = file.records.iter().map(|r| r.id).collect();
+
+        // Cheap points first within each family, so the estimate for an expensive
+        // point comes from a measured neighbour.
+        let mut order: Vec<&Point> = points.iter().filter(|p| !done.contains(&p.id())).collect();
+        order.sort_by(|a, b| {
+            (a.backend.name(), a.work.op.name(), a.work.precision.name())
+                .cmp(&(b.backend.name(), b.work.op.name(), b.work.precision.name()))
+                .then(cost(&a.work).total_cmp(&cost(&b.work)))
+        });
+
+        progress.start(order.len());
+        let mut estimator = CostEstimator::default();
+        for r in &file.records {
+            if let Some(p) = points.iter().find(|p| p.id() == r.id) {
+                estimator.learn(p, r);
+            }
+        }
+        let mut reopened = false;
+        let mut interrupted = false;
+        for p in order {
+            if STOP.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            progress.point(&p.id());
+            let w = &p.work;
+            let record = loop {
+                let backend = match p.backend {
+                    BackendKind::Cpu => backends.cpu.as_ref(),
+                    BackendKind::Gpu => match &backends.gpu {
+                        Ok(g) => g.as_ref(),
+                        Err(why) => break no_gpu_record(backends.cpu.as_ref(), w, why),
+                    },
+                };
+                if let Some(est) = estimator
+                    .estimate(p)
+                    .filter(|&e| e > spec.budget.max_run_seconds)
+                {
+                    break skipped_record(
+                        backend,
+                        w,
+                        Skip::new(
+                            SkipKind::Cut,
+                            format!(
+                                "one run estimated at {est:.1} s on {} (from a measured smaller point), over budget.max_run_seconds = {}",
+                                backend.device().name,
+                                spec.budget.max_run_seconds
+                            ),
+                        ),
+                    );
+                }
+                match try_measure_point(
+                    backend,
+                    w,
+                    self.sampling,
+                    Some(spec.budget.max_run_seconds),
+                ) {
+                    Ok(r) => break r,
+                    Err(lost) => {
+                        // Only the GPU can be lost. Reopen it once and retry the point.
+                        let reopen = backends.reopen_gpu.as_ref().filter(|_| !reopened);
+                        reopened = true;
+                        backends.gpu = match reopen.map(|f| f()) {
+                            Some(Ok(g)) => {
+                                progress.note(&format!("{lost}; the device was recreated"));
+                                Ok(g)
+                            }
+                            Some(Err(e)) => Err(format!("{lost}; recreating it failed: {e}")),
+                            None => Err(format!("{lost}; not recreated again")),
+                        };
+                    }
+                }
+            };
+            estimator.learn(p, &record);
+            let mut record = record;
+            if let Some(c) = file.environment.ceilings.get(&p.backend) {
+                record.apply_ceilings(c);
+            }
+            ask_anchor(&mut file, anchor, &record);
+            file.records.push(record);
+            if let Ok(g) = &backends.gpu {
+                let tuned = g.autotuning();
+                if !tuned.is_empty() {
+                    file.environment.autotuning = tuned;
+                }
+            }
+            file.save(&path)?;
+            progress.advance();
+        }
+        progress.finish();
+        file.complete = !interrupted;
+        file.save(&path)?;
+        Ok(Outcome {
+            results: file,
+            interrupted,
+        })
     }
-    bar.finish_and_clear();
-    file.complete = !interrupted;
-    file.save(&path)?;
-    Ok(Outcome {
-        results: file,
-        interrupted,
-    })
 }
 
 /// Hands a verified CPU point to the anchor's helper, right after the lab
 /// measured it, and keeps its answer; a helper that fails is reported once and
 /// not asked again.
-fn anchor(file: &mut ResultsFile, backends: &mut Backends, record: &Record) {
-    let Some(Ok(session)) = backends.anchor.as_mut() else {
+fn ask_anchor(file: &mut ResultsFile, anchor: &mut Anchor, record: &Record) {
+    let Some(Ok(session)) = anchor.as_mut() else {
         return;
     };
-    if record.backend != "cpu" || !record.verified || record.measured.is_none() {
+    if record.id.backend != BackendKind::Cpu || !record.verified || record.measured.is_none() {
         return;
     }
     let Some(anchors) = file.anchors.as_mut() else {
@@ -320,7 +342,7 @@ fn anchor(file: &mut ResultsFile, backends: &mut Backends, record: &Record) {
                 "stopped after {} points: {why}",
                 anchors.points.len()
             ));
-            backends.anchor = Some(Err(why));
+            *anchor = Some(Err(why));
         }
     }
 }
@@ -328,9 +350,14 @@ fn anchor(file: &mut ResultsFile, backends: &mut Backends, record: &Record) {
 /// Measures the ceilings of every backend the points use, once per results
 /// file (a resumed run keeps the ones it has). A failed probe is reported and
 /// leaves the records without percentages; it does not stop the sweep.
-fn probe_ceilings(file: &mut ResultsFile, points: &[Point], backends: &Backends) {
-    for kind in [BackendKind::Gpu, BackendKind::Cpu] {
-        if file.environment.ceilings.contains_key(kind.name())
+fn probe_ceilings(
+    file: &mut ResultsFile,
+    points: &[Point],
+    backends: &Backends,
+    progress: &mut dyn Progress,
+) {
+    for kind in BackendKind::ALL {
+        if file.environment.ceilings.contains_key(&kind)
             || !points.iter().any(|p| p.backend == kind)
         {
             continue;
@@ -344,9 +371,9 @@ fn probe_ceilings(file: &mut ResultsFile, points: &[Point], backends: &Backends)
         };
         match backend.probe_ceilings() {
             Ok(c) => {
-                file.environment.ceilings.insert(kind.name().into(), c);
+                file.environment.ceilings.insert(kind, c);
             }
-            Err(e) => eprintln!("note: {kind} ceilings not probed: {e}"),
+            Err(e) => progress.note(&format!("{kind} ceilings not probed: {e}")),
         }
     }
 }

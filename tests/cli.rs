@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{kernel_lab, run, stderr};
 use serde_json::Value;
-
-fn kernel_lab(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
-    c.args(args)
-        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir());
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    kernel_lab(args).output().expect("the binary runs")
-}
 
 /// Environment that hides every Vulkan driver and the GL backend.
 fn without_gpu(c: &mut Command) -> &mut Command {
@@ -34,10 +24,6 @@ fn gpu_present() -> bool {
         common::no_gpu("`kernel-lab devices` lists no adapter");
     }
     present
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

@@ -13,6 +13,13 @@ use kernel_lab::backend::Backend;
 use kernel_lab::reference;
 use kernel_lab::workload::{Inputs, Op, Precision};
 
+/// The `kernel` a point's record carries: what its prepared op says it runs.
+fn prepared_name(backend: &dyn Backend, w: &kernel_lab::workload::Workload) -> String {
+    let inputs = Inputs::generate(w, 1);
+    let name = backend.prepare(w, &inputs).unwrap().describe();
+    name
+}
+
 fn all_cases(backend: &dyn Backend) {
     for op in Op::ALL {
         for p in Precision::ALL {
@@ -205,7 +212,7 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                                     assert_verified(&backend, &w);
                                     // Rows of whole 4-element words take the vector load path.
                                     let vec4 = d % 4 == 0 && variant.family != MatmulFamily::Coop;
-                                    let name = backend.kernel_name(&w);
+                                    let name = prepared_name(&backend, &w);
                                     assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
                                 }
                                 Err(why) => {
@@ -214,6 +221,7 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                                         backend.prepare(&w, &inputs).err().unwrap_or_else(|| {
                                             panic!("{} prepared although: {why}", variant.name())
                                         });
+                                    let why = why.to_string();
                                     assert!(err.to_string().contains(&why), "{err} vs {why}");
                                 }
                             }
@@ -264,7 +272,7 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
         .unwrap();
         for (b, s, d, v) in SHAPES {
             let w = work(Op::Matmul, Precision::F16, b, s, d, v);
-            let name = backend.kernel_name(&w);
+            let name = prepared_name(&backend, &w);
             assert!(name.contains("-acc16"), "{name}");
             let acc = check(&backend, &w);
             assert!(acc.verified, "{name} {:?}: {acc:?}", w.shape);
@@ -273,7 +281,7 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
                 reference::tolerance_f16_accumulation(Op::Matmul, d as u64)
             );
             let f32_point = work(Op::Matmul, Precision::F32, b, s, d, v);
-            assert!(!backend.kernel_name(&f32_point).contains("-acc16"));
+            assert!(!prepared_name(&backend, &f32_point).contains("-acc16"));
         }
     }
 }
@@ -304,7 +312,10 @@ fn gpu_cooperative_matrix_runs_where_offered_and_is_reported_unavailable_elsewhe
                     "{}: coop tuned although {why}",
                     backend.device().name
                 );
-                let refusal = backend.supports(fitted, StorageMode::F16).unwrap_err();
+                let refusal = backend
+                    .supports(fitted, StorageMode::F16)
+                    .unwrap_err()
+                    .to_string();
                 assert!(
                     refusal.contains("COOPERATIVE_MATRIX") || refusal.contains("cooperative"),
                     "{refusal}"
@@ -320,8 +331,18 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
         return;
     };
     let small = work(Op::Matmul, Precision::F32, 3, 77, 100, 1);
-    let name = backend.kernel_name(&small);
+    // Naming a point never tunes: a point cut before it runs pays nothing.
+    let untuned = backend.describe(&small);
+    assert!(untuned.contains("not tuned yet"), "{untuned}");
+    assert!(backend.tunings().is_empty(), "describe tuned");
+    // Preparing it asks the tuner, once.
+    let name = prepared_name(&backend, &small);
     assert!(name.contains("(autotuned)"), "{name}");
+    assert_eq!(
+        backend.describe(&small),
+        name,
+        "the plan and the name agree"
+    );
     let tunings = backend.tunings();
     assert_eq!(tunings.len(), 1, "one storage mode and class tuned");
     let (_, class, t) = &tunings[0];
@@ -342,10 +363,14 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
     assert_eq!(t.chosen, fastest);
     assert!(name.contains(&t.chosen.name()), "{name}");
     assert_verified(&backend, &small);
-    assert_eq!(backend.kernel_name(&small), name, "the choice is cached");
+    assert_eq!(
+        prepared_name(&backend, &small),
+        name,
+        "the choice is cached"
+    );
     assert_eq!(backend.tunings().len(), 1);
     // A large output is its own class, tuned once more.
     let large = work(Op::Matmul, Precision::F32, 1, 1100, 1000, 1);
-    assert!(backend.kernel_name(&large).contains("(autotuned)"));
+    assert!(prepared_name(&backend, &large).contains("(autotuned)"));
     assert_eq!(backend.tunings().len(), 2);
 }

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions};
 use kernel_lab::backend::Backend;
+use kernel_lab::backend::BackendKind;
 use kernel_lab::experiment::Spec;
+use kernel_lab::results::SkipKind;
 use kernel_lab::results::{Environment, ResultsFile};
-use kernel_lab::sweep::{self, Backends};
+use kernel_lab::sweep::{self, Backends, Sweep};
 use proptest::prelude::*;
 
 const SMALL: &str = r#"
@@ -35,9 +37,9 @@ max_ms = 50
 phase_runs = 1
 "#;
 
+/// A fresh, existing folder for a test's files.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kernel-lab-rel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir(&format!("rel-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -51,18 +53,17 @@ fn sweep_with(gpu: Box<dyn Backend>, reopen: Option<sweep::GpuOpener>, dir: &Pat
         gpu: Ok(gpu),
         cpu: Box::new(cpu),
         reopen_gpu: reopen,
-        anchor: None,
     };
-    let outcome = sweep::run(
-        &spec,
-        &points,
-        &mut backends,
-        &spec.sampling,
-        dir,
-        env,
-        None,
-    )
-    .unwrap();
+    let sweep = Sweep {
+        spec: &spec,
+        points: &points,
+        sampling: &spec.sampling,
+        out: dir,
+    };
+    let mut progress = sweep::Quiet::default();
+    let outcome = sweep
+        .run(&mut backends, &mut None, env, None, &mut progress)
+        .unwrap();
     assert!(!outcome.interrupted);
     assert_eq!(outcome.results.records.len(), points.len());
     outcome.results
@@ -98,8 +99,12 @@ fn a_device_that_cannot_be_recreated_skips_gpu_points_and_cpu_points_still_run()
         Box::new(|| Err(kernel_lab::LabError::NoAdapter("gone for good".into())));
     let results = sweep_with(Box::new(gpu), Some(reopen), &dir);
     for r in &results.records {
-        if r.backend == "gpu" {
-            let why = r.skipped.as_deref().unwrap_or_default();
+        if r.id.backend == BackendKind::Gpu {
+            let why = r
+                .skipped
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             assert!(
                 why.contains("device lost") && why.contains("gone for good"),
                 "{why}"
@@ -114,9 +119,7 @@ fn a_device_that_cannot_be_recreated_skips_gpu_points_and_cpu_points_still_run()
 }
 
 fn kernel_lab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
-    c.env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir());
-    c
+    common::kernel_lab(&[])
 }
 
 #[test]
@@ -217,21 +220,22 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
     let done = ResultsFile::load(&out.join("results.json")).unwrap();
     assert!(done.complete);
     assert_eq!(done.records.len(), total, "every point exactly once");
-    let mut keys: Vec<_> = done.records.iter().map(sweep::point_key).collect();
+    let mut keys: Vec<_> = done.records.iter().map(|r| r.id).collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), total, "no point measured twice");
     for r in &done.records {
         // At dim 1024 neither the 80 KiB table nor the 4 MiB weight fits 64 KiB.
-        let impossible = r.backend == "gpu" && r.dim == 1024;
-        if r.backend == "gpu" && done.environment.gpu.is_none() {
-            assert!(r.skipped.as_deref().unwrap().starts_with("no GPU"));
+        let impossible = r.id.backend == BackendKind::Gpu && r.id.dim == 1024;
+        if r.id.backend == BackendKind::Gpu && done.environment.gpu.is_none() {
+            assert_eq!(r.skipped.as_ref().unwrap().kind, SkipKind::NoGpu);
         } else if impossible {
             let why = r
                 .skipped
-                .as_deref()
-                .expect("the impossible point is skipped");
-            let needed = if r.op == kernel_lab::workload::Op::Embedding {
+                .as_ref()
+                .expect("the impossible point is skipped")
+                .to_string();
+            let needed = if r.id.op == kernel_lab::workload::Op::Embedding {
                 "81920"
             } else {
                 "4194304"

@@ -5,17 +5,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use kernel_lab::results::ResultsFile;
+use common::{stderr, temp_dir};
+use kernel_lab::backend::BackendKind;
+use kernel_lab::results::{ResultsFile, SkipKind};
 use kernel_lab::workload::Op;
 
 fn kernel_lab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
-        .args(args)
-        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir())
-        .output()
-        .expect("the binary runs")
+    common::run(args)
 }
 
 fn data(name: &str) -> String {
@@ -24,16 +22,6 @@ fn data(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kernel-lab-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs the tiny sweep once per test binary into `dir`.
@@ -61,18 +49,21 @@ fn run_writes_results_charts_and_report() {
     if !gpu_there {
         common::no_gpu("the sweep found no GPU");
     }
-    assert!(results.environment.ceilings.contains_key("cpu"));
-    assert_eq!(results.environment.ceilings.contains_key("gpu"), gpu_there);
+    assert!(results.environment.ceilings.contains_key(&BackendKind::Cpu));
+    assert_eq!(
+        results.environment.ceilings.contains_key(&BackendKind::Gpu),
+        gpu_there
+    );
     for r in &results.records {
         if let Some(m) = &r.measured {
             assert!(m.pct_of_copy_bandwidth.is_some_and(|p| p > 0.0), "{r:?}");
             assert_eq!(
                 m.pct_of_fma_peak.is_some(),
-                r.op != kernel_lab::workload::Op::Embedding
+                r.id.op != kernel_lab::workload::Op::Embedding
             );
         }
-        if r.backend == "gpu" && !gpu_there {
-            assert!(r.skipped.as_deref().unwrap().starts_with("no GPU"), "{r:?}");
+        if r.id.backend == BackendKind::Gpu && !gpu_there {
+            assert_eq!(r.skipped.as_ref().unwrap().kind, SkipKind::NoGpu, "{r:?}");
             continue;
         }
         assert!(r.verified, "{r:?}");
@@ -191,7 +182,7 @@ fn set_and_backend_narrow_the_sweep() {
     assert!(results
         .records
         .iter()
-        .all(|r| r.backend == "cpu" && r.dim == 8 && r.verified));
+        .all(|r| r.id.backend == BackendKind::Cpu && r.id.dim == 8 && r.verified));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -264,9 +255,7 @@ fn bad_spec_files_name_the_problem_in_one_line() {
 /// Runs tests/data/anchored.toml with `KERNEL_LAB_PYTHON=python`.
 fn run_anchored(dir: &Path, python: &str) -> (ResultsFile, String) {
     let spec = data("anchored.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_kernel-lab"))
-        .args(["run", spec.as_str(), "--out", dir.to_str().unwrap()])
-        .env("KERNEL_LAB_CACHE_DIR", common::test_cache_dir())
+    let out = common::kernel_lab(&["run", spec.as_str(), "--out", dir.to_str().unwrap()])
         .env("KERNEL_LAB_PYTHON", python)
         .output()
         .expect("the binary runs");

@@ -8,13 +8,12 @@ use std::time::Instant;
 use half::f16;
 use rayon::prelude::*;
 
-use super::{Backend, BackendKind, DeviceInfo, Kernel, MemoryUse, Phases, Sample, TimingMethod};
+use super::{
+    Backend, BackendKind, DeviceInfo, DeviceLimits, MemoryUse, Phases, PreparedOp, Sample,
+    TimingMethod, CACHE_FLUSH_BYTES,
+};
 use crate::error::Result;
 use crate::workload::{Inputs, Op, Precision, Workload};
-
-/// Bytes written to evict the caches between cold samples: larger than any
-/// last-level cache this lab expects (nvbench and Triton's do_bench do the same).
-pub const CACHE_FLUSH_BYTES: usize = 256 << 20;
 
 /// The host CPU as a backend.
 pub struct CpuBackend {
@@ -33,7 +32,10 @@ impl CpuBackend {
                 driver: String::new(),
                 software: false,
                 features: simd_features(),
-                limits: serde_json::json!({ "threads": threads }),
+                limits: DeviceLimits {
+                    threads: Some(threads as u64),
+                    ..Default::default()
+                },
             },
         }
     }
@@ -88,23 +90,32 @@ impl Backend for CpuBackend {
         &self.info
     }
 
-    fn kernel_name(&self, work: &Workload) -> String {
-        match work.op {
-            Op::Embedding => format!("rayon-gather {}", work.precision),
-            Op::Matmul => format!("gemm {}", work.precision),
-            Op::EmbedProject => format!("rayon-gather+gemm {}", work.precision),
-        }
+    fn describe(&self, work: &Workload) -> String {
+        describe(work)
     }
 
     fn probe_ceilings(&self) -> Result<super::Ceilings> {
         Ok(super::cpu_ceilings::probe())
     }
 
-    fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>> {
+    fn prepare<'a>(
+        &'a self,
+        work: &Workload,
+        inputs: &'a Inputs,
+    ) -> Result<Box<dyn PreparedOp + 'a>> {
         Ok(match work.precision {
-            Precision::F32 => Box::new(CpuKernel::<f32>::new(*work, inputs)),
-            Precision::F16 => Box::new(CpuKernel::<f16>::new(*work, inputs)),
+            Precision::F32 => Box::new(CpuOp::<f32>::new(*work, inputs)),
+            Precision::F16 => Box::new(CpuOp::<f16>::new(*work, inputs)),
         })
+    }
+}
+
+/// The implementation that runs `work` on the CPU.
+fn describe(work: &Workload) -> String {
+    match work.op {
+        Op::Embedding => format!("rayon-gather {}", work.precision),
+        Op::Matmul => format!("gemm {}", work.precision),
+        Op::EmbedProject => format!("rayon-gather+gemm {}", work.precision),
     }
 }
 
@@ -143,7 +154,7 @@ impl Element for f16 {
 }
 
 /// A prepared CPU op: every buffer allocated once, in the op's precision.
-struct CpuKernel<'a, T: Element> {
+struct CpuOp<'a, T: Element> {
     work: Workload,
     inputs: &'a Inputs,
     ids: Vec<u32>,
@@ -161,7 +172,7 @@ fn convert_into<T: Element>(dst: &mut [T], src: &[f32]) {
         .for_each(|(d, &s)| *d = T::from_f32(s));
 }
 
-impl<'a, T: Element> CpuKernel<'a, T> {
+impl<'a, T: Element> CpuOp<'a, T> {
     fn new(work: Workload, inputs: &'a Inputs) -> Self {
         let (m, k, n) = work.mkn();
         let activations = if work.op == Op::Embedding {
@@ -169,7 +180,7 @@ impl<'a, T: Element> CpuKernel<'a, T> {
         } else {
             (m * k) as usize
         };
-        let mut kernel = CpuKernel {
+        let mut kernel = CpuOp {
             work,
             inputs,
             ids: vec![0; inputs.ids.len()],
@@ -271,7 +282,11 @@ fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], d: usize) {
     }
 }
 
-impl<T: Element> Kernel for CpuKernel<'_, T> {
+impl<T: Element> PreparedOp for CpuOp<'_, T> {
+    fn describe(&self) -> String {
+        describe(&self.work)
+    }
+
     fn timing_method(&self) -> TimingMethod {
         TimingMethod::Wall
     }
@@ -329,7 +344,7 @@ impl<T: Element> Kernel for CpuKernel<'_, T> {
 
     fn flush_caches(&mut self) -> Result<()> {
         if self.flush.is_empty() {
-            self.flush = vec![0u8; CACHE_FLUSH_BYTES];
+            self.flush = vec![0u8; CACHE_FLUSH_BYTES as usize];
         }
         let v = self.flush[0].wrapping_add(1);
         self.flush.par_chunks_mut(1 << 20).for_each(|c| c.fill(v));

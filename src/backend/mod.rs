@@ -1,6 +1,6 @@
 //! What a backend (GPU through wgpu, or the CPU) offers the measuring loop: a
-//! [`Backend`] prepares a [`Kernel`] for a workload; the kernel runs it, one timed
-//! execution at a time, and hands back its output for verification.
+//! [`Backend`] prepares a [`PreparedOp`] for a workload; the prepared op runs it,
+//! one timed execution at a time, and hands back its output for verification.
 //!
 //! The measuring loop (`measure`) knows nothing of wgpu; backends know nothing of
 //! statistics.
@@ -9,6 +9,9 @@ pub mod cpu;
 mod cpu_ceilings;
 pub mod gpu;
 
+pub use crate::prepared_op::{MemoryUse, OneTimeCosts, Phases, PreparedOp, Sample, TimingMethod};
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -17,7 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LabError, Result};
 use crate::workload::{Inputs, Workload};
 
-/// Which kind of backend runs a point.
+/// Bytes written to evict the caches between cold samples: larger than any
+/// last-level cache this lab expects (nvbench and Triton's do_bench do the same).
+pub const CACHE_FLUSH_BYTES: u64 = 256 << 20;
+
+/// Which kind of backend runs a point. Ordered by name (`cpu` before `gpu`),
+/// as files and reports have always listed them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -28,12 +36,27 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Both kinds, GPU first (the order reports use).
+    pub const ALL: [BackendKind; 2] = [BackendKind::Gpu, BackendKind::Cpu];
+
     /// The name used on the command line and in records.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Gpu => "gpu",
             BackendKind::Cpu => "cpu",
         }
+    }
+}
+
+impl PartialOrd for BackendKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BackendKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
     }
 }
 
@@ -54,78 +77,6 @@ impl FromStr for BackendKind {
     }
 }
 
-/// How a sample's time was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimingMethod {
-    /// GPU timestamp queries written at the start and end of the pass.
-    DeviceTimestamp,
-    /// The host's monotonic clock around submit-to-completion.
-    Wall,
-}
-
-/// One timed execution.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Host time from submit (or call) to completion, nanoseconds.
-    pub wall_ns: u64,
-    /// Device time between the pass's timestamps, when the device gave a usable one.
-    pub device_ns: Option<u64>,
-}
-
-impl Sample {
-    /// The time the measurement uses: device time when present, else wall time.
-    pub fn best_ns(&self) -> u64 {
-        self.device_ns.unwrap_or(self.wall_ns)
-    }
-}
-
-/// The phases of one end-to-end request, nanoseconds of host time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Phases {
-    /// Host to device: inputs written into the backend's buffers.
-    pub upload_ns: u64,
-    /// The op itself (submit to completion).
-    pub kernel_ns: u64,
-    /// Device to host: the output read back into host memory.
-    pub readback_ns: u64,
-}
-
-/// Bytes a prepared kernel actually holds, per buffer role.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemoryUse {
-    /// Token ids.
-    pub ids: u64,
-    /// Embedding table.
-    pub table: u64,
-    /// Activations (input of matmul, or gathered rows).
-    pub activations: u64,
-    /// Projection weight.
-    pub weights: u64,
-    /// Output.
-    pub output: u64,
-    /// Anything else the backend keeps (uniforms, staging, timestamp buffers).
-    pub other: u64,
-    /// The sum of the above.
-    pub total: u64,
-    /// Bytes the device's allocator reports in live allocations, where the
-    /// backend gives a report (wgpu's `generate_allocator_report`).
-    #[serde(default)]
-    pub allocator_allocated: Option<u64>,
-    /// Bytes the device's allocator holds in memory blocks, used or not.
-    #[serde(default)]
-    pub allocator_reserved: Option<u64>,
-}
-
-impl MemoryUse {
-    /// Fills in `total` from the parts.
-    pub fn summed(mut self) -> Self {
-        self.total =
-            self.ids + self.table + self.activations + self.weights + self.output + self.other;
-        self
-    }
-}
-
 /// A description of the device a backend runs on, for records and `devices`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -142,7 +93,66 @@ pub struct DeviceInfo {
     /// Features that matter here (timestamp-query, shader-f16, subgroup, cooperative-matrix).
     pub features: Vec<String>,
     /// Limits that matter here, by wgpu's names.
-    pub limits: serde_json::Value,
+    pub limits: DeviceLimits,
+}
+
+/// The limits of a device that matter here: wgpu's for a GPU (by wgpu's
+/// names), the thread count for the CPU. A field the device has no such limit
+/// for is absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceLimits {
+    /// Threads the CPU backend runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Largest buffer, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffer_size: Option<u64>,
+    /// Largest storage binding, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_storage_buffer_binding_size: Option<u64>,
+    /// Workgroups per dispatch dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_compute_workgroups_per_dimension: Option<u32>,
+    /// Invocations per workgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_compute_invocations_per_workgroup: Option<u32>,
+    /// Workgroup memory, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_compute_workgroup_storage_size: Option<u32>,
+    /// Narrowest subgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_subgroup_size: Option<u32>,
+    /// Widest subgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_subgroup_size: Option<u32>,
+    /// What VK_KHR_cooperative_matrix (or Metal's simdgroup matrices) offer,
+    /// as `MxNxK A->C`, whether or not wgpu exposes the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooperative_matrix_configs: Option<Vec<String>>,
+}
+
+/// What matmul autotuning measured for one storage mode and shape class, as
+/// results.json records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TuningRecord {
+    /// Storage mode (f32, f16, f16-packed).
+    pub storage: String,
+    /// Shape class (small, small-deep, large, large-deep).
+    pub shape_class: String,
+    /// The configuration chosen: the fastest that verified.
+    pub chosen: String,
+    /// Median ms of every verified candidate on the class's tuning shape.
+    pub median_ms: BTreeMap<String, f64>,
+    /// Candidates left out, and why.
+    #[serde(default)]
+    pub rejected: BTreeMap<String, String>,
+    /// Whether the choice came from the tuning cache file.
+    #[serde(default)]
+    pub cached: bool,
+    /// Why the choice could not be written to the cache file, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_cached: Option<String>,
 }
 
 /// The device's own practical peaks, measured by probe kernels: a copy (memory
@@ -158,43 +168,27 @@ pub struct Ceilings {
     pub method: String,
 }
 
-/// A prepared op with its inputs resident, ready to be timed.
-pub trait Kernel {
-    /// How this kernel's samples are timed.
-    fn timing_method(&self) -> TimingMethod;
-    /// Runs the op once and times it.
-    fn run(&mut self) -> Result<Sample>;
-    /// Runs the op `n` times back to back in one submission; the sample covers all `n`.
-    fn run_batch(&mut self, n: u32) -> Result<Sample>;
-    /// One end-to-end request: upload the inputs, run, read the output back.
-    fn run_phases(&mut self) -> Result<Phases>;
-    /// The output of the last run as f32, `[B*S, dim]` row-major (outside any timing).
-    fn output(&mut self) -> Result<Vec<f32>>;
-    /// Bytes this kernel holds, measured from its allocations.
-    fn memory(&self) -> MemoryUse;
-    /// Evicts the op's data from caches (for cold-cache samples).
-    fn flush_caches(&mut self) -> Result<()>;
-    /// How the kernel accumulates dot products (sets the verification tolerance).
-    fn accumulation(&self) -> crate::reference::Accumulation {
-        crate::reference::Accumulation::F32
-    }
-}
-
 /// Something that can run workloads: the CPU or one GPU adapter.
 pub trait Backend {
     /// Which kind it is.
     fn kind(&self) -> BackendKind;
     /// The device it runs on.
     fn device(&self) -> &DeviceInfo;
-    /// The implementation that runs `work` here (kernel family and storage).
-    fn kernel_name(&self, work: &Workload) -> String;
+    /// The implementation that would run `work` here, as far as it is known
+    /// without preparing it: naming a point never tunes or compiles anything.
+    /// A prepared op's [`PreparedOp::describe`] is the definitive name.
+    fn describe(&self, work: &Workload) -> String;
     /// Measures the device's copy and FMA ceilings (best of several runs).
     fn probe_ceilings(&self) -> Result<Ceilings>;
     /// Uploads inputs and builds pipelines for `work`. Errors name the limit or
     /// feature that stops the point.
-    fn prepare<'a>(&'a self, work: &Workload, inputs: &'a Inputs) -> Result<Box<dyn Kernel + 'a>>;
+    fn prepare<'a>(
+        &'a self,
+        work: &Workload,
+        inputs: &'a Inputs,
+    ) -> Result<Box<dyn PreparedOp + 'a>>;
     /// What this backend tuned so far (for the results' environment); none by default.
-    fn autotuning(&self) -> Vec<serde_json::Value> {
+    fn autotuning(&self) -> Vec<TuningRecord> {
         Vec::new()
     }
 }

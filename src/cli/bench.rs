@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kernel_lab::measure::Sampling;
-use kernel_lab::point::measure_point;
+use kernel_lab::measure_point::measure_point;
 use kernel_lab::results::Record;
 use kernel_lab::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
 
@@ -125,7 +125,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn print_summary(r: &Record) {
     println!(
         "{} {} B{} S{} D{} V{} on {} [{}]",
-        r.op, r.precision, r.batch, r.seq, r.dim, r.vocab, r.adapter, r.kernel
+        r.id.op, r.id.precision, r.id.batch, r.id.seq, r.id.dim, r.id.vocab, r.adapter, r.kernel
     );
     if let (Some(abs), Some(rel), Some(tol)) = (r.max_abs_err, r.max_rel_err, r.tolerance) {
         println!(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kernel_lab::results::{Record, ResultsFile};
+use kernel_lab::results::{PointId, Record, ResultsFile};
 use kernel_lab::stats::mann_whitney_p;
 
 /// Arguments of `compare`.
@@ -26,19 +26,11 @@ pub struct CompareArgs {
     alpha: f64,
 }
 
-type Key = (String, String, String, String, u32, u32, u32, u32);
+/// A point measured on the same device: only those are compared.
+type Key<'a> = (PointId, &'a str);
 
-fn key(r: &Record) -> Key {
-    (
-        r.op.name().into(),
-        r.backend.clone(),
-        r.adapter.clone(),
-        r.precision.name().into(),
-        r.batch,
-        r.seq,
-        r.dim,
-        r.vocab,
-    )
+fn key(r: &Record) -> Key<'_> {
+    (r.id, r.adapter.as_str())
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {

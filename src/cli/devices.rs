@@ -1,12 +1,13 @@
 //! `kernel-lab devices`: every adapter wgpu sees, with the features and limits
 //! that matter here, and the CPU.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Args;
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuOptions};
-use kernel_lab::backend::{Backend, DeviceInfo};
+use kernel_lab::backend::{Backend, BackendKind, Ceilings, DeviceInfo};
 
 /// Arguments of `devices`.
 #[derive(Args, Debug)]
@@ -26,20 +27,17 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let cpu_backend = CpuBackend::new();
     let cpu = cpu_backend.device().clone();
-    let mut ceilings = serde_json::Map::new();
+    let mut ceilings: BTreeMap<BackendKind, Ceilings> = BTreeMap::new();
     if args.probe {
         if let Ok(gpu) = GpuBackend::open(&AdapterChoice::Best, GpuOptions::default()) {
-            ceilings.insert("gpu".into(), serde_json::to_value(gpu.probe_ceilings()?)?);
+            ceilings.insert(BackendKind::Gpu, gpu.probe_ceilings()?);
         }
-        ceilings.insert(
-            "cpu".into(),
-            serde_json::to_value(cpu_backend.probe_ceilings()?)?,
-        );
+        ceilings.insert(BackendKind::Cpu, cpu_backend.probe_ceilings()?);
     }
     if args.json {
         let mut v = serde_json::json!({ "adapters": adapters, "cpu": cpu });
         if args.probe {
-            v["ceilings"] = serde_json::Value::Object(ceilings);
+            v["ceilings"] = serde_json::to_value(&ceilings)?;
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -72,14 +70,12 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
             has("subgroup"),
             has("cooperative-matrix")
         );
-        let configs: Vec<&str> = a.limits["cooperative_matrix_configs"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|c| c.as_str()).collect())
-            .unwrap_or_default();
+        let l = &a.limits;
+        let configs = l.cooperative_matrix_configs.clone().unwrap_or_default();
         println!(
             "    subgroup size: {}..{}  cooperative matrices: {}",
-            a.limits["min_subgroup_size"],
-            a.limits["max_subgroup_size"],
+            known(l.min_subgroup_size),
+            known(l.max_subgroup_size),
             if configs.is_empty() {
                 "unavailable (the adapter offers none; the coop matmul is not run)".to_string()
             } else {
@@ -88,26 +84,26 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         );
         println!(
             "    max_storage_buffer_binding_size: {} MiB  max_buffer_size: {} MiB",
-            a.limits["max_storage_buffer_binding_size"]
-                .as_u64()
-                .unwrap_or(0)
-                >> 20,
-            a.limits["max_buffer_size"].as_u64().unwrap_or(0) >> 20
+            l.max_storage_buffer_binding_size.unwrap_or(0) >> 20,
+            l.max_buffer_size.unwrap_or(0) >> 20
         );
     }
     println!(
         "[cpu] {} — {} threads, {}",
         cpu.name,
-        cpu.limits["threads"],
+        known(cpu.limits.threads),
         cpu.features.join(" ")
     );
     for (which, c) in &ceilings {
         println!(
             "ceilings ({which}): copy {:.1} GB/s, FMA {:.1} GFLOP/s ({})",
-            c["copy_gbps"].as_f64().unwrap_or(0.0),
-            c["fma_gflops"].as_f64().unwrap_or(0.0),
-            c["method"].as_str().unwrap_or("")
+            c.copy_gbps, c.fma_gflops, c.method
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A limit the device reports, or `?`.
+fn known<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("?".to_string(), |v| v.to_string())
 }

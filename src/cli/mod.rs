@@ -51,6 +51,16 @@ pub enum BackendArg {
     Cpu,
 }
 
+/// What FP16 matmuls accumulate in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Accumulate {
+    /// f32 accumulators (the default; the tolerance of an f32 dot product).
+    #[default]
+    F32,
+    /// f16 accumulators (SHADER_F16 devices, FP16 points; its own tolerance).
+    F16,
+}
+
 /// Options that choose and tune the GPU backend.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GpuArgs {
@@ -69,8 +79,8 @@ pub struct GpuArgs {
     matmul_variant: Option<MatmulVariant>,
     /// Accumulate FP16 matmuls in f16 instead of f32 (GPU with shader-f16):
     /// faster on some GPUs, less accurate; records name it `-acc16`.
-    #[arg(long, value_parser = ["f32", "f16"], default_value = "f32")]
-    accumulate: String,
+    #[arg(long, value_enum, default_value_t = Accumulate::F32)]
+    accumulate: Accumulate,
     /// Build the matmul kernels without runtime bounds checks (they check their own).
     #[arg(long)]
     trusted_shaders: bool,
@@ -96,7 +106,7 @@ impl GpuArgs {
             force_packed_f16: self.force_packed_f16,
             max_binding_bytes: self.max_binding_bytes,
             matmul_variant: self.matmul_variant,
-            f16_accumulate: self.accumulate == "f16",
+            f16_accumulate: self.accumulate == Accumulate::F16,
             trusted_shaders: self.trusted_shaders,
         }
     }
@@ -106,7 +116,7 @@ impl GpuArgs {
         let cache = if self.no_tuning_cache {
             None
         } else {
-            kernel_lab::backend::gpu::tuning_cache::default_path()
+            kernel_lab::backend::gpu::autotune::cache::default_path()
         };
         Ok(GpuBackend::open(&self.choice(), self.options())?.with_tuning_cache(cache))
     }
@@ -141,12 +151,12 @@ const POINT_HEADER: &str = "op             bknd prec     B     S     D";
 fn point_columns(r: &kernel_lab::results::Record) -> String {
     format!(
         "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5}",
-        r.op.name(),
-        r.backend,
-        r.precision.name(),
-        r.batch,
-        r.seq,
-        r.dim
+        r.id.op.name(),
+        r.id.backend,
+        r.id.precision.name(),
+        r.id.batch,
+        r.id.seq,
+        r.id.dim
     )
 }
 

@@ -6,16 +6,47 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use kernel_lab::anchor::{self, AnchorKind};
+use indicatif::{ProgressBar, ProgressStyle};
+use kernel_lab::anchor_helper::{self, AnchorSession};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::{Backend, BackendKind};
 use kernel_lab::error::LabError;
 use kernel_lab::experiment::Spec;
 use kernel_lab::report;
-use kernel_lab::results::{Environment, Record};
-use kernel_lab::sweep::{self, Backends};
+use kernel_lab::results::{AnchorKind, Environment, PointId, Record, SkipKind};
+use kernel_lab::sweep::{self, Backends, Progress, Sweep};
 
 use super::GpuArgs;
+
+/// The sweep's progress as an indicatif bar on stderr; notes print above it.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&mut self, points: usize) {
+        self.0.set_length(points as u64);
+        self.0.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} points, {elapsed} elapsed, ETA {eta} {msg}",
+            )
+            .expect("a valid template"),
+        );
+    }
+    fn point(&mut self, p: &PointId) {
+        self.0.set_message(format!(
+            "{} {} {} B{} S{} D{}",
+            p.backend, p.op, p.precision, p.batch, p.seq, p.dim
+        ));
+    }
+    fn advance(&mut self) {
+        self.0.inc(1);
+    }
+    fn note(&mut self, message: &str) {
+        self.0.println(format!("note: {message}"));
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
 
 /// The default experiment, built in so `kernel-lab` alone works anywhere.
 pub const DEFAULT_SPEC: &str = include_str!("../../experiments/default.toml");
@@ -147,10 +178,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cpu.device().clone(),
     );
     let sampling = sweep::sampling_for(&spec, args.quick);
-    let anchor = match spec.anchor {
+    let mut anchor = match spec.anchor {
         Some(AnchorKind::Torch) if points.iter().any(|p| p.backend == BackendKind::Cpu) => {
-            let python = anchor::python();
-            let session = anchor::AnchorSession::start_torch(
+            let python = anchor_helper::python();
+            let session = AnchorSession::start_torch(
                 &python,
                 &sampling,
                 spec.budget.max_run_seconds,
@@ -171,9 +202,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         gpu,
         cpu: Box::new(cpu),
         reopen_gpu: Some(Box::new(open_gpu)),
-        anchor,
     };
-    let outcome = sweep::run(&spec, &points, &mut backends, &sampling, &out, env, resume)?;
+    let sweep = Sweep {
+        spec: &spec,
+        points: &points,
+        sampling: &sampling,
+        out: &out,
+    };
+    let mut bar = Bar(ProgressBar::new(0));
+    let outcome = sweep.run(&mut backends, &mut anchor, env, resume, &mut bar)?;
     let results = outcome.results;
     let report = report::render(&results, &spec.charts, &out)?;
 
@@ -192,8 +229,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|r| {
             r.skipped
-                .as_deref()
-                .is_some_and(|s| s.starts_with("verification"))
+                .as_ref()
+                .is_some_and(|s| s.kind == SkipKind::VerificationFailed)
         })
         .count();
     Ok(if failed > 0 {
@@ -220,7 +257,10 @@ pub fn print_summary(records: &[Record]) {
                 "{point} {:>11.4} {:>11.4} {:>10.2} {:>12.0}  {}",
                 m.latency_ms.p50, m.latency_ms.p99, m.gflops, m.tokens_per_s, r.verified
             ),
-            None => println!("{point}  skipped: {}", r.skipped.as_deref().unwrap_or("")),
+            None => println!(
+                "{point}  skipped: {}",
+                r.skipped.as_ref().map_or(String::new(), |s| s.to_string())
+            ),
         }
     }
 }

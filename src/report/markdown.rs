@@ -101,7 +101,7 @@ pub fn report(
     }
 
     if let Some(anchors) = &results.anchors {
-        s.push_str(&super::anchor::section(&results.records, anchors));
+        s.push_str(&super::anchor_table::section(&results.records, anchors));
     }
 
     let _ = writeln!(s, "## Points\n");
@@ -123,7 +123,7 @@ pub fn report(
         match &r.measured {
             Some(m) => {
                 // A projection against the FMA peak, a gather against bandwidth.
-                let pct = if r.op.uses_weight() {
+                let pct = if r.id.op.uses_weight() {
                     m.pct_of_fma_peak
                 } else {
                     m.pct_of_copy_bandwidth
@@ -132,12 +132,12 @@ pub fn report(
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
-                    r.op,
-                    r.backend,
-                    r.precision,
-                    r.batch,
-                    r.seq,
-                    r.dim,
+                    r.id.op,
+                    r.id.backend,
+                    r.id.precision,
+                    r.id.batch,
+                    r.id.seq,
+                    r.id.dim,
                     m.latency_ms.p50,
                     m.latency_ms.p99,
                     m.samples,
@@ -154,14 +154,16 @@ pub fn report(
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
-                    r.op,
-                    r.backend,
-                    r.precision,
-                    r.batch,
-                    r.seq,
-                    r.dim,
+                    r.id.op,
+                    r.id.backend,
+                    r.id.precision,
+                    r.id.batch,
+                    r.id.seq,
+                    r.id.dim,
                     r.verified,
-                    r.skipped.as_deref().unwrap_or("").replace('|', "/")
+                    r.skipped
+                        .as_ref()
+                        .map_or(String::new(), |s| s.to_string().replace('|', "/"))
                 );
             }
         }

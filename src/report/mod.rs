@@ -1,7 +1,8 @@
 //! The report of a run: SVG charts, findings computed from the records, and
 //! `report.md` tying them together. `render` is what `run` and `plot` call.
 
-pub mod anchor;
+pub mod analysis;
+pub mod anchor_table;
 pub mod charts;
 pub mod findings;
 pub mod markdown;
@@ -10,17 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{LabError, Result};
 use crate::experiment::ChartKind;
-use crate::results::{Record, ResultsFile};
-
-/// Records that carry a measurement.
-pub(crate) fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
-    records.iter().filter(|r| r.measured.is_some())
-}
-
-/// A record's median latency in ms (NaN when it was not measured).
-pub(crate) fn p50(r: &Record) -> f64 {
-    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
-}
+use crate::results::ResultsFile;
 
 /// Draws the charts `kinds` asks for (all when empty) into `out`, then writes
 /// `out/report.md`. Returns the report's path.
@@ -50,9 +41,9 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
         );
     }
     let mut found = findings::findings(records, &results.environment.ceilings);
-    found.extend(anchor::findings(records, results.anchors.as_ref()));
+    found.extend(anchor_table::findings(records, results.anchors.as_ref()));
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");
-    crate::results::write_atomic(&path, text.as_bytes())?;
+    crate::atomic_file::write(&path, text.as_bytes())?;
     Ok(path)
 }

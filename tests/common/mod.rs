@@ -1,7 +1,11 @@
-//! Shared test helpers: opening the GPU (or explaining why a GPU test is
-//! skipped), and running a workload through a backend into a verified result.
+//! Shared test helpers: the binary under test, fresh temporary folders,
+//! opening the GPU (or explaining why a GPU test is skipped), and running a
+//! workload through a backend into a verified result.
 
 #![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuContext, GpuOptions};
 use kernel_lab::backend::Backend;
@@ -72,7 +76,7 @@ pub fn check(backend: &dyn Backend, work: &Workload) -> Accuracy {
     let mut kernel = backend.prepare(work, &inputs).unwrap_or_else(|e| {
         panic!(
             "{} on {}: {e}",
-            backend.kernel_name(work),
+            backend.describe(work),
             backend.device().name
         )
     });
@@ -87,7 +91,7 @@ pub fn assert_verified(backend: &dyn Backend, work: &Workload) {
     assert!(
         acc.verified,
         "{} {:?} on {}: {:?}",
-        backend.kernel_name(work),
+        backend.describe(work),
         work.shape,
         backend.device().name,
         acc
@@ -109,4 +113,29 @@ pub const SHAPES: [(u32, u32, u32, u32); 5] = [
 /// read or write the user's cache (`KERNEL_LAB_CACHE_DIR` for the binary).
 pub fn test_cache_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("kernel-lab-test-cache-{}", std::process::id()))
+}
+
+/// The `kernel-lab` binary with `args`, using the test process's private
+/// tuning cache.
+pub fn kernel_lab(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kernel-lab"));
+    c.args(args).env("KERNEL_LAB_CACHE_DIR", test_cache_dir());
+    c
+}
+
+/// Runs the binary with `args` to completion.
+pub fn run(args: &[&str]) -> Output {
+    kernel_lab(args).output().expect("the binary runs")
+}
+
+/// What a run printed on stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A path for a test's files, unique to the test process, emptied (not created).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kernel-lab-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

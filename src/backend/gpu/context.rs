@@ -5,7 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::backend::DeviceInfo;
+use super::pipelines::PipelineCache;
+use crate::backend::{DeviceInfo, DeviceLimits};
 use crate::error::{LabError, Result};
 
 /// Features requested whenever the adapter offers them.
@@ -32,6 +33,8 @@ pub struct GpuContext {
     pub uncaptured: Arc<Mutex<Option<String>>>,
     /// Set when the device reports itself lost.
     pub lost: Arc<Mutex<Option<String>>>,
+    /// Pipelines compiled on this device (see pipelines.rs).
+    pub pipelines: PipelineCache,
 }
 
 /// How to choose an adapter: by index in `devices`' list or by a name substring.
@@ -183,22 +186,19 @@ pub fn describe(
             .to_string(),
         software: info.device_type == wgpu::DeviceType::Cpu,
         features: feature_names(features),
-        limits: serde_json::json!({
-            "max_buffer_size": limits.max_buffer_size,
-            "max_storage_buffer_binding_size": limits.max_storage_buffer_binding_size,
-            "max_compute_workgroups_per_dimension": limits.max_compute_workgroups_per_dimension,
-            "max_compute_invocations_per_workgroup": limits.max_compute_invocations_per_workgroup,
-            "max_compute_workgroup_storage_size": limits.max_compute_workgroup_storage_size,
-            "min_subgroup_size": info.subgroup_min_size,
-            "max_subgroup_size": info.subgroup_max_size,
-            // What VK_KHR_cooperative_matrix (or Metal's simdgroup matrices) offer,
-            // whether or not wgpu exposes the feature on this adapter.
-            "cooperative_matrix_configs": adapter
-                .cooperative_matrix_properties()
-                .iter()
-                .map(|p| format!("{}x{}x{} {:?}->{:?}", p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type))
-                .collect::<Vec<_>>(),
-        }),
+        limits: DeviceLimits {
+            max_buffer_size: Some(limits.max_buffer_size),
+            max_storage_buffer_binding_size: Some(limits.max_storage_buffer_binding_size),
+            max_compute_workgroups_per_dimension: Some(limits.max_compute_workgroups_per_dimension),
+            max_compute_invocations_per_workgroup: Some(
+                limits.max_compute_invocations_per_workgroup,
+            ),
+            max_compute_workgroup_storage_size: Some(limits.max_compute_workgroup_storage_size),
+            min_subgroup_size: Some(info.subgroup_min_size),
+            max_subgroup_size: Some(info.subgroup_max_size),
+            cooperative_matrix_configs: Some(super::support::coop_configurations(adapter)),
+            threads: None,
+        },
     }
 }
 
@@ -261,6 +261,7 @@ impl GpuContext {
             info,
             uncaptured,
             lost,
+            pipelines: PipelineCache::default(),
         })
     }
 

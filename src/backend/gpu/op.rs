@@ -1,19 +1,56 @@
-//! A prepared GPU op: its pipelines, buffers (chunked when large), bind groups,
-//! and the timed submission of one or many executions.
+//! A prepared GPU op, built from its [`KernelPlan`]: its pipelines (from the
+//! device's pipeline cache), buffers (chunked when large), bind groups, and the
+//! timed submission of one or many executions.
 
 use std::time::Instant;
 
+use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::chunks::buffer_bytes;
+use super::plan::KernelPlan;
 use super::readback::map_read_into;
-use super::shaders::{GatherVariant, MatmulVariant, StorageMode, GATHER_WORKGROUP};
+use super::shaders::{GatherVariant, StorageMode, GATHER_WORKGROUP};
 use super::timestamps::{TimestampQueries, QUERY_BYTES};
-use super::{buffer_bytes, ChunkPlan, GpuContext};
-use crate::backend::cpu::CACHE_FLUSH_BYTES;
-use crate::backend::{Kernel, MemoryUse, Phases, Sample, TimingMethod};
+use super::GpuContext;
+use crate::backend::{
+    MemoryUse, OneTimeCosts, Phases, PreparedOp, Sample, TimingMethod, CACHE_FLUSH_BYTES,
+};
 use crate::error::{LabError, Result};
 use crate::reference::Accumulation;
 use crate::workload::{Inputs, Op, Workload};
+
+/// The matmul kernels' uniform parameters (`Params` in matmul_common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    /// Row stride of a, elements.
+    lda: u32,
+    /// Row stride of y, elements.
+    ldy: u32,
+    _pad: [u32; 3],
+}
+
+/// The gathers' uniform parameters (`Params` in embedding.wgsl and
+/// gather_words.wgsl: the element-pair kernel counts elements, the word
+/// kernels words).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct GatherParams {
+    rows: u32,
+    /// Elements (pairs kernel) or words per row.
+    width: u32,
+    /// Row stride of the output, in the same unit.
+    ldo: u32,
+    /// Column pairs per row (pairs kernel only).
+    pairs: u32,
+    /// Workgroups along x of the folded grid.
+    groups_x: u32,
+    _pad: [u32; 3],
+}
 
 /// Largest piece of output copied to the host at once: readback goes through a
 /// staging buffer this size, not one as large as the output, so measured memory
@@ -34,12 +71,13 @@ struct Chunk {
 }
 
 /// The GPU side of one workload.
-pub(super) struct GpuKernel<'a> {
+pub(super) struct GpuOp<'a> {
     ctx: &'a GpuContext,
+    plan: KernelPlan,
     work: Workload,
     mode: StorageMode,
     inputs: &'a Inputs,
-    /// Row stride (elements) of the output and of gathered activations.
+    /// Row stride (elements) of the output.
     ldy: u32,
     table: Option<wgpu::Buffer>,
     w: Option<wgpu::Buffer>,
@@ -53,6 +91,8 @@ pub(super) struct GpuKernel<'a> {
     flush: Option<wgpu::Buffer>,
     /// Output bytes as the device holds them (padded rows), chunk after chunk.
     host: Vec<u8>,
+    /// Planning (set by the backend) and compile time of this op.
+    pub(super) costs: OneTimeCosts,
 }
 
 /// Encodes `data` as `mode` stores it, padded to whole 4-byte words.
@@ -77,65 +117,17 @@ fn storage(ctx: &GpuContext, label: &str, size: u64, extra: wgpu::BufferUsages) 
     })
 }
 
-/// Builds a compute pipeline from WGSL. With `trusted`, the module is built
-/// without wgpu's runtime bounds checks; only kernels that bound every access
-/// themselves may ask for it (see the SAFETY note where it is used).
-fn pipeline(
-    ctx: &GpuContext,
-    label: &str,
-    source: String,
-    constants: &[(&str, f64)],
-    trusted: bool,
-) -> wgpu::ComputePipeline {
-    let desc = wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    };
-    let module = if trusted {
-        // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
-        // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
-        // every store with `row < m && col < n`, against buffers sized for
-        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
-        // load starts at a multiple of 4 below K (or n) and K, n and lda are
-        // multiples of 4 whenever vec4 loads are compiled in. Their
-        // other indices are bounded by construction: the tiled kernel's
-        // workgroup tiles are sized by the same override constants (BM, BN, BK)
-        // that bound their indices; register arrays are indexed by loops over
-        // their compile-time length (TM, TN); the coop kernel's cooperative
-        // loads and stores read 16x16 blocks at fixed offsets that end at the
-        // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
-        unsafe {
-            ctx.device
-                .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-        }
-    } else {
-        ctx.device.create_shader_module(desc)
-    };
-    ctx.device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                ..Default::default()
-            },
-            cache: None,
-        })
-}
-
-fn uniform(ctx: &GpuContext, words: [u32; 8]) -> wgpu::Buffer {
+fn uniform<P: Pod>(ctx: &GpuContext, params: P) -> wgpu::Buffer {
     // Not `create_buffer_init`: it panics when the device is lost; a plain
     // buffer and a queued write fail into the error scope instead.
     let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("params"),
-        size: 32,
+        size: std::mem::size_of::<P>() as u64,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
     ctx.queue
-        .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+        .write_buffer(&buffer, 0, bytemuck::bytes_of(&params));
     buffer
 }
 
@@ -164,37 +156,33 @@ fn fold_grid(groups: u64, max: u32) -> [u32; 2] {
     [x as u32, groups.div_ceil(x).max(1) as u32]
 }
 
-impl<'a> GpuKernel<'a> {
-    pub(super) fn new(
-        ctx: &'a GpuContext,
-        work: Workload,
-        mode: StorageMode,
-        plan: ChunkPlan,
-        variant: MatmulVariant,
-        trusted: bool,
-        inputs: &'a Inputs,
-    ) -> Result<Self> {
+impl<'a> GpuOp<'a> {
+    /// Builds the op `plan` describes and uploads its inputs.
+    pub(super) fn new(ctx: &'a GpuContext, plan: KernelPlan, inputs: &'a Inputs) -> Result<Self> {
+        let (work, mode) = (plan.work, plan.mode);
         let (m, k, n) = work.mkn();
         let (k32, n32) = (k as u32, n as u32);
-        let ldy = mode.padded_stride(n32);
+        let (lda, ldy) = (plan.lda, plan.ldy);
         let usage = wgpu::BufferUsages::COPY_DST;
-        let gather_variant = GatherVariant::for_row(mode, k32);
-        // Row stride of the matmul's a: x as uploaded, or as the gather wrote it.
-        let lda = if work.op == Op::Matmul { k32 } else { ldy };
-        let gather = work.op.uses_table().then(|| {
-            pipeline(
-                ctx,
-                gather_variant.name(),
-                gather_variant.source(mode),
-                &[],
-                false,
-            )
-        });
-        let matmul = work.op.uses_weight().then(|| {
-            let name = variant.name();
-            let source = variant.source(mode, variant.vec4_loads(k32, n32, lda));
-            pipeline(ctx, &name, source, &variant.constants(), trusted)
-        });
+        let mut compile_ns = 0;
+        let gather = match plan.gather {
+            Some(g) => {
+                let c = ctx.pipeline(g.name(), g.source(mode), &[], false)?;
+                compile_ns += c.compile_ns;
+                Some(c.pipeline)
+            }
+            None => None,
+        };
+        let matmul = match plan.matmul {
+            Some(mp) => {
+                let v = mp.variant;
+                let source = v.source(mode, mp.vec4_loads);
+                let c = ctx.pipeline(&v.name(), source, &v.constants(), plan.trusted)?;
+                compile_ns += c.compile_ns;
+                Some(c.pipeline)
+            }
+            None => None,
+        };
         let table = work.op.uses_table().then(|| {
             storage(
                 ctx,
@@ -209,10 +197,10 @@ impl<'a> GpuKernel<'a> {
             .then(|| storage(ctx, "weight", buffer_bytes(mode, k * n), usage));
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
 
-        let mut chunks = Vec::with_capacity(plan.chunks as usize);
+        let mut chunks = Vec::with_capacity(plan.chunks.chunks as usize);
         let mut first_row = 0;
         while first_row < m {
-            let rows = plan.rows_per_chunk.min(m - first_row) as u32;
+            let rows = plan.chunks.rows_per_chunk.min(m - first_row) as u32;
             let y = storage(
                 ctx,
                 "output",
@@ -223,38 +211,51 @@ impl<'a> GpuKernel<'a> {
                 .op
                 .uses_table()
                 .then(|| storage(ctx, "ids", rows as u64 * 4, usage));
-            // matmul reads x as uploaded (stride k); embed-project's gather writes it with stride ldy.
+            // matmul reads x as uploaded (stride k); embed-project's gather writes it with stride lda.
             let x = match work.op {
                 Op::Embedding => None,
-                Op::Matmul => Some(storage(
+                Op::Matmul | Op::EmbedProject => Some(storage(
                     ctx,
                     "activations",
-                    buffer_bytes(mode, rows as u64 * k),
-                    usage,
-                )),
-                Op::EmbedProject => Some(storage(
-                    ctx,
-                    "activations",
-                    buffer_bytes(mode, rows as u64 * ldy as u64),
+                    buffer_bytes(mode, rows as u64 * lda as u64),
                     usage,
                 )),
             };
             let mut uniforms = 0;
-            let gather_bind = match (&gather, &table, &ids) {
-                (Some(p), Some(t), Some(i)) => {
-                    let out = x.as_ref().unwrap_or(&y);
+            let gather_bind = match (&gather, plan.gather, &table, &ids) {
+                (Some(p), Some(variant), Some(t), Some(i)) => {
+                    // The gather writes the output, or the matmul's input.
+                    let (out, ldo) = match &x {
+                        Some(x) => (x, lda),
+                        None => (&y, ldy),
+                    };
                     // Invocations per row: element pairs, or whole words (whose
-                    // rows are unpadded: ldy == k whenever a row is whole words).
-                    let (units, params) = match gather_variant {
+                    // rows are unpadded: ldo == k whenever a row is whole words).
+                    let (units, mut params) = match variant {
                         GatherVariant::Pairs => {
                             let pairs = k32.div_ceil(2);
-                            (pairs, [rows, k32, ldy, pairs])
+                            (
+                                pairs,
+                                GatherParams {
+                                    rows,
+                                    width: k32,
+                                    ldo,
+                                    pairs,
+                                    ..Default::default()
+                                },
+                            )
                         }
                         v => {
-                            let words = k32 * mode.element_bytes() / v.word_bytes();
+                            let per_word = v.word_bytes() / mode.element_bytes();
+                            let words = k32 / per_word;
                             (
                                 words,
-                                [rows, words, ldy * mode.element_bytes() / v.word_bytes(), 0],
+                                GatherParams {
+                                    rows,
+                                    width: words,
+                                    ldo: ldo / per_word,
+                                    ..Default::default()
+                                },
                             )
                         }
                     };
@@ -262,19 +263,29 @@ impl<'a> GpuKernel<'a> {
                         (rows as u64 * units as u64).div_ceil(GATHER_WORKGROUP as u64),
                         max_groups,
                     );
-                    let [a, b, c, d] = params;
-                    let params = uniform(ctx, [a, b, c, d, grid[0], 0, 0, 0]);
-                    uniforms += 32;
+                    params.groups_x = grid[0];
+                    let params = uniform(ctx, params);
+                    uniforms += params.size();
                     Some((bind(ctx, p, [(0, t), (1, i), (2, out), (3, &params)]), grid))
                 }
                 _ => None,
             };
-            let matmul_bind = match (&matmul, &w, &x) {
-                (Some(p), Some(wb), Some(xb)) => {
-                    let (bm, bn) = variant.tile();
+            let matmul_bind = match (&matmul, plan.matmul, &w, &x) {
+                (Some(p), Some(mp), Some(wb), Some(xb)) => {
+                    let (bm, bn) = mp.variant.tile();
                     let grid = [n32.div_ceil(bn), rows.div_ceil(bm)];
-                    let params = uniform(ctx, [rows, n32, k32, lda, ldy, 0, 0, 0]);
-                    uniforms += 32;
+                    let params = uniform(
+                        ctx,
+                        MatmulParams {
+                            m: rows,
+                            n: n32,
+                            k: k32,
+                            lda,
+                            ldy,
+                            ..Default::default()
+                        },
+                    );
+                    uniforms += params.size();
                     Some((
                         bind(ctx, p, [(0, xb), (1, wb), (2, &y), (3, &params)]),
                         grid,
@@ -306,8 +317,9 @@ impl<'a> GpuKernel<'a> {
             .features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then(|| TimestampQueries::new(&ctx.device, &ctx.queue));
-        let mut kernel = GpuKernel {
+        let mut op = GpuOp {
             ctx,
+            plan,
             work,
             mode,
             inputs,
@@ -316,7 +328,7 @@ impl<'a> GpuKernel<'a> {
             w,
             chunks,
             gather,
-            accumulation: if work.op.uses_weight() && variant.f16_acc {
+            accumulation: if plan.matmul.is_some_and(|mp| mp.variant.f16_acc) {
                 Accumulation::F16
             } else {
                 Accumulation::F32
@@ -326,9 +338,13 @@ impl<'a> GpuKernel<'a> {
             staging,
             flush: None,
             host: Vec::new(),
+            costs: OneTimeCosts {
+                planning_ns: 0,
+                compile_ns,
+            },
         };
-        kernel.upload()?;
-        Ok(kernel)
+        op.upload()?;
+        Ok(op)
     }
 
     /// Writes the inputs into the device buffers and waits until they are there.
@@ -434,7 +450,15 @@ impl<'a> GpuKernel<'a> {
     }
 }
 
-impl Kernel for GpuKernel<'_> {
+impl PreparedOp for GpuOp<'_> {
+    fn describe(&self) -> String {
+        self.plan.name()
+    }
+
+    fn one_time_costs(&self) -> Option<OneTimeCosts> {
+        Some(self.costs)
+    }
+
     fn timing_method(&self) -> TimingMethod {
         if self.queries.is_some() {
             TimingMethod::DeviceTimestamp
@@ -531,7 +555,7 @@ impl Kernel for GpuKernel<'_> {
             storage(
                 self.ctx,
                 "cache flush",
-                (CACHE_FLUSH_BYTES as u64).min(limit) / 4 * 4,
+                CACHE_FLUSH_BYTES.min(limit) / 4 * 4,
                 wgpu::BufferUsages::COPY_DST,
             )
         });

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::p50;
-use crate::anchor::{AnchorPoint, Anchors};
+use super::analysis::p50;
+use crate::backend::BackendKind;
 use crate::results::Record;
+use crate::results::{AnchorPoint, Anchors};
 use crate::stats::Samples;
 use crate::workload::{Op, Precision};
 
@@ -18,7 +19,7 @@ fn pairs<'a>(records: &'a [Record], anchors: &'a Anchors) -> Vec<(&'a Record, &'
         .filter_map(|a| {
             records
                 .iter()
-                .find(|r| r.backend == "cpu" && r.measured.is_some() && a.matches(r))
+                .find(|r| r.id.backend == BackendKind::Cpu && r.measured.is_some() && a.matches(r))
                 .map(|r| (r, a))
         })
         .collect()
@@ -41,7 +42,10 @@ pub fn findings(records: &[Record], anchors: Option<&Anchors>) -> Vec<String> {
     }
     let mut groups: BTreeMap<(Op, Precision), Vec<(&Record, &AnchorPoint)>> = BTreeMap::new();
     for (r, a) in pairs(records, anchors) {
-        groups.entry((r.op, r.precision)).or_default().push((r, a));
+        groups
+            .entry((r.id.op, r.id.precision))
+            .or_default()
+            .push((r, a));
     }
     let mut out = Vec::new();
     for ((op, prec), group) in groups {
@@ -137,7 +141,7 @@ pub fn section(records: &[Record], anchors: &Anchors) -> String {
     );
     for (r, a) in pairs(records, anchors) {
         let m = r.measured.as_ref().expect("paired records are measured");
-        let (ours, unit) = if r.op == Op::Embedding {
+        let (ours, unit) = if r.id.op == Op::Embedding {
             (m.gbps, "GB/s")
         } else {
             (m.gflops, "GFLOP/s")
@@ -150,11 +154,11 @@ pub fn section(records: &[Record], anchors: &Anchors) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {ours:.1} | {} | {unit} | {ratio} |",
-            r.op,
-            r.precision,
-            r.batch,
-            r.seq,
-            r.dim,
+            r.id.op,
+            r.id.precision,
+            r.id.batch,
+            r.id.seq,
+            r.id.dim,
             m.latency_ms.p50,
             f(a.fresh_p50_ms),
             f(a.out_p50_ms),

@@ -1,36 +1,36 @@
-//! Measures one point end to end: generate inputs, prepare the kernel (timed as
-//! the cold start), run it once and verify the output against the f64 reference,
-//! and only then sample it. The result is always a [`Record`]: a point that
-//! cannot run, or runs wrong, says why instead of carrying timings.
+//! Measures one point end to end: generate inputs, prepare the op (timed as
+//! the cold start, less its one-time planning and compiling), run it once and
+//! verify the output against the f64 reference, and only then sample it. The
+//! result is always a [`Record`]: a point that cannot run, or runs wrong, says
+//! why instead of carrying timings.
 
 use std::time::Instant;
 
-use crate::backend::{Backend, Kernel};
+use crate::backend::Backend;
 use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
+use crate::prepared_op::PreparedOp;
 use crate::reference::{self, Accuracy};
-use crate::results::{Measured, MemoryBytes, PhasesMs, Record, Throughput};
+use crate::results::{
+    Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
+};
 use crate::stats::{self, Samples};
 use crate::workload::{Inputs, Workload, DEFAULT_SEED};
 
 /// A coefficient of variation above this earns a "noisy" warning.
 const NOISY_CV: f64 = 0.10;
 
+/// The record of `work` on `backend` before anything ran; naming its kernel
+/// never tunes or compiles anything.
 fn empty_record(backend: &dyn Backend, work: &Workload) -> Record {
     let dev = backend.device();
     Record {
-        op: work.op,
-        backend: backend.kind().name().into(),
+        id: PointId::new(backend.kind(), work),
         adapter: dev.name.clone(),
         device_type: dev.device_type.clone(),
         software_device: dev.software,
-        precision: work.precision,
-        batch: work.shape.batch,
-        seq: work.shape.seq,
-        dim: work.shape.dim,
-        vocab: work.shape.vocab,
-        kernel: backend.kernel_name(work),
+        kernel: backend.describe(work),
         max_abs_err: None,
         max_rel_err: None,
         tolerance: None,
@@ -43,7 +43,7 @@ fn empty_record(backend: &dyn Backend, work: &Workload) -> Record {
 }
 
 /// A record for a point that could not be measured.
-pub fn skipped_record(backend: &dyn Backend, work: &Workload, reason: String) -> Record {
+pub fn skipped_record(backend: &dyn Backend, work: &Workload, reason: Skip) -> Record {
     Record {
         skipped: Some(reason),
         ..empty_record(backend, work)
@@ -65,8 +65,9 @@ pub fn measure_point(
     sampling: &Sampling,
     max_run_s: Option<f64>,
 ) -> Record {
-    try_measure_point(backend, work, sampling, max_run_s)
-        .unwrap_or_else(|e| skipped_record(backend, work, e.to_string()))
+    try_measure_point(backend, work, sampling, max_run_s).unwrap_or_else(|e| {
+        skipped_record(backend, work, Skip::new(SkipKind::Error, e.to_string()))
+    })
 }
 
 /// Like [`measure_point`], but a lost device is returned as an error (the
@@ -83,7 +84,7 @@ pub fn try_measure_point(
         Ok(()) => Ok(record),
         Err(e @ LabError::DeviceLost(_)) => Err(e),
         Err(e) => Ok(Record {
-            skipped: Some(e.to_string()),
+            skipped: Some(Skip::new(SkipKind::Error, e.to_string())),
             measured: None,
             ..record
         }),
@@ -101,34 +102,40 @@ fn measure_inner(
     let heap_before = memory::reset_peak();
     let t = Instant::now();
     let mut kernel = backend.prepare(work, inputs)?;
-    let prepare_ns = t.elapsed().as_nanos() as u64;
+    let costs = kernel.one_time_costs();
+    let one_time = costs.map_or(0, |c| c.planning_ns + c.compile_ns);
+    let prepare_ns = (t.elapsed().as_nanos() as u64).saturating_sub(one_time);
+    record.kernel = kernel.describe();
     let first = kernel.run()?;
 
     let accuracy =
         reference::verify_accumulated(work, inputs, &kernel.output()?, kernel.accumulation());
     apply_accuracy(record, &accuracy);
     if !accuracy.verified {
-        record.skipped = Some(format!(
-            "verification failed: {}",
+        record.skipped = Some(Skip::new(
+            SkipKind::VerificationFailed,
             accuracy
                 .failure
                 .as_deref()
-                .unwrap_or("output differs from the reference")
+                .unwrap_or("output differs from the reference"),
         ));
         return Ok(());
     }
     let first_s = first.wall_ns as f64 * 1e-9;
     if let Some(limit) = max_run_s.filter(|&l| first_s > l) {
-        record.skipped = Some(format!(
-            "cut: the first run took {first_s:.1} s on {}, over budget.max_run_seconds = {limit} (verified, not sampled)",
-            backend.device().name
+        record.skipped = Some(Skip::new(
+            SkipKind::Cut,
+            format!(
+                "the first run took {first_s:.1} s on {}, over budget.max_run_seconds = {limit} (verified, not sampled)",
+                backend.device().name
+            ),
         ));
         return Ok(());
     }
 
     let m = measure::run(kernel.as_mut(), sampling)?;
     let host_peak_alloc = memory::peak_bytes().map(|p| p.saturating_sub(heap_before));
-    record.measured = Some(summarize(
+    let mut measured = summarize(
         work,
         kernel.as_ref(),
         &m,
@@ -136,7 +143,9 @@ fn measure_inner(
         first.best_ns(),
         sampling,
         host_peak_alloc,
-    ));
+    );
+    measured.compile_ms = costs.map(|c| c.compile_ns as f64 * 1e-6);
+    record.measured = Some(measured);
     record.warnings = warnings(record.measured.as_ref().expect("just set"), &m);
     Ok(())
 }
@@ -174,7 +183,7 @@ fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
 
 fn summarize(
     work: &Workload,
-    kernel: &dyn Kernel,
+    kernel: &dyn PreparedOp,
     m: &Measurement,
     prepare_ns: u64,
     first_ns: u64,
@@ -216,6 +225,7 @@ fn summarize(
         latency_ms: latency,
         wall_latency_ms: stats::summarize(&wall).scaled(MS),
         prepare_ms: prepare_ns as f64 * MS,
+        compile_ms: None,
         first_run_ms: first_ns as f64 * MS,
         warmup_runs: m.warmup_runs,
         cold_cache: sampling.cold_cache,

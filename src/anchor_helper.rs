@@ -6,113 +6,21 @@
 //! point goes to it right after the lab measured it, so both are timed within
 //! seconds of each other, under the same machine conditions. Without Python or
 //! PyTorch the anchor is recorded as unavailable, with the reason, and the run
-//! goes on.
+//! goes on. The numbers it returns are kept as `results::Anchors`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use serde::{Deserialize, Serialize};
-
 use crate::measure::Sampling;
-use crate::results::Record;
-use crate::workload::{Op, Precision, Shape, Workload};
+use crate::results::{AnchorPoint, Record};
+use crate::workload::Op;
 
 /// The helper script, carried in the binary.
 pub const TORCH_CPU_SCRIPT: &str = include_str!("../experiments/anchors/torch_cpu.py");
 
-/// Which library anchors a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AnchorKind {
-    /// PyTorch on the CPU, beside the CPU backend's points.
-    Torch,
-}
-
-/// The library's numbers on one point. Throughput uses the lab's own FLOP and
-/// byte models (workload.rs), so ratios compare like with like.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AnchorPoint {
-    /// The op.
-    pub op: Op,
-    /// Storage precision.
-    pub precision: Precision,
-    /// Batch.
-    pub batch: u32,
-    /// Sequence length.
-    pub seq: u32,
-    /// Model dimension.
-    pub dim: u32,
-    /// Vocabulary.
-    pub vocab: u32,
-    /// Median ms of the library's usual call, which allocates its output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fresh_p50_ms: Option<f64>,
-    /// Median ms of the same kernel into a preallocated output (`out=`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out_p50_ms: Option<f64>,
-    /// GFLOP/s (projections) or GB/s (gather) of the faster of the two calls.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throughput: Option<f64>,
-    /// Why the library was not timed on this point.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-}
-
-impl AnchorPoint {
-    /// The workload this point describes.
-    pub fn work(&self) -> Option<Workload> {
-        Some(Workload {
-            op: self.op,
-            precision: self.precision,
-            shape: Shape::new(self.batch, self.seq, self.dim, self.vocab).ok()?,
-        })
-    }
-
-    /// The faster of the two calls, ms.
-    pub fn best_ms(&self) -> Option<f64> {
-        match (self.fresh_p50_ms, self.out_p50_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Whether `record` measured the same point.
-    pub fn matches(&self, r: &Record) -> bool {
-        (r.op, r.precision, r.batch, r.seq, r.dim)
-            == (self.op, self.precision, self.batch, self.seq, self.dim)
-            && (r.op == Op::Matmul || r.vocab == self.vocab)
-    }
-}
-
-/// The anchor of a run: the library, and its numbers per point or why there are none.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Anchors {
-    /// Which anchor was asked for.
-    pub kind: AnchorKind,
-    /// The library and version, threads, BLAS, as the helper reported them.
-    pub library: String,
-    /// Why the anchor could not run at all (no Python, no PyTorch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unavailable: Option<String>,
-    /// One entry per anchored point.
-    pub points: Vec<AnchorPoint>,
-}
-
 /// The Python interpreter to run helpers with: `$KERNEL_LAB_PYTHON`, else `python3`.
 pub fn python() -> String {
     std::env::var("KERNEL_LAB_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-impl Anchors {
-    /// An anchor that could not run, and why.
-    pub fn unavailable(kind: AnchorKind, why: String) -> Self {
-        Anchors {
-            kind,
-            library: "torch".into(),
-            unavailable: Some(why),
-            points: Vec::new(),
-        }
-    }
 }
 
 /// A running helper: it times the library on each point as the sweep hands it
@@ -217,9 +125,10 @@ impl AnchorSession {
 
     /// Times the library on the point `r` measured (a verified CPU record).
     pub fn measure(&mut self, r: &Record) -> std::result::Result<AnchorPoint, String> {
+        let id = &r.id;
         let request = serde_json::json!({
-            "op": r.op, "precision": r.precision, "batch": r.batch,
-            "seq": r.seq, "dim": r.dim, "vocab": r.vocab,
+            "op": id.op, "precision": id.precision, "batch": id.batch,
+            "seq": id.seq, "dim": id.dim, "vocab": id.vocab,
         });
         let stdin = self
             .stdin

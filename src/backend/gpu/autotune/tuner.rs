@@ -1,0 +1,87 @@
+//! Times the candidate matmul configurations of one storage mode and shape
+//! class and keeps the fastest that verifies. Candidates are prepared by the
+//! caller (the GPU backend builds them); each is verified against the f64
+//! reference and timed through the measurement engine with the tuning
+//! sampling profile, so the tuner is no second harness and knows nothing of
+//! wgpu.
+
+use super::Tuning;
+use crate::backend::gpu::shaders::MatmulVariant;
+use crate::error::{LabError, Result};
+use crate::measure::{self, Sampling};
+use crate::prepared_op::PreparedOp;
+use crate::reference;
+use crate::stats::Samples;
+use crate::workload::{Inputs, Workload};
+
+/// Times every candidate on `work` (prepared by `build`) and returns the
+/// fastest verified one, with every candidate's median and every rejection.
+/// A candidate that fails to build, run or verify is left out with the
+/// reason; only a lost device stops the tuning.
+pub fn tune<'a>(
+    candidates: Vec<MatmulVariant>,
+    work: &Workload,
+    inputs: &Inputs,
+    mut build: impl FnMut(MatmulVariant) -> Result<Box<dyn PreparedOp + 'a>>,
+) -> Result<Tuning> {
+    let mut timings: Vec<(MatmulVariant, f64)> = Vec::new();
+    let mut rejected = Vec::new();
+    for variant in candidates {
+        let best = timings.iter().map(|t| t.1).reduce(f64::min);
+        let timed =
+            build(variant).and_then(|mut op| time_candidate(op.as_mut(), work, inputs, best));
+        match timed {
+            Ok(ms) => timings.push((variant, ms)),
+            Err(e @ LabError::DeviceLost(_)) => return Err(e),
+            Err(e) => rejected.push((variant, e.to_string())),
+        }
+    }
+    let chosen = timings
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|t| t.0)
+        .ok_or_else(|| {
+            let why: Vec<String> = rejected
+                .iter()
+                .map(|(v, e)| format!("{}: {e}", v.name()))
+                .collect();
+            LabError::Gpu(format!(
+                "no matmul variant verified on the tuning shape ({})",
+                why.join("; ")
+            ))
+        })?;
+    Ok(Tuning {
+        chosen,
+        timings_ms: timings,
+        rejected,
+        cached: false,
+        not_cached: None,
+    })
+}
+
+/// Runs and verifies a prepared candidate, then returns the median ms of its
+/// first timed run and the engine's tuning samples — or that first run alone
+/// when it is over twice the `best` median so far (it cannot win; on a slow
+/// device this is most of the tuning time saved).
+fn time_candidate(
+    op: &mut dyn PreparedOp,
+    work: &Workload,
+    inputs: &Inputs,
+    best: Option<f64>,
+) -> Result<f64> {
+    op.run()?;
+    let accuracy = reference::verify_accumulated(work, inputs, &op.output()?, op.accumulation());
+    if !accuracy.verified {
+        return Err(LabError::Gpu(format!(
+            "failed verification: {}",
+            accuracy.failure.unwrap_or_default()
+        )));
+    }
+    let first = op.run()?.best_ns() as f64 * 1e-6;
+    if best.is_some_and(|b| first > 2.0 * b) {
+        return Ok(first);
+    }
+    let m = measure::run(op, &Sampling::tuning())?;
+    let all = std::iter::once(first).chain(m.samples.iter().map(|s| s.best_ns() as f64 * 1e-6));
+    Ok(Samples::new(all).map_or(first, |s| s.quantile(0.5)))
+}

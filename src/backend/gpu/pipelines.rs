@@ -1,0 +1,139 @@
+//! Compute pipelines, compiled once per device: a cache keyed by (WGSL source,
+//! override constants, checked or trusted), so a configuration the autotuner
+//! built is not compiled again for every point, and the time spent compiling is
+//! known apart from buffer set-up and the cold run.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::GpuContext;
+use crate::error::Result;
+
+/// What a pipeline is compiled from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    source: String,
+    /// Override constants, their values as f64 bits.
+    constants: Vec<(String, u64)>,
+    trusted: bool,
+}
+
+/// The pipelines a device has compiled.
+#[derive(Default)]
+pub struct PipelineCache {
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl PipelineCache {
+    /// Pipelines compiled so far.
+    pub fn len(&self) -> usize {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether none was compiled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A pipeline and the nanoseconds it took to compile here (0 when it came
+/// from the cache).
+pub struct Compiled {
+    /// The pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// Compile time of this request, nanoseconds.
+    pub compile_ns: u64,
+}
+
+impl GpuContext {
+    /// The compute pipeline of `source` (entry point `main`) with `constants`,
+    /// from the cache or compiled now. With `trusted`, the module is built
+    /// without wgpu's runtime bounds checks; only kernels that bound every
+    /// access themselves may ask for it (see the SAFETY note below). A module
+    /// that fails to compile is an error naming `label`, and is not cached.
+    pub fn pipeline(
+        &self,
+        label: &str,
+        source: String,
+        constants: &[(&str, f64)],
+        trusted: bool,
+    ) -> Result<Compiled> {
+        let key = PipelineKey {
+            source,
+            constants: constants
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_bits()))
+                .collect(),
+            trusted,
+        };
+        let cache = &self.pipelines.pipelines;
+        if let Some(p) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Compiled {
+                pipeline: p.clone(),
+                compile_ns: 0,
+            });
+        }
+        let t = Instant::now();
+        let pipeline = self.scoped(&format!("compiling {label}"), || {
+            Ok(self.compile(label, &key.source, constants, trusted))
+        })?;
+        let compile_ns = t.elapsed().as_nanos() as u64;
+        cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(Compiled {
+            pipeline,
+            compile_ns,
+        })
+    }
+
+    fn compile(
+        &self,
+        label: &str,
+        source: &str,
+        constants: &[(&str, f64)],
+        trusted: bool,
+    ) -> wgpu::ComputePipeline {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        let module = if trusted {
+            // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
+            // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
+            // every store with `row < m && col < n`, against buffers sized for
+            // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
+            // load starts at a multiple of 4 below K (or n) and K, n and lda are
+            // multiples of 4 whenever vec4 loads are compiled in. Their
+            // other indices are bounded by construction: the tiled kernel's
+            // workgroup tiles are sized by the same override constants (BM, BN, BK)
+            // that bound their indices; register arrays are indexed by loops over
+            // their compile-time length (TM, TN); the coop kernel's cooperative
+            // loads and stores read 16x16 blocks at fixed offsets that end at the
+            // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+    }
+}

@@ -1,0 +1,225 @@
+//! What this device can run: the features, cooperative-matrix configurations
+//! and workgroup limits each matmul configuration needs, and the typed reason
+//! when one cannot run.
+
+use std::fmt;
+
+use super::shaders::{MatmulFamily, MatmulVariant, StorageMode};
+use super::GpuContext;
+use crate::error::LabError;
+
+/// Why a matmul configuration cannot run on a device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unsupported {
+    /// The kernel needs device features the adapter lacks.
+    MissingFeatures {
+        /// The configuration.
+        kernel: String,
+        /// The features it lacks.
+        missing: wgpu::Features,
+        /// The adapter.
+        adapter: String,
+    },
+    /// The adapter does not offer EXPERIMENTAL_COOPERATIVE_MATRIX.
+    NoCooperativeMatrix {
+        /// The adapter.
+        adapter: String,
+    },
+    /// The cooperative-matrix kernel also needs SHADER_F16.
+    NoShaderF16 {
+        /// The adapter.
+        adapter: String,
+    },
+    /// No 16x16x16 f16 x f16 -> f32 configuration among the offered ones.
+    NoCoopConfiguration {
+        /// The adapter.
+        adapter: String,
+        /// The configurations it offers, as `MxNxK A->C`.
+        offered: Vec<String>,
+    },
+    /// The kernel takes another storage mode.
+    StorageMode {
+        /// The configuration.
+        kernel: String,
+        /// The mode asked for.
+        mode: StorageMode,
+    },
+    /// A workgroup needs more than a device limit allows.
+    Limit {
+        /// The configuration.
+        kernel: String,
+        /// wgpu's name of the limit.
+        limit_name: &'static str,
+        /// What the kernel needs.
+        needed: u32,
+        /// What the device allows.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsupported::MissingFeatures {
+                kernel,
+                missing,
+                adapter,
+            } => write!(f, "{kernel} needs {missing:?}, which {adapter} lacks"),
+            Unsupported::NoCooperativeMatrix { adapter } => {
+                write!(
+                    f,
+                    "{adapter} does not offer EXPERIMENTAL_COOPERATIVE_MATRIX"
+                )
+            }
+            Unsupported::NoShaderF16 { adapter } => write!(f, "{adapter} lacks SHADER_F16"),
+            Unsupported::NoCoopConfiguration { adapter, offered } => write!(
+                f,
+                "{adapter} offers no 16x16x16 f16->f32 cooperative matrix (offers: {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            ),
+            Unsupported::StorageMode { kernel, mode } => write!(
+                f,
+                "{kernel} takes FP16 inputs in f16 storage, not {}",
+                mode.name()
+            ),
+            Unsupported::Limit {
+                kernel,
+                limit_name,
+                needed,
+                limit,
+            } => write!(
+                f,
+                "{kernel} needs {needed}, over the device limit {limit_name} = {limit}"
+            ),
+        }
+    }
+}
+
+impl From<Unsupported> for LabError {
+    fn from(u: Unsupported) -> Self {
+        LabError::Unsupported(u.to_string())
+    }
+}
+
+/// The cooperative-matrix configurations an adapter offers, as `MxNxK A->C`.
+pub fn coop_configurations(adapter: &wgpu::Adapter) -> Vec<String> {
+    adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+            )
+        })
+        .collect()
+}
+
+/// Why the cooperative-matrix kernel cannot run on `ctx`, or `Ok` when it can:
+/// it needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16 x f16 -> f32
+/// configuration, and SHADER_F16.
+pub fn coop_status(ctx: &GpuContext) -> Result<(), Unsupported> {
+    let adapter = ctx.info.name.clone();
+    if !ctx
+        .features
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    {
+        return Err(Unsupported::NoCooperativeMatrix { adapter });
+    }
+    if !ctx.features.contains(wgpu::Features::SHADER_F16) {
+        return Err(Unsupported::NoShaderF16 { adapter });
+    }
+    let fits = |p: &wgpu::CooperativeMatrixProperties| {
+        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+            && p.ab_type == wgpu::CooperativeScalarType::F16
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    };
+    if ctx.adapter.cooperative_matrix_properties().iter().any(fits) {
+        Ok(())
+    } else {
+        Err(Unsupported::NoCoopConfiguration {
+            adapter,
+            offered: coop_configurations(&ctx.adapter),
+        })
+    }
+}
+
+/// Why `variant` cannot run in `mode` on `ctx`, or `Ok` when it can.
+pub fn supports(
+    ctx: &GpuContext,
+    variant: MatmulVariant,
+    mode: StorageMode,
+) -> Result<(), Unsupported> {
+    let missing = variant.required_features() - ctx.features;
+    if !missing.is_empty() {
+        return Err(Unsupported::MissingFeatures {
+            kernel: variant.name(),
+            missing,
+            adapter: ctx.info.name.clone(),
+        });
+    }
+    if variant.family == MatmulFamily::Coop {
+        coop_status(ctx)?;
+        if mode != StorageMode::F16 {
+            return Err(Unsupported::StorageMode {
+                kernel: variant.name(),
+                mode,
+            });
+        }
+    }
+    let l = &ctx.limits;
+    let checks = [
+        (
+            variant.wg_x,
+            l.max_compute_workgroup_size_x,
+            "max_compute_workgroup_size_x",
+        ),
+        (
+            variant.wg_y,
+            l.max_compute_workgroup_size_y,
+            "max_compute_workgroup_size_y",
+        ),
+        (
+            variant.invocations(),
+            l.max_compute_invocations_per_workgroup,
+            "max_compute_invocations_per_workgroup",
+        ),
+        (
+            variant.workgroup_bytes(),
+            l.max_compute_workgroup_storage_size,
+            "max_compute_workgroup_storage_size",
+        ),
+    ];
+    for (needed, limit, limit_name) in checks {
+        if needed > limit {
+            return Err(Unsupported::Limit {
+                kernel: variant.name(),
+                limit_name,
+                needed,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The subgroup width the subgroup and coop kernels size their workgroups by.
+pub fn subgroup_max(ctx: &GpuContext) -> u32 {
+    ctx.adapter.get_info().subgroup_max_size.max(1)
+}
+
+/// The candidates autotuning tries in `mode` on `ctx`, fitted to its subgroup
+/// width, with f16 accumulation when `acc16`.
+pub fn candidates(ctx: &GpuContext, mode: StorageMode, acc16: bool) -> Vec<MatmulVariant> {
+    MatmulVariant::CANDIDATES
+        .into_iter()
+        .map(|v| v.for_adapter(subgroup_max(ctx)).with_f16_acc(acc16))
+        // The coop kernel accumulates in f32 by construction.
+        .filter(|v| !(acc16 && v.family == MatmulFamily::Coop))
+        .filter(|v| supports(ctx, *v, mode).is_ok())
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! What a prepared op offers the measuring loop: it runs the op, one timed
+//! execution at a time ([`Sample`]), back to back, or as an end-to-end request
+//! ([`Phases`]), and hands back its output for verification. Backends
+//! implement [`PreparedOp`]; the engine (`measure`) only sees this trait.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// How a sample's time was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimingMethod {
+    /// GPU timestamp queries written at the start and end of the pass.
+    DeviceTimestamp,
+    /// The host's monotonic clock around submit-to-completion.
+    Wall,
+}
+
+/// One timed execution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Host time from submit (or call) to completion, nanoseconds.
+    pub wall_ns: u64,
+    /// Device time between the pass's timestamps, when the device gave a usable one.
+    pub device_ns: Option<u64>,
+}
+
+impl Sample {
+    /// The time the measurement uses: device time when present, else wall time.
+    pub fn best_ns(&self) -> u64 {
+        self.device_ns.unwrap_or(self.wall_ns)
+    }
+}
+
+/// The phases of one end-to-end request, nanoseconds of host time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Host to device: inputs written into the backend's buffers.
+    pub upload_ns: u64,
+    /// The op itself (submit to completion).
+    pub kernel_ns: u64,
+    /// Device to host: the output read back into host memory.
+    pub readback_ns: u64,
+}
+
+/// Bytes a prepared kernel actually holds, per buffer role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryUse {
+    /// Token ids.
+    pub ids: u64,
+    /// Embedding table.
+    pub table: u64,
+    /// Activations (input of matmul, or gathered rows).
+    pub activations: u64,
+    /// Projection weight.
+    pub weights: u64,
+    /// Output.
+    pub output: u64,
+    /// Anything else the backend keeps (uniforms, staging, timestamp buffers).
+    pub other: u64,
+    /// The sum of the above.
+    pub total: u64,
+    /// Bytes the device's allocator reports in live allocations, where the
+    /// backend gives a report (wgpu's `generate_allocator_report`).
+    #[serde(default)]
+    pub allocator_allocated: Option<u64>,
+    /// Bytes the device's allocator holds in memory blocks, used or not.
+    #[serde(default)]
+    pub allocator_reserved: Option<u64>,
+}
+
+impl MemoryUse {
+    /// Fills in `total` from the parts.
+    pub fn summed(mut self) -> Self {
+        self.total =
+            self.ids + self.table + self.activations + self.weights + self.output + self.other;
+        self
+    }
+}
+
+/// A prepared op with its inputs resident, ready to be timed.
+pub trait PreparedOp {
+    /// Which implementation runs (the record's `kernel`): kernel family,
+    /// configuration and storage.
+    fn describe(&self) -> String;
+    /// How this kernel's samples are timed.
+    fn timing_method(&self) -> TimingMethod;
+    /// Runs the op once and times it.
+    fn run(&mut self) -> Result<Sample>;
+    /// Runs the op `n` times back to back in one submission; the sample covers all `n`.
+    fn run_batch(&mut self, n: u32) -> Result<Sample>;
+    /// One end-to-end request: upload the inputs, run, read the output back.
+    fn run_phases(&mut self) -> Result<Phases>;
+    /// The output of the last run as f32, `[B*S, dim]` row-major (outside any timing).
+    fn output(&mut self) -> Result<Vec<f32>>;
+    /// Bytes this kernel holds, measured from its allocations.
+    fn memory(&self) -> MemoryUse;
+    /// Evicts the op's data from caches (for cold-cache samples).
+    fn flush_caches(&mut self) -> Result<()>;
+    /// How the kernel accumulates dot products (sets the verification tolerance).
+    fn accumulation(&self) -> crate::reference::Accumulation {
+        crate::reference::Accumulation::F32
+    }
+    /// One-time work the prepare call did besides setting the op up, which
+    /// the cold start must not count; `None` for a backend that does none.
+    fn one_time_costs(&self) -> Option<OneTimeCosts> {
+        None
+    }
+}
+
+/// One-time work inside a prepare call: deciding how the op runs (autotuning,
+/// when its shape class was not tuned yet) and compiling pipelines (0 when the
+/// device had compiled them before).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OneTimeCosts {
+    /// Nanoseconds spent deciding the plan, autotuning included.
+    pub planning_ns: u64,
+    /// Nanoseconds spent compiling pipelines.
+    pub compile_ns: u64,
+}

@@ -1,0 +1,81 @@
+//! Analysis of the records that the charts and the findings share: which
+//! records were measured, medians, GPU-over-CPU speedups and batching curves
+//! with their knees. Pure functions of the records; nothing here draws.
+
+use std::collections::BTreeMap;
+
+use crate::backend::BackendKind;
+use crate::results::{PointId, Record};
+use crate::workload::Op;
+
+/// Records that carry a measurement.
+pub fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
+    records.iter().filter(|r| r.measured.is_some())
+}
+
+/// A record's median latency in ms (NaN when it was not measured).
+pub fn p50(r: &Record) -> f64 {
+    r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
+}
+
+/// CPU p50 over GPU p50 for every point measured on both backends, keyed by
+/// the GPU point.
+pub fn speedups(records: &[Record]) -> BTreeMap<PointId, f64> {
+    let on_cpu = |id: &PointId| PointId {
+        backend: BackendKind::Cpu,
+        ..*id
+    };
+    let cpu: BTreeMap<PointId, f64> = measured(records)
+        .filter(|r| r.id.backend == BackendKind::Cpu)
+        .map(|r| (r.id, p50(r)))
+        .collect();
+    measured(records)
+        .filter(|r| r.id.backend == BackendKind::Gpu)
+        .filter_map(|r| cpu.get(&on_cpu(&r.id)).map(|c| (r.id, c / p50(r))))
+        .collect()
+}
+
+/// Group key for batching curves.
+pub type BatchKey = (BackendKind, Op, String, u32, u32);
+
+/// (batch, tokens/s, p99 ms) curves for every group with four batches or more.
+pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64)>> {
+    let mut groups: BTreeMap<BatchKey, Vec<(u32, f64, f64)>> = BTreeMap::new();
+    for r in measured(records) {
+        let m = r.measured.as_ref().expect("filtered");
+        let tps = m
+            .throughput
+            .as_ref()
+            .map_or(m.tokens_per_s, |t| t.tokens_per_s);
+        groups
+            .entry((
+                r.id.backend,
+                r.id.op,
+                r.id.precision.name().into(),
+                r.id.seq,
+                r.id.dim,
+            ))
+            .or_default()
+            .push((r.id.batch, tps, m.latency_ms.p99));
+    }
+    // A knee needs a curve: four batches or more.
+    groups.retain(|_, v| v.len() >= 4);
+    for v in groups.values_mut() {
+        v.sort_by_key(|p| p.0);
+    }
+    groups
+}
+
+/// The batch where throughput stops growing: the first batch that no larger
+/// batch beats by `gain` or more (robust to one noisy step). `None` when only
+/// the largest batch qualifies, i.e. throughput was still growing.
+pub fn knee(curve: &[(u32, f64, f64)], gain: f64) -> Option<u32> {
+    let last = curve.len().checked_sub(1)?;
+    (0..last)
+        .find(|&i| {
+            curve[i + 1..]
+                .iter()
+                .all(|later| later.1 < curve[i].1 * (1.0 + gain))
+        })
+        .map(|i| curve[i].0)
+}

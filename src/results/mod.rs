@@ -1,0 +1,109 @@
+//! The results contract: one [`Record`] per point (`record.rs`), a reference
+//! library's numbers on the same points (`anchors.rs`), and the results file
+//! that holds them with the environment they were measured in. Files are
+//! written atomically (temporary file, then rename), so a reader never sees
+//! half a file.
+
+mod anchors;
+mod record;
+
+pub use anchors::{AnchorKind, AnchorPoint, Anchors};
+pub use record::{
+    LatencyMs, Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
+};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{BackendKind, Ceilings, DeviceInfo, TuningRecord};
+use crate::error::{LabError, Result};
+
+/// Version of the results schema; bumped when a field changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where the results were measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The GPU used, if any.
+    pub gpu: Option<DeviceInfo>,
+    /// The host CPU.
+    pub cpu: DeviceInfo,
+    /// Logical cores.
+    pub cores: usize,
+    /// Operating system and architecture.
+    pub os: String,
+    /// kernel-lab's version.
+    pub crate_version: String,
+    /// The git commit the binary was built from, if known.
+    pub git_commit: Option<String>,
+    /// The wgpu version linked.
+    pub wgpu_version: String,
+    /// When the run started (seconds since the Unix epoch).
+    pub timestamp_unix: u64,
+    /// Probed ceilings per backend, when the run measured them.
+    #[serde(default)]
+    pub ceilings: BTreeMap<BackendKind, Ceilings>,
+    /// What the GPU's matmul autotuning measured: per storage mode and shape
+    /// class, every verified candidate's median ms and the one chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autotuning: Vec<TuningRecord>,
+}
+
+impl Environment {
+    /// Captures the environment for the given devices.
+    pub fn capture(gpu: Option<DeviceInfo>, cpu: DeviceInfo) -> Self {
+        Environment {
+            gpu,
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: option_env!("KERNEL_LAB_GIT_COMMIT").map(String::from),
+            wgpu_version: "30".into(),
+            timestamp_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            ceilings: Default::default(),
+            autotuning: Vec::new(),
+        }
+    }
+}
+
+/// A results file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultsFile {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The experiment that produced it, as given.
+    pub spec: serde_json::Value,
+    /// Where it was measured.
+    pub environment: Environment,
+    /// False while a run is in progress or was interrupted.
+    pub complete: bool,
+    /// One record per point.
+    pub records: Vec<Record>,
+    /// A reference library timed on the same points in the same run, if the spec asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<Anchors>,
+}
+
+impl ResultsFile {
+    /// Saves to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("results serialise");
+        crate::atomic_file::write(path, &json)
+    }
+
+    /// Loads a results file, naming the file in any error.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
+            path: path.into(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            LabError::invalid("results file", &path.display().to_string(), &e.to_string())
+        })
+    }
+}

@@ -1,0 +1,324 @@
+//! One point's record: its identity ([`PointId`], flat in the file), what it
+//! ran, its verification, and either its measurement or why it has none
+//! ([`Skip`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::backend::{BackendKind, Ceilings, MemoryUse, TimingMethod};
+use crate::measure::{BatchResult, StopRule};
+use crate::stats::Summary;
+use crate::workload::{MemoryModel, Op, Precision, Shape, Workload};
+
+/// What identifies a point in a results file, whatever measured it: a point
+/// is measured at most once per file. Serialised flat into its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PointId {
+    /// The op.
+    pub op: Op,
+    /// gpu or cpu.
+    pub backend: BackendKind,
+    /// Storage precision.
+    pub precision: Precision,
+    /// Batch.
+    pub batch: u32,
+    /// Sequence length.
+    pub seq: u32,
+    /// Model dimension.
+    pub dim: u32,
+    /// Vocabulary (rows of the table).
+    pub vocab: u32,
+}
+
+impl PointId {
+    /// The point that runs `work` on `backend`.
+    pub fn new(backend: BackendKind, work: &Workload) -> Self {
+        let s = &work.shape;
+        PointId {
+            op: work.op,
+            backend,
+            precision: work.precision,
+            batch: s.batch,
+            seq: s.seq,
+            dim: s.dim,
+            vocab: s.vocab,
+        }
+    }
+
+    /// The workload, when the shape is valid.
+    pub fn work(&self) -> Option<Workload> {
+        Some(Workload {
+            op: self.op,
+            precision: self.precision,
+            shape: Shape::new(self.batch, self.seq, self.dim, self.vocab).ok()?,
+        })
+    }
+
+    /// Whether `other` runs the same workload (on any backend); the vocabulary
+    /// counts only for ops that read a table.
+    pub fn same_work(&self, other: &PointId) -> bool {
+        (self.op, self.precision, self.batch, self.seq, self.dim)
+            == (other.op, other.precision, other.batch, other.seq, other.dim)
+            && (!self.op.uses_table() || self.vocab == other.vocab)
+    }
+}
+
+/// Why a point has no measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipKind {
+    /// Over the run's time budget (estimated, or its first run measured).
+    Cut,
+    /// The output did not match the reference.
+    VerificationFailed,
+    /// The point is a GPU point and there is no usable GPU.
+    NoGpu,
+    /// Anything else that stopped it: a device limit, an unsupported
+    /// configuration, a GPU error.
+    Error,
+}
+
+impl SkipKind {
+    /// The prefix the reason carries in results files.
+    fn prefix(self) -> &'static str {
+        match self {
+            SkipKind::Cut => "cut: ",
+            SkipKind::VerificationFailed => "verification failed: ",
+            SkipKind::NoGpu => "no GPU: ",
+            SkipKind::Error => "",
+        }
+    }
+}
+
+/// Why a point has no measurement: a kind and the detail. In a results file
+/// it is one string, the kind's prefix and the detail (`cut: one run
+/// estimated at ...`), read back into kind and detail here and nowhere else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// What kind of reason.
+    pub kind: SkipKind,
+    /// The reason in words, with its numbers.
+    pub detail: String,
+}
+
+impl Skip {
+    /// A reason of `kind`.
+    pub fn new(kind: SkipKind, detail: impl Into<String>) -> Self {
+        Skip {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Parses the string a results file holds.
+    pub fn parse(s: &str) -> Self {
+        [SkipKind::Cut, SkipKind::VerificationFailed, SkipKind::NoGpu]
+            .into_iter()
+            .find_map(|k| s.strip_prefix(k.prefix()).map(|d| Skip::new(k, d)))
+            .unwrap_or_else(|| Skip::new(SkipKind::Error, s))
+    }
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.kind.prefix(), self.detail)
+    }
+}
+
+impl Serialize for Skip {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Skip::parse(&String::deserialize(d)?))
+    }
+}
+
+/// Latency percentiles in milliseconds (the contract's `latency_ms`).
+pub type LatencyMs = Summary;
+
+/// Median phases of an end-to-end request, milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhasesMs {
+    /// Host to device.
+    pub upload: f64,
+    /// The op, submit to completion.
+    pub kernel: f64,
+    /// Device to host.
+    pub readback: f64,
+    /// Requests measured.
+    pub runs: u32,
+}
+
+/// Memory, modeled and measured, bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryBytes {
+    /// What the buffers need by the model (workload.rs).
+    pub model: MemoryModel,
+    /// What the backend allocated for them.
+    pub measured: MemoryUse,
+    /// measured.total / model.total.
+    pub measured_over_model: f64,
+    /// Peak host heap growth during the point (counting allocator), if installed.
+    pub host_peak_alloc: Option<u64>,
+    /// The process's peak resident set size after the point, if known.
+    pub process_peak_rss: Option<u64>,
+}
+
+/// Sustained throughput from back-to-back dispatches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// How it was measured.
+    #[serde(flatten)]
+    pub batch: BatchResult,
+    /// Per-dispatch time, milliseconds.
+    pub per_dispatch_ms: f64,
+    /// FLOP/s at that rate, in GFLOP/s.
+    pub gflops: f64,
+    /// Tokens (B*S) per second at that rate.
+    pub tokens_per_s: f64,
+}
+
+/// The measured part of a record (absent when the point was skipped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// How `latency_ms` was timed.
+    pub timing_method: TimingMethod,
+    /// Samples in `latency_ms`.
+    pub samples: usize,
+    /// Why sampling stopped.
+    pub stop_rule: StopRule,
+    /// Per-sample latency (device time where timed so).
+    pub latency_ms: LatencyMs,
+    /// Host submit-to-completion latency of the same samples.
+    pub wall_latency_ms: LatencyMs,
+    /// Setting the op up: buffers, bind groups and the upload, milliseconds.
+    /// Pipeline compilation is `compile_ms` (files without it include it here);
+    /// autotuning is never counted.
+    pub prepare_ms: f64,
+    /// Compiling the op's pipelines while preparing it, milliseconds (0 when
+    /// the device had compiled them for an earlier point); absent for the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_ms: Option<f64>,
+    /// The first execution after preparing, milliseconds (cold start).
+    pub first_run_ms: f64,
+    /// Warm-up runs before sampling.
+    pub warmup_runs: u32,
+    /// Whether caches were flushed before each sample.
+    pub cold_cache: bool,
+    /// End-to-end phases.
+    pub phases_ms: Option<PhasesMs>,
+    /// Sustained throughput.
+    pub throughput: Option<Throughput>,
+    /// GFLOP/s at the median latency.
+    pub gflops: f64,
+    /// GB/s of modeled bytes moved at the median latency.
+    pub gbps: f64,
+    /// Tokens per second at the median latency.
+    pub tokens_per_s: f64,
+    /// FLOP per modeled byte.
+    pub arithmetic_intensity: f64,
+    /// `gbps` as a percentage of the backend's probed copy bandwidth.
+    #[serde(default)]
+    pub pct_of_copy_bandwidth: Option<f64>,
+    /// `gflops` as a percentage of the backend's probed FMA peak (ops with FLOPs).
+    #[serde(default)]
+    pub pct_of_fma_peak: Option<f64>,
+    /// Memory, modeled and measured.
+    pub memory_bytes: MemoryBytes,
+    /// Raw samples, nanoseconds (the value `latency_ms` summarises).
+    pub raw_ns: Vec<u64>,
+    /// Raw host wall samples, nanoseconds.
+    pub raw_wall_ns: Vec<u64>,
+}
+
+impl Record {
+    /// Fills the percentages of `c` (the backend's ceilings) into the measurement.
+    pub fn apply_ceilings(&mut self, c: &Ceilings) {
+        if let Some(m) = self.measured.as_mut() {
+            m.pct_of_copy_bandwidth = (c.copy_gbps > 0.0).then(|| 100.0 * m.gbps / c.copy_gbps);
+            m.pct_of_fma_peak =
+                (c.fma_gflops > 0.0 && m.gflops > 0.0).then(|| 100.0 * m.gflops / c.fma_gflops);
+        }
+    }
+}
+
+/// One point's result: the contract's record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Which point: op, backend, precision, batch, seq, dim, vocab.
+    #[serde(flatten)]
+    pub id: PointId,
+    /// Adapter or CPU model.
+    pub adapter: String,
+    /// discrete-gpu, cpu (a software GPU), host-cpu, ...
+    pub device_type: String,
+    /// True when the timings are a CPU imitating a GPU.
+    pub software_device: bool,
+    /// Which implementation ran (kernel variant, storage mode).
+    pub kernel: String,
+    /// Largest absolute error against the f64 reference.
+    pub max_abs_err: Option<f64>,
+    /// Largest normalised error (see reference.rs).
+    pub max_rel_err: Option<f64>,
+    /// Tolerance applied to the normalised error.
+    pub tolerance: Option<f64>,
+    /// Rows compared with the reference.
+    pub rows_checked: Option<u64>,
+    /// Whether the output matched the reference; timings exist only when true.
+    pub verified: bool,
+    /// Why the point was not measured, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skip>,
+    /// Noise, short samples and other caveats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The measurement, when there is one.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_reasons_keep_their_string_form_and_kind() {
+        for (text, kind) in [
+            ("cut: one run estimated at 3.0 s", SkipKind::Cut),
+            (
+                "verification failed: max error 1",
+                SkipKind::VerificationFailed,
+            ),
+            ("no GPU: none found", SkipKind::NoGpu),
+            ("weight [4 x 4 f32] needs 64 bytes", SkipKind::Error),
+        ] {
+            let s = Skip::parse(text);
+            assert_eq!(s.kind, kind, "{text}");
+            assert_eq!(s.to_string(), text);
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<Skip>(&json).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn a_point_id_is_flat_in_json() {
+        let id = PointId {
+            op: Op::Matmul,
+            backend: BackendKind::Gpu,
+            precision: Precision::F16,
+            batch: 1,
+            seq: 2,
+            dim: 3,
+            vocab: 4,
+        };
+        let v = serde_json::to_value(id).unwrap();
+        assert_eq!(v["backend"], "gpu");
+        assert_eq!(v["op"], "matmul");
+        assert_eq!(v["dim"], 3);
+    }
+}
