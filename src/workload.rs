@@ -135,19 +135,35 @@ pub struct Shape {
     pub batch: u32,
     /// Tokens per sequence.
     pub seq: u32,
-    /// Embedding (model) dimension.
+    /// Embedding (model) dimension: the row width of the table and the inner
+    /// dimension K of the projection.
     pub dim: u32,
     /// Rows of the embedding table.
     pub vocab: u32,
+    /// Columns N of the projection's output (`dim` for a square projection).
+    pub out_dim: u32,
 }
 
 impl Shape {
-    /// Validates the sizes once; everything downstream trusts them.
+    /// Validates the sizes of a square projection (`out_dim = dim`) once;
+    /// everything downstream trusts them.
     pub fn new(batch: u32, seq: u32, dim: u32, vocab: u32) -> Result<Self, LabError> {
+        Self::rect(batch, seq, dim, dim, vocab)
+    }
+
+    /// Validates the sizes of a projection from `dim` (K) to `out_dim` (N).
+    pub fn rect(
+        batch: u32,
+        seq: u32,
+        dim: u32,
+        out_dim: u32,
+        vocab: u32,
+    ) -> Result<Self, LabError> {
         for (field, v) in [
             ("batch", batch),
             ("seq", seq),
             ("dim", dim),
+            ("out_dim", out_dim),
             ("vocab", vocab),
         ] {
             if v == 0 {
@@ -159,14 +175,26 @@ impl Shape {
             seq,
             dim,
             vocab,
+            out_dim,
         };
         // Element counts index u32 arrays in the shaders and must stay addressable.
-        let elems = shape.tokens() * dim as u64;
-        if elems > u32::MAX as u64 {
+        for (what, width) in [("activation", dim), ("output", out_dim)] {
+            let elems = shape.tokens() * width as u64;
+            if elems > u32::MAX as u64 {
+                return Err(LabError::invalid(
+                    "shape",
+                    &format!("B{batch} S{seq} D{dim} N{out_dim}"),
+                    &format!("{elems} {what} elements exceed the 2^32 addressable by a kernel"),
+                ));
+            }
+        }
+        if dim as u64 * out_dim as u64 > u32::MAX as u64 {
             return Err(LabError::invalid(
-                "shape",
-                &format!("B{batch} S{seq} D{dim}"),
-                &format!("{elems} activation elements exceed the 2^32 addressable by a kernel"),
+                "out_dim",
+                &out_dim.to_string(),
+                &format!(
+                    "a {dim}x{out_dim} weight exceeds the 2^32 elements addressable by a kernel"
+                ),
             ));
         }
         if vocab as u64 * dim as u64 > u32::MAX as u64 {
@@ -205,19 +233,25 @@ pub struct MemoryModel {
     pub table: u64,
     /// Activations `[B*S, dim]`: the input of `matmul`, the gathered rows of `embed-project`.
     pub activations: u64,
-    /// Projection weight `[dim, dim]`.
+    /// Projection weight `[dim, out_dim]`.
     pub weights: u64,
-    /// Output `[B*S, dim]`.
+    /// Output `[B*S, out_dim]` (`[B*S, dim]` for a gather).
     pub output: u64,
     /// The sum of the above.
     pub total: u64,
 }
 
 impl Workload {
-    /// Rows, inner dimension and columns of the projection (`M`, `K`, `N`).
+    /// Rows, inner dimension and columns of the projection (`M`, `K`, `N`); a
+    /// gather's output is as wide as its table (`N = K`).
     pub fn mkn(&self) -> (u64, u64, u64) {
-        let d = self.shape.dim as u64;
-        (self.shape.tokens(), d, d)
+        let k = self.shape.dim as u64;
+        let n = if self.op.uses_weight() {
+            self.shape.out_dim as u64
+        } else {
+            k
+        };
+        (self.shape.tokens(), k, n)
     }
 
     /// Floating-point operations: `2*M*N*K` per projection (a multiply and an add);
@@ -286,7 +320,7 @@ pub struct Inputs {
     pub table: Vec<f32>,
     /// Activations `[B*S, dim]` (`matmul` only).
     pub x: Vec<f32>,
-    /// Projection weight `[dim, dim]` (ops with a projection).
+    /// Projection weight `[dim, out_dim]` (ops with a projection).
     pub w: Vec<f32>,
 }
 

@@ -218,3 +218,129 @@ pub fn tuning_workload(
         dim /= 2;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn key() -> cache::CacheKey {
+        cache::CacheKey {
+            adapter: "test adapter".into(),
+            api: "vulkan".into(),
+            driver: "1".into(),
+            storage: "f32".into(),
+            shape_class: "small".into(),
+            f16_accumulate: false,
+            trusted_shaders: false,
+            checksum: cache::checksum(),
+        }
+    }
+
+    fn tuning(chosen: MatmulVariant) -> Tuning {
+        Tuning {
+            chosen,
+            timings_ms: vec![(chosen, 1.0), (MatmulVariant::TILED, 2.0)],
+            rejected: Vec::new(),
+            cached: false,
+            not_cached: None,
+        }
+    }
+
+    fn resolve(name: &str) -> Option<MatmulVariant> {
+        MatmulVariant::parse(name)
+    }
+
+    const MODE: StorageMode = StorageMode::F32;
+    const CLASS: ShapeClass = ShapeClass::Small;
+
+    #[test]
+    fn a_class_is_tuned_once_and_naming_never_tunes() {
+        let tuner = Tuner::new(None);
+        assert!(tuner.known(MODE, CLASS, &key(), resolve).is_none());
+        let calls = Cell::new(0);
+        let tune = || {
+            calls.set(calls.get() + 1);
+            Ok(tuning(MatmulVariant::DIRECT))
+        };
+        let c = tuner.choose(MODE, CLASS, &key(), resolve, tune).unwrap();
+        assert_eq!((c.variant, c.cached), (MatmulVariant::DIRECT, false));
+        let again = tuner
+            .choose(MODE, CLASS, &key(), resolve, || {
+                calls.set(calls.get() + 1);
+                Ok(tuning(MatmulVariant::TILED))
+            })
+            .unwrap();
+        assert_eq!(again, c);
+        assert_eq!(calls.get(), 1, "tuned once");
+        assert_eq!(tuner.known(MODE, CLASS, &key(), resolve), Some(Ok(c)));
+        let records = tuner.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].chosen, "direct-4x4");
+        assert_eq!(records[0].median_ms["direct-4x4"], 1.0);
+    }
+
+    #[test]
+    fn a_failed_tuning_is_remembered_not_repeated() {
+        let tuner = Tuner::new(None);
+        let calls = Cell::new(0);
+        for _ in 0..3 {
+            let err = tuner
+                .choose(MODE, CLASS, &key(), resolve, || {
+                    calls.set(calls.get() + 1);
+                    Err(LabError::Gpu("no candidate verified".into()))
+                })
+                .unwrap_err();
+            assert!(err.to_string().contains("no candidate verified"), "{err}");
+        }
+        assert_eq!(calls.get(), 1);
+        assert!(tuner.tunings().is_empty());
+    }
+
+    #[test]
+    fn a_lost_device_is_not_remembered() {
+        let tuner = Tuner::new(None);
+        let lost = tuner.choose(MODE, CLASS, &key(), resolve, || {
+            Err(LabError::DeviceLost("gone".into()))
+        });
+        assert!(matches!(lost, Err(LabError::DeviceLost(_))));
+        assert!(tuner.known(MODE, CLASS, &key(), resolve).is_none());
+    }
+
+    #[test]
+    fn the_cache_file_carries_a_choice_to_the_next_tuner() {
+        let dir = std::env::temp_dir().join(format!("kernel-lab-tuner-{}", std::process::id()));
+        let path = dir.join("tuning.json");
+        let first = Tuner::new(Some(path.clone()));
+        first
+            .choose(MODE, CLASS, &key(), resolve, || {
+                Ok(tuning(MatmulVariant::DIRECT))
+            })
+            .unwrap();
+        let next = Tuner::new(Some(path));
+        let c = next
+            .choose(MODE, CLASS, &key(), resolve, || panic!("tuned again"))
+            .unwrap();
+        assert_eq!((c.variant, c.cached), (MatmulVariant::DIRECT, true));
+        assert!(next.records()[0].cached);
+        // Another adapter's tuner finds nothing in the same file.
+        let other = cache::CacheKey {
+            adapter: "other".into(),
+            ..key()
+        };
+        let elsewhere = Tuner::new(Some(dir.join("tuning.json")));
+        assert!(elsewhere.known(MODE, CLASS, &other, resolve).is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tuning_shapes_shrink_until_they_fit() {
+        let w = tuning_workload(ShapeClass::LargeDeep, true, Precision::F32, |w| {
+            w.shape.dim <= 256
+        })
+        .unwrap();
+        assert_eq!(w.shape.dim, 256);
+        assert_eq!(w.shape.seq, 1024);
+    }
+}
