@@ -18,9 +18,12 @@ struct Params {
     pairs: u32,
     // Workgroups along x of the folded grid.
     groups_x: u32,
+    // The table rows this dispatch's table block holds: ids in
+    // [id0, id0 + id_count). A table larger than one binding is split into
+    // row blocks, one dispatch each; a token whose id is elsewhere is skipped.
+    id0: u32,
+    id_count: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
@@ -33,7 +36,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let row = idx / p.pairs;
     let col = (idx % p.pairs) * 2u;
-    let src = ids[row] * p.dim + col;
+    let id = ids[row];
+    if (id < p.id0 || id - p.id0 >= p.id_count) {
+        return;
+    }
+    let src = (id - p.id0) * p.dim + col;
     let both = col + 1u < p.dim;
     var v = vec2<f32>(load_table(src), 0.0);
     if (both) {

@@ -16,9 +16,11 @@ struct Params {
     _pad0: u32,
     // Workgroups along x of the folded grid.
     groups_x: u32,
+    // The table rows this dispatch's table block holds: ids in
+    // [id0, id0 + id_count); a token whose id is elsewhere is skipped.
+    id0: u32,
+    id_count: u32,
     _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
 }
 @group(0) @binding(0) var<storage, read> table: array<WORD>;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -33,5 +35,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let row = idx / p.words;
     let w = idx % p.words;
-    out[row * p.ldo + w] = table[ids[row] * p.words + w];
+    let id = ids[row];
+    if (id < p.id0 || id - p.id0 >= p.id_count) {
+        return;
+    }
+    out[row * p.ldo + w] = table[(id - p.id0) * p.words + w];
 }

@@ -1,5 +1,6 @@
 // Shared by the matmul kernels (matmul*.wgsl): their parameters, the guarded
-// load of a 4-wide row segment of b and the guarded store of one of y. The host
+// load of a 4-wide row segment of b (one column block of the weight: n wide)
+// and the guarded store of one of y (at column y_col0 + col). The host
 // prepends it after the storage accessors and these compile-time constants:
 //   alias acc_t = f32 | f16;   the accumulator (and tile) type
 //   const TM: u32; const TN: u32;   rows and columns of y one invocation owns
@@ -12,9 +13,12 @@ struct Params {
     k: u32,
     // Row stride of a, in elements (== k, or an even pad when a is packed f16 written by the gather).
     lda: u32,
-    // Row stride of y, in elements (== n, or n rounded up to even for packed f16 output).
+    // Row stride of y, in elements (>= the whole output's width, rounded up to even for packed f16).
     ldy: u32,
-    _pad0: u32,
+    // First column of y this dispatch writes: the weight is split into column
+    // blocks when it does not fit one binding, and n is this block's width.
+    // A multiple of 4, so packed-f16 words never straddle two blocks.
+    y_col0: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -26,7 +30,7 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m || col >= p.n) {
         return;
     }
-    let base = row * p.ldy + col;
+    let base = row * p.ldy + p.y_col0 + col;
     store2_y(base, v.xy, col + 1u < p.n);
     if (col + 2u < p.n) {
         store2_y(base + 2u, v.zw, col + 3u < p.n);

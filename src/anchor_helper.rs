@@ -128,7 +128,7 @@ impl AnchorSession {
         let id = &r.id;
         let request = serde_json::json!({
             "op": id.op, "precision": id.precision, "batch": id.batch,
-            "seq": id.seq, "dim": id.dim, "vocab": id.vocab,
+            "seq": id.seq, "dim": id.dim, "vocab": id.vocab, "out_dim": id.out_dim,
         });
         let stdin = self
             .stdin

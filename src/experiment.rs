@@ -30,11 +30,15 @@ use crate::error::{LabError, Result};
 use crate::measure::Sampling;
 use crate::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
 
-/// The axes of a sweep; the points are their cartesian product.
+/// The axes of a sweep; the points are their cartesian product. Either `op`
+/// and `dim` (and optionally `out_dim`, `vocab`) give the shapes, or `model`
+/// (and optionally `layer`) takes them from the presets in
+/// `experiments/models.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Axes {
     /// Ops to run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub op: Vec<Op>,
     /// Backends to run on (default: both).
     #[serde(default = "all_backends")]
@@ -46,11 +50,21 @@ pub struct Axes {
     pub batch: Vec<u32>,
     /// Sequence lengths.
     pub seq: Vec<u32>,
-    /// Model dimensions.
+    /// Model dimensions (the projection's K).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dim: Vec<u32>,
+    /// Output widths of the projection (N; default: `dim`, square).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_dim: Vec<u32>,
     /// Vocabulary sizes (default: 32000).
     #[serde(default = "default_vocab")]
     pub vocab: Vec<u32>,
+    /// Model presets whose layers to run (instead of `op` and `dim`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model: Vec<String>,
+    /// Which of the models' layers (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer: Vec<String>,
 }
 
 fn all_backends() -> Vec<BackendKind> {
@@ -81,12 +95,24 @@ pub struct Exclusion {
     pub dim: Option<u32>,
     /// Vocabulary to match.
     pub vocab: Option<u32>,
+    /// Output width to match.
+    pub out_dim: Option<u32>,
+    /// Model preset to match.
+    pub model: Option<String>,
+    /// Layer to match.
+    pub layer: Option<String>,
 }
 
 impl Exclusion {
     fn matches(&self, p: &Point) -> bool {
         let s = &p.work.shape;
-        self.op.is_none_or(|v| v == p.work.op)
+        let (model, layer) = p
+            .layer
+            .map_or((None, None), |l| (Some(l.model), Some(l.layer)));
+        self.model.as_deref().is_none_or(|v| Some(v) == model)
+            && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
+            && self.out_dim.is_none_or(|v| v as u64 == p.work.mkn().2)
+            && self.op.is_none_or(|v| v == p.work.op)
             && self.backend.is_none_or(|v| v == p.backend)
             && self.precision.is_none_or(|v| v == p.work.precision)
             && self.batch.is_none_or(|v| v == s.batch)
@@ -174,6 +200,24 @@ pub struct Point {
     pub work: Workload,
     /// Where.
     pub backend: BackendKind,
+    /// The model layer it measures, when it comes from a preset.
+    pub layer: Option<LayerRef>,
+}
+
+/// A layer of a model preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayerRef {
+    /// The model's name.
+    pub model: &'static str,
+    /// The layer's name.
+    pub layer: &'static str,
+}
+
+impl LayerRef {
+    /// `model/layer`, as records label it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.model, self.layer)
+    }
 }
 
 impl Point {
@@ -197,7 +241,18 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
         .split_once('=')
         .ok_or_else(|| LabError::invalid("--set", set, "expected axis=v1,v2,..."))?;
     let axis = axis.trim();
-    const AXES: [&str; 7] = ["op", "backend", "precision", "batch", "seq", "dim", "vocab"];
+    const AXES: [&str; 10] = [
+        "op",
+        "backend",
+        "precision",
+        "batch",
+        "seq",
+        "dim",
+        "out_dim",
+        "vocab",
+        "model",
+        "layer",
+    ];
     if !AXES.contains(&axis) {
         return Err(LabError::invalid(
             "--set",
@@ -228,6 +283,8 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
                     .name()
                     .into(),
             ),
+            "model" => toml::Value::String(crate::models::find(v)?.name.clone()),
+            "layer" => toml::Value::String(v.to_string()),
             _ => toml::Value::Integer(
                 v.parse::<u32>()
                     .ok()
@@ -303,15 +360,17 @@ impl Spec {
 
     fn validate(&self, origin: &str) -> Result<()> {
         let a = &self.axes;
-        let lens = [
-            ("op", a.op.len()),
+        self.validate_models(origin)?;
+        let mut lens = vec![
             ("backend", a.backend.len()),
             ("precision", a.precision.len()),
             ("batch", a.batch.len()),
             ("seq", a.seq.len()),
-            ("dim", a.dim.len()),
             ("vocab", a.vocab.len()),
         ];
+        if a.model.is_empty() {
+            lens.extend([("op", a.op.len()), ("dim", a.dim.len())]);
+        }
         for (axis, n) in lens {
             if n == 0 {
                 return Err(LabError::invalid(
@@ -325,6 +384,7 @@ impl Spec {
             ("batch", &a.batch),
             ("seq", &a.seq),
             ("dim", &a.dim),
+            ("out_dim", &a.out_dim),
             ("vocab", &a.vocab),
         ] {
             if values.contains(&0) {
@@ -365,36 +425,126 @@ impl Spec {
         Ok(())
     }
 
-    /// Every point of the sweep, exclusions applied, in axis order. Shapes are
-    /// validated here, so an impossible size is rejected before anything runs.
-    pub fn expand(&self) -> Result<Vec<Point>> {
+    /// The model and layer axes: known presets, layers that exist, and no
+    /// shape axes beside them (the layers set op, dim and out_dim).
+    fn validate_models(&self, origin: &str) -> Result<()> {
         let a = &self.axes;
-        let mut points = Vec::new();
-        for &backend in &a.backend {
+        if a.model.is_empty() {
+            if !a.layer.is_empty() {
+                return Err(LabError::invalid(
+                    "axes.layer",
+                    &a.layer.join(","),
+                    &format!("{origin}: layers need a `model` axis"),
+                ));
+            }
+            return Ok(());
+        }
+        for (axis, given) in [
+            ("op", !a.op.is_empty()),
+            ("dim", !a.dim.is_empty()),
+            ("out_dim", !a.out_dim.is_empty()),
+        ] {
+            if given {
+                return Err(LabError::invalid(
+                    &format!("axes.{axis}"),
+                    origin,
+                    "a `model` axis takes op, dim and out_dim from its layers; drop this axis",
+                ));
+            }
+        }
+        let models = a
+            .model
+            .iter()
+            .map(|m| crate::models::find(m))
+            .collect::<Result<Vec<_>>>()?;
+        for layer in &a.layer {
+            if !models.iter().any(|m| m.layer(layer).is_ok()) {
+                // The first model's error lists the layers it has.
+                models[0].layer(layer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The workloads of the sweep before backends: the models' layers, or the
+    /// product of the shape axes.
+    fn workloads(&self) -> Result<Vec<(Workload, Option<LayerRef>)>> {
+        let a = &self.axes;
+        let mut out = Vec::new();
+        for &precision in &a.precision {
+            if !a.model.is_empty() {
+                for name in &a.model {
+                    let model = crate::models::find(name)?;
+                    let layers = model
+                        .layers
+                        .iter()
+                        .filter(|l| a.layer.is_empty() || a.layer.contains(&l.layer));
+                    for layer in layers {
+                        let label = LayerRef {
+                            model: &model.name,
+                            layer: &layer.layer,
+                        };
+                        for &seq in &a.seq {
+                            for &batch in &a.batch {
+                                let work = layer.work(model, precision, batch, seq)?;
+                                out.push((work, Some(label)));
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             for &op in &a.op {
-                for &precision in &a.precision {
-                    for &seq in &a.seq {
-                        for &batch in &a.batch {
-                            for &dim in &a.dim {
+                for &seq in &a.seq {
+                    for &batch in &a.batch {
+                        for &dim in &a.dim {
+                            // A gather's output is as wide as its table.
+                            let widths = if a.out_dim.is_empty() || !op.uses_weight() {
+                                vec![dim]
+                            } else {
+                                a.out_dim.clone()
+                            };
+                            for out_dim in widths {
                                 for &vocab in &a.vocab {
-                                    let shape = Shape::new(batch, seq, dim, vocab)?;
-                                    let p = Point {
-                                        work: Workload {
-                                            op,
-                                            precision,
-                                            shape,
-                                        },
-                                        backend,
+                                    let shape = Shape::rect(batch, seq, dim, out_dim, vocab)?;
+                                    let work = Workload {
+                                        op,
+                                        precision,
+                                        shape,
                                     };
-                                    if !self.exclude.iter().any(|e| e.matches(&p))
-                                        && !points.contains(&p)
-                                    {
-                                        points.push(p);
-                                    }
+                                    out.push((work, None));
                                 }
                             }
                         }
                     }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every point of the sweep, exclusions applied, in axis order (backend,
+    /// then op or model layer, precision, seq, batch, dim, out_dim, vocab).
+    /// Shapes are validated here, so an impossible size is rejected before
+    /// anything runs. A point that two layers share is measured once.
+    pub fn expand(&self) -> Result<Vec<Point>> {
+        let mut works = self.workloads()?;
+        // Op-major order within a backend, as the axes read.
+        if self.axes.model.is_empty() {
+            let order = |op: Op| self.axes.op.iter().position(|&o| o == op);
+            works.sort_by_key(|(w, _)| order(w.op));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut points = Vec::new();
+        for &backend in &self.axes.backend {
+            for &(work, layer) in &works {
+                let p = Point {
+                    work,
+                    backend,
+                    layer,
+                };
+                if !self.exclude.iter().any(|e| e.matches(&p)) && seen.insert(p.id()) {
+                    points.push(p);
                 }
             }
         }

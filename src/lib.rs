@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod measure;
 pub mod measure_point;
 pub mod memory;
+pub mod models;
 pub mod prepared_op;
 pub mod reference;
 pub mod report;

@@ -27,6 +27,7 @@ fn empty_record(backend: &dyn Backend, work: &Workload) -> Record {
     let dev = backend.device();
     Record {
         id: PointId::new(backend.kind(), work),
+        layer: None,
         adapter: dev.name.clone(),
         device_type: dev.device_type.clone(),
         software_device: dev.software,

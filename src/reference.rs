@@ -129,7 +129,7 @@ fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scal
         }
         return;
     }
-    let n = work.shape.dim as usize;
+    let n = work.mkn().2 as usize;
     out.fill(0.0);
     scale.fill(0.0);
     for (kk, &xv) in x.iter().enumerate() {

@@ -298,6 +298,7 @@ impl Sweep<'_> {
             };
             estimator.learn(p, &record);
             let mut record = record;
+            record.layer = p.layer.map(|l| l.label());
             if let Some(c) = file.environment.ceilings.get(&p.backend) {
                 record.apply_ceilings(c);
             }

@@ -55,7 +55,7 @@ def median_ms(fn):
 def cost(p):
     """Work of a point in the unit its time scales with (MACs, or bytes copied)."""
     rows = p["batch"] * p["seq"]
-    return rows * p["dim"] * (p["dim"] if p["op"] != "embedding" else 1)
+    return rows * p["dim"] * (p.get("out_dim", p["dim"]) if p["op"] != "embedding" else 1)
 
 
 emit(
@@ -75,6 +75,7 @@ def measure(p):
             return dict(p, skipped=f"predicted {predicted:.1f} s a call, over the {MAX_SECONDS} s budget")
     dt = DTYPES[p["precision"]]
     rows, d = p["batch"] * p["seq"], p["dim"]
+    n = p.get("out_dim", d)  # output columns of the projection
     if p["op"] == "embedding":
         table = torch.rand(p["vocab"], d, dtype=torch.float32).to(dt)
         ids = torch.randint(0, p["vocab"], (rows,), dtype=torch.int64)
@@ -82,8 +83,8 @@ def measure(p):
         fresh = lambda: F.embedding(ids, table)
         out = lambda: torch.index_select(table, 0, ids, out=y)
     else:
-        w = torch.rand(d, d, dtype=torch.float32).mul_(2).sub_(1).to(dt)
-        y = torch.empty(rows, d, dtype=dt)
+        w = torch.rand(d, n, dtype=torch.float32).mul_(2).sub_(1).to(dt)
+        y = torch.empty(rows, n, dtype=dt)
         if p["op"] == "matmul":
             x = torch.rand(rows, d, dtype=torch.float32).mul_(2).sub_(1).to(dt)
             fresh = lambda: x @ w

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use kernel_lab::measure::Sampling;
 use kernel_lab::measure_point::measure_point;
+use kernel_lab::models;
 use kernel_lab::results::Record;
 use kernel_lab::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
 
@@ -15,17 +16,27 @@ use super::{device_label, open_backend, BackendArg, GpuArgs};
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Operation: embedding, matmul or embed-project.
-    #[arg(long)]
-    op: Op,
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    op: Option<Op>,
+    /// A model preset (`kernel-lab models` lists them); with --layer, instead
+    /// of --op, --dim, --out-dim and --vocab.
+    #[arg(long, requires = "layer")]
+    model: Option<String>,
+    /// The preset's layer to measure (qkv, attn-out, mlp-up, mlp-down, lm-head, ...).
+    #[arg(long, requires = "model")]
+    layer: Option<String>,
     /// Batch size.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    /// Sequence length.
+    /// Sequence length (1 for a decode step).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     seq: u32,
-    /// Model (embedding) dimension.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    dim: u32,
+    /// Model (embedding) dimension: the projection's K.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "model", conflicts_with = "model")]
+    dim: Option<u32>,
+    /// Output width of the projection, N (default: --dim).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "model")]
+    out_dim: Option<u32>,
     /// Vocabulary size (rows of the embedding table).
     #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = clap::value_parser!(u32).range(1..))]
     vocab: u32,
@@ -99,17 +110,32 @@ impl BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let shape = Shape::new(args.batch, args.seq, args.dim, args.vocab)?;
-    let work = Workload {
-        op: args.op,
-        precision: args.precision,
-        shape,
+    let (work, layer) = match (&args.model, &args.layer, args.op, args.dim) {
+        (Some(model), Some(layer), _, _) => {
+            let model = models::find(model)?;
+            let layer = model.layer(layer)?;
+            let work = layer.work(model, args.precision, args.batch, args.seq)?;
+            (work, Some(format!("{}/{}", model.name, layer.layer)))
+        }
+        (_, _, Some(op), Some(dim)) => {
+            let out_dim = args.out_dim.unwrap_or(dim);
+            let shape = Shape::rect(args.batch, args.seq, dim, out_dim, args.vocab)?;
+            let work = Workload {
+                op,
+                precision: args.precision,
+                shape,
+            };
+            (work, None)
+        }
+        _ => anyhow::bail!("give --op and --dim, or --model and --layer"),
     };
     let backend = open_backend(args.backend, &args.gpu)?;
     if !args.json {
         eprintln!("{}", device_label(backend.as_ref()));
+        eprintln!("{}", memory_line(&work));
     }
-    let record = measure_point(backend.as_ref(), &work, &args.sampling(), None);
+    let mut record = measure_point(backend.as_ref(), &work, &args.sampling(), None);
+    record.layer = layer;
     if args.json {
         println!("{}", serde_json::to_string(&record)?);
     } else {
@@ -122,10 +148,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The memory a point needs by the model, said before it runs.
+pub fn memory_line(work: &Workload) -> String {
+    let m = work.memory_model();
+    let mib = |b: u64| b as f64 / 1048576.0;
+    format!(
+        "memory needed (model): {:.1} MiB (table {:.1}, weight {:.1}, activations {:.1}, output {:.1})",
+        mib(m.total),
+        mib(m.table),
+        mib(m.weights),
+        mib(m.activations),
+        mib(m.output)
+    )
+}
+
 fn print_summary(r: &Record) {
+    let layer = r
+        .layer
+        .as_ref()
+        .map_or(String::new(), |l| format!(" ({l})"));
     println!(
-        "{} {} B{} S{} D{} V{} on {} [{}]",
-        r.id.op, r.id.precision, r.id.batch, r.id.seq, r.id.dim, r.id.vocab, r.adapter, r.kernel
+        "{} {} {} V{}{layer} on {} [{}]",
+        r.id.op,
+        r.id.precision,
+        r.id.shape_label(),
+        r.id.vocab,
+        r.adapter,
+        r.kernel
     );
     if let (Some(abs), Some(rel), Some(tol)) = (r.max_abs_err, r.max_rel_err, r.tolerance) {
         println!(

@@ -4,6 +4,7 @@
 mod bench;
 mod compare;
 mod devices;
+mod models;
 mod plot;
 mod run;
 
@@ -38,6 +39,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Compare two results files point by point; exit 1 on a significant slowdown.
     Compare(compare::CompareArgs),
+    /// List the model presets and their layers' shapes.
+    Models(models::ModelsArgs),
 }
 
 /// Which backend a command runs on.
@@ -145,18 +148,19 @@ fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backen
 }
 
 /// Header of the columns [`point_columns`] prints.
-const POINT_HEADER: &str = "op             bknd prec     B     S     D";
+const POINT_HEADER: &str = "op             bknd prec     B     S     D      N";
 
-/// The leading table columns that identify a point: op, backend, precision, B, S, D.
+/// The leading table columns that identify a point: op, backend, precision, B, S, D, N.
 fn point_columns(r: &kernel_lab::results::Record) -> String {
     format!(
-        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5}",
+        "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>6}",
         r.id.op.name(),
         r.id.backend,
         r.id.precision.name(),
         r.id.batch,
         r.id.seq,
-        r.id.dim
+        r.id.dim,
+        r.id.out_dim
     )
 }
 
@@ -183,5 +187,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Run(a)) => run::run(a),
         Some(Command::Plot(a)) => plot::run(a),
         Some(Command::Compare(a)) => compare::run(a),
+        Some(Command::Models(a)) => models::run(a),
     }
 }

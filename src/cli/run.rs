@@ -161,6 +161,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         points.len(),
         out.display()
     );
+    print_memory_needs(&points);
 
     // Ctrl-C: finish the current point, save, and stop. A second Ctrl-C kills.
     let mut interrupts = 0;
@@ -238,6 +239,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The memory the largest points need by the model, before anything runs: a
+/// point too large for a device is skipped with both numbers when it comes.
+fn print_memory_needs(points: &[kernel_lab::experiment::Point]) {
+    let mut needs: Vec<(u64, &kernel_lab::experiment::Point)> = points
+        .iter()
+        .map(|p| (p.work.memory_model().total, p))
+        .collect();
+    needs.sort_by_key(|n| std::cmp::Reverse(n.0));
+    needs.dedup_by_key(|n| (n.1.work, n.1.layer));
+    let shown = if needs.len() <= 12 { needs.len() } else { 5 };
+    if shown < needs.len() {
+        eprintln!(
+            "memory needed (model), the {shown} largest of {} points:",
+            needs.len()
+        );
+    } else {
+        eprintln!("memory needed (model) per point:");
+    }
+    for (bytes, p) in &needs[..shown] {
+        let id = p.id();
+        let layer = p
+            .layer
+            .map_or(String::new(), |l| format!(" ({})", l.label()));
+        eprintln!(
+            "  {:>10.1} MiB  {} {} {} {}{layer}",
+            *bytes as f64 / 1048576.0,
+            id.backend,
+            id.op,
+            id.precision,
+            id.shape_label()
+        );
+    }
 }
 
 /// One line per point: what ran, how fast, whether it verified.

@@ -505,6 +505,7 @@ mod tests {
         let backend: BackendKind = backend.parse().unwrap();
         Record {
             id: PointId::new(backend, &work),
+            layer: None,
             adapter: format!("{backend}-device"),
             device_type: "test".into(),
             software_device: false,

@@ -32,6 +32,10 @@ pub struct AnchorPoint {
     pub dim: u32,
     /// Vocabulary.
     pub vocab: u32,
+    /// Output columns of the projection; absent in files from before
+    /// rectangular projections (then `dim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_dim: Option<u32>,
     /// Median ms of the library's usual call, which allocates its output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fresh_p50_ms: Option<f64>,
@@ -70,6 +74,7 @@ impl AnchorPoint {
             seq: self.seq,
             dim: self.dim,
             vocab: self.vocab,
+            out_dim: self.out_dim.unwrap_or(self.dim),
         }
     }
 

@@ -12,8 +12,11 @@ use crate::stats::Summary;
 use crate::workload::{MemoryModel, Op, Precision, Shape, Workload};
 
 /// What identifies a point in a results file, whatever measured it: a point
-/// is measured at most once per file. Serialised flat into its record.
+/// is measured at most once per file. Serialised flat into its record; a file
+/// written before projections could be rectangular has no `out_dim`, read as
+/// `dim`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "PointIdFields")]
 pub struct PointId {
     /// The op.
     pub op: Op,
@@ -29,6 +32,37 @@ pub struct PointId {
     pub dim: u32,
     /// Vocabulary (rows of the table).
     pub vocab: u32,
+    /// Columns of the projection's output (`dim` for a gather or a square projection).
+    pub out_dim: u32,
+}
+
+/// [`PointId`] as a file may hold it.
+#[derive(Deserialize)]
+struct PointIdFields {
+    op: Op,
+    backend: BackendKind,
+    precision: Precision,
+    batch: u32,
+    seq: u32,
+    dim: u32,
+    vocab: u32,
+    #[serde(default)]
+    out_dim: Option<u32>,
+}
+
+impl From<PointIdFields> for PointId {
+    fn from(f: PointIdFields) -> Self {
+        PointId {
+            op: f.op,
+            backend: f.backend,
+            precision: f.precision,
+            batch: f.batch,
+            seq: f.seq,
+            dim: f.dim,
+            vocab: f.vocab,
+            out_dim: f.out_dim.unwrap_or(f.dim),
+        }
+    }
 }
 
 impl PointId {
@@ -43,6 +77,7 @@ impl PointId {
             seq: s.seq,
             dim: s.dim,
             vocab: s.vocab,
+            out_dim: work.mkn().2 as u32,
         }
     }
 
@@ -51,16 +86,38 @@ impl PointId {
         Some(Workload {
             op: self.op,
             precision: self.precision,
-            shape: Shape::new(self.batch, self.seq, self.dim, self.vocab).ok()?,
+            shape: Shape::rect(self.batch, self.seq, self.dim, self.out_dim, self.vocab).ok()?,
         })
     }
 
     /// Whether `other` runs the same workload (on any backend); the vocabulary
     /// counts only for ops that read a table.
     pub fn same_work(&self, other: &PointId) -> bool {
-        (self.op, self.precision, self.batch, self.seq, self.dim)
-            == (other.op, other.precision, other.batch, other.seq, other.dim)
-            && (!self.op.uses_table() || self.vocab == other.vocab)
+        (
+            self.op,
+            self.precision,
+            self.batch,
+            self.seq,
+            self.dim,
+            self.out_dim,
+        ) == (
+            other.op,
+            other.precision,
+            other.batch,
+            other.seq,
+            other.dim,
+            other.out_dim,
+        ) && (!self.op.uses_table() || self.vocab == other.vocab)
+    }
+
+    /// `B8 S512 D768`, with `N2304` when the output width differs from `dim`.
+    pub fn shape_label(&self) -> String {
+        let n = if self.out_dim != self.dim {
+            format!(" N{}", self.out_dim)
+        } else {
+            String::new()
+        };
+        format!("B{} S{} D{}{n}", self.batch, self.seq, self.dim)
     }
 }
 
@@ -249,9 +306,12 @@ impl Record {
 /// One point's result: the contract's record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Which point: op, backend, precision, batch, seq, dim, vocab.
+    /// Which point: op, backend, precision, batch, seq, dim, vocab, out_dim.
     #[serde(flatten)]
     pub id: PointId,
+    /// The model layer it measures (`llama-3-8b/qkv`), when it came from a preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// Adapter or CPU model.
     pub adapter: String,
     /// discrete-gpu, cpu (a software GPU), host-cpu, ...
@@ -315,10 +375,23 @@ mod tests {
             seq: 2,
             dim: 3,
             vocab: 4,
+            out_dim: 5,
         };
         let v = serde_json::to_value(id).unwrap();
         assert_eq!(v["backend"], "gpu");
         assert_eq!(v["op"], "matmul");
         assert_eq!(v["dim"], 3);
+        assert_eq!(v["out_dim"], 5);
+        assert_eq!(serde_json::from_value::<PointId>(v).unwrap(), id);
+    }
+
+    #[test]
+    fn a_file_without_out_dim_reads_it_as_dim() {
+        let old = serde_json::json!({
+            "op": "matmul", "backend": "cpu", "precision": "f32",
+            "batch": 1, "seq": 2, "dim": 64, "vocab": 100,
+        });
+        let id: PointId = serde_json::from_value(old).unwrap();
+        assert_eq!(id.out_dim, 64);
     }
 }

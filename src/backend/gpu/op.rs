@@ -31,7 +31,9 @@ struct MatmulParams {
     lda: u32,
     /// Row stride of y, elements.
     ldy: u32,
-    _pad: [u32; 3],
+    /// First column of y this dispatch writes (its weight column block).
+    y_col0: u32,
+    _pad: [u32; 2],
 }
 
 /// The gathers' uniform parameters (`Params` in embedding.wgsl and
@@ -49,7 +51,11 @@ struct GatherParams {
     pairs: u32,
     /// Workgroups along x of the folded grid.
     groups_x: u32,
-    _pad: [u32; 3],
+    /// First table row of this dispatch's table block.
+    id0: u32,
+    /// Rows of this dispatch's table block.
+    id_count: u32,
+    _pad: u32,
 }
 
 /// Largest piece of output copied to the host at once: readback goes through a
@@ -65,8 +71,10 @@ struct Chunk {
     /// The matmul's input, or the gather's output feeding the matmul.
     x: Option<wgpu::Buffer>,
     y: wgpu::Buffer,
-    gather: Option<(wgpu::BindGroup, [u32; 2])>,
-    matmul: Option<(wgpu::BindGroup, [u32; 2])>,
+    /// One gather dispatch per table block.
+    gather: Vec<(wgpu::BindGroup, [u32; 2])>,
+    /// One matmul dispatch per weight column block.
+    matmul: Vec<(wgpu::BindGroup, [u32; 2])>,
     uniforms: u64,
 }
 
@@ -79,8 +87,10 @@ pub(super) struct GpuOp<'a> {
     inputs: &'a Inputs,
     /// Row stride (elements) of the output.
     ldy: u32,
-    table: Option<wgpu::Buffer>,
-    w: Option<wgpu::Buffer>,
+    /// The embedding table, in row blocks.
+    table: Vec<wgpu::Buffer>,
+    /// The weight, in column blocks.
+    w: Vec<wgpu::Buffer>,
     chunks: Vec<Chunk>,
     gather: Option<wgpu::ComputePipeline>,
     matmul: Option<wgpu::ComputePipeline>,
@@ -161,7 +171,7 @@ impl<'a> GpuOp<'a> {
     pub(super) fn new(ctx: &'a GpuContext, plan: KernelPlan, inputs: &'a Inputs) -> Result<Self> {
         let (work, mode) = (plan.work, plan.mode);
         let (m, k, n) = work.mkn();
-        let (k32, n32) = (k as u32, n as u32);
+        let k32 = k as u32;
         let (lda, ldy) = (plan.lda, plan.ldy);
         let usage = wgpu::BufferUsages::COPY_DST;
         let mut compile_ns = 0;
@@ -183,18 +193,25 @@ impl<'a> GpuOp<'a> {
             }
             None => None,
         };
-        let table = work.op.uses_table().then(|| {
-            storage(
-                ctx,
-                "table",
-                buffer_bytes(mode, work.shape.vocab as u64 * k),
-                usage,
-            )
-        });
-        let w = work
-            .op
-            .uses_weight()
-            .then(|| storage(ctx, "weight", buffer_bytes(mode, k * n), usage));
+        let vocab = work.shape.vocab as u64;
+        let table_blocks = plan.chunks.table_blocks(vocab);
+        let weight_blocks = plan.chunks.weight_blocks(n);
+        let table: Vec<wgpu::Buffer> = if work.op.uses_table() {
+            table_blocks
+                .iter()
+                .map(|&(_, rows)| storage(ctx, "table", buffer_bytes(mode, rows * k), usage))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let w: Vec<wgpu::Buffer> = if work.op.uses_weight() {
+            weight_blocks
+                .iter()
+                .map(|&(_, cols)| storage(ctx, "weight", buffer_bytes(mode, k * cols), usage))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
 
         let mut chunks = Vec::with_capacity(plan.chunks.chunks as usize);
@@ -222,85 +239,91 @@ impl<'a> GpuOp<'a> {
                 )),
             };
             let mut uniforms = 0;
-            let gather_bind = match (&gather, plan.gather, &table, &ids) {
-                (Some(p), Some(variant), Some(t), Some(i)) => {
-                    // The gather writes the output, or the matmul's input.
-                    let (out, ldo) = match &x {
-                        Some(x) => (x, lda),
-                        None => (&y, ldy),
-                    };
-                    // Invocations per row: element pairs, or whole words (whose
-                    // rows are unpadded: ldo == k whenever a row is whole words).
-                    let (units, mut params) = match variant {
-                        GatherVariant::Pairs => {
-                            let pairs = k32.div_ceil(2);
-                            (
-                                pairs,
-                                GatherParams {
-                                    rows,
-                                    width: k32,
-                                    ldo,
-                                    pairs,
-                                    ..Default::default()
-                                },
-                            )
-                        }
-                        v => {
-                            let per_word = v.word_bytes() / mode.element_bytes();
-                            let words = k32 / per_word;
-                            (
-                                words,
-                                GatherParams {
-                                    rows,
-                                    width: words,
-                                    ldo: ldo / per_word,
-                                    ..Default::default()
-                                },
-                            )
-                        }
-                    };
-                    let grid = fold_grid(
-                        (rows as u64 * units as u64).div_ceil(GATHER_WORKGROUP as u64),
-                        max_groups,
+            let mut gather_binds = Vec::new();
+            if let (Some(p), Some(variant), Some(i)) = (&gather, plan.gather, &ids) {
+                // The gather writes the output, or the matmul's input.
+                let (out, ldo) = match &x {
+                    Some(x) => (x, lda),
+                    None => (&y, ldy),
+                };
+                // Invocations per row: element pairs, or whole words (whose
+                // rows are unpadded: ldo == k whenever a row is whole words).
+                let (units, params) = match variant {
+                    GatherVariant::Pairs => {
+                        let pairs = k32.div_ceil(2);
+                        let params = GatherParams {
+                            rows,
+                            width: k32,
+                            ldo,
+                            pairs,
+                            ..Default::default()
+                        };
+                        (pairs, params)
+                    }
+                    v => {
+                        let per_word = v.word_bytes() / mode.element_bytes();
+                        let words = k32 / per_word;
+                        let params = GatherParams {
+                            rows,
+                            width: words,
+                            ldo: ldo / per_word,
+                            ..Default::default()
+                        };
+                        (words, params)
+                    }
+                };
+                let grid = fold_grid(
+                    (rows as u64 * units as u64).div_ceil(GATHER_WORKGROUP as u64),
+                    max_groups,
+                );
+                for (t, &(id0, id_count)) in table.iter().zip(&table_blocks) {
+                    let params = uniform(
+                        ctx,
+                        GatherParams {
+                            groups_x: grid[0],
+                            id0: id0 as u32,
+                            id_count: id_count as u32,
+                            ..params
+                        },
                     );
-                    params.groups_x = grid[0];
-                    let params = uniform(ctx, params);
                     uniforms += params.size();
-                    Some((bind(ctx, p, [(0, t), (1, i), (2, out), (3, &params)]), grid))
+                    gather_binds
+                        .push((bind(ctx, p, [(0, t), (1, i), (2, out), (3, &params)]), grid));
                 }
-                _ => None,
-            };
-            let matmul_bind = match (&matmul, plan.matmul, &w, &x) {
-                (Some(p), Some(mp), Some(wb), Some(xb)) => {
-                    let (bm, bn) = mp.variant.tile();
-                    let grid = [n32.div_ceil(bn), rows.div_ceil(bm)];
+            }
+            let mut matmul_binds = Vec::new();
+            if let (Some(p), Some(mp), Some(xb)) = (&matmul, plan.matmul, &x) {
+                let (bm, bn) = mp.variant.tile();
+                for (wb, &(col0, cols)) in w.iter().zip(&weight_blocks) {
+                    let cols = cols as u32;
+                    let grid = [cols.div_ceil(bn), rows.div_ceil(bm)];
                     let params = uniform(
                         ctx,
                         MatmulParams {
                             m: rows,
-                            n: n32,
+                            n: cols,
                             k: k32,
                             lda,
                             ldy,
+                            y_col0: col0 as u32,
                             ..Default::default()
                         },
                     );
                     uniforms += params.size();
-                    Some((
+                    matmul_binds.push((
                         bind(ctx, p, [(0, xb), (1, wb), (2, &y), (3, &params)]),
                         grid,
-                    ))
+                    ));
                 }
-                _ => None,
-            };
+            }
             chunks.push(Chunk {
                 first_row,
                 rows,
                 ids,
                 x,
                 y,
-                gather: gather_bind,
-                matmul: matmul_bind,
+                gather: gather_binds,
+                matmul: matmul_binds,
                 uniforms,
             });
             first_row += rows as u64;
@@ -350,12 +373,27 @@ impl<'a> GpuOp<'a> {
     /// Writes the inputs into the device buffers and waits until they are there.
     fn upload(&mut self) -> Result<()> {
         let (q, inputs, mode) = (&self.ctx.queue, self.inputs, self.mode);
-        let k = self.work.shape.dim as usize;
-        if let Some(t) = &self.table {
-            q.write_buffer(t, 0, &encode(mode, &inputs.table));
+        let (_, k, n) = self.work.mkn();
+        let (k, n) = (k as usize, n as usize);
+        let vocab = self.work.shape.vocab as u64;
+        for (t, (first, rows)) in self.table.iter().zip(self.plan.chunks.table_blocks(vocab)) {
+            let rows = first as usize * k..(first + rows) as usize * k;
+            q.write_buffer(t, 0, &encode(mode, &inputs.table[rows]));
         }
-        if let Some(w) = &self.w {
-            q.write_buffer(w, 0, &encode(mode, &inputs.w));
+        for (w, (col0, cols)) in self.w.iter().zip(self.plan.chunks.weight_blocks(n as u64)) {
+            // The block's columns of every row of w, packed to its own width.
+            let (col0, cols) = (col0 as usize, cols as usize);
+            let block: Vec<f32> = if cols == n {
+                inputs.w.clone()
+            } else {
+                inputs
+                    .w
+                    .chunks_exact(n)
+                    .flat_map(|row| &row[col0..col0 + cols])
+                    .copied()
+                    .collect()
+            };
+            q.write_buffer(w, 0, &encode(mode, &block));
         }
         for c in &self.chunks {
             let rows = c.first_row as usize..c.first_row as usize + c.rows as usize;
@@ -373,17 +411,15 @@ impl<'a> GpuOp<'a> {
     /// Records every dispatch of one execution of the op into `pass`.
     fn encode_op(&self, pass: &mut wgpu::ComputePass<'_>) {
         for c in &self.chunks {
-            if let (Some(p), Some((bg, [x, y]))) = (&self.gather, &c.gather) {
+            for (pipeline, binds) in [(&self.gather, &c.gather), (&self.matmul, &c.matmul)] {
+                // Within a pass wgpu orders dispatches that share a buffer, so the
+                // matmul sees the rows the gather just wrote.
+                let Some(p) = pipeline else { continue };
                 pass.set_pipeline(p);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(*x, *y, 1);
-            }
-            // Within a pass wgpu orders dispatches that share a buffer, so the
-            // matmul sees the rows the gather just wrote.
-            if let (Some(p), Some((bg, [x, y]))) = (&self.matmul, &c.matmul) {
-                pass.set_pipeline(p);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(*x, *y, 1);
+                for (bg, [x, y]) in binds {
+                    pass.set_bind_group(0, bg, &[]);
+                    pass.dispatch_workgroups(*x, *y, 1);
+                }
             }
         }
     }
@@ -524,9 +560,10 @@ impl PreparedOp for GpuOp<'_> {
 
     fn memory(&self) -> MemoryUse {
         let size = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(0, |b| b.size());
+        let total = |bs: &[wgpu::Buffer]| bs.iter().map(|b| b.size()).sum::<u64>();
         let mut mem = MemoryUse {
-            table: size(&self.table),
-            weights: size(&self.w),
+            table: total(&self.table),
+            weights: total(&self.w),
             other: self.staging.size()
                 + size(&self.flush)
                 + self.queries.as_ref().map_or(0, |_| QUERY_BYTES),

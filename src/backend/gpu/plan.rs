@@ -161,10 +161,7 @@ mod tests {
             precision: Precision::F32,
             shape: Shape::new(2, 3, d, 50).unwrap(),
         };
-        let chunks = ChunkPlan {
-            rows_per_chunk: 6,
-            chunks: 1,
-        };
+        let chunks = ChunkPlan::whole(&work);
         KernelPlan::new(
             work,
             StorageMode::F32,
