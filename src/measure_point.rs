@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendKind};
 use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
@@ -80,6 +80,19 @@ pub fn try_measure_point(
     max_run_s: Option<f64>,
 ) -> Result<Record> {
     let mut record = empty_record(backend, work);
+    // A point the host cannot hold is skipped with both numbers, before a byte
+    // of it is allocated (a sweep goes on; a resumed sweep does not crash again).
+    let needed = memory::host_bytes_needed(work, backend.kind() == BackendKind::Gpu);
+    if let Some(available) = memory::available_bytes().filter(|&a| needed > a) {
+        let e = LabError::Limit {
+            what: format!("{} {} {}", work.op, work.precision, record.id.shape_label()),
+            needed,
+            limit_name: "the host's available memory (MemAvailable)",
+            limit: available,
+        };
+        record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
+        return Ok(record);
+    }
     let inputs = Inputs::generate(work, DEFAULT_SEED);
     match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
         Ok(()) => Ok(record),
@@ -105,6 +118,7 @@ fn measure_inner(
     let mut kernel = backend.prepare(work, inputs)?;
     let costs = kernel.one_time_costs();
     let one_time = costs.map_or(0, |c| c.planning_ns + c.compile_ns);
+    // The model load stays in the cold start: a first request after loading pays it.
     let prepare_ns = (t.elapsed().as_nanos() as u64).saturating_sub(one_time);
     record.kernel = kernel.describe();
     let first = kernel.run()?;
@@ -209,6 +223,7 @@ fn summarize(
         kernel: median(m.phases.iter().map(|p| p.kernel_ns as f64)) * MS,
         readback: median(m.phases.iter().map(|p| p.readback_ns as f64)) * MS,
         runs: m.phases.len() as u32,
+        model_load: Some(kernel.model_load_ns() as f64 * MS),
     });
     let throughput = m.batch.clone().map(|b| {
         let per_s = b.per_dispatch_ns * 1e-9;

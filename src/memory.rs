@@ -78,3 +78,25 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Bytes of memory the system can still give this process without swapping
+/// (Linux's `MemAvailable`), if known.
+pub fn available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Host bytes a point needs at its peak: its inputs as generated (f32), the
+/// backend's copy in the point's precision, and for a GPU the encoded upload
+/// of the largest buffer (the device's own copy lives in host memory too on a
+/// software device, so it is counted as well).
+pub fn host_bytes_needed(work: &crate::workload::Workload, gpu: bool) -> u64 {
+    let model = work.memory_model();
+    let e = work.precision.bytes().max(1);
+    // The f32 inputs: table, activations, weight at 4 bytes an element.
+    let inputs = (model.table + model.activations + model.weights) / e * 4 + model.ids;
+    let copies = if gpu { 2 } else { 1 };
+    inputs + copies * model.total
+}

@@ -33,10 +33,12 @@ impl Sample {
     }
 }
 
-/// The phases of one end-to-end request, nanoseconds of host time.
+/// The phases of one end-to-end request, nanoseconds of host time. The model's
+/// table and weight are loaded once, before any request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Phases {
-    /// Host to device: inputs written into the backend's buffers.
+    /// Host to device: the request's inputs (ids or activations) written into
+    /// the backend's buffers.
     pub upload_ns: u64,
     /// The op itself (submit to completion).
     pub kernel_ns: u64,
@@ -90,8 +92,14 @@ pub trait PreparedOp {
     fn run(&mut self) -> Result<Sample>;
     /// Runs the op `n` times back to back in one submission; the sample covers all `n`.
     fn run_batch(&mut self, n: u32) -> Result<Sample>;
-    /// One end-to-end request: upload the inputs, run, read the output back.
+    /// One end-to-end request: upload the request's inputs (ids or
+    /// activations; the table and weight stay loaded), run, read the output back.
     fn run_phases(&mut self) -> Result<Phases>;
+    /// Nanoseconds the model's data (table, weight) took to load when the op
+    /// was prepared: a one-time cost, not a request's.
+    fn model_load_ns(&self) -> u64 {
+        0
+    }
     /// The output of the last run as f32, `[B*S, dim]` row-major (outside any timing).
     fn output(&mut self) -> Result<Vec<f32>>;
     /// Bytes this kernel holds, measured from its allocations.

@@ -192,6 +192,8 @@ struct CpuOp<'a, T: Element> {
     w: Vec<T>,
     y: Vec<T>,
     flush: Vec<u8>,
+    /// Time the table and weight took to load.
+    model_load_ns: u64,
 }
 
 fn convert_into<T: Element>(dst: &mut [T], src: &[f32]) {
@@ -217,19 +219,28 @@ impl<'a, T: Element> CpuOp<'a, T> {
             w: vec![T::default(); inputs.w.len()],
             y: vec![T::default(); (m * n) as usize],
             flush: Vec::new(),
+            model_load_ns: 0,
         };
-        kernel.upload();
+        kernel.model_load_ns = kernel.load_model();
+        kernel.upload_request();
         kernel
     }
 
-    /// Materialises the inputs in the kernel's buffers and precision.
-    fn upload(&mut self) {
-        self.ids.copy_from_slice(&self.inputs.ids);
+    /// Materialises the model's data (table, weight) in the op's buffers and
+    /// precision, once. Returns the nanoseconds it took.
+    fn load_model(&mut self) -> u64 {
+        let t = Instant::now();
         convert_into(&mut self.table, &self.inputs.table);
+        convert_into(&mut self.w, &self.inputs.w);
+        t.elapsed().as_nanos() as u64
+    }
+
+    /// Materialises one request's inputs (ids, or activations).
+    fn upload_request(&mut self) {
+        self.ids.copy_from_slice(&self.inputs.ids);
         if self.work.op == Op::Matmul {
             convert_into(&mut self.x, &self.inputs.x);
         }
-        convert_into(&mut self.w, &self.inputs.w);
     }
 
     fn execute(&mut self) {
@@ -395,9 +406,13 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
         })
     }
 
+    fn model_load_ns(&self) -> u64 {
+        self.model_load_ns
+    }
+
     fn run_phases(&mut self) -> Result<Phases> {
         let t = Instant::now();
-        self.upload();
+        self.upload_request();
         let upload_ns = t.elapsed().as_nanos() as u64;
         let kernel_ns = self.run()?.wall_ns;
         // The output already lives in host memory: there is nothing to read back.

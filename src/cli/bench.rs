@@ -212,9 +212,15 @@ fn print_summary(r: &Record) {
         );
         if let Some(p) = &m.phases_ms {
             println!(
-                "  end to end: upload {:.3} ms + kernel {:.3} ms + readback {:.3} ms",
-                p.upload, p.kernel, p.readback
+                "  a request end to end: upload {:.3} ms + kernel {:.3} ms + readback {:.3} ms = {:.3} ms",
+                p.upload,
+                p.kernel,
+                p.readback,
+                p.request()
             );
+            if let Some(load) = p.model_load {
+                println!("  once, at model load: table and weight placed in {load:.3} ms");
+            }
         }
         let mem = &m.memory_bytes;
         println!(

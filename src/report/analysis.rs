@@ -18,25 +18,42 @@ pub fn p50(r: &Record) -> f64 {
     r.measured.as_ref().map_or(f64::NAN, |m| m.latency_ms.p50)
 }
 
-/// CPU p50 over GPU p50 for every point measured on both backends, keyed by
-/// the GPU point.
+/// CPU p50 over GPU p50 (device time where the GPU timed itself) for every
+/// point measured on both backends, keyed by the GPU point.
 pub fn speedups(records: &[Record]) -> BTreeMap<PointId, f64> {
+    speedups_by(records, |r| Some(p50(r)))
+}
+
+/// A request end to end (the request's upload, the op, the readback; the
+/// model's table and weight already loaded), median ms, where it was measured.
+pub fn request_ms(r: &Record) -> Option<f64> {
+    let p = r.measured.as_ref()?.phases_ms.as_ref()?;
+    // Files from before the one-time load was split out re-uploaded the model per request.
+    p.model_load.map(|_| p.request())
+}
+
+/// CPU over GPU of `metric` for every point both backends measured it on,
+/// keyed by the GPU point.
+pub fn speedups_by(
+    records: &[Record],
+    metric: impl Fn(&Record) -> Option<f64>,
+) -> BTreeMap<PointId, f64> {
     let on_cpu = |id: &PointId| PointId {
         backend: BackendKind::Cpu,
         ..*id
     };
     let cpu: BTreeMap<PointId, f64> = measured(records)
         .filter(|r| r.id.backend == BackendKind::Cpu)
-        .map(|r| (r.id, p50(r)))
+        .filter_map(|r| Some((r.id, metric(r)?)))
         .collect();
     measured(records)
         .filter(|r| r.id.backend == BackendKind::Gpu)
-        .filter_map(|r| cpu.get(&on_cpu(&r.id)).map(|c| (r.id, c / p50(r))))
+        .filter_map(|r| Some((r.id, cpu.get(&on_cpu(&r.id))? / metric(r)?)))
         .collect()
 }
 
-/// Group key for batching curves.
-pub type BatchKey = (BackendKind, Op, String, u32, u32);
+/// Group key for batching curves: backend, op, precision, seq, dim, out_dim.
+pub type BatchKey = (BackendKind, Op, String, u32, u32, u32);
 
 /// (batch, tokens/s, p99 ms) curves for every group with four batches or more.
 pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64)>> {
@@ -54,6 +71,7 @@ pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64
                 r.id.precision.name().into(),
                 r.id.seq,
                 r.id.dim,
+                r.id.out_dim,
             ))
             .or_default()
             .push((r.id.batch, tps, m.latency_ms.p99));

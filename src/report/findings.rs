@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::analysis::{batch_curves, knee, measured, p50, speedups};
+use super::analysis::{batch_curves, knee, measured, p50, request_ms, speedups, speedups_by};
 use crate::backend::{BackendKind, Ceilings};
 use crate::results::{PointId, Record, SkipKind};
 use crate::stats::Samples;
@@ -67,7 +67,8 @@ fn device(records: &[Record], backend: BackendKind) -> String {
 /// least-squares log-log slope per batch x seq group with three dims or more.
 pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<f64>> {
     let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
-    for r in measured(records) {
+    // Square projections only: the D^2 law is about one dim.
+    for r in measured(records).filter(|r| r.id.out_dim == r.id.dim) {
         groups
             .entry((
                 r.id.backend,
@@ -122,9 +123,18 @@ fn dim_scaling(records: &[Record]) -> Vec<String> {
 fn batching(records: &[Record]) -> Vec<String> {
     // One sentence per backend, op and precision: where the seq x dim lines stop
     // gaining, and the largest line's numbers as the example.
-    let mut groups: Groups<(BackendKind, Op, String), (u32, u32, Curve)> = BTreeMap::new();
-    for ((b, op, p, s, d), curve) in batch_curves(records) {
-        groups.entry((b, op, p)).or_default().push((s, d, curve));
+    let mut groups: Groups<(BackendKind, Op, String), (u32, String, Curve)> = BTreeMap::new();
+    for ((b, op, p, s, d, n), curve) in batch_curves(records) {
+        // D768, or D768 N2304 for a rectangular projection.
+        let width = if n == d {
+            format!("{d}")
+        } else {
+            format!("{d} N{n}")
+        };
+        groups
+            .entry((b, op, p))
+            .or_default()
+            .push((s, width, curve));
     }
     let gain = KNEE_GAIN * 100.0;
     groups
@@ -142,7 +152,11 @@ fn batching(records: &[Record]) -> Vec<String> {
                     None => format!("not within the batches measured in {c} of {n}"),
                 })
                 .collect();
-            let (s, d, curve) = lines.iter().max_by_key(|(s, d, _)| *s as u64 * *d as u64).expect("non-empty");
+            let size = |w: &str| w.split(" N").map(|x| x.parse::<u64>().unwrap_or(0)).product::<u64>();
+            let (s, d, curve) = lines
+                .iter()
+                .max_by_key(|(s, d, _)| *s as u64 * size(d))
+                .expect("non-empty");
             let (best_b, best) = curve.iter().map(|c| (c.0, c.1)).fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
             let (first, last) = (curve[0], curve[curve.len() - 1]);
             format!(
@@ -199,14 +213,12 @@ fn memory(records: &[Record]) -> Vec<String> {
             format!("the extra {extra:.1} MiB is staging, uniform and timestamp buffers, not copies of the data")
         };
         out.push(format!(
-            "Memory on {backend}: measured allocations are {lo:.3}x to {hi:.3}x the model across {} points; the largest, {} {} B{} S{} D{}, \
+            "Memory on {backend}: measured allocations are {lo:.3}x to {hi:.3}x the model across {} points; the largest, {} {} {}, \
              models {:.1} MiB and allocates {:.1} MiB ({:.3}x): {why}.",
             ratios.len(),
             big.1.id.op,
             big.1.id.precision,
-            big.1.id.batch,
-            big.1.id.seq,
-            big.1.id.dim,
+            big.1.id.shape_label(),
             bm.model.total as f64 / 1048576.0,
             bm.measured.total as f64 / 1048576.0,
             big.0
@@ -238,14 +250,12 @@ fn tail(records: &[Record]) -> Vec<String> {
             .expect("non-empty");
         let wl = &worst.1.measured.as_ref().expect("filtered").latency_ms;
         out.push(format!(
-            "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} B{} S{} D{} \
+            "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} {} \
              (p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, {} samples, {} Tukey outliers above).",
             ratios.len(),
             worst.1.id.op,
             worst.1.id.precision,
-            worst.1.id.batch,
-            worst.1.id.seq,
-            worst.1.id.dim,
+            worst.1.id.shape_label(),
             wl.p50,
             wl.p95,
             wl.p99,
@@ -303,8 +313,17 @@ fn precision(records: &[Record]) -> Vec<String> {
 /// backends): the first dim where the GPU is faster than the CPU, with its
 /// speedup, or `None` when it never is.
 pub fn first_gpu_wins(records: &[Record]) -> BTreeMap<DimLine, Option<(u32, f64)>> {
+    first_wins(speedups(records))
+}
+
+/// [`first_gpu_wins`] for the request end to end (upload, op, readback).
+pub fn first_gpu_wins_end_to_end(records: &[Record]) -> BTreeMap<DimLine, Option<(u32, f64)>> {
+    first_wins(speedups_by(records, request_ms))
+}
+
+fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32, f64)>> {
     let mut lines: Groups<DimLine, (u32, f64)> = BTreeMap::new();
-    for (id, x) in speedups(records) {
+    for (id, x) in speedups {
         let p = id.precision.name().to_string();
         lines
             .entry((id.op, p, id.batch, id.seq))
@@ -370,11 +389,100 @@ fn crossover(records: &[Record]) -> Vec<String> {
                 crossings.join("; ")
             )
         };
+        let e2e = first_gpu_wins_end_to_end(records);
+        let lines: Vec<_> = e2e
+            .range((op, p.clone(), 0, 0)..=(op, p.clone(), u32::MAX, u32::MAX))
+            .collect();
+        let end_to_end = if lines.is_empty() {
+            String::new()
+        } else {
+            let wins: Vec<String> = lines
+                .iter()
+                .filter_map(|((_, _, b, s), w)| {
+                    w.map(|(d, x)| format!("B{b} S{s} at dim {d} ({x:.2}x)"))
+                })
+                .collect();
+            format!(
+                " That is by device time; a whole request (upload, op, readback, the model already loaded) \
+                 favours the GPU in {} of {} lines{}",
+                wins.len(),
+                lines.len(),
+                if wins.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", wins.join("; "))
+                }
+            )
+        };
         out.push(format!(
-            "GPU vs CPU for {op} {p}: {text}; the GPU here is {gpu}."
+            "GPU vs CPU for {op} {p}: {text}; the GPU here is {gpu}.{end_to_end}"
         ));
     }
     out
+}
+
+/// Rectangular projections against square ones of the same size class: for
+/// each measured rectangular point, the square point on the same backend,
+/// precision, batch and seq whose K x N is nearest (in ratio), and how much
+/// faster the square one ran per unit of its bound — per FLOP when several
+/// rows share the weight, per byte in decode (one row per sequence, S = 1),
+/// where the weight's bytes bound it. Above 1, the rectangular point is slower.
+pub fn rect_vs_square(records: &[Record]) -> Vec<(PointId, PointId, f64)> {
+    let rate = |r: &Record| {
+        let m = r.measured.as_ref().expect("measured");
+        if r.id.seq == 1 {
+            m.gbps
+        } else {
+            m.gflops
+        }
+    };
+    let squares: Vec<&Record> = measured(records)
+        .filter(|r| r.id.op.uses_weight() && r.id.out_dim == r.id.dim)
+        .collect();
+    let mut out = Vec::new();
+    for r in measured(records).filter(|r| r.id.op.uses_weight() && r.id.out_dim != r.id.dim) {
+        let size = |id: &PointId| (id.dim as f64 * id.out_dim as f64).ln();
+        let same = |q: &&&Record| {
+            let (a, b) = (&q.id, &r.id);
+            (a.backend, a.op, a.precision, a.batch, a.seq)
+                == (b.backend, b.op, b.precision, b.batch, b.seq)
+        };
+        if let Some(q) = squares.iter().filter(same).min_by(|a, b| {
+            (size(&a.id) - size(&r.id))
+                .abs()
+                .total_cmp(&(size(&b.id) - size(&r.id)).abs())
+        }) {
+            out.push((r.id, q.id, rate(q) / rate(r)));
+        }
+    }
+    out
+}
+
+/// The rectangular-vs-square comparison in words, per backend and precision.
+fn rectangular(records: &[Record]) -> Vec<String> {
+    let mut groups: Groups<(BackendKind, String), (PointId, PointId, f64)> = BTreeMap::new();
+    for (rect, square, x) in rect_vs_square(records) {
+        groups
+            .entry((rect.backend, rect.precision.name().to_string()))
+            .or_default()
+            .push((rect, square, x));
+    }
+    groups
+        .into_iter()
+        .map(|((b, p), v)| {
+            let med = median(v.iter().map(|x| x.2).collect());
+            let worst = v.iter().max_by(|a, c| a.2.total_cmp(&c.2)).expect("non-empty");
+            let over = v.iter().filter(|x| x.2 > 1.2).count();
+            format!(
+                "Rectangular projections {p} on {b}: the nearest-size square projection runs a median {med:.2}x as fast per FLOP \
+                 (per byte in decode) over {} points, {over} of them beyond 1.2x; the worst is {} against {} ({:.2}x).",
+                v.len(),
+                worst.0.shape_label(),
+                worst.1.shape_label(),
+                worst.2
+            )
+        })
+        .collect()
 }
 
 /// Points that were skipped or cut, with their reasons.
@@ -431,13 +539,11 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
                 ""
             };
             out.push(format!(
-                "{op} on {backend} reaches a median {med:.1}% of the probed {what} ({ceiling}) over {} points; best {:.1}% at {} B{} S{} D{}{note}.",
+                "{op} on {backend} reaches a median {med:.1}% of the probed {what} ({ceiling}) over {} points; best {:.1}% at {} {}{note}.",
                 v.len(),
                 best.0,
                 best.1.id.precision,
-                best.1.id.batch,
-                best.1.id.seq,
-                best.1.id.dim
+                best.1.id.shape_label()
             ));
         }
     }
@@ -454,6 +560,7 @@ pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) ->
     all.extend(tail(records));
     all.extend(precision(records));
     all.extend(crossover(records));
+    all.extend(rectangular(records));
     all.extend(skipped(records));
     all
 }
@@ -619,7 +726,14 @@ mod tests {
         assert_eq!(d, 128);
         assert!((x - 2.0 / 1.2).abs() < 0.02, "{x}");
         let curves = batch_curves(&rs);
-        let curve = &curves[&(BackendKind::Cpu, Op::Embedding, "f32".to_string(), 16, 64)];
+        let curve = &curves[&(
+            BackendKind::Cpu,
+            Op::Embedding,
+            "f32".to_string(),
+            16,
+            64,
+            64,
+        )];
         assert_eq!(knee(curve, KNEE_GAIN), Some(4));
         for r in &rs {
             let m = r.measured.as_ref().unwrap();

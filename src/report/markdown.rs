@@ -110,15 +110,34 @@ pub fn report(
         "Latency is the per-sample distribution (device timestamps on the GPU where available, wall time on the CPU); \
          throughput figures use the median. Memory is what the backend allocated vs the model.\n"
     );
+    // N (and the model layer) only where some point has them, so square runs read as before.
+    let rect = results.records.iter().any(|r| r.id.out_dim != r.id.dim);
+    let layers = results.records.iter().any(|r| r.layer.is_some());
+    let (n_head, n_rule) = if rect { (" N |", "---:|") } else { ("", "") };
+    let (l_head, l_rule) = if layers {
+        (" layer |", "---|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         s,
-        "| op | backend | prec | B | S | D | p50 ms | p99 ms | samples | GFLOP/s | GB/s | % ceiling | tokens/s | MiB (model) | max rel err | verified | note |"
+        "|{l_head} op | backend | prec | B | S | D |{n_head} p50 ms | p99 ms | samples | GFLOP/s | GB/s | % ceiling | tokens/s | MiB (model) | max rel err | verified | note |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|{l_rule}---|---|---|---:|---:|---:|{n_rule}---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     );
     for r in &results.records {
+        let lead = if layers {
+            format!("| {} ", r.layer.as_deref().unwrap_or("-"))
+        } else {
+            String::new()
+        };
+        let n = if rect {
+            format!(" {} |", r.id.out_dim)
+        } else {
+            String::new()
+        };
         let err = r.max_rel_err.map_or("-".into(), |e| format!("{e:.1e}"));
         match &r.measured {
             Some(m) => {
@@ -131,7 +150,7 @@ pub fn report(
                 let pct = pct.map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
+                    "{lead}| {} | {} | {} | {} | {} | {} |{n} {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
                     r.id.op,
                     r.id.backend,
                     r.id.precision,
@@ -153,7 +172,7 @@ pub fn report(
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
+                    "{lead}| {} | {} | {} | {} | {} | {} |{n} - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
                     r.id.op,
                     r.id.backend,
                     r.id.precision,

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod anchor_table;
 pub mod charts;
 pub mod findings;
+pub mod layers;
 pub mod markdown;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
         );
     }
     let mut found = findings::findings(records, &results.environment.ceilings);
+    found.extend(layers::findings(records, &results.environment.ceilings));
     found.extend(anchor_table::findings(records, results.anchors.as_ref()));
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");

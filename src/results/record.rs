@@ -197,10 +197,12 @@ impl<'de> Deserialize<'de> for Skip {
 /// Latency percentiles in milliseconds (the contract's `latency_ms`).
 pub type LatencyMs = Summary;
 
-/// Median phases of an end-to-end request, milliseconds.
+/// Median phases of an end-to-end request, milliseconds. The model's table
+/// and weight are loaded once (`model_load`), not per request; files written
+/// before that split have no `model_load` and re-uploaded them in `upload`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhasesMs {
-    /// Host to device.
+    /// Host to device: the request's ids or activations.
     pub upload: f64,
     /// The op, submit to completion.
     pub kernel: f64,
@@ -208,6 +210,17 @@ pub struct PhasesMs {
     pub readback: f64,
     /// Requests measured.
     pub runs: u32,
+    /// One-time: the table and weight placed on the device when the op (the
+    /// model) was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_load: Option<f64>,
+}
+
+impl PhasesMs {
+    /// A request end to end: upload, kernel and readback.
+    pub fn request(&self) -> f64 {
+        self.upload + self.kernel + self.readback
+    }
 }
 
 /// Memory, modeled and measured, bytes.

@@ -213,8 +213,11 @@ impl GpuBackend {
 
     /// Times every candidate in `mode` on the tuning shape of `class`.
     fn tune(&self, mode: StorageMode, precision: Precision, class: ShapeClass) -> Result<Tuning> {
+        // A tuning shape whose weight fits one binding (halved until it does),
+        // so candidates are timed on whole-weight dispatches.
         let work = autotune::tuning_workload(class, self.ctx.info.software, precision, |w| {
-            self.chunks(w, mode).is_ok()
+            self.chunks(w, mode)
+                .is_ok_and(|c| c.weight_block_cols == w.mkn().2)
         })?;
         let chunks = self.chunks(&work, mode)?;
         let inputs = Inputs::generate(&work, DEFAULT_SEED);

@@ -25,7 +25,14 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         (FONT, 18),
     )?;
     let (left, right) = root.split_horizontally(600);
-    let label = |(backend, op, prec, s, d): &BatchKey| format!("{backend} {op} {prec} S{s} D{d}");
+    let label = |(backend, op, prec, s, d, n): &BatchKey| {
+        let n = if n != d {
+            format!(" N{n}")
+        } else {
+            String::new()
+        };
+        format!("{backend} {op} {prec} S{s} D{d}{n}")
+    };
     let tps: Vec<(String, Vec<(f64, f64)>)> = curves
         .iter()
         .map(|(k, v)| {

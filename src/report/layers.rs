@@ -1,0 +1,178 @@
+//! Findings about model layers (records labelled with a preset's layer): where
+//! a forward pass spends its time, per layer, in each prefill and decode
+//! regime; and which regime is bound by memory and which by arithmetic,
+//! against the backend's probed ceilings.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::analysis::{measured, p50};
+use crate::backend::{BackendKind, Ceilings};
+use crate::models;
+use crate::results::{PointId, Record};
+use crate::stats::Samples;
+use crate::workload::Precision;
+
+/// One regime of one model on one backend: (model, backend, precision, batch, seq).
+pub type Regime = (String, BackendKind, Precision, u32, u32);
+
+/// A forward pass's layers with their ms per pass (p50 x per_pass), or the
+/// layers that were not measured.
+pub type Breakdown = Result<Vec<(String, f64)>, Vec<String>>;
+
+/// Each layer's share of a forward pass, for every regime whose layers were
+/// all measured; `Err` lists the missing ones.
+pub fn pass_breakdown(records: &[Record]) -> BTreeMap<Regime, Breakdown> {
+    let mut regimes: BTreeMap<Regime, ()> = BTreeMap::new();
+    for r in records {
+        if let Some(model) = r.layer.as_deref().and_then(|l| l.split('/').next()) {
+            let id = &r.id;
+            regimes.insert(
+                (
+                    model.to_string(),
+                    id.backend,
+                    id.precision,
+                    id.batch,
+                    id.seq,
+                ),
+                (),
+            );
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, ()) in regimes {
+        let (model, backend, precision, batch, seq) = &key;
+        let Ok(preset) = models::find(model) else {
+            continue;
+        };
+        let mut times = Vec::new();
+        let mut missing = Vec::new();
+        for layer in &preset.layers {
+            let Ok(work) = layer.work(preset, *precision, *batch, *seq) else {
+                continue;
+            };
+            let id = PointId::new(*backend, &work);
+            // A shape two layers share (gate and up) is measured once.
+            match measured(records).find(|r| r.id == id) {
+                Some(r) => times.push((layer.layer.clone(), p50(r) * layer.per_pass as f64)),
+                None => missing.push(layer.layer.clone()),
+            }
+        }
+        out.insert(
+            key,
+            if missing.is_empty() {
+                Ok(times)
+            } else {
+                Err(missing)
+            },
+        );
+    }
+    out
+}
+
+fn regime_name(batch: u32, seq: u32) -> String {
+    if seq == 1 {
+        format!("decode B{batch}")
+    } else {
+        format!("prefill B{batch} S{seq}")
+    }
+}
+
+/// One sentence per complete regime: the pass's time and each layer's share.
+fn breakdown(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut incomplete: BTreeMap<(String, BackendKind), usize> = BTreeMap::new();
+    for ((model, backend, precision, batch, seq), times) in pass_breakdown(records) {
+        let Ok(mut times) = times else {
+            *incomplete.entry((model, backend)).or_default() += 1;
+            continue;
+        };
+        let total: f64 = times.iter().map(|t| t.1).sum();
+        times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut s = format!(
+            "{model} {precision} on {backend}, {}: one forward pass's projections and lookup take {total:.3} ms:",
+            regime_name(batch, seq)
+        );
+        for (i, (layer, ms)) in times.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            let _ = write!(s, "{sep}{layer} {:.1}%", 100.0 * ms / total);
+        }
+        s.push('.');
+        out.push(s);
+    }
+    for ((model, backend), n) in incomplete {
+        out.push(format!(
+            "{model} on {backend}: {n} regime(s) have no breakdown because some layer was cut or skipped there."
+        ));
+    }
+    out
+}
+
+/// Median of some values.
+fn median(v: Vec<f64>) -> f64 {
+    Samples::new(v).map_or(f64::NAN, |s| s.quantile(0.5))
+}
+
+/// Decode against prefill: arithmetic intensity against the ridge point of the
+/// probed ceilings, and how close each comes to the ceiling that binds it.
+fn regimes(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (backend, c) in probed {
+        if c.copy_gbps <= 0.0 {
+            continue;
+        }
+        let ridge = c.fma_gflops / c.copy_gbps;
+        for (phase, decode) in [("decode (S = 1)", true), ("prefill (S > 1)", false)] {
+            let rs: Vec<&Record> = measured(records)
+                .filter(|r| {
+                    r.layer.is_some()
+                        && r.id.backend == *backend
+                        && r.id.op.uses_weight()
+                        && (r.id.seq == 1) == decode
+                })
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            fn m<'a>(r: &&'a Record) -> &'a crate::results::Measured {
+                r.measured.as_ref().expect("measured")
+            }
+            let ai: Vec<f64> = rs.iter().map(|r| m(r).arithmetic_intensity).collect();
+            let (lo, hi) = ai
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+            let below = ai.iter().filter(|&&x| x < ridge).count();
+            let bw = median(
+                rs.iter()
+                    .filter_map(|r| m(r).pct_of_copy_bandwidth)
+                    .collect(),
+            );
+            let fma = median(rs.iter().filter_map(|r| m(r).pct_of_fma_peak).collect());
+            let cached = if bw > 100.0 {
+                "; over 100% because these weights fit in cache, so DRAM bandwidth does not bound them here"
+            } else {
+                ""
+            };
+            let verdict = if below * 2 > rs.len() {
+                format!("memory-bound: a median {bw:.1}% of the copy bandwidth ({fma:.1}% of the FMA peak){cached}")
+            } else {
+                format!("compute-bound: a median {fma:.1}% of the FMA peak ({bw:.1}% of the copy bandwidth)")
+            };
+            out.push(format!(
+                "{phase} on {backend}: the layers' projections do {lo:.1}..{hi:.1} FLOP per byte; {below} of {} lie below the ridge \
+                 of {ridge:.1} FLOP/byte ({:.1} GFLOP/s over {:.1} GB/s probed), so the regime is {verdict}.",
+                rs.len(),
+                c.fma_gflops,
+                c.copy_gbps
+            ));
+        }
+    }
+    out
+}
+
+/// The model-layer findings of a run (none when no record came from a preset).
+pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
+    let mut out = breakdown(records);
+    out.extend(regimes(records, probed));
+    out
+}

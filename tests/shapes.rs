@@ -1,0 +1,236 @@
+//! LLM layer shapes against the f64 reference on every adapter here and on the
+//! CPU: rectangular projections whose sizes are not tile multiples, decode
+//! (M = 1 and 2 at K = 768 and 4096), tables and weights split across bindings,
+//! and the model presets' layers.
+
+mod common;
+
+use common::{every_gpu, every_gpu_with, kernel_lab, stderr};
+use kernel_lab::backend::cpu::CpuBackend;
+use kernel_lab::backend::gpu::GpuOptions;
+use kernel_lab::backend::Backend;
+use kernel_lab::models;
+use kernel_lab::reference;
+use kernel_lab::workload::{Inputs, Op, Precision, Shape, Workload};
+
+fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workload {
+    Workload {
+        op,
+        precision: p,
+        shape: Shape::rect(b, s, k, n, v).unwrap(),
+    }
+}
+
+/// Runs `w` once on `backend` and asserts it verifies, naming the case.
+fn verified(backend: &dyn Backend, w: &Workload) {
+    let inputs = Inputs::generate(w, 7);
+    let mut op = backend
+        .prepare(w, &inputs)
+        .unwrap_or_else(|e| panic!("{:?} on {}: {e}", w, backend.device().name));
+    op.run().unwrap();
+    let acc = reference::verify_accumulated(w, &inputs, &op.output().unwrap(), op.accumulation());
+    assert!(
+        acc.verified,
+        "{} {:?} on {}: {acc:?}",
+        op.describe(),
+        w.shape,
+        backend.device().name
+    );
+}
+
+/// Rectangular shapes, none a tile multiple: K 100 -> N 301, a narrow output
+/// (N 3), a wide one (N 1000 from K 17), odd sizes for packed halves.
+const RECT: [(u32, u32, u32, u32); 5] = [
+    (3, 7, 100, 301),
+    (1, 65, 129, 3),
+    (2, 5, 17, 1000),
+    (1, 1, 33, 65),
+    (2, 3, 301, 100),
+];
+
+fn rectangular_cases(backend: &dyn Backend) {
+    for p in Precision::ALL {
+        for op in [Op::Matmul, Op::EmbedProject] {
+            for (b, s, k, n) in RECT {
+                verified(backend, &rect(op, p, b, s, k, n, 50));
+            }
+        }
+    }
+}
+
+/// Decode: one or two new tokens through a GPT-2-small- and a Llama-3-8B-wide layer.
+fn decode_cases(backend: &dyn Backend) {
+    for p in Precision::ALL {
+        for m in [1, 2] {
+            for k in [768, 4096] {
+                verified(backend, &rect(Op::Matmul, p, m, 1, k, k, 1));
+                verified(backend, &rect(Op::Matmul, p, m, 1, k, 3 * k / 2 + 1, 1));
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_rectangular_and_decode_shapes_match_reference() {
+    let cpu = CpuBackend::new();
+    rectangular_cases(&cpu);
+    decode_cases(&cpu);
+}
+
+#[test]
+fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
+    let cpu = CpuBackend::new();
+    let w = rect(Op::Matmul, Precision::F16, 1, 1, 4096, 4096, 1);
+    assert_eq!(cpu.describe(&w), "f32acc-gemv f16");
+    let inputs = Inputs::generate(&w, 7);
+    let mut op = cpu.prepare(&w, &inputs).unwrap();
+    op.run().unwrap();
+    let acc = reference::verify(&w, &inputs, &op.output().unwrap());
+    // f16 storage with f32 accumulation: the output rounding (u16 / 2 relative)
+    // dominates; accumulating in f16 measured 1.6e-3 here.
+    assert!(acc.max_rel_err < 2.5e-4, "{acc:?}");
+}
+
+#[test]
+fn gpu_rectangular_and_decode_shapes_match_reference_on_every_adapter() {
+    for backend in every_gpu() {
+        rectangular_cases(&backend);
+        decode_cases(&backend);
+    }
+}
+
+#[test]
+fn gpu_tables_and_weights_split_across_bindings_match_reference() {
+    // 8 KiB bindings: the 333-row table and every weight below are split into
+    // several blocks, and the last block is partial.
+    let options = GpuOptions {
+        max_binding_bytes: Some(8192),
+        ..Default::default()
+    };
+    for backend in every_gpu_with(options) {
+        for p in Precision::ALL {
+            for op in Op::ALL {
+                for (b, s, k, n) in RECT {
+                    verified(&backend, &rect(op, p, b, s, k, n, 333));
+                }
+            }
+        }
+        let packed = every_gpu_with(GpuOptions {
+            force_packed_f16: true,
+            ..options
+        });
+        for backend in packed {
+            for (b, s, k, n) in RECT {
+                verified(
+                    &backend,
+                    &rect(Op::EmbedProject, Precision::F16, b, s, k, n, 333),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_a_weight_whose_four_columns_exceed_a_binding_names_the_numbers() {
+    let options = GpuOptions {
+        max_binding_bytes: Some(4096),
+        ..Default::default()
+    };
+    for backend in every_gpu_with(options) {
+        let w = rect(Op::Matmul, Precision::F32, 2, 3, 301, 100, 1);
+        let inputs = Inputs::generate(&w, 7);
+        let err = backend
+            .prepare(&w, &inputs)
+            .err()
+            .expect("cannot fit")
+            .to_string();
+        assert!(
+            err.contains("four weight columns") && err.contains("4816") && err.contains("4096"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn gpu_gpt2_xl_table_runs_past_a_real_binding_limit() {
+    // 50257 x 1600 f32 is 322 MB: over lavapipe's 128 MiB binding.
+    let xl = models::find("gpt2-xl").unwrap();
+    let w = xl
+        .layer("embedding")
+        .unwrap()
+        .work(xl, Precision::F32, 2, 33)
+        .unwrap();
+    for backend in every_gpu() {
+        verified(&backend, &w);
+    }
+}
+
+#[test]
+fn every_preset_layer_verifies_at_decode_on_the_cpu() {
+    let cpu = CpuBackend::new();
+    for m in models::presets() {
+        for l in &m.layers {
+            // The big vocabularies only in f16 (the tests stay a few seconds).
+            let w = l.work(m, Precision::F16, 1, 1).unwrap();
+            verified(&cpu, &w);
+        }
+    }
+}
+
+#[test]
+fn bench_runs_a_preset_layer_and_lists_the_presets() {
+    let out = kernel_lab(&["models"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in [
+        "gpt2-small",
+        "gpt2-xl",
+        "llama-3.2-1b",
+        "llama-3-8b",
+        "mixtral-8x7b",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert!(text.contains("768 -> 50257"), "{text}");
+    let out = kernel_lab(&[
+        "bench",
+        "--model",
+        "gpt2-small",
+        "--layer",
+        "qkv",
+        "--batch",
+        "1",
+        "--seq",
+        "1",
+        "--precision",
+        "f16",
+        "--backend",
+        "cpu",
+        "--json",
+        "--quick",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["out_dim"], 2304);
+    assert_eq!(r["dim"], 768);
+    assert_eq!(r["layer"], "gpt2-small/qkv");
+    assert_eq!(r["verified"], true);
+    let bad = kernel_lab(&[
+        "bench",
+        "--model",
+        "gpt2-small",
+        "--layer",
+        "mlp-gate",
+        "--batch",
+        "1",
+        "--seq",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    let err = stderr(&bad);
+    assert!(err.contains("mlp-gate") && err.contains("mlp-up"), "{err}");
+}
