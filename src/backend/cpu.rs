@@ -114,8 +114,9 @@ impl Backend for CpuBackend {
 /// The implementation that runs `work` on the CPU.
 fn describe(work: &Workload) -> String {
     let (m, _, n) = work.mkn();
-    let matmul = if widened(work.precision, m as usize, n as usize) {
-        "f32acc-gemv"
+    let narrow = work.precision != Precision::F32;
+    let matmul = if skinny(narrow, m as usize, n as usize) {
+        "skinny-f32acc"
     } else {
         "gemm"
     };
@@ -126,13 +127,24 @@ fn describe(work: &Workload) -> String {
     }
 }
 
-/// Whether a projection in `precision` with an `m` x `n` output takes the
-/// widened path ([`matmul_widened`]): `gemm`'s matrix-vector path for FP16
-/// (one row or one column) accumulates in f16, rounding after every product,
-/// which fails the f32-accumulation tolerance (M = 1, K = 768: a normalised
-/// error of 1.0e-3 against 5.8e-4).
-fn widened(precision: Precision, m: usize, n: usize) -> bool {
-    precision == Precision::F16 && (m <= 1 || n <= 1)
+/// Rows up to which a projection takes [`matmul_skinny`]: decode's one row per
+/// sequence, where the weight's bytes bound the product and `gemm`'s packing
+/// costs more than it saves.
+const SKINNY_ROWS: usize = 16;
+
+/// Whether an `m` x `n` output (`narrow`: stored narrower than f32) takes
+/// [`matmul_skinny`]. In f32, few rows (here at B8 S1 K4096 N4096, `bench`:
+/// 9.2 and 10.0 ms against 19.0 ms through `gemm`). In a narrow type, every
+/// matrix-vector product, since `gemm`'s matrix-vector path accumulates in
+/// the storage type (FP16, M = 1, K = 768: a normalised error of 1.0e-3
+/// against the f32-accumulation tolerance of 5.8e-4); from two rows `gemm`
+/// accumulates in f32 and widens faster than the skinny path does.
+fn skinny(narrow: bool, m: usize, n: usize) -> bool {
+    if narrow {
+        m <= 1 || n <= 1
+    } else {
+        m <= SKINNY_ROWS
+    }
 }
 
 /// A storage element type the CPU kernels are written once for.
@@ -147,6 +159,8 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     fn one() -> Self;
     /// Widens a slice to f32 (SIMD where the CPU converts in hardware).
     fn widen(src: &[Self], dst: &mut [f32]);
+    /// `src` as f32: itself, or widened into `buf`.
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
 }
 
 impl Element for f32 {
@@ -163,6 +177,9 @@ impl Element for f32 {
     fn widen(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
+    fn as_f32<'a>(src: &'a [Self], _: &'a mut [f32]) -> &'a [f32] {
+        src
+    }
 }
 
 impl Element for f16 {
@@ -178,6 +195,10 @@ impl Element for f16 {
     }
     fn widen(src: &[Self], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
+    }
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        src.convert_to_f32_slice(buf);
+        buf
     }
 }
 
@@ -284,51 +305,71 @@ fn gather<T: Element>(ids: &[u32], table: &[T], out: &mut [T], d: usize) {
         .for_each(|(dst, ids)| copy(dst, ids));
 }
 
-/// Most columns of y one task of [`matmul_widened`] accumulates: wide enough
-/// that each row of w is read in long contiguous runs, narrow enough that the
-/// accumulators stay in L1/L2.
-const WIDENED_BLOCK: usize = 4096;
+/// Bytes of f32 accumulators one task of [`matmul_skinny`] keeps: an L1's worth,
+/// so every row of the weight it streams is added into accumulators in cache.
+const SKINNY_ACC_BYTES: usize = 16 << 10;
 
-/// `y[m, n] = x[m, k] @ w[k, n]` with f32 accumulators, for the matrix-vector
-/// shapes `gemm` would accumulate in the storage type: each task owns a block
-/// of output columns, widens the rows of w it reads and accumulates in f32.
-fn matmul_widened<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) {
+/// `y[m, n] = x[m, k] @ w[k, n]` for few rows (decode: one row per sequence),
+/// with f32 accumulators: each task owns a block of output columns sized so
+/// its m x width accumulators stay in L1, streams its columns of every row of
+/// w once (widened to f32 where stored narrower), and adds them into all m
+/// rows. The weight is read once, which is what bounds such a product.
+fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) {
     let mut xs = vec![0f32; x.len()];
     T::widen(x, &mut xs);
     let m = y.len() / n;
-    // One block per thread at least, in whole cache lines of f32.
-    let threads = rayon::current_num_threads().max(1);
-    let block = n.div_ceil(threads).next_multiple_of(16).min(WIDENED_BLOCK);
-    let blocks = n.div_ceil(block);
-    let task = |b: usize, acc: &mut Vec<f32>| {
-        let c0 = b * block;
-        let width = block.min(n - c0);
-        let mut wf = vec![0f32; width];
-        acc.clear();
-        acc.resize(m * width, 0.0);
-        for kk in 0..k {
-            T::widen(&w[kk * n + c0..kk * n + c0 + width], &mut wf[..width]);
-            for (r, out) in acc.chunks_exact_mut(width).enumerate() {
+    let width = (SKINNY_ACC_BYTES / 4 / m.max(1))
+        .next_multiple_of(16)
+        .clamp(16, n.next_multiple_of(16));
+    let blocks = n.div_ceil(width);
+    // Four rows of w per pass over the accumulators: a quarter of the
+    // accumulator loads and stores per multiply-add.
+    const KU: usize = 4;
+    let task = |b: usize| -> Vec<f32> {
+        let c0 = b * width;
+        let cols = width.min(n - c0);
+        let mut bufs = vec![0f32; KU * cols];
+        let mut acc = vec![0f32; m * cols];
+        let mut kk = 0;
+        while kk + KU <= k {
+            let (b0, rest) = bufs.split_at_mut(cols);
+            let (b1, rest) = rest.split_at_mut(cols);
+            let (b2, b3) = rest.split_at_mut(cols);
+            let row = |i: usize| &w[(kk + i) * n + c0..(kk + i) * n + c0 + cols];
+            let (w0, w1, w2, w3) = (
+                T::as_f32(row(0), b0),
+                T::as_f32(row(1), b1),
+                T::as_f32(row(2), b2),
+                T::as_f32(row(3), b3),
+            );
+            for (r, out) in acc.chunks_exact_mut(cols).enumerate() {
+                let xr = &xs[r * k + kk..r * k + kk + KU];
+                let (x0, x1, x2, x3) = (xr[0], xr[1], xr[2], xr[3]);
+                for ((((a, &v0), &v1), &v2), &v3) in out.iter_mut().zip(w0).zip(w1).zip(w2).zip(w3)
+                {
+                    *a += x0 * v0 + x1 * v1 + x2 * v2 + x3 * v3;
+                }
+            }
+            kk += KU;
+        }
+        while kk < k {
+            let wrow = T::as_f32(&w[kk * n + c0..kk * n + c0 + cols], &mut bufs[..cols]);
+            for (r, out) in acc.chunks_exact_mut(cols).enumerate() {
                 let xv = xs[r * k + kk];
-                for (a, &wv) in out.iter_mut().zip(&wf[..width]) {
+                for (a, &wv) in out.iter_mut().zip(wrow) {
                     *a += xv * wv;
                 }
             }
+            kk += 1;
         }
+        acc
     };
-    let results: Vec<Vec<f32>> = (0..blocks)
-        .into_par_iter()
-        .map(|b| {
-            let mut acc = Vec::new();
-            task(b, &mut acc);
-            acc
-        })
-        .collect();
+    let results: Vec<Vec<f32>> = (0..blocks).into_par_iter().map(task).collect();
     for (b, acc) in results.iter().enumerate() {
-        let c0 = b * block;
-        let width = block.min(n - c0);
-        for (r, out) in acc.chunks_exact(width).enumerate() {
-            for (o, &a) in y[r * n + c0..r * n + c0 + width].iter_mut().zip(out) {
+        let c0 = b * width;
+        let cols = width.min(n - c0);
+        for (r, out) in acc.chunks_exact(cols).enumerate() {
+            for (o, &a) in y[r * n + c0..r * n + c0 + cols].iter_mut().zip(out) {
                 *o = T::from_f32(a);
             }
         }
@@ -339,8 +380,8 @@ fn matmul_widened<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize)
 /// widened path where `gemm` would accumulate in f16).
 fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) {
     let m = y.len() / n;
-    if T::NARROW && (m <= 1 || n <= 1) {
-        return matmul_widened(x, w, y, k, n);
+    if skinny(T::NARROW, m, n) {
+        return matmul_skinny(x, w, y, k, n);
     }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && m * k * n >= 1 << 16 {
