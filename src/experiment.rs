@@ -103,7 +103,36 @@ pub struct Exclusion {
     pub layer: Option<String>,
 }
 
+/// A point's sizes before they are validated into a shape.
+struct Raw<'a> {
+    op: Op,
+    precision: Precision,
+    batch: u32,
+    seq: u32,
+    dim: u32,
+    out_dim: u32,
+    vocab: u32,
+    layer: Option<(&'a str, &'a str)>,
+}
+
 impl Exclusion {
+    /// Whether this exclusion drops the point on every backend (it names no
+    /// backend and matches its sizes): such a point is never validated, so an
+    /// excluded size that no kernel could address does not stop the sweep.
+    fn drops_everywhere(&self, r: &Raw) -> bool {
+        let (model, layer) = r.layer.map_or((None, None), |(m, l)| (Some(m), Some(l)));
+        self.backend.is_none()
+            && self.model.as_deref().is_none_or(|v| Some(v) == model)
+            && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
+            && self.op.is_none_or(|v| v == r.op)
+            && self.precision.is_none_or(|v| v == r.precision)
+            && self.batch.is_none_or(|v| v == r.batch)
+            && self.seq.is_none_or(|v| v == r.seq)
+            && self.dim.is_none_or(|v| v == r.dim)
+            && self.out_dim.is_none_or(|v| v == r.out_dim)
+            && self.vocab.is_none_or(|v| v == r.vocab)
+    }
+
     fn matches(&self, p: &Point) -> bool {
         let s = &p.work.shape;
         let (model, layer) = p
@@ -486,6 +515,19 @@ impl Spec {
                         };
                         for &seq in &a.seq {
                             for &batch in &a.batch {
+                                let raw = Raw {
+                                    op: layer.op,
+                                    precision,
+                                    batch,
+                                    seq,
+                                    dim: layer.dim,
+                                    out_dim: layer.out_dim.unwrap_or(layer.dim),
+                                    vocab: layer.vocab.unwrap_or_else(|| model.vocab()),
+                                    layer: Some((&model.name, &layer.layer)),
+                                };
+                                if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
+                                    continue;
+                                }
                                 let work = layer.work(model, precision, batch, seq)?;
                                 out.push((work, Some(label)));
                             }
@@ -506,6 +548,19 @@ impl Spec {
                             };
                             for out_dim in widths {
                                 for &vocab in &a.vocab {
+                                    let raw = Raw {
+                                        op,
+                                        precision,
+                                        batch,
+                                        seq,
+                                        dim,
+                                        out_dim,
+                                        vocab,
+                                        layer: None,
+                                    };
+                                    if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
+                                        continue;
+                                    }
                                     let shape = Shape::rect(batch, seq, dim, out_dim, vocab)?;
                                     let work = Workload {
                                         op,
@@ -555,6 +610,65 @@ impl Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excluded_size_no_kernel_could_address_does_not_stop_the_sweep() {
+        let spec = r#"
+name = "t"
+[axes]
+model = ["gpt2-small"]
+layer = ["lm-head"]
+backend = ["cpu"]
+seq = [1, 2048]
+batch = [1, 64]
+[[exclude]]
+batch = 64
+seq = 2048
+"#;
+        let points = Spec::parse(spec, "t", &[]).unwrap().expand().unwrap();
+        assert_eq!(points.len(), 3);
+        assert!(points
+            .iter()
+            .all(|p| p.work.mkn() != (64 * 2048, 768, 50257)));
+        // Without the exclusion the size is rejected, naming it.
+        let all = spec.split("[[exclude]]").next().unwrap();
+        let err = Spec::parse(all, "t", &[])
+            .unwrap()
+            .expand()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("B64 S2048 D768 N50257"), "{err}");
+    }
+
+    #[test]
+    fn model_axes_expand_to_the_layers_with_labels_and_reject_shape_axes() {
+        let spec = r#"
+name = "t"
+[axes]
+model = ["llama-3.2-1b"]
+backend = ["cpu", "gpu"]
+seq = [1]
+batch = [1]
+"#;
+        let points = Spec::parse(spec, "t", &[]).unwrap().expand().unwrap();
+        // Seven layers, gate and up share a shape: six points per backend.
+        assert_eq!(points.len(), 12);
+        let qkv = points
+            .iter()
+            .find(|p| p.layer.is_some_and(|l| l.layer == "qkv"))
+            .unwrap();
+        assert_eq!(qkv.work.mkn(), (1, 2048, 3072));
+        let with_dim = spec.replace("seq = [1]", "seq = [1]\ndim = [64]");
+        let err = Spec::parse(&with_dim, "t", &[]).unwrap_err().to_string();
+        assert!(err.contains("axes.dim"), "{err}");
+        let bad = Spec::parse(spec, "t", &["layer=mlp-sideways".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("mlp-sideways") && bad.contains("mlp-gate"),
+            "{bad}"
+        );
+    }
 
     const GOOD: &str = r#"
 name = "t"
@@ -687,7 +801,8 @@ max_ms = 100
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            // models.toml holds the model presets, not an experiment.
+            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("models.toml") {
                 let spec = Spec::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!spec.expand().unwrap().is_empty(), "{}", path.display());
                 n += 1;

@@ -176,3 +176,95 @@ pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) ->
     out.extend(regimes(records, probed));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testdata::{layer, synthetic};
+    use crate::workload::Op;
+
+    /// GPT-2 small's six layers at decode B1 on the CPU, with chosen medians.
+    fn gpt2_decode() -> Vec<Record> {
+        let mut table = synthetic(Op::Embedding, "cpu", Precision::F32, 1, 1, 768, 0.01);
+        table.id.vocab = 50257;
+        table.layer = Some("gpt2-small/embedding".into());
+        let mut rs = vec![table];
+        for (name, k, n, ms) in [
+            ("qkv", 768, 2304, 0.1),
+            ("attn-out", 768, 768, 0.05),
+            ("mlp-up", 768, 3072, 0.2),
+            ("mlp-down", 3072, 768, 0.2),
+            ("lm-head", 768, 50257, 3.4),
+        ] {
+            let mut r = layer(&format!("gpt2-small/{name}"), "cpu", (1, 1, k, n), ms);
+            r.id.vocab = 50257;
+            if let Some(m) = r.measured.as_mut() {
+                m.pct_of_copy_bandwidth = Some(60.0);
+                m.pct_of_fma_peak = Some(3.0);
+            }
+            rs.push(r);
+        }
+        rs
+    }
+
+    #[test]
+    fn a_pass_is_the_sum_of_each_layer_times_its_runs() {
+        let rs = gpt2_decode();
+        let all = pass_breakdown(&rs);
+        let key = (
+            "gpt2-small".to_string(),
+            BackendKind::Cpu,
+            Precision::F32,
+            1,
+            1,
+        );
+        let times = all[&key].as_ref().expect("every layer measured");
+        let ms = |name: &str| times.iter().find(|t| t.0 == name).unwrap().1;
+        let median = |name: &str| {
+            let r = rs
+                .iter()
+                .find(|r| r.layer.as_deref().unwrap().ends_with(name))
+                .unwrap();
+            p50(r)
+        };
+        // Twelve blocks: QKV twelve times a pass; the LM head and the lookup once.
+        assert!((ms("qkv") - 12.0 * median("qkv")).abs() < 1e-12);
+        assert!((ms("lm-head") - median("lm-head")).abs() < 1e-12);
+        let total: f64 = times.iter().map(|t| t.1).sum();
+        // The synthetic medians sit 1% above the values given.
+        let want = 1.01 * (0.01 + 1.2 + 0.6 + 2.4 + 2.4 + 3.4);
+        assert!((total - want).abs() < 1e-3 * want, "{total} vs {want}");
+        let text = findings(&rs, &BTreeMap::new()).join("\n");
+        assert!(
+            text.contains("lm-head 34.0%, mlp-up 24.0%, mlp-down 24.0%, qkv 12.0%"),
+            "{text}"
+        );
+        // One layer missing: no breakdown, said so.
+        let partial: Vec<Record> = rs
+            .into_iter()
+            .filter(|r| !r.layer.as_deref().unwrap().ends_with("qkv"))
+            .collect();
+        assert_eq!(pass_breakdown(&partial)[&key], Err(vec!["qkv".to_string()]));
+        assert!(findings(&partial, &BTreeMap::new())
+            .join("\n")
+            .contains("1 regime(s) have no breakdown"));
+    }
+
+    #[test]
+    fn decode_is_memory_bound_below_the_ridge() {
+        let ceilings = BTreeMap::from([(
+            BackendKind::Cpu,
+            Ceilings {
+                copy_gbps: 10.0,
+                fma_gflops: 100.0,
+                method: "test".into(),
+            },
+        )]);
+        let text = regimes(&gpt2_decode(), &ceilings).join("\n");
+        assert!(
+            text.contains("5 of 5 lie below the ridge of 10.0 FLOP/byte")
+                && text.contains("memory-bound: a median 60.0% of the copy bandwidth"),
+            "{text}"
+        );
+    }
+}

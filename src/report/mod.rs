@@ -7,6 +7,8 @@ pub mod charts;
 pub mod findings;
 pub mod layers;
 pub mod markdown;
+#[cfg(test)]
+mod testdata;
 
 use std::path::{Path, PathBuf};
 
