@@ -323,7 +323,8 @@ pub fn first_gpu_wins_end_to_end(records: &[Record]) -> BTreeMap<DimLine, Option
 
 fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32, f64)>> {
     let mut lines: Groups<DimLine, (u32, f64)> = BTreeMap::new();
-    for (id, x) in speedups {
+    // Lines along dim: square projections (and gathers) only.
+    for (id, x) in speedups.into_iter().filter(|(id, _)| id.out_dim == id.dim) {
         let p = id.precision.name().to_string();
         lines
             .entry((id.op, p, id.batch, id.seq))
@@ -344,7 +345,10 @@ fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32
 fn crossover(records: &[Record]) -> Vec<String> {
     // Per op and precision: along dim, for every batch x seq measured on both backends.
     let mut groups: Groups<(Op, String), (u32, u32, u32, f64)> = BTreeMap::new();
-    for (id, x) in speedups(records) {
+    for (id, x) in speedups(records)
+        .into_iter()
+        .filter(|(id, _)| id.out_dim == id.dim)
+    {
         groups
             .entry((id.op, id.precision.name().to_string()))
             .or_default()
@@ -408,9 +412,9 @@ fn crossover(records: &[Record]) -> Vec<String> {
                 wins.len(),
                 lines.len(),
                 if wins.is_empty() {
-                    String::new()
+                    ".".to_string()
                 } else {
-                    format!(": {}", wins.join("; "))
+                    format!(": {}.", wins.join("; "))
                 }
             )
         };
@@ -423,7 +427,8 @@ fn crossover(records: &[Record]) -> Vec<String> {
 
 /// Rectangular projections against square ones of the same size class: for
 /// each measured rectangular point, the square point on the same backend,
-/// precision, batch and seq whose K x N is nearest (in ratio), and how much
+/// precision, batch and seq whose K x N is nearest (in ratio, and within 2x),
+/// and how much
 /// faster the square one ran per unit of its bound — per FLOP when several
 /// rows share the weight, per byte in decode (one row per sequence, S = 1),
 /// where the weight's bytes bound it. Above 1, the rectangular point is slower.
