@@ -126,9 +126,10 @@ fn kernel_lab() -> Command {
 fn impossible_point_and_interruption_then_resume_end_complete() {
     let dir = temp_dir("resume");
     let spec_path = dir.join("spec.toml");
-    // The 20x1024 f32 table (80 KiB) and the 1024x1024 weight cannot fit a 64 KiB
-    // binding: on the GPU those points are impossible; on the CPU they run. More dims make the run long enough
-    // to interrupt.
+    // Under a 2 KiB binding one 1024-wide f32 table row (4 KiB) and four
+    // columns of the 1024x1024 weight (16 KiB) cannot fit, however the table and
+    // weight are split: on the GPU those points are impossible; on the CPU they
+    // run. More dims make the run long enough to interrupt.
     let spec = SMALL
         .replace("dim = [8, 12]", "dim = [8, 12, 16, 24, 32, 1024]")
         .replace("max_ms = 50", "max_ms = 150");
@@ -139,7 +140,7 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
             "run".to_string(),
             spec_path.display().to_string(),
             "--max-binding-bytes".into(),
-            "65536".into(),
+            "2048".into(),
         ];
         a.extend(extra.iter().map(|s| s.to_string()));
         a
@@ -208,7 +209,7 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
             "--resume",
             out.to_str().unwrap(),
             "--max-binding-bytes",
-            "65536",
+            "2048",
         ])
         .output()
         .unwrap();
@@ -225,7 +226,7 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
     keys.dedup();
     assert_eq!(keys.len(), total, "no point measured twice");
     for r in &done.records {
-        // At dim 1024 neither the 80 KiB table nor the 4 MiB weight fits 64 KiB.
+        // At dim 1024 neither a table row nor four weight columns fit 2 KiB.
         let impossible = r.id.backend == BackendKind::Gpu && r.id.dim == 1024;
         if r.id.backend == BackendKind::Gpu && done.environment.gpu.is_none() {
             assert_eq!(r.skipped.as_ref().unwrap().kind, SkipKind::NoGpu);
@@ -236,11 +237,11 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
                 .expect("the impossible point is skipped")
                 .to_string();
             let needed = if r.id.op == kernel_lab::workload::Op::Embedding {
-                "81920"
+                "4096"
             } else {
-                "4194304"
+                "16384"
             };
-            assert!(why.contains(needed) && why.contains("65536"), "{why}");
+            assert!(why.contains(needed) && why.contains("2048"), "{why}");
         } else {
             assert!(r.verified && r.measured.is_some(), "{r:?}");
         }

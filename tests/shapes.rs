@@ -81,7 +81,7 @@ fn cpu_rectangular_and_decode_shapes_match_reference() {
 fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
     let cpu = CpuBackend::new();
     let w = rect(Op::Matmul, Precision::F16, 1, 1, 4096, 4096, 1);
-    assert_eq!(cpu.describe(&w), "f32acc-gemv f16");
+    assert_eq!(cpu.describe(&w), "skinny-f32acc f16");
     let inputs = Inputs::generate(&w, 7);
     let mut op = cpu.prepare(&w, &inputs).unwrap();
     op.run().unwrap();

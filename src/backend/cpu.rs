@@ -318,7 +318,11 @@ fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) 
     let mut xs = vec![0f32; x.len()];
     T::widen(x, &mut xs);
     let m = y.len() / n;
+    // Columns per task: accumulators within an L1, and at least two tasks per
+    // thread, so a narrow output (N = 768) still keeps every core streaming.
+    let threads = rayon::current_num_threads().max(1);
     let width = (SKINNY_ACC_BYTES / 4 / m.max(1))
+        .min(n.div_ceil(2 * threads))
         .next_multiple_of(16)
         .clamp(16, n.next_multiple_of(16));
     let blocks = n.div_ceil(width);
