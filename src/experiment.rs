@@ -115,14 +115,28 @@ struct Raw<'a> {
     layer: Option<(&'a str, &'a str)>,
 }
 
+impl Raw<'_> {
+    /// The sizes of a point.
+    fn of(p: &Point) -> Raw<'static> {
+        let s = &p.work.shape;
+        Raw {
+            op: p.work.op,
+            precision: p.work.precision,
+            batch: s.batch,
+            seq: s.seq,
+            dim: s.dim,
+            out_dim: p.work.mkn().2 as u32,
+            vocab: s.vocab,
+            layer: p.layer.map(|l| (l.model, l.layer)),
+        }
+    }
+}
+
 impl Exclusion {
-    /// Whether this exclusion drops the point on every backend (it names no
-    /// backend and matches its sizes): such a point is never validated, so an
-    /// excluded size that no kernel could address does not stop the sweep.
-    fn drops_everywhere(&self, r: &Raw) -> bool {
-        let (model, layer) = r.layer.map_or((None, None), |(m, l)| (Some(m), Some(l)));
-        self.backend.is_none()
-            && self.model.as_deref().is_none_or(|v| Some(v) == model)
+    /// Whether every key given other than the backend matches `r`.
+    fn matches_sizes(&self, r: &Raw) -> bool {
+        let (model, layer) = r.layer.unzip();
+        self.model.as_deref().is_none_or(|v| Some(v) == model)
             && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
             && self.op.is_none_or(|v| v == r.op)
             && self.precision.is_none_or(|v| v == r.precision)
@@ -133,21 +147,15 @@ impl Exclusion {
             && self.vocab.is_none_or(|v| v == r.vocab)
     }
 
+    /// Whether this exclusion drops the point on every backend (it names no
+    /// backend and matches its sizes): such a point is never validated, so an
+    /// excluded size that no kernel could address does not stop the sweep.
+    fn drops_everywhere(&self, r: &Raw) -> bool {
+        self.backend.is_none() && self.matches_sizes(r)
+    }
+
     fn matches(&self, p: &Point) -> bool {
-        let s = &p.work.shape;
-        let (model, layer) = p
-            .layer
-            .map_or((None, None), |l| (Some(l.model), Some(l.layer)));
-        self.model.as_deref().is_none_or(|v| Some(v) == model)
-            && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
-            && self.out_dim.is_none_or(|v| v as u64 == p.work.mkn().2)
-            && self.op.is_none_or(|v| v == p.work.op)
-            && self.backend.is_none_or(|v| v == p.backend)
-            && self.precision.is_none_or(|v| v == p.work.precision)
-            && self.batch.is_none_or(|v| v == s.batch)
-            && self.seq.is_none_or(|v| v == s.seq)
-            && self.dim.is_none_or(|v| v == s.dim)
-            && self.vocab.is_none_or(|v| v == s.vocab)
+        self.backend.is_none_or(|v| v == p.backend) && self.matches_sizes(&Raw::of(p))
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{every_gpu, every_gpu_with, kernel_lab, stderr};
+use common::{assert_verified, every_gpu, every_gpu_with, kernel_lab, stderr};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::GpuOptions;
 use kernel_lab::backend::Backend;
@@ -19,23 +19,6 @@ fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workloa
         precision: p,
         shape: Shape::rect(b, s, k, n, v).unwrap(),
     }
-}
-
-/// Runs `w` once on `backend` and asserts it verifies, naming the case.
-fn verified(backend: &dyn Backend, w: &Workload) {
-    let inputs = Inputs::generate(w, 7);
-    let mut op = backend
-        .prepare(w, &inputs)
-        .unwrap_or_else(|e| panic!("{:?} on {}: {e}", w, backend.device().name));
-    op.run().unwrap();
-    let acc = reference::verify_accumulated(w, &inputs, &op.output().unwrap(), op.accumulation());
-    assert!(
-        acc.verified,
-        "{} {:?} on {}: {acc:?}",
-        op.describe(),
-        w.shape,
-        backend.device().name
-    );
 }
 
 /// Rectangular shapes, none a tile multiple: K 100 -> N 301, a narrow output
@@ -52,7 +35,7 @@ fn rectangular_cases(backend: &dyn Backend) {
     for p in Precision::ALL {
         for op in [Op::Matmul, Op::EmbedProject] {
             for (b, s, k, n) in RECT {
-                verified(backend, &rect(op, p, b, s, k, n, 50));
+                assert_verified(backend, &rect(op, p, b, s, k, n, 50));
             }
         }
     }
@@ -63,8 +46,8 @@ fn decode_cases(backend: &dyn Backend) {
     for p in Precision::ALL {
         for m in [1, 2] {
             for k in [768, 4096] {
-                verified(backend, &rect(Op::Matmul, p, m, 1, k, k, 1));
-                verified(backend, &rect(Op::Matmul, p, m, 1, k, 3 * k / 2 + 1, 1));
+                assert_verified(backend, &rect(Op::Matmul, p, m, 1, k, k, 1));
+                assert_verified(backend, &rect(Op::Matmul, p, m, 1, k, 3 * k / 2 + 1, 1));
             }
         }
     }
@@ -111,7 +94,7 @@ fn gpu_tables_and_weights_split_across_bindings_match_reference() {
         for p in Precision::ALL {
             for op in Op::ALL {
                 for (b, s, k, n) in RECT {
-                    verified(&backend, &rect(op, p, b, s, k, n, 333));
+                    assert_verified(&backend, &rect(op, p, b, s, k, n, 333));
                 }
             }
         }
@@ -121,7 +104,7 @@ fn gpu_tables_and_weights_split_across_bindings_match_reference() {
         });
         for backend in packed {
             for (b, s, k, n) in RECT {
-                verified(
+                assert_verified(
                     &backend,
                     &rect(Op::EmbedProject, Precision::F16, b, s, k, n, 333),
                 );
@@ -161,7 +144,7 @@ fn gpu_gpt2_xl_table_runs_past_a_real_binding_limit() {
         .work(xl, Precision::F32, 2, 33)
         .unwrap();
     for backend in every_gpu() {
-        verified(&backend, &w);
+        assert_verified(&backend, &w);
     }
 }
 
@@ -172,7 +155,7 @@ fn every_preset_layer_verifies_at_decode_on_the_cpu() {
         for l in &m.layers {
             // The big vocabularies only in f16 (the tests stay a few seconds).
             let w = l.work(m, Precision::F16, 1, 1).unwrap();
-            verified(&cpu, &w);
+            assert_verified(&cpu, &w);
         }
     }
 }

@@ -6,11 +6,17 @@ use std::collections::BTreeMap;
 
 use crate::backend::BackendKind;
 use crate::results::{PointId, Record};
+use crate::stats::Samples;
 use crate::workload::Op;
 
 /// Records that carry a measurement.
 pub fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {
     records.iter().filter(|r| r.measured.is_some())
+}
+
+/// The median of some values (NaN when there are none).
+pub fn median(v: Vec<f64>) -> f64 {
+    Samples::new(v).map_or(f64::NAN, |s| s.quantile(0.5))
 }
 
 /// A record's median latency in ms (NaN when it was not measured).
@@ -19,7 +25,8 @@ pub fn p50(r: &Record) -> f64 {
 }
 
 /// CPU p50 over GPU p50 (device time where the GPU timed itself) for every
-/// point measured on both backends, keyed by the GPU point.
+/// square point (a gather, a square projection: the lines along dim) measured
+/// on both backends, keyed by the GPU point.
 pub fn speedups(records: &[Record]) -> BTreeMap<PointId, f64> {
     speedups_by(records, |r| Some(p50(r)))
 }
@@ -32,8 +39,8 @@ pub fn request_ms(r: &Record) -> Option<f64> {
     p.model_load.map(|_| p.request())
 }
 
-/// CPU over GPU of `metric` for every point both backends measured it on,
-/// keyed by the GPU point.
+/// CPU over GPU of `metric` for every square point both backends measured it
+/// on, keyed by the GPU point.
 pub fn speedups_by(
     records: &[Record],
     metric: impl Fn(&Record) -> Option<f64>,
@@ -47,7 +54,7 @@ pub fn speedups_by(
         .filter_map(|r| Some((r.id, metric(r)?)))
         .collect();
     measured(records)
-        .filter(|r| r.id.backend == BackendKind::Gpu)
+        .filter(|r| r.id.backend == BackendKind::Gpu && r.id.is_square())
         .filter_map(|r| Some((r.id, cpu.get(&on_cpu(&r.id))? / metric(r)?)))
         .collect()
 }

@@ -5,16 +5,19 @@
 
 use std::collections::BTreeMap;
 
-use super::analysis::{batch_curves, knee, measured, p50, request_ms, speedups, speedups_by};
+use super::analysis::{
+    batch_curves, knee, measured, median, p50, request_ms, speedups, speedups_by,
+};
 use crate::backend::{BackendKind, Ceilings};
 use crate::results::{PointId, Record, SkipKind};
-use crate::stats::Samples;
 use crate::workload::{Op, Precision};
 
 /// Points grouped by a key.
 type Groups<K, V> = BTreeMap<K, Vec<V>>;
 /// (batch, tokens/s, p99 ms) along a batching line.
 type Curve = Vec<(u32, f64, f64)>;
+/// A batching line: seq, dim, out_dim and its curve.
+type BatchLine = (u32, u32, u32, Curve);
 /// Backend, op, precision, batch, seq.
 type CurveKey = (BackendKind, Op, String, u32, u32);
 /// Op, precision, batch, seq: a line along dim.
@@ -45,10 +48,6 @@ pub fn loglog_slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
-fn median(v: Vec<f64>) -> f64 {
-    Samples::new(v).map_or(f64::NAN, |s| s.quantile(0.5))
-}
-
 fn device(records: &[Record], backend: BackendKind) -> String {
     records
         .iter()
@@ -68,7 +67,7 @@ fn device(records: &[Record], backend: BackendKind) -> String {
 pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<f64>> {
     let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
     // Square projections only: the D^2 law is about one dim.
-    for r in measured(records).filter(|r| r.id.out_dim == r.id.dim) {
+    for r in measured(records).filter(|r| r.id.is_square()) {
         groups
             .entry((
                 r.id.backend,
@@ -123,25 +122,16 @@ fn dim_scaling(records: &[Record]) -> Vec<String> {
 fn batching(records: &[Record]) -> Vec<String> {
     // One sentence per backend, op and precision: where the seq x dim lines stop
     // gaining, and the largest line's numbers as the example.
-    let mut groups: Groups<(BackendKind, Op, String), (u32, String, Curve)> = BTreeMap::new();
+    let mut groups: Groups<(BackendKind, Op, String), BatchLine> = BTreeMap::new();
     for ((b, op, p, s, d, n), curve) in batch_curves(records) {
-        // D768, or D768 N2304 for a rectangular projection.
-        let width = if n == d {
-            format!("{d}")
-        } else {
-            format!("{d} N{n}")
-        };
-        groups
-            .entry((b, op, p))
-            .or_default()
-            .push((s, width, curve));
+        groups.entry((b, op, p)).or_default().push((s, d, n, curve));
     }
     let gain = KNEE_GAIN * 100.0;
     groups
         .into_iter()
         .map(|((b, op, p), lines)| {
             let mut knees: BTreeMap<Option<u32>, usize> = BTreeMap::new();
-            for (_, _, curve) in &lines {
+            for (_, _, _, curve) in &lines {
                 *knees.entry(knee(curve, KNEE_GAIN)).or_default() += 1;
             }
             let n = lines.len();
@@ -152,11 +142,14 @@ fn batching(records: &[Record]) -> Vec<String> {
                     None => format!("not within the batches measured in {c} of {n}"),
                 })
                 .collect();
-            let size = |w: &str| w.split(" N").map(|x| x.parse::<u64>().unwrap_or(0)).product::<u64>();
-            let (s, d, curve) = lines
+            // The largest seq x dim line (the last of equals), then the widest
+            // rectangular output.
+            let (s, d, n, curve) = lines
                 .iter()
-                .max_by_key(|(s, d, _)| *s as u64 * size(d))
+                .max_by_key(|(s, d, n, _)| (*s as u64 * *d as u64, if n == d { 0 } else { *n }))
                 .expect("non-empty");
+            // D768, or D768 N2304 for a rectangular projection.
+            let d = if n == d { format!("{d}") } else { format!("{d} N{n}") };
             let (best_b, best) = curve.iter().map(|c| (c.0, c.1)).fold((0, 0.0), |a, c| if c.1 > a.1 { c } else { a });
             let (first, last) = (curve[0], curve[curve.len() - 1]);
             format!(
@@ -323,8 +316,7 @@ pub fn first_gpu_wins_end_to_end(records: &[Record]) -> BTreeMap<DimLine, Option
 
 fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32, f64)>> {
     let mut lines: Groups<DimLine, (u32, f64)> = BTreeMap::new();
-    // Lines along dim: square projections (and gathers) only.
-    for (id, x) in speedups.into_iter().filter(|(id, _)| id.out_dim == id.dim) {
+    for (id, x) in speedups {
         let p = id.precision.name().to_string();
         lines
             .entry((id.op, p, id.batch, id.seq))
@@ -345,10 +337,7 @@ fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32
 fn crossover(records: &[Record]) -> Vec<String> {
     // Per op and precision: along dim, for every batch x seq measured on both backends.
     let mut groups: Groups<(Op, String), (u32, u32, u32, f64)> = BTreeMap::new();
-    for (id, x) in speedups(records)
-        .into_iter()
-        .filter(|(id, _)| id.out_dim == id.dim)
-    {
+    for (id, x) in speedups(records) {
         groups
             .entry((id.op, id.precision.name().to_string()))
             .or_default()
@@ -442,10 +431,10 @@ pub fn rect_vs_square(records: &[Record]) -> Vec<(PointId, PointId, f64)> {
         }
     };
     let squares: Vec<&Record> = measured(records)
-        .filter(|r| r.id.op.uses_weight() && r.id.out_dim == r.id.dim)
+        .filter(|r| r.id.op.uses_weight() && r.id.is_square())
         .collect();
     let mut out = Vec::new();
-    for r in measured(records).filter(|r| r.id.op.uses_weight() && r.id.out_dim != r.id.dim) {
+    for r in measured(records).filter(|r| r.id.op.uses_weight() && !r.id.is_square()) {
         let size = |id: &PointId| (id.dim as f64 * id.out_dim as f64).ln();
         let same = |q: &&&Record| {
             let (a, b) = (&q.id, &r.id);

@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::analysis::{measured, p50};
+use super::analysis::{measured, median, p50};
 use crate::backend::{BackendKind, Ceilings};
 use crate::models;
 use crate::results::{PointId, Record};
-use crate::stats::Samples;
 use crate::workload::Precision;
 
 /// One regime of one model on one backend: (model, backend, precision, batch, seq).
@@ -106,11 +105,6 @@ fn breakdown(records: &[Record]) -> Vec<String> {
         ));
     }
     out
-}
-
-/// Median of some values.
-fn median(v: Vec<f64>) -> f64 {
-    Samples::new(v).map_or(f64::NAN, |s| s.quantile(0.5))
 }
 
 /// Decode against prefill: arithmetic intensity against the ridge point of the

@@ -111,7 +111,7 @@ pub fn report(
          throughput figures use the median. Memory is what the backend allocated vs the model.\n"
     );
     // N (and the model layer) only where some point has them, so square runs read as before.
-    let rect = results.records.iter().any(|r| r.id.out_dim != r.id.dim);
+    let rect = results.records.iter().any(|r| !r.id.is_square());
     let layers = results.records.iter().any(|r| r.layer.is_some());
     let (n_head, n_rule) = if rect { (" N |", "---:|") } else { ("", "") };
     let (l_head, l_rule) = if layers {
@@ -138,6 +138,11 @@ pub fn report(
         } else {
             String::new()
         };
+        let id = &r.id;
+        let point = format!(
+            "{lead}| {} | {} | {} | {} | {} | {} |{n}",
+            id.op, id.backend, id.precision, id.batch, id.seq, id.dim
+        );
         let err = r.max_rel_err.map_or("-".into(), |e| format!("{e:.1e}"));
         match &r.measured {
             Some(m) => {
@@ -150,13 +155,7 @@ pub fn report(
                 let pct = pct.map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = writeln!(
                     s,
-                    "{lead}| {} | {} | {} | {} | {} | {} |{n} {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
-                    r.id.op,
-                    r.id.backend,
-                    r.id.precision,
-                    r.id.batch,
-                    r.id.seq,
-                    r.id.dim,
+                    "{point} {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
                     m.latency_ms.p50,
                     m.latency_ms.p99,
                     m.samples,
@@ -172,13 +171,7 @@ pub fn report(
             None => {
                 let _ = writeln!(
                     s,
-                    "{lead}| {} | {} | {} | {} | {} | {} |{n} - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
-                    r.id.op,
-                    r.id.backend,
-                    r.id.precision,
-                    r.id.batch,
-                    r.id.seq,
-                    r.id.dim,
+                    "{point} - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
                     r.verified,
                     r.skipped
                         .as_ref()

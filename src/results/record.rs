@@ -110,9 +110,14 @@ impl PointId {
         ) && (!self.op.uses_table() || self.vocab == other.vocab)
     }
 
+    /// Whether its output is as wide as its input (a gather, a square projection).
+    pub fn is_square(&self) -> bool {
+        self.out_dim == self.dim
+    }
+
     /// `B8 S512 D768`, with `N2304` when the output width differs from `dim`.
     pub fn shape_label(&self) -> String {
-        let n = if self.out_dim != self.dim {
+        let n = if !self.is_square() {
             format!(" N{}", self.out_dim)
         } else {
             String::new()

@@ -18,7 +18,7 @@ use crate::backend::{
 };
 use crate::error::{LabError, Result};
 use crate::reference::Accumulation;
-use crate::workload::{Inputs, Op, Workload};
+use crate::workload::{Inputs, Op};
 
 /// The matmul kernels' uniform parameters (`Params` in matmul_common.wgsl).
 #[repr(C)]
@@ -81,12 +81,9 @@ struct Chunk {
 /// The GPU side of one workload.
 pub(super) struct GpuOp<'a> {
     ctx: &'a GpuContext,
+    /// What runs: workload, storage mode, strides, kernels, chunks and blocks.
     plan: KernelPlan,
-    work: Workload,
-    mode: StorageMode,
     inputs: &'a Inputs,
-    /// Row stride (elements) of the output.
-    ldy: u32,
     /// The embedding table, in row blocks.
     table: Vec<wgpu::Buffer>,
     /// The weight, in column blocks.
@@ -198,22 +195,18 @@ impl<'a> GpuOp<'a> {
         let vocab = work.shape.vocab as u64;
         let table_blocks = plan.chunks.table_blocks(vocab);
         let weight_blocks = plan.chunks.weight_blocks(n);
-        let table: Vec<wgpu::Buffer> = if work.op.uses_table() {
-            table_blocks
+        // One buffer per block of `k`-element rows (table) or columns (weight).
+        let blocks = |used: bool, label: &str, sizes: &[(u64, u64)]| -> Vec<wgpu::Buffer> {
+            if !used {
+                return Vec::new();
+            }
+            sizes
                 .iter()
-                .map(|&(_, rows)| storage(ctx, "table", buffer_bytes(mode, rows * k), usage))
+                .map(|&(_, len)| storage(ctx, label, buffer_bytes(mode, len * k), usage))
                 .collect()
-        } else {
-            Vec::new()
         };
-        let w: Vec<wgpu::Buffer> = if work.op.uses_weight() {
-            weight_blocks
-                .iter()
-                .map(|&(_, cols)| storage(ctx, "weight", buffer_bytes(mode, k * cols), usage))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let table = blocks(work.op.uses_table(), "table", &table_blocks);
+        let w = blocks(work.op.uses_weight(), "weight", &weight_blocks);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
 
         let mut chunks = Vec::with_capacity(plan.chunks.chunks as usize);
@@ -345,10 +338,7 @@ impl<'a> GpuOp<'a> {
         let mut op = GpuOp {
             ctx,
             plan,
-            work,
-            mode,
             inputs,
-            ldy,
             table,
             w,
             chunks,
@@ -380,10 +370,10 @@ impl<'a> GpuOp<'a> {
     /// (written and waited for).
     fn load_model(&mut self) -> Result<u64> {
         let t = Instant::now();
-        let (q, inputs, mode) = (&self.ctx.queue, self.inputs, self.mode);
-        let (_, k, n) = self.work.mkn();
+        let (q, inputs, mode) = (&self.ctx.queue, self.inputs, self.plan.mode);
+        let (_, k, n) = self.plan.work.mkn();
         let (k, n) = (k as usize, n as usize);
-        let vocab = self.work.shape.vocab as u64;
+        let vocab = self.plan.work.shape.vocab as u64;
         for (t, (first, rows)) in self.table.iter().zip(self.plan.chunks.table_blocks(vocab)) {
             let rows = first as usize * k..(first + rows) as usize * k;
             q.write_buffer(t, 0, &encode(mode, &inputs.table[rows]));
@@ -411,14 +401,14 @@ impl<'a> GpuOp<'a> {
     /// Writes one request's inputs (ids, or activations) into the device
     /// buffers and waits until they are there.
     fn upload_request(&mut self) -> Result<()> {
-        let (q, inputs, mode) = (&self.ctx.queue, self.inputs, self.mode);
-        let k = self.work.mkn().1 as usize;
+        let (q, inputs, mode) = (&self.ctx.queue, self.inputs, self.plan.mode);
+        let k = self.plan.work.mkn().1 as usize;
         for c in &self.chunks {
             let rows = c.first_row as usize..c.first_row as usize + c.rows as usize;
             if let Some(ids) = &c.ids {
                 q.write_buffer(ids, 0, bytemuck::cast_slice(&inputs.ids[rows.clone()]));
             }
-            if let (Op::Matmul, Some(x)) = (self.work.op, &c.x) {
+            if let (Op::Matmul, Some(x)) = (self.plan.work.op, &c.x) {
                 q.write_buffer(x, 0, &encode(mode, &inputs.x[rows.start * k..rows.end * k]));
             }
         }
@@ -458,7 +448,7 @@ impl<'a> GpuOp<'a> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(self.work.op.name()),
+                label: Some(self.plan.work.op.name()),
                 timestamp_writes: self.queries.as_ref().map(|q| q.pass_writes()),
             });
             for _ in 0..reps {
@@ -550,15 +540,15 @@ impl PreparedOp for GpuOp<'_> {
 
     fn output(&mut self) -> Result<Vec<f32>> {
         self.read_back()?;
-        let (m, _, n) = self.work.mkn();
-        let (n, ldy) = (n as usize, self.ldy as usize);
+        let (m, _, n) = self.plan.work.mkn();
+        let (n, ldy) = (n as usize, self.plan.ldy as usize);
         let mut out = Vec::with_capacity((m as usize) * n);
         let mut offset = 0;
         for c in &self.chunks {
             let bytes = &self.host[offset..offset + c.y.size() as usize];
             for r in 0..c.rows as usize {
                 let row = r * ldy;
-                match self.mode {
+                match self.plan.mode {
                     StorageMode::F32 => {
                         let vals: &[u8] = &bytes[row * 4..(row + n) * 4];
                         out.extend(

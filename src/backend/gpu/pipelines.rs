@@ -25,21 +25,6 @@ pub struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
-impl PipelineCache {
-    /// Pipelines compiled so far.
-    pub fn len(&self) -> usize {
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    /// Whether none was compiled yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// A pipeline and the nanoseconds it took to compile here (0 when it came
 /// from the cache).
 pub struct Compiled {

@@ -80,8 +80,13 @@ impl KernelPlan {
     /// how the matmul was chosen, trusted modules, storage mode; e.g.
     /// `wgsl-tiled-64x64x16-4x4 vec4-loads (autotuned, cached) f32`.
     pub fn name(&self) -> String {
-        let matmul = self.matmul.map(|m| (m.variant, m.chosen));
-        name(&self.work, self.mode, matmul, self.trusted)
+        label(
+            self.work.op,
+            self.mode,
+            self.gather,
+            self.matmul,
+            self.trusted,
+        )
     }
 }
 
@@ -128,9 +133,20 @@ pub fn name(
     matmul: Option<(MatmulVariant, Chosen)>,
     trusted: bool,
 ) -> String {
+    let matmul = matmul_plan(work, mode, matmul);
+    label(work.op, mode, gather(work, mode), matmul, trusted)
+}
+
+fn label(
+    op: Op,
+    mode: StorageMode,
+    gather: Option<GatherVariant>,
+    matmul: Option<MatmulPlan>,
+    trusted: bool,
+) -> String {
     let trusted = if trusted { " trusted" } else { "" };
-    let gather = gather(work, mode).map_or("", GatherVariant::name);
-    let matmul = match matmul_plan(work, mode, matmul) {
+    let gather = gather.map_or("", GatherVariant::name);
+    let matmul = match matmul {
         Some(m) => {
             let vec4 = if m.vec4_loads { " vec4-loads" } else { "" };
             let how = match m.chosen {
@@ -143,7 +159,7 @@ pub fn name(
         None => "matmul (not tuned yet)".to_string(),
     };
     let mode = mode.name();
-    match work.op {
+    match op {
         Op::Embedding => format!("wgsl-{gather} {mode}"),
         Op::Matmul => format!("wgsl-{matmul}{trusted} {mode}"),
         Op::EmbedProject => format!("wgsl-{gather}+{matmul}{trusted} {mode}"),

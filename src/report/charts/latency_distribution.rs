@@ -44,12 +44,13 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
         };
         let root = root.titled(
             &format!(
-                "{} {} B{} S{} D{} on {}{soft}: {} samples ({:?})",
+                "{} {} {}{} on {}{soft}: {} samples ({:?})",
                 r.id.op,
                 r.id.precision,
-                r.id.batch,
-                r.id.seq,
-                r.id.dim,
+                r.id.shape_label(),
+                r.layer
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" ({l})")),
                 r.adapter,
                 m.samples,
                 m.timing_method

@@ -38,17 +38,21 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// Every verified candidate's median ms, by configuration name.
+    fn median_ms(&self) -> BTreeMap<String, f64> {
+        self.timings_ms
+            .iter()
+            .map(|(v, ms)| (v.name(), *ms))
+            .collect()
+    }
+
     /// The record results.json keeps of it.
     pub fn record(&self, mode: StorageMode, class: ShapeClass) -> TuningRecord {
         TuningRecord {
             storage: mode.name().into(),
             shape_class: class.name().into(),
             chosen: self.chosen.name(),
-            median_ms: self
-                .timings_ms
-                .iter()
-                .map(|(v, ms)| (v.name(), *ms))
-                .collect(),
+            median_ms: self.median_ms(),
             rejected: self
                 .rejected
                 .iter()
@@ -151,11 +155,7 @@ impl Tuner {
             let entry = cache::CacheEntry {
                 key: key.clone(),
                 chosen: tuning.chosen.name(),
-                median_ms: tuning
-                    .timings_ms
-                    .iter()
-                    .map(|(v, ms)| (v.name(), *ms))
-                    .collect::<BTreeMap<_, _>>(),
+                median_ms: tuning.median_ms(),
             };
             if let Err(e) = cache::put(path, entry) {
                 tuning.not_cached = Some(e.to_string());
