@@ -249,7 +249,6 @@ fn print_memory_needs(points: &[kernel_lab::experiment::Point]) {
         .map(|p| (p.work.memory_model().total, p))
         .collect();
     needs.sort_by_key(|n| std::cmp::Reverse(n.0));
-    needs.dedup_by_key(|n| (n.1.work, n.1.layer));
     let shown = if needs.len() <= 12 { needs.len() } else { 5 };
     if shown < needs.len() {
         eprintln!(
