@@ -6,8 +6,11 @@
 pub mod anchor_helper;
 pub mod atomic_file;
 pub mod backend;
+pub mod energy;
 pub mod error;
 pub mod experiment;
+pub mod gpu_monitor;
+pub mod machine_state;
 pub mod measure;
 pub mod measure_point;
 pub mod memory;

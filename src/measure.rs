@@ -289,16 +289,10 @@ mod tests {
         }
         fn run(&mut self) -> Result<Sample> {
             self.1 += 1;
-            Ok(Sample {
-                wall_ns: self.0,
-                device_ns: None,
-            })
+            Ok(Sample::wall(self.0))
         }
         fn run_batch(&mut self, n: u32) -> Result<Sample> {
-            Ok(Sample {
-                wall_ns: self.0 * n as u64 / 2,
-                device_ns: None,
-            })
+            Ok(Sample::wall(self.0 * n as u64 / 2))
         }
         fn run_phases(&mut self) -> Result<Phases> {
             Ok(Phases {

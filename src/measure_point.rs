@@ -4,13 +4,14 @@
 //! result is always a [`Record`]: a point that cannot run, or runs wrong, says
 //! why instead of carrying timings.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendKind};
 use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
-use crate::prepared_op::PreparedOp;
+use crate::prepared_op::{PreparedOp, Sample, TimestampFault};
 use crate::reference::{self, Accuracy};
 use crate::results::{
     Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
@@ -160,6 +161,10 @@ fn measure_inner(
         host_peak_alloc,
     );
     measured.compile_ms = costs.map(|c| c.compile_ns as f64 * 1e-6);
+    if let Some(monitor) = backend.monitor() {
+        let per_run_ns = measured.latency_ms.p50 * 1e6;
+        measured.energy = crate::energy::measure(kernel.as_mut(), monitor, work, per_run_ns)?;
+    }
     record.measured = Some(measured);
     record.warnings = warnings(record.measured.as_ref().expect("just set"), &m);
     Ok(())
@@ -187,10 +192,17 @@ fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
             m.samples.len()
         ));
     }
-    let fallbacks = m.samples.iter().filter(|s| s.device_ns.is_none()).count();
-    if measured.timing_method == crate::backend::TimingMethod::DeviceTimestamp && fallbacks > 0 {
+    if !measured.timestamp_fallbacks.is_empty() {
+        let total: u32 = measured.timestamp_fallbacks.values().sum();
+        let reasons: Vec<String> = measured
+            .timestamp_fallbacks
+            .iter()
+            .map(|(f, n)| format!("{n} {}", f.name()))
+            .collect();
         w.push(format!(
-            "{fallbacks} sample(s) had an unusable timestamp interval and use wall time"
+            "{total} of {} sample(s) had an unbelievable device timestamp interval ({}) and use wall time",
+            measured.samples,
+            reasons.join(", ")
         ));
     }
     w
@@ -262,5 +274,16 @@ fn summarize(
         },
         raw_ns,
         raw_wall_ns,
+        timestamp_fallbacks: fallbacks_by_reason(&m.samples),
+        energy: None,
     }
+}
+
+/// How many samples fell back to wall time, by reason.
+fn fallbacks_by_reason(samples: &[Sample]) -> BTreeMap<TimestampFault, u32> {
+    let mut by = BTreeMap::new();
+    for f in samples.iter().filter_map(|s| s.fault) {
+        *by.entry(f).or_insert(0) += 1;
+    }
+    by
 }

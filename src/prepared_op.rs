@@ -17,6 +17,48 @@ pub enum TimingMethod {
     Wall,
 }
 
+/// Why a sample's timestamp interval was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimestampFault {
+    /// A timestamp read 0 (an unwritten or reset slot), or start equals end.
+    Zero,
+    /// The end is before the start by less than a quarter of the 64-bit
+    /// range: reordered writes (or a narrower counter's wrap, which the ticks
+    /// alone cannot tell apart).
+    Negative,
+    /// The end is before the start by more than a quarter of the range: a
+    /// 64-bit counter wrapped.
+    Wrapped,
+    /// The interval is longer than the host's wall time around the same
+    /// submission, which contains it.
+    ExceedsWall,
+    /// The queue reported no usable timestamp period.
+    NoPeriod,
+}
+
+impl TimestampFault {
+    /// Every fault, in report order.
+    pub const ALL: [TimestampFault; 5] = [
+        TimestampFault::Zero,
+        TimestampFault::Negative,
+        TimestampFault::Wrapped,
+        TimestampFault::ExceedsWall,
+        TimestampFault::NoPeriod,
+    ];
+
+    /// The name records and warnings use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimestampFault::Zero => "zero",
+            TimestampFault::Negative => "negative",
+            TimestampFault::Wrapped => "wrapped",
+            TimestampFault::ExceedsWall => "exceeds-wall",
+            TimestampFault::NoPeriod => "no-period",
+        }
+    }
+}
+
 /// One timed execution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -24,9 +66,20 @@ pub struct Sample {
     pub wall_ns: u64,
     /// Device time between the pass's timestamps, when the device gave a usable one.
     pub device_ns: Option<u64>,
+    /// Why the device's interval was not used, when it was timed but rejected.
+    pub fault: Option<TimestampFault>,
 }
 
 impl Sample {
+    /// A sample timed by the host clock alone.
+    pub fn wall(wall_ns: u64) -> Self {
+        Sample {
+            wall_ns,
+            device_ns: None,
+            fault: None,
+        }
+    }
+
     /// The time the measurement uses: device time when present, else wall time.
     pub fn best_ns(&self) -> u64 {
         self.device_ns.unwrap_or(self.wall_ns)

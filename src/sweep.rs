@@ -19,6 +19,7 @@ use crate::anchor_helper::AnchorSession;
 use crate::backend::{Backend, BackendKind};
 use crate::error::{LabError, Result};
 use crate::experiment::{Point, Spec};
+use crate::machine_state::{self, MachineState};
 use crate::measure::Sampling;
 use crate::measure_point::{skipped_record, try_measure_point};
 use crate::results::{
@@ -218,6 +219,10 @@ impl Sweep<'_> {
             _ => {}
         }
         let path = self.out.join("results.json");
+        let monitor = || backends.gpu.as_ref().ok().and_then(|g| g.monitor());
+        file.environment.machine_before = Some(MachineState::capture(monitor()));
+        file.environment.machine_after = None;
+        file.environment.machine_warnings.clear();
         if spec.probe_ceilings {
             probe_ceilings(&mut file, points, backends, progress);
         }
@@ -314,6 +319,15 @@ impl Sweep<'_> {
             progress.advance();
         }
         progress.finish();
+        let after = MachineState::capture(backends.gpu.as_ref().ok().and_then(|g| g.monitor()));
+        let env = &mut file.environment;
+        if let Some(before) = &env.machine_before {
+            env.machine_warnings = machine_state::warnings(before, &after, env.cores);
+            for w in &env.machine_warnings {
+                progress.note(w);
+            }
+        }
+        env.machine_after = Some(after);
         file.complete = !interrupted;
         file.save(&path)?;
         Ok(Outcome {

@@ -7,7 +7,7 @@ mod common;
 use common::{assert_verified, check, every_gpu, every_gpu_with, gpu, work, SHAPES};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::{
-    plan_chunks, GpuOptions, MatmulFamily, MatmulVariant, ShapeClass, StorageMode,
+    plan_chunks, GpuOptions, MatmulFamily, MatmulVariant, ShaderChecks, ShapeClass, StorageMode,
 };
 use kernel_lab::backend::Backend;
 use kernel_lab::reference;
@@ -190,15 +190,19 @@ fn ceilings_are_probed_on_every_backend() {
 #[test]
 fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chunked() {
     for variant in MatmulVariant::CANDIDATES {
-        for (force_packed_f16, trusted_shaders) in
-            [(false, false), (true, false), (false, true), (true, true)]
-        {
+        for (force_packed_f16, shader_checks) in [
+            (false, ShaderChecks::Full),
+            (true, ShaderChecks::Full),
+            (false, ShaderChecks::NoLoopBounding),
+            (false, ShaderChecks::None),
+            (true, ShaderChecks::None),
+        ] {
             // Trusted shaders run without wgpu's bounds checks: the kernels' own
             // guards must keep every shape, whole and chunked, correct.
             let options = GpuOptions {
                 matmul_variant: Some(variant),
                 force_packed_f16,
-                trusted_shaders,
+                shader_checks,
                 ..Default::default()
             };
             for backend in every_gpu_with(options) {

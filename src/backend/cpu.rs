@@ -434,10 +434,7 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
     fn run(&mut self) -> Result<Sample> {
         let t = Instant::now();
         self.execute();
-        Ok(Sample {
-            wall_ns: t.elapsed().as_nanos() as u64,
-            device_ns: None,
-        })
+        Ok(Sample::wall(t.elapsed().as_nanos() as u64))
     }
 
     fn run_batch(&mut self, n: u32) -> Result<Sample> {
@@ -445,10 +442,7 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
         for _ in 0..n {
             self.execute();
         }
-        Ok(Sample {
-            wall_ns: t.elapsed().as_nanos() as u64,
-            device_ns: None,
-        })
+        Ok(Sample::wall(t.elapsed().as_nanos() as u64))
     }
 
     fn model_load_ns(&self) -> u64 {

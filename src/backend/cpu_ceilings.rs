@@ -119,5 +119,6 @@ pub fn probe() -> Ceilings {
             COPY_BYTES >> 20,
             rayon::current_num_threads()
         ),
+        dispatch: None,
     }
 }

@@ -166,6 +166,25 @@ pub struct Ceilings {
     pub fma_gflops: f64,
     /// How they were measured (kernel, sizes, timing).
     pub method: String,
+    /// What launching work costs (GPUs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<DispatchCosts>,
+}
+
+/// A GPU's fixed costs of launching work, microseconds: the floor under any
+/// small op, and what batching dispatches into one submission saves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchCosts {
+    /// One empty dispatch alone in a pass (device time where timestamped).
+    pub empty_dispatch_us: f64,
+    /// Each of many empty dispatches recorded in one pass.
+    pub per_dispatch_in_pass_us: f64,
+    /// An empty submission, submit to completion, host wall time.
+    pub submit_round_trip_us: f64,
+    /// A 4-byte copy submitted and mapped back, host wall time.
+    pub readback_round_trip_us: f64,
+    /// How they were measured.
+    pub method: String,
 }
 
 /// Something that can run workloads: the CPU or one GPU adapter.
@@ -190,5 +209,10 @@ pub trait Backend {
     /// What this backend tuned so far (for the results' environment); none by default.
     fn autotuning(&self) -> Vec<TuningRecord> {
         Vec::new()
+    }
+    /// The driver's monitor of this device (clocks, power, energy), where
+    /// the driver offers one; none by default.
+    fn monitor(&self) -> Option<&crate::gpu_monitor::GpuMonitor> {
+        None
     }
 }

@@ -15,7 +15,8 @@ pub struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Also measure the copy-bandwidth and FMA ceilings of the default GPU and the CPU.
+    /// Also measure the copy-bandwidth and FMA ceilings of the default GPU and
+    /// the CPU, and the GPU's launch costs (dispatch, submission, readback).
     #[arg(long)]
     probe: bool,
 }
@@ -99,6 +100,16 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
             "ceilings ({which}): copy {:.1} GB/s, FMA {:.1} GFLOP/s ({})",
             c.copy_gbps, c.fma_gflops, c.method
         );
+        if let Some(d) = &c.dispatch {
+            println!(
+                "launch costs ({which}): empty dispatch {:.1} us, per dispatch in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us ({})",
+                d.empty_dispatch_us,
+                d.per_dispatch_in_pass_us,
+                d.submit_round_trip_us,
+                d.readback_round_trip_us,
+                d.method
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions, MatmulVariant};
+use kernel_lab::backend::gpu::{
+    AdapterChoice, GpuBackend, GpuOptions, MatmulVariant, ShaderChecks,
+};
 use kernel_lab::backend::{Backend, BackendKind};
 
 /// Measures what drives the cost of LLM inference ops (embedding lookup,
@@ -64,6 +66,15 @@ pub enum Accumulate {
     F16,
 }
 
+/// `--shader-checks` (see [`ShaderChecks`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Checks {
+    Full,
+    #[default]
+    NoLoopBounding,
+    None,
+}
+
 /// Options that choose and tune the GPU backend.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GpuArgs {
@@ -84,7 +95,12 @@ pub struct GpuArgs {
     /// faster on some GPUs, less accurate; records name it `-acc16`.
     #[arg(long, value_enum, default_value_t = Accumulate::F32)]
     accumulate: Accumulate,
-    /// Build the matmul kernels without runtime bounds checks (they check their own).
+    /// wgpu's runtime checks in the matmul kernels: full (bounds checks and
+    /// loop counters, which keep drivers from unrolling loops), no-loop-bounding
+    /// (bounds checks only), or none (the kernels check their own bounds).
+    #[arg(long, value_enum, default_value_t = Checks::NoLoopBounding)]
+    shader_checks: Checks,
+    /// Shorthand for --shader-checks none.
     #[arg(long)]
     trusted_shaders: bool,
     /// Tune the matmul afresh instead of reusing (and updating) the choices
@@ -110,7 +126,15 @@ impl GpuArgs {
             max_binding_bytes: self.max_binding_bytes,
             matmul_variant: self.matmul_variant,
             f16_accumulate: self.accumulate == Accumulate::F16,
-            trusted_shaders: self.trusted_shaders,
+            shader_checks: if self.trusted_shaders {
+                ShaderChecks::None
+            } else {
+                match self.shader_checks {
+                    Checks::Full => ShaderChecks::Full,
+                    Checks::NoLoopBounding => ShaderChecks::NoLoopBounding,
+                    Checks::None => ShaderChecks::None,
+                }
+            },
         }
     }
 

@@ -252,6 +252,7 @@ mod tests {
                 copy_gbps: 10.0,
                 fma_gflops: 100.0,
                 method: "test".into(),
+                dispatch: None,
             },
         )]);
         let text = regimes(&gpt2_decode(), &ceilings).join("\n");

@@ -78,6 +78,8 @@ pub fn synthetic(
             latency_ms: lat,
             raw_ns: raw.clone(),
             raw_wall_ns: raw,
+            timestamp_fallbacks: Default::default(),
+            energy: None,
         }),
     }
 }

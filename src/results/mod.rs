@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendKind, Ceilings, DeviceInfo, TuningRecord};
 use crate::error::{LabError, Result};
+use crate::machine_state::MachineState;
 
 /// Version of the results schema; bumped when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,6 +50,15 @@ pub struct Environment {
     /// class, every verified candidate's median ms and the one chosen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub autotuning: Vec<TuningRecord>,
+    /// Load, governor and GPU clocks/limits when the (latest) run began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_before: Option<MachineState>,
+    /// The same when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_after: Option<MachineState>,
+    /// A loaded or throttling machine, said in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_warnings: Vec<String>,
 }
 
 impl Environment {
@@ -67,6 +77,9 @@ impl Environment {
                 .map_or(0, |d| d.as_secs()),
             ceilings: Default::default(),
             autotuning: Vec::new(),
+            machine_before: None,
+            machine_after: None,
+            machine_warnings: Vec::new(),
         }
     }
 }

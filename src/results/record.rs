@@ -2,12 +2,14 @@
 //! ran, its verification, and either its measurement or why it has none
 //! ([`Skip`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backend::{BackendKind, Ceilings, MemoryUse, TimingMethod};
 use crate::measure::{BatchResult, StopRule};
+use crate::prepared_op::TimestampFault;
 use crate::stats::Summary;
 use crate::workload::{MemoryModel, Op, Precision, Shape, Workload};
 
@@ -308,6 +310,13 @@ pub struct Measured {
     pub raw_ns: Vec<u64>,
     /// Raw host wall samples, nanoseconds.
     pub raw_wall_ns: Vec<u64>,
+    /// Samples whose device timestamps could not be believed and that use
+    /// wall time instead, by reason (absent when there were none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timestamp_fallbacks: BTreeMap<TimestampFault, u32>,
+    /// Energy while the op ran back to back (NVIDIA GPUs with an energy counter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<crate::energy::Energy>,
 }
 
 impl Record {

@@ -1,13 +1,16 @@
 //! The GPU's ceilings (`shaders/probes.wgsl`): a vec4 copy of the largest buffer
 //! one binding allows (up to 256 MiB), and independent vec4 FMA chains sized to
 //! run for at least ~10 ms. Timed with pass timestamps where the device has them.
+//! Beside them, what launching work costs ([`DispatchCosts`]): an empty
+//! dispatch, many dispatches in one pass, a submission round trip and a
+//! readback round trip.
 
 use std::time::Instant;
 
 use super::readback::map_read;
-use super::timestamps::TimestampQueries;
+use super::timestamps::{submit_timed, TimestampQueries};
 use super::GpuContext;
-use crate::backend::Ceilings;
+use crate::backend::{Ceilings, DispatchCosts};
 use crate::error::{LabError, Result};
 
 /// Largest copy probed; more adds nothing once caches are far exceeded.
@@ -29,6 +32,17 @@ impl Probe<'_> {
         bind: &wgpu::BindGroup,
         groups: u32,
     ) -> Result<f64> {
+        self.time_n(pipeline, bind, groups, 1)
+    }
+
+    /// Runs `n` dispatches in one pass; seconds for all of them.
+    fn time_n(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        groups: u32,
+        n: u32,
+    ) -> Result<f64> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -37,20 +51,12 @@ impl Probe<'_> {
             });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(groups, 1, 1);
+            for _ in 0..n {
+                pass.dispatch_workgroups(groups, 1, 1);
+            }
         }
-        if let Some(q) = &self.queries {
-            q.resolve(&mut encoder);
-        }
-        let start = Instant::now();
-        self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.wait()?;
-        let wall = start.elapsed().as_secs_f64();
-        let device = match &self.queries {
-            Some(q) => q.read_ns(&self.ctx.device)?.map(|ns| ns as f64 * 1e-9),
-            None => None,
-        };
-        Ok(device.unwrap_or(wall))
+        let timed = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
+        Ok(timed.sample().best_ns() as f64 * 1e-9)
     }
 
     fn set_params(&self, words: [u32; 4]) {
@@ -193,13 +199,75 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
         fma_s = fma_s.min(probe.time(&fma, &fma_bind, fma_groups)?);
     }
     let flops = fma_groups as f64 * 256.0 * iters as f64 * FLOPS_PER_STEP;
+    let dispatch = dispatch_costs(&probe, &fma, &fma_bind, &dst, &check)?;
     Ok(Ceilings {
+        dispatch: Some(dispatch),
         copy_gbps: 2.0 * bytes as f64 / copy_s / 1e9,
         fma_gflops: flops / fma_s / 1e9,
         method: format!(
             "vec4 copy of {} MiB, best of 5; {} invocations x {iters} steps of 8 vec4 FMA chains, best of 3; {timing}",
             bytes >> 20,
             fma_groups * 256
+        ),
+    })
+}
+
+/// Dispatches in the "many dispatches in one pass" probe.
+const DISPATCHES_PER_PASS: u32 = 100;
+/// Repetitions of each dispatch-cost probe; the median is kept.
+const DISPATCH_REPS: usize = 21;
+
+/// What launching work costs on this device: the fixed costs below which a
+/// small op cannot go, whatever its size.
+fn dispatch_costs(
+    probe: &Probe<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    bind: &wgpu::BindGroup,
+    dst: &wgpu::Buffer,
+    check: &wgpu::Buffer,
+) -> Result<DispatchCosts> {
+    let ctx = probe.ctx;
+    // An FMA chain of no steps in one workgroup: a dispatch that does nothing.
+    probe.set_params([256, 0, 0, 0]);
+    let median_us = |f: &mut dyn FnMut() -> Result<f64>| -> Result<f64> {
+        let mut v = Vec::with_capacity(DISPATCH_REPS);
+        for _ in 0..DISPATCH_REPS {
+            v.push(f()? * 1e6);
+        }
+        v.sort_by(f64::total_cmp);
+        Ok(v[v.len() / 2])
+    };
+    let empty_dispatch_us = median_us(&mut || probe.time(pipeline, bind, 1))?;
+    let per_dispatch_in_pass_us = median_us(&mut || {
+        probe
+            .time_n(pipeline, bind, 1, DISPATCHES_PER_PASS)
+            .map(|s| s / DISPATCHES_PER_PASS as f64)
+    })?;
+    let submit_round_trip_us = median_us(&mut || {
+        let start = Instant::now();
+        ctx.queue.submit([ctx
+            .device
+            .create_command_encoder(&Default::default())
+            .finish()]);
+        ctx.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    let readback_round_trip_us = median_us(&mut || {
+        let start = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(dst, 0, check, 0, 4);
+        ctx.queue.submit([encoder.finish()]);
+        map_read(&ctx.device, check, 4)?;
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    Ok(DispatchCosts {
+        empty_dispatch_us,
+        per_dispatch_in_pass_us,
+        submit_round_trip_us,
+        readback_round_trip_us,
+        method: format!(
+            "medians of {DISPATCH_REPS}: one empty dispatch in its own pass ({}); {DISPATCHES_PER_PASS} empty dispatches in one pass, per dispatch; an empty submission to completion (host wall); a 4-byte copy, submit and map (host wall)",
+            if probe.queries.is_some() { "pass timestamps" } else { "host wall" }
         ),
     })
 }

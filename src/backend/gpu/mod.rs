@@ -25,7 +25,7 @@ pub mod timestamps;
 pub use autotune::{ShapeClass, Tuning};
 pub use chunks::{buffer_bytes, plan_chunks, ChunkPlan};
 pub use context::{AdapterChoice, GpuContext};
-pub use options::GpuOptions;
+pub use options::{GpuOptions, ShaderChecks};
 pub use plan::{Chosen, KernelPlan};
 pub use shaders::{GatherVariant, MatmulFamily, MatmulVariant, StorageMode};
 pub use support::Unsupported;
@@ -42,15 +42,19 @@ pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
     tuner: Tuner,
+    /// The driver's view of this GPU (NVIDIA only), for clocks and energy.
+    monitor: Option<crate::gpu_monitor::GpuMonitor>,
 }
 
 impl GpuBackend {
     /// Wraps an open device.
     pub fn new(ctx: GpuContext, options: GpuOptions) -> Self {
+        let monitor = crate::gpu_monitor::GpuMonitor::open(&ctx.info.name);
         GpuBackend {
             ctx,
             options,
             tuner: Tuner::new(None),
+            monitor,
         }
     }
 
@@ -149,7 +153,7 @@ impl GpuBackend {
             storage: mode.name().into(),
             shape_class: class.name().into(),
             f16_accumulate: self.accumulates_f16(mode),
-            trusted_shaders: self.options.trusted_shaders,
+            shader_checks: self.options.shader_checks.name().into(),
             checksum: autotune::cache::checksum(),
         }
     }
@@ -180,7 +184,7 @@ impl GpuBackend {
             mode,
             chunks,
             matmul,
-            self.options.trusted_shaders,
+            self.options.shader_checks,
         ))
     }
 
@@ -221,7 +225,7 @@ impl GpuBackend {
         })?;
         let chunks = self.chunks(&work, mode)?;
         let inputs = Inputs::generate(&work, DEFAULT_SEED);
-        let trusted = self.options.trusted_shaders;
+        let trusted = self.options.shader_checks;
         autotune::tune(self.candidates(mode), &work, &inputs, |variant| {
             let plan =
                 KernelPlan::new(work, mode, chunks, Some((variant, Chosen::Forced)), trusted);
@@ -235,6 +239,10 @@ impl GpuBackend {
 }
 
 impl Backend for GpuBackend {
+    fn monitor(&self) -> Option<&crate::gpu_monitor::GpuMonitor> {
+        self.monitor.as_ref()
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Gpu
     }
@@ -262,7 +270,7 @@ impl Backend for GpuBackend {
                 _ => None,
             }
         };
-        plan::name(work, mode, matmul, self.options.trusted_shaders)
+        plan::name(work, mode, matmul, self.options.shader_checks)
     }
 
     fn autotuning(&self) -> Vec<TuningRecord> {

@@ -8,10 +8,11 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use super::chunks::buffer_bytes;
+use super::options::ShaderChecks;
 use super::plan::KernelPlan;
 use super::readback::map_read_into;
 use super::shaders::{GatherVariant, StorageMode, GATHER_WORKGROUP};
-use super::timestamps::{TimestampQueries, QUERY_BYTES};
+use super::timestamps::{submit_timed, TimestampQueries, QUERY_BYTES};
 use super::GpuContext;
 use crate::backend::{
     MemoryUse, OneTimeCosts, Phases, PreparedOp, Sample, TimingMethod, CACHE_FLUSH_BYTES,
@@ -176,7 +177,7 @@ impl<'a> GpuOp<'a> {
         let mut compile_ns = 0;
         let gather = match plan.gather {
             Some(g) => {
-                let c = ctx.pipeline(g.name(), g.source(mode), &[], false)?;
+                let c = ctx.pipeline(g.name(), g.source(mode), &[], ShaderChecks::Full)?;
                 compile_ns += c.compile_ns;
                 Some(c.pipeline)
             }
@@ -186,7 +187,7 @@ impl<'a> GpuOp<'a> {
             Some(mp) => {
                 let v = mp.variant;
                 let source = v.source(mode, mp.vec4_loads);
-                let c = ctx.pipeline(&v.name(), source, &v.constants(), plan.trusted)?;
+                let c = ctx.pipeline(&v.name(), source, &v.constants(), plan.checks)?;
                 compile_ns += c.compile_ns;
                 Some(c.pipeline)
             }
@@ -455,21 +456,9 @@ impl<'a> GpuOp<'a> {
                 self.encode_op(&mut pass);
             }
         }
-        if let Some(q) = &self.queries {
-            q.resolve(&mut encoder);
-        }
-        let commands = encoder.finish();
-        // Wall time is submit to completion: what a caller waits for.
-        let start = Instant::now();
-        self.ctx.queue.submit([commands]);
-        self.ctx.wait()?;
-        let wall_ns = start.elapsed().as_nanos() as u64;
+        let timed = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
         self.check_device("running the op")?;
-        let device_ns = match &self.queries {
-            Some(q) => q.read_ns(&self.ctx.device)?,
-            None => None,
-        };
-        Ok(Sample { wall_ns, device_ns })
+        Ok(timed.sample())
     }
 
     /// Copies the whole output to `self.host` through the staging buffer.

@@ -2,6 +2,63 @@
 
 use super::shaders::MatmulVariant;
 
+/// Which of wgpu's runtime checks the matmul kernels are built with. The
+/// gather always keeps them all, since its row index comes from data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ShaderChecks {
+    /// Bounds checks on every access and a counter on every loop (wgpu's
+    /// `force_loop_bounding`, which keeps drivers from unrolling loops).
+    Full,
+    /// The default: bounds checks kept, loops left to the driver. Every loop
+    /// in the kernels is bounded by a constant or a uniform, so none can run
+    /// forever.
+    #[default]
+    NoLoopBounding,
+    /// Neither: the kernels bound every access themselves (the SAFETY note in
+    /// `pipelines.rs`), verified on shapes that are not tile multiples.
+    None,
+}
+
+impl ShaderChecks {
+    /// Every setting, strictest first.
+    pub const ALL: [ShaderChecks; 3] = [
+        ShaderChecks::Full,
+        ShaderChecks::NoLoopBounding,
+        ShaderChecks::None,
+    ];
+
+    /// The name the CLI takes and records show.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaderChecks::Full => "full",
+            ShaderChecks::NoLoopBounding => "no-loop-bounding",
+            ShaderChecks::None => "none",
+        }
+    }
+
+    /// The runtime checks to build a module with; `None` for wgpu's default
+    /// (every check), which needs no unsafe.
+    pub fn runtime_checks(self) -> Option<wgpu::ShaderRuntimeChecks> {
+        match self {
+            ShaderChecks::Full => None,
+            ShaderChecks::NoLoopBounding => Some(wgpu::ShaderRuntimeChecks {
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            }),
+            ShaderChecks::None => Some(wgpu::ShaderRuntimeChecks::unchecked()),
+        }
+    }
+
+    /// What a kernel label appends ("" for full checks).
+    pub fn label(self) -> &'static str {
+        match self {
+            ShaderChecks::Full => "",
+            ShaderChecks::NoLoopBounding => " no-loop-bounding",
+            ShaderChecks::None => " trusted",
+        }
+    }
+}
+
 /// Options of a [`super::GpuBackend`]; the default is what a plain run uses.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GpuOptions {
@@ -15,8 +72,6 @@ pub struct GpuOptions {
     /// Accumulate FP16 matmuls in f16 (where SHADER_F16 exists): a labelled
     /// choice, verified against its own tolerance.
     pub f16_accumulate: bool,
-    /// Build the matmul kernels without wgpu's runtime bounds checks (they bound
-    /// every access themselves); the gather stays checked, since its row index
-    /// comes from data.
-    pub trusted_shaders: bool,
+    /// Which runtime checks the matmul kernels are built with.
+    pub shader_checks: ShaderChecks,
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::options::ShaderChecks;
 use super::GpuContext;
 use crate::error::Result;
 
@@ -16,7 +17,7 @@ struct PipelineKey {
     source: String,
     /// Override constants, their values as f64 bits.
     constants: Vec<(String, u64)>,
-    trusted: bool,
+    checks: ShaderChecks,
 }
 
 /// The pipelines a device has compiled.
@@ -36,16 +37,16 @@ pub struct Compiled {
 
 impl GpuContext {
     /// The compute pipeline of `source` (entry point `main`) with `constants`,
-    /// from the cache or compiled now. With `trusted`, the module is built
-    /// without wgpu's runtime bounds checks; only kernels that bound every
-    /// access themselves may ask for it (see the SAFETY note below). A module
+    /// from the cache or compiled now, with the runtime `checks` asked for;
+    /// only kernels that bound every access themselves may ask for less than
+    /// full checks (see the SAFETY note below). A module
     /// that fails to compile is an error naming `label`, and is not cached.
     pub fn pipeline(
         &self,
         label: &str,
         source: String,
         constants: &[(&str, f64)],
-        trusted: bool,
+        checks: ShaderChecks,
     ) -> Result<Compiled> {
         let key = PipelineKey {
             source,
@@ -53,7 +54,7 @@ impl GpuContext {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_bits()))
                 .collect(),
-            trusted,
+            checks,
         };
         let cache = &self.pipelines.pipelines;
         if let Some(p) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
@@ -64,7 +65,7 @@ impl GpuContext {
         }
         let t = Instant::now();
         let pipeline = self.scoped(&format!("compiling {label}"), || {
-            Ok(self.compile(label, &key.source, constants, trusted))
+            Ok(self.compile(label, &key.source, constants, checks))
         })?;
         let compile_ns = t.elapsed().as_nanos() as u64;
         cache
@@ -82,14 +83,17 @@ impl GpuContext {
         label: &str,
         source: &str,
         constants: &[(&str, f64)],
-        trusted: bool,
+        checks: ShaderChecks,
     ) -> wgpu::ComputePipeline {
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(label),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         };
-        let module = if trusted {
-            // SAFETY: callers pass `trusted` only for the matmul kernels, which guard
+        let module = if let Some(runtime_checks) = checks.runtime_checks() {
+            // SAFETY: with `ShaderChecks::NoLoopBounding` wgpu still bounds every
+            // access, and every loop in the kernels ends (its bound is an override
+            // constant or a uniform, its step a positive constant). With
+            // `ShaderChecks::None`: callers ask for it only for the matmul kernels, which guard
             // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
             // every store with `row < m && col < n`, against buffers sized for
             // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
@@ -103,7 +107,7 @@ impl GpuContext {
             // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
             unsafe {
                 self.device
-                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                    .create_shader_module_trusted(desc, runtime_checks)
             }
         } else {
             self.device.create_shader_module(desc)

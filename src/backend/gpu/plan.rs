@@ -5,6 +5,7 @@
 //! so the label can never drift from what runs.
 
 use super::chunks::ChunkPlan;
+use super::options::ShaderChecks;
 use super::shaders::{GatherVariant, MatmulVariant, StorageMode};
 use crate::workload::{Op, Workload};
 
@@ -42,8 +43,8 @@ pub struct KernelPlan {
     pub gather: Option<GatherVariant>,
     /// The matmul, for ops with a weight.
     pub matmul: Option<MatmulPlan>,
-    /// Build the matmul without runtime bounds checks.
-    pub trusted: bool,
+    /// The runtime checks the matmul is built with.
+    pub checks: ShaderChecks,
     /// Row stride (elements) of the matmul's input `x`: K as uploaded, or K
     /// padded to whole words as the gather writes it.
     pub lda: u32,
@@ -61,7 +62,7 @@ impl KernelPlan {
         mode: StorageMode,
         chunks: ChunkPlan,
         matmul: Option<(MatmulVariant, Chosen)>,
-        trusted: bool,
+        checks: ShaderChecks,
     ) -> Self {
         let (lda, ldy) = strides(&work, mode);
         KernelPlan {
@@ -69,7 +70,7 @@ impl KernelPlan {
             mode,
             gather: gather(&work, mode),
             matmul: matmul_plan(&work, mode, matmul),
-            trusted,
+            checks,
             lda,
             ldy,
             chunks,
@@ -85,7 +86,7 @@ impl KernelPlan {
             self.mode,
             self.gather,
             self.matmul,
-            self.trusted,
+            self.checks,
         )
     }
 }
@@ -131,10 +132,10 @@ pub fn name(
     work: &Workload,
     mode: StorageMode,
     matmul: Option<(MatmulVariant, Chosen)>,
-    trusted: bool,
+    checks: ShaderChecks,
 ) -> String {
     let matmul = matmul_plan(work, mode, matmul);
-    label(work.op, mode, gather(work, mode), matmul, trusted)
+    label(work.op, mode, gather(work, mode), matmul, checks)
 }
 
 fn label(
@@ -142,9 +143,9 @@ fn label(
     mode: StorageMode,
     gather: Option<GatherVariant>,
     matmul: Option<MatmulPlan>,
-    trusted: bool,
+    checks: ShaderChecks,
 ) -> String {
-    let trusted = if trusted { " trusted" } else { "" };
+    let checks = checks.label();
     let gather = gather.map_or("", GatherVariant::name);
     let matmul = match matmul {
         Some(m) => {
@@ -161,8 +162,8 @@ fn label(
     let mode = mode.name();
     match op {
         Op::Embedding => format!("wgsl-{gather} {mode}"),
-        Op::Matmul => format!("wgsl-{matmul}{trusted} {mode}"),
-        Op::EmbedProject => format!("wgsl-{gather}+{matmul}{trusted} {mode}"),
+        Op::Matmul => format!("wgsl-{matmul}{checks} {mode}"),
+        Op::EmbedProject => format!("wgsl-{gather}+{matmul}{checks} {mode}"),
     }
 }
 
@@ -183,7 +184,7 @@ mod tests {
             StorageMode::F32,
             chunks,
             Some((MatmulVariant::TILED, chosen)),
-            false,
+            ShaderChecks::Full,
         )
     }
 
@@ -211,11 +212,14 @@ mod tests {
     fn an_untuned_point_is_named_without_tuning() {
         let p = plan(Op::EmbedProject, 64, Chosen::Forced);
         assert_eq!(
-            name(&p.work, p.mode, None, true),
+            name(&p.work, p.mode, None, ShaderChecks::None),
             "wgsl-gather-vec4+matmul (not tuned yet) trusted f32"
         );
         let e = plan(Op::Embedding, 64, Chosen::Forced);
-        assert_eq!(name(&e.work, e.mode, None, false), "wgsl-gather-vec4 f32");
+        assert_eq!(
+            name(&e.work, e.mode, None, ShaderChecks::Full),
+            "wgsl-gather-vec4 f32"
+        );
     }
 
     #[test]

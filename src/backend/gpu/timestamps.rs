@@ -1,24 +1,57 @@
-//! Device time from timestamp queries: a start and an end timestamp written by
-//! the compute pass, resolved into a buffer, read back, scaled by the queue's
-//! timestamp period. Subtraction is wrap-safe; a zero or "negative" interval
-//! (seen on drivers that reset or reorder counters) is reported as unusable, so
-//! the caller falls back to wall time for that sample.
+//! Device time from timestamp queries, checked before it is believed.
+//!
+//! A compute pass writes a start and an end timestamp; a command buffer of its
+//! own, submitted right after the pass's, resolves them into a buffer and copies
+//! that into a readable one. Resolving in the pass's own encoder can read zeros
+//! on Vulkan (gfx-rs/wgpu#6406), so it is never done there.
+//!
+//! Real drivers hand back intervals that cannot be true: an unwritten slot
+//! resolves to 0 (wgpu#9664, Metal on macOS 26: wgpu#9414), timestamps only order
+//! "after" so an end can precede its start (gpuweb#3952), counters narrower than
+//! 64 bits wrap, and a device interval longer than the host's wall time around
+//! the same submission is impossible. [`interval`] names each case as a
+//! [`TimestampFault`]; the sample then falls back to wall time and the record
+//! counts the fallbacks by reason.
 
+use std::time::Instant;
+
+use super::context::GpuContext;
 use crate::error::Result;
+use crate::prepared_op::Sample;
+pub use crate::prepared_op::TimestampFault;
 
-/// Converts a pair of raw ticks to nanoseconds, or `None` when the interval is
-/// not usable (zero, or negative once wrapping is taken into account).
-///
-/// Counters are 64-bit and may wrap: `end.wrapping_sub(start)` is the elapsed
-/// count whenever less than 2^63 ticks passed. A difference of 2^63 or more can
-/// only mean `end` was written before `start`: a broken interval.
-pub fn ticks_to_ns(start: u64, end: u64, period_ns: f32) -> Option<u64> {
-    let ticks = end.wrapping_sub(start);
-    if ticks == 0 || ticks >= 1 << 63 || period_ns.is_nan() || period_ns <= 0.0 {
-        return None;
+/// The device interval in nanoseconds between raw ticks `start` and `end`,
+/// given the queue's period and the host wall time `wall_ns` of the same
+/// submission, or the reason it cannot be believed.
+pub fn interval(
+    start: u64,
+    end: u64,
+    period_ns: f32,
+    wall_ns: u64,
+) -> std::result::Result<u64, TimestampFault> {
+    if period_ns.is_nan() || period_ns <= 0.0 || period_ns.is_infinite() {
+        return Err(TimestampFault::NoPeriod);
     }
-    let ns = (ticks as f64 * period_ns as f64).round();
-    (ns >= 1.0).then_some(ns as u64)
+    if start == 0 || end == 0 || start == end {
+        return Err(TimestampFault::Zero);
+    }
+    if end < start {
+        // Reordering moves an end back by a little; a wrap moves it back by
+        // nearly the whole range.
+        return Err(if start - end > u64::MAX / 4 {
+            TimestampFault::Wrapped
+        } else {
+            TimestampFault::Negative
+        });
+    }
+    let ns = ((end - start) as f64 * period_ns as f64).round();
+    if ns < 1.0 {
+        return Err(TimestampFault::Zero);
+    }
+    if ns > wall_ns as f64 {
+        return Err(TimestampFault::ExceedsWall);
+    }
+    Ok(ns as u64)
 }
 
 /// The query set and buffers for one begin/end pair per pass.
@@ -31,6 +64,33 @@ pub struct TimestampQueries {
 
 /// Bytes held by the query buffers (for the memory report).
 pub const QUERY_BYTES: u64 = 2 * 2 * 8;
+
+/// What one timed submission gave: the host wall time, and the device time or
+/// why there is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timed {
+    pub wall_ns: u64,
+    pub device: Option<std::result::Result<u64, TimestampFault>>,
+}
+
+impl Timed {
+    /// The sample: device time when the interval was believable, else wall
+    /// time with the reason.
+    pub fn sample(&self) -> Sample {
+        match self.device {
+            Some(Ok(ns)) => Sample {
+                wall_ns: self.wall_ns,
+                device_ns: Some(ns),
+                fault: None,
+            },
+            Some(Err(f)) => Sample {
+                fault: Some(f),
+                ..Sample::wall(self.wall_ns)
+            },
+            None => Sample::wall(self.wall_ns),
+        }
+    }
+}
 
 impl TimestampQueries {
     /// Creates the queries; call only when the device has TIMESTAMP_QUERY.
@@ -71,41 +131,108 @@ impl TimestampQueries {
         }
     }
 
-    /// Records the resolve and the copy into the readable buffer, after the pass.
-    pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+    /// The resolve and the copy into the readable buffer, in a command buffer
+    /// of their own (wgpu#6406).
+    fn resolve_commands(&self, device: &wgpu::Device) -> wgpu::CommandBuffer {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("timestamp resolve"),
+        });
         encoder.resolve_query_set(&self.set, 0..2, &self.resolve, 0);
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
+        encoder.finish()
     }
 
-    /// Reads the resolved pair once the submission is done; `None` if unusable.
-    pub fn read_ns(&self, device: &wgpu::Device) -> Result<Option<u64>> {
+    /// Reads the resolved ticks once the submission is done.
+    fn read_ticks(&self, device: &wgpu::Device) -> Result<(u64, u64)> {
         let raw = super::readback::map_read(device, &self.readback, 16)?;
         // The bytes are not u64-aligned in a Vec<u8>: read them unaligned.
-        let start: u64 = bytemuck::pod_read_unaligned(&raw[0..8]);
-        let end: u64 = bytemuck::pod_read_unaligned(&raw[8..16]);
-        Ok(ticks_to_ns(start, end, self.period_ns))
+        Ok((
+            bytemuck::pod_read_unaligned(&raw[0..8]),
+            bytemuck::pod_read_unaligned(&raw[8..16]),
+        ))
     }
+}
+
+/// Submits `commands` (whose pass wrote `queries`' timestamps, if any), then
+/// the resolve in a submission of its own, waits for both, and checks the
+/// interval against the wall time from the first submit to completion.
+pub fn submit_timed(
+    ctx: &GpuContext,
+    queries: Option<&TimestampQueries>,
+    commands: wgpu::CommandBuffer,
+) -> Result<Timed> {
+    let resolve = queries.map(|q| q.resolve_commands(&ctx.device));
+    let start = Instant::now();
+    ctx.queue.submit([commands]);
+    if let Some(r) = resolve {
+        ctx.queue.submit([r]);
+    }
+    ctx.wait()?;
+    let wall_ns = start.elapsed().as_nanos() as u64;
+    let device = match queries {
+        Some(q) => {
+            let (s, e) = q.read_ticks(&ctx.device)?;
+            Some(interval(s, e, q.period_ns, wall_ns))
+        }
+        None => None,
+    };
+    Ok(Timed { wall_ns, device })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ticks_to_ns;
+    use super::{interval, TimestampFault as F};
+
+    const WALL: u64 = 1_000_000;
 
     #[test]
     fn scales_by_period() {
-        assert_eq!(ticks_to_ns(100, 1100, 1.0), Some(1000));
-        assert_eq!(ticks_to_ns(0, 1000, 41.666), Some(41666));
+        assert_eq!(interval(100, 1100, 1.0, WALL), Ok(1000));
+        assert_eq!(interval(1, 1001, 41.666, WALL), Ok(41666));
+        // The same interval anywhere in the counter's range, high bits set.
+        assert_eq!(interval(u64::MAX - 1000, u64::MAX - 10, 1.0, WALL), Ok(990));
     }
 
     #[test]
-    fn survives_wrap() {
-        assert_eq!(ticks_to_ns(u64::MAX - 9, 10, 1.0), Some(20));
+    fn an_interval_equal_to_the_wall_time_is_kept() {
+        assert_eq!(interval(10, 10 + WALL, 1.0, WALL), Ok(WALL));
+        assert_eq!(interval(10, 11 + WALL, 1.0, WALL), Err(F::ExceedsWall));
     }
 
     #[test]
-    fn zero_and_negative_intervals_are_unusable() {
-        assert_eq!(ticks_to_ns(5, 5, 1.0), None);
-        assert_eq!(ticks_to_ns(10, 5, 1.0), None);
-        assert_eq!(ticks_to_ns(0, 10, 0.0), None);
+    fn unwritten_slots_read_zero() {
+        assert_eq!(interval(0, 500, 1.0, WALL), Err(F::Zero));
+        assert_eq!(interval(500, 0, 1.0, WALL), Err(F::Zero));
+        assert_eq!(interval(0, 0, 1.0, WALL), Err(F::Zero));
+        assert_eq!(interval(7, 7, 1.0, WALL), Err(F::Zero));
+        // Sub-nanosecond after scaling is no interval either.
+        assert_eq!(interval(7, 8, 0.25, WALL), Err(F::Zero));
+    }
+
+    #[test]
+    fn reordered_ends_are_negative_and_wraps_are_wrapped() {
+        assert_eq!(interval(1000, 900, 1.0, WALL), Err(F::Negative));
+        // A 36-bit counter that wrapped: the end is tiny, the start near 2^36.
+        assert_eq!(
+            interval((1 << 36) - 50, 30, 1.0, WALL),
+            Err(F::Negative),
+            "a narrow counter's wrap cannot be told from reordering by the ticks alone"
+        );
+        // A 64-bit counter that wrapped.
+        assert_eq!(interval(u64::MAX - 9, 10, 1.0, WALL), Err(F::Wrapped));
+    }
+
+    #[test]
+    fn longer_than_the_wall_is_impossible() {
+        assert_eq!(interval(1, 2_000_001, 1.0, WALL), Err(F::ExceedsWall));
+        // Absurd: a period that scales a small tick count past the wall time.
+        assert_eq!(interval(1, 1001, 1e4, WALL), Err(F::ExceedsWall));
+    }
+
+    #[test]
+    fn a_missing_period_is_named() {
+        for p in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert_eq!(interval(1, 100, p, WALL), Err(F::NoPeriod), "{p}");
+        }
     }
 }

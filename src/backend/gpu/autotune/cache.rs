@@ -31,8 +31,8 @@ pub struct CacheKey {
     pub shape_class: String,
     /// Whether FP16 matmuls accumulate in f16.
     pub f16_accumulate: bool,
-    /// Whether the matmul kernels are built without runtime bounds checks.
-    pub trusted_shaders: bool,
+    /// The runtime checks the matmul kernels are built with (`ShaderChecks::name`).
+    pub shader_checks: String,
     /// Checksum of the matmul sources, the candidate list and this crate's version.
     pub checksum: String,
 }
@@ -138,7 +138,7 @@ mod tests {
             storage: "f32".into(),
             shape_class: "large".into(),
             f16_accumulate: false,
-            trusted_shaders: false,
+            shader_checks: "full".into(),
             checksum: checksum(),
         }
     }

@@ -233,7 +233,7 @@ mod tests {
             storage: "f32".into(),
             shape_class: "small".into(),
             f16_accumulate: false,
-            trusted_shaders: false,
+            shader_checks: "full".into(),
             checksum: cache::checksum(),
         }
     }
