@@ -43,6 +43,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// List the model presets and their layers' shapes.
     Models(models::ModelsArgs),
+    /// Write the report of a device check's folder (scripts/device-check):
+    /// kernel-lab beside the vendor library, targets, launch costs, energy.
+    DeviceReport(DeviceReportArgs),
 }
 
 /// Which backend a command runs on.
@@ -64,6 +67,17 @@ pub enum Accumulate {
     F32,
     /// f16 accumulators (SHADER_F16 devices, FP16 points; its own tolerance).
     F16,
+}
+
+/// Arguments of `device-report`.
+#[derive(clap::Args, Debug)]
+pub struct DeviceReportArgs {
+    /// The device check's folder (holds results/, devices.json, torch_gpu.jsonl).
+    dir: std::path::PathBuf,
+    /// The vendor timings to set beside kernel-lab's, when they come from
+    /// another call (the report says so); default: the folder's torch_gpu.jsonl.
+    #[arg(long)]
+    anchor: Option<std::path::PathBuf>,
 }
 
 /// `--shader-checks` (see [`ShaderChecks`]).
@@ -212,5 +226,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Plot(a)) => plot::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Models(a)) => models::run(a),
+        Some(Command::DeviceReport(a)) => {
+            let md = kernel_lab::report::device_check::render(&a.dir, a.anchor.as_deref())?;
+            print!("{md}");
+            eprintln!("report: {}", a.dir.join("device-report.md").display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

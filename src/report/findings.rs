@@ -414,6 +414,53 @@ fn crossover(records: &[Record]) -> Vec<String> {
     out
 }
 
+/// What the GPU's launch costs (probed with its ceilings) mean for the
+/// crossover: a whole request pays at least a submission round trip and a
+/// readback round trip, so a CPU point that finishes sooner than that cannot
+/// lose to the GPU end to end, however fast the kernel; and a GPU point whose
+/// device time is within twice an empty dispatch is mostly launch cost.
+fn launch_floor(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
+    let Some(d) = probed.get(&BackendKind::Gpu).and_then(|c| c.dispatch.as_ref()) else {
+        return Vec::new();
+    };
+    let floor_ms = (d.submit_round_trip_us + d.readback_round_trip_us) / 1e3;
+    let p50s = |kind: BackendKind| -> Vec<f64> {
+        records
+            .iter()
+            .filter(|r| r.id.backend == kind && r.verified)
+            .filter_map(|r| r.measured.as_ref().map(|m| m.latency_ms.p50))
+            .collect()
+    };
+    let (cpu, gpu) = (p50s(BackendKind::Cpu), p50s(BackendKind::Gpu));
+    let mut out = Vec::new();
+    if !cpu.is_empty() && !gpu.is_empty() {
+        let under = cpu.iter().filter(|&&ms| ms < floor_ms).count();
+        let verdict = if under == 0 {
+            "so submission cost does not set the end-to-end crossover here: the kernels and the copies do".to_string()
+        } else {
+            "on those points a whole request cannot favour the GPU however fast its kernel: the crossover there is set by submission cost, not by the kernels".to_string()
+        };
+        out.push(format!(
+            "Launch floor: a GPU request pays at least a submission round trip ({:.1} us) and a readback round trip ({:.1} us), {:.3} ms together; the CPU finishes {under} of {} points sooner than that, {verdict}.",
+            d.submit_round_trip_us,
+            d.readback_round_trip_us,
+            floor_ms,
+            cpu.len()
+        ));
+    }
+    if !gpu.is_empty() {
+        let empty_ms = d.empty_dispatch_us / 1e3;
+        let near = gpu.iter().filter(|&&ms| ms < 2.0 * empty_ms).count();
+        out.push(format!(
+            "An empty dispatch takes {:.1} us of device time on the GPU (each of many in one pass {:.2} us); {near} of {} GPU points take less than twice that, so launching is most of their time.",
+            d.empty_dispatch_us,
+            d.per_dispatch_in_pass_us,
+            gpu.len()
+        ));
+    }
+    out
+}
+
 /// Rectangular projections against square ones of the same size class: for
 /// each measured rectangular point, the square point on the same backend,
 /// precision, batch and seq whose K x N is nearest (in ratio, and within 2x),
@@ -554,6 +601,7 @@ pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) ->
     all.extend(tail(records));
     all.extend(precision(records));
     all.extend(crossover(records));
+    all.extend(launch_floor(records, probed));
     all.extend(rectangular(records));
     all.extend(skipped(records));
     all

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod anchor_table;
 pub mod charts;
+pub mod device_check;
 pub mod findings;
 pub mod layers;
 pub mod markdown;

@@ -1,0 +1,457 @@
+//! The report of a device check (`scripts/device-check`): kernel-lab's GPU
+//! numbers beside the vendor library's on the same points and the same card
+//! (`torch_gpu.jsonl`, written by `experiments/anchors/torch_gpu.py` in the same
+//! call), the issue's targets with their verdicts, launch costs, what wgpu's
+//! shader checks cost, energy, and anything that makes a number doubtful
+//! (timestamp fallbacks, a loaded or throttling machine).
+//!
+//! Everything here is read from the check's folder; nothing is measured.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{LabError, Result};
+use crate::results::{Record, ResultsFile};
+use crate::backend::BackendKind;
+use crate::workload::Op;
+
+/// One vendor-library timing from `torch_gpu.jsonl`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendorPoint {
+    pub p50_ms: f64,
+    pub gflops: Option<f64>,
+    pub gbps: f64,
+}
+
+/// What `torch_gpu.jsonl` holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Vendor {
+    /// Its first line: library, CUDA, device.
+    pub header: String,
+    /// Device-to-device copy bandwidth, GB/s, by bytes copied.
+    pub copy_gbps: BTreeMap<u64, f64>,
+    /// Timings by point key (see [`key`]).
+    pub points: BTreeMap<String, VendorPoint>,
+}
+
+/// The key both sides share: op, precision and sizes.
+pub fn key(op: &str, precision: &str, batch: u64, seq: u64, dim: u64, out_dim: u64) -> String {
+    format!("{op} {precision} B{batch} S{seq} D{dim} N{out_dim}")
+}
+
+fn record_key(r: &Record) -> String {
+    let id = &r.id;
+    key(
+        id.op.name(),
+        id.precision.name(),
+        id.batch as u64,
+        id.seq as u64,
+        id.dim as u64,
+        id.out_dim as u64,
+    )
+}
+
+impl Vendor {
+    /// Parses the JSON lines; a line that is not JSON is an error naming it.
+    pub fn parse(text: &str, source: &str) -> Result<Self> {
+        let mut v = Vendor::default();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let j: Value = serde_json::from_str(line).map_err(|e| {
+                LabError::invalid(source, &format!("line {}", i + 1), &e.to_string())
+            })?;
+            let num = |k: &str| j.get(k).and_then(Value::as_f64);
+            let int = |k: &str| j.get(k).and_then(Value::as_u64);
+            if j.get("library").is_some() {
+                v.header = ["library", "cuda", "device"]
+                    .iter()
+                    .filter_map(|k| j.get(*k).and_then(Value::as_str).map(|s| format!("{k} {s}")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                continue;
+            }
+            let op = j.get("op").and_then(Value::as_str).unwrap_or("");
+            if op == "copy" {
+                if let (Some(b), Some(g)) = (int("bytes"), num("gbps")) {
+                    v.copy_gbps.insert(b, g);
+                }
+                continue;
+            }
+            let (Some(p50_ms), Some(gbps)) = (num("p50_ms"), num("gbps")) else {
+                continue; // a skipped point
+            };
+            let prec = j.get("precision").and_then(Value::as_str).unwrap_or("");
+            let (Some(b), Some(s), Some(d)) = (int("batch"), int("seq"), int("dim")) else {
+                continue;
+            };
+            let n = int("out_dim").unwrap_or(d);
+            v.points.insert(
+                key(op, prec, b, s, d, n),
+                VendorPoint {
+                    p50_ms,
+                    gflops: num("gflops"),
+                    gbps,
+                },
+            );
+        }
+        Ok(v)
+    }
+
+    /// The best copy bandwidth measured (the practical memory ceiling).
+    pub fn best_copy_gbps(&self) -> Option<f64> {
+        self.copy_gbps.values().copied().reduce(f64::max)
+    }
+}
+
+/// One row of the side-by-side table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub file: String,
+    pub key: String,
+    pub kernel: String,
+    pub ours_ms: f64,
+    pub vendor_ms: f64,
+    /// `vendor_ms / ours_ms`: kernel-lab's speed as a fraction of the vendor's.
+    pub ratio: f64,
+    pub ours_rate: String,
+    pub vendor_rate: String,
+}
+
+/// The side-by-side rows of the verified GPU points that the vendor timed.
+pub fn rows(files: &[(String, ResultsFile)], vendor: &Vendor) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (name, f) in files {
+        for r in &f.records {
+            let (Some(m), true) = (&r.measured, r.verified && r.id.backend == BackendKind::Gpu) else {
+                continue;
+            };
+            let k = record_key(r);
+            let Some(v) = vendor.points.get(&k) else {
+                continue;
+            };
+            let (ours_rate, vendor_rate) = match (r.id.op, v.gflops) {
+                (Op::Embedding, _) | (_, None) => (
+                    format!("{:.0} GB/s", m.gbps),
+                    format!("{:.0} GB/s", v.gbps),
+                ),
+                (_, Some(g)) => (
+                    format!("{:.0} GFLOP/s", m.gflops),
+                    format!("{g:.0} GFLOP/s"),
+                ),
+            };
+            out.push(Row {
+                file: name.clone(),
+                key: k,
+                kernel: r.kernel.clone(),
+                ours_ms: m.latency_ms.p50,
+                vendor_ms: v.p50_ms,
+                ratio: v.p50_ms / m.latency_ms.p50,
+                ours_rate,
+                vendor_rate,
+            });
+        }
+    }
+    out
+}
+
+/// A target of the real-GPU issue and whether this check met it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+/// The issue's targets, judged from the rows (`None` where the check holds
+/// no measurement for it).
+pub fn verdicts(files: &[(String, ResultsFile)], rows: &[Row], vendor: &Vendor) -> Vec<Verdict> {
+    let mut v = Vec::new();
+    // The lab's defaults only: the shader-check runs are a comparison.
+    let big_square = |prec: &str| {
+        rows.iter()
+            .filter(|r| !r.file.starts_with("shader-checks-"))
+            .filter(|r| r.key == key("matmul", prec, 1, 4096, 4096, 4096))
+            .map(|r| r.ratio)
+            .reduce(f64::max)
+    };
+    let sgemm = big_square("f32");
+    v.push(Verdict {
+        target: "FP32 matmul 4096^3 >= 50% of cuBLAS SGEMM (TF32 off)".into(),
+        measured: sgemm.map_or("not measured".into(), |r| format!("{:.0}%", r * 100.0)),
+        met: sgemm.map(|r| r >= 0.5),
+    });
+    // The gather's bandwidth on its largest points against the device copy.
+    let copy = vendor.best_copy_gbps();
+    let gathers: Vec<(u64, f64)> = files
+        .iter()
+        .flat_map(|(_, f)| &f.records)
+        .filter(|r| r.id.op == Op::Embedding && r.id.backend == BackendKind::Gpu && r.verified)
+        .filter_map(|r| r.measured.as_ref().map(|m| (r.id.batch as u64 * r.id.seq as u64 * r.id.dim as u64, m.gbps)))
+        .collect();
+    let largest = gathers.iter().map(|g| g.0).max();
+    let at_largest: Vec<f64> = gathers
+        .iter()
+        .filter(|g| Some(g.0) == largest)
+        .map(|g| g.1)
+        .collect();
+    let gather = match (copy, at_largest.is_empty()) {
+        (Some(c), false) => Some(at_largest.iter().copied().fold(f64::MAX, f64::min) / c),
+        _ => None,
+    };
+    v.push(Verdict {
+        target: "embedding gather >= 80% of the device copy bandwidth (largest gather points, the slower precision)".into(),
+        measured: match (gather, copy) {
+            (Some(g), Some(c)) => format!("{:.0}% of {c:.0} GB/s", g * 100.0),
+            _ => "not measured".into(),
+        },
+        met: gather.map(|g| g >= 0.8),
+    });
+    let hgemm = big_square("f16");
+    let coop_chosen = rows
+        .iter()
+        .any(|r| r.key == key("matmul", "f16", 1, 4096, 4096, 4096) && r.kernel.contains("coop"));
+    v.push(Verdict {
+        target: "FP16 (cooperative matrices where offered) 4096^3 >= 25% of cuBLAS HGEMM".into(),
+        measured: hgemm.map_or("not measured".into(), |r| {
+            format!(
+                "{:.1}% ({})",
+                r * 100.0,
+                if coop_chosen {
+                    "the cooperative-matrix kernel"
+                } else {
+                    "the autotuner chose a non-cooperative kernel; see the tuning table"
+                }
+            )
+        }),
+        met: hgemm.map(|r| r >= 0.25),
+    });
+    v
+}
+
+fn load_results(dir: &Path) -> Result<Vec<(String, ResultsFile)>> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(files);
+    };
+    let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    names.sort();
+    for d in names {
+        let path = d.join("results.json");
+        if path.exists() {
+            let name = d.file_name().map_or_else(String::new, |n| n.to_string_lossy().into());
+            files.push((name, ResultsFile::load(&path)?));
+        }
+    }
+    Ok(files)
+}
+
+/// Writes `dir/device-report.md` from a device check's folder and returns its
+/// text. `anchor` overrides `dir/torch_gpu.jsonl` (the report then says the
+/// vendor numbers come from another call).
+pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
+    let files = load_results(&dir.join("results"))?;
+    let own = dir.join("torch_gpu.jsonl");
+    let (vendor_path, same_call) = match anchor {
+        Some(a) => (a.to_path_buf(), false),
+        None => (own, true),
+    };
+    let vendor = match std::fs::read_to_string(&vendor_path) {
+        Ok(t) => Vendor::parse(&t, &vendor_path.display().to_string())?,
+        Err(_) => Vendor::default(),
+    };
+    let mut md = String::new();
+    let _ = writeln!(md, "# Device check\n");
+    let gpu = files
+        .iter()
+        .find_map(|(_, f)| f.environment.gpu.clone())
+        .map_or("no GPU".to_string(), |g| format!("{} ({}, {}, driver {})", g.name, g.api, g.device_type, g.driver));
+    let cpu = files
+        .first()
+        .map_or("?".to_string(), |(_, f)| format!("{} ({} cores)", f.environment.cpu.name, f.environment.cores));
+    let _ = writeln!(md, "- GPU: {gpu}\n- CPU: {cpu}");
+    if let Ok(smi) = std::fs::read_to_string(dir.join("nvidia-smi.csv")) {
+        let _ = writeln!(md, "- nvidia-smi before the check: `{}`", smi.lines().nth(1).unwrap_or("").trim());
+    }
+    if !vendor.header.is_empty() {
+        let from = if same_call {
+            "same call, same card".to_string()
+        } else {
+            format!("**another call** ({}): the ratios hold only as far as the two cards are alike", vendor_path.display())
+        };
+        let _ = writeln!(md, "- vendor anchor: {} — {from}", vendor.header);
+    }
+    launch_costs(&mut md, dir);
+
+    let rows = rows(&files, &vendor);
+    let _ = writeln!(md, "\n## Targets\n\n| target | measured | met |\n|---|---|---|");
+    for v in verdicts(&files, &rows, &vendor) {
+        let met = match v.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        let _ = writeln!(md, "| {} | {} | {met} |", v.target, v.measured);
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## kernel-lab beside the vendor library\n\nMedians; kernel-lab's are device time between pass timestamps, the vendor's CUDA events around each call. Ratio = vendor ms / kernel-lab ms (1.0 = as fast; above 1, kernel-lab is faster). Below ~50 us the vendor's events also hold the gap while PyTorch launches the kernel from Python, which pass timestamps leave out: small points flatter kernel-lab.\n\n| run | point | kernel-lab kernel | kernel-lab ms | vendor ms | ratio | kernel-lab | vendor |\n|---|---|---|---:|---:|---:|---:|---:|"
+        );
+        for r in &rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.4} | {:.4} | {:.3} | {} | {} |",
+                r.file, r.key, r.kernel, r.ours_ms, r.vendor_ms, r.ratio, r.ours_rate, r.vendor_rate
+            );
+        }
+    }
+    shader_checks(&mut md, &files);
+    cold_and_energy(&mut md, &files);
+    doubts(&mut md, &files);
+    std::fs::write(dir.join("device-report.md"), &md).map_err(|source| LabError::Io {
+        path: dir.join("device-report.md"),
+        source,
+    })?;
+    Ok(md)
+}
+
+fn launch_costs(md: &mut String, dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join("devices.json")) else {
+        return;
+    };
+    let Ok(j) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    for which in ["gpu", "cpu"] {
+        let Some(c) = j.pointer(&format!("/ceilings/{which}")) else {
+            continue;
+        };
+        let f = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "- {which} ceilings (`devices --probe`): copy {:.0} GB/s, FP32 FMA {:.0} GFLOP/s",
+            f("copy_gbps"),
+            f("fma_gflops")
+        );
+        if let Some(d) = c.get("dispatch") {
+            let g = |k: &str| d.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let _ = writeln!(
+                md,
+                "- {which} launch costs: empty dispatch {:.1} us, each of 100 dispatches in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us",
+                g("empty_dispatch_us"),
+                g("per_dispatch_in_pass_us"),
+                g("submit_round_trip_us"),
+                g("readback_round_trip_us")
+            );
+        }
+    }
+}
+
+fn shader_checks(md: &mut String, files: &[(String, ResultsFile)]) {
+    let checks: Vec<&(String, ResultsFile)> = files
+        .iter()
+        .filter(|(n, _)| n.starts_with("shader-checks-"))
+        .collect();
+    if checks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## What wgpu's shader checks cost\n\nThe same points, tuned afresh under each setting (`--shader-checks`), in this call.\n\n| setting | point | kernel | ms | GFLOP/s |\n|---|---|---|---:|---:|"
+    );
+    for (name, f) in checks {
+        for r in &f.records {
+            if let Some(m) = &r.measured {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.3} | {:.0} |",
+                    name.trim_start_matches("shader-checks-"),
+                    record_key(r),
+                    r.kernel,
+                    m.latency_ms.p50,
+                    m.gflops
+                );
+            }
+        }
+    }
+}
+
+fn cold_and_energy(md: &mut String, files: &[(String, ResultsFile)]) {
+    let _ = writeln!(
+        md,
+        "\n## Cold start, compile and energy (GPU points)\n\n| run | point | first run ms | compile ms | median ms | avg W | GFLOP/J | GB/J |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for (name, f) in files {
+        for r in f.records.iter().filter(|r| r.id.backend == BackendKind::Gpu) {
+            let Some(m) = &r.measured else { continue };
+            let e = m.energy.as_ref();
+            let opt = |v: Option<f64>, p: usize| v.map_or("—".to_string(), |v| format!("{v:.p$}"));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {:.3} | {} | {:.4} | {} | {} | {} |",
+                record_key(r),
+                m.first_run_ms,
+                opt(m.compile_ms, 1),
+                m.latency_ms.p50,
+                opt(e.map(|e| e.avg_power_w), 0),
+                opt(e.and_then(|e| e.gflop_per_j), 1),
+                opt(e.map(|e| e.gb_per_j), 2),
+            );
+        }
+    }
+}
+
+fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
+    let _ = writeln!(md, "\n## What could make a number doubtful\n");
+    let mut any = false;
+    for (name, f) in files {
+        let fallbacks: u32 = f
+            .records
+            .iter()
+            .filter_map(|r| r.measured.as_ref())
+            .flat_map(|m| m.timestamp_fallbacks.values())
+            .sum();
+        if fallbacks > 0 {
+            any = true;
+            let _ = writeln!(md, "- {name}: {fallbacks} sample(s) fell back from device timestamps to wall time");
+        }
+        for w in &f.environment.machine_warnings {
+            any = true;
+            let _ = writeln!(md, "- {name}: {w}");
+        }
+        if !f.complete {
+            any = true;
+            let _ = writeln!(md, "- {name}: incomplete (stopped at its share of the budget; resume with `kernel-lab run --resume`)");
+        }
+    }
+    if !any {
+        let _ = writeln!(md, "- nothing: every device timestamp was believable, no machine warning, every run complete");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSONL: &str = r#"{"library": "torch 2.11.0+cu130", "cuda": "13.0", "device": "NVIDIA H100 80GB HBM3", "allow_tf32": false}
+{"op": "copy", "bytes": 536870912, "p50_ms": 0.18, "gbps": 2872.8}
+{"op": "copy", "bytes": 2147483648, "p50_ms": 0.72, "gbps": 2963.4}
+{"op": "matmul", "precision": "f32", "batch": 1, "seq": 4096, "dim": 4096, "vocab": 32000, "out_dim": 4096, "p50_ms": 3.0, "gbps": 66.5, "gflops": 45408.0}
+{"op": "embedding", "precision": "f16", "batch": 8, "seq": 512, "dim": 128, "out_dim": 128, "skipped": "OutOfMemoryError: ..."}
+"#;
+
+    #[test]
+    fn parses_the_anchor_lines() {
+        let v = Vendor::parse(JSONL, "t").expect("parses");
+        assert!(v.header.contains("torch 2.11.0") && v.header.contains("H100"), "{}", v.header);
+        assert_eq!(v.best_copy_gbps(), Some(2963.4));
+        assert_eq!(v.points.len(), 1, "the skipped point is left out");
+        let p = &v.points[&key("matmul", "f32", 1, 4096, 4096, 4096)];
+        assert_eq!(p.p50_ms, 3.0);
+        assert_eq!(p.gflops, Some(45408.0));
+        let err = Vendor::parse("{\"op\": 1}\nnot json\n", "torch_gpu.jsonl").unwrap_err();
+        assert!(err.to_string().contains("torch_gpu.jsonl") && err.to_string().contains("line 2"), "{err}");
+    }
+}
