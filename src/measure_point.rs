@@ -287,3 +287,44 @@ fn fallbacks_by_reason(samples: &[Sample]) -> BTreeMap<TimestampFault, u32> {
     }
     by
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fallbacks_by_reason;
+    use crate::prepared_op::{Sample, TimestampFault as F};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn unbelievable_timestamps_are_counted_by_reason_and_timed_by_the_wall() {
+        let s = |device_ns, fault| Sample {
+            wall_ns: 1000,
+            device_ns,
+            fault,
+        };
+        let samples = [
+            s(Some(900), None),
+            s(None, Some(F::Zero)),
+            s(None, Some(F::Zero)),
+            s(None, Some(F::ExceedsWall)),
+            s(None, Some(F::Negative)),
+            s(None, Some(F::Wrapped)),
+            Sample::wall(5),
+        ];
+        assert_eq!(
+            fallbacks_by_reason(&samples),
+            BTreeMap::from([
+                (F::Zero, 2),
+                (F::Negative, 1),
+                (F::Wrapped, 1),
+                (F::ExceedsWall, 1)
+            ])
+        );
+        assert_eq!(samples[0].best_ns(), 900);
+        assert_eq!(
+            samples[1].best_ns(),
+            1000,
+            "a rejected interval falls back to wall time"
+        );
+        assert!(fallbacks_by_reason(&samples[..1]).is_empty());
+    }
+}

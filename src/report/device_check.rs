@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::backend::BackendKind;
 use crate::error::{LabError, Result};
 use crate::results::{Record, ResultsFile};
-use crate::backend::BackendKind;
 use crate::workload::Op;
 
 /// One vendor-library timing from `torch_gpu.jsonl`.
@@ -58,7 +58,11 @@ impl Vendor {
     /// Parses the JSON lines; a line that is not JSON is an error naming it.
     pub fn parse(text: &str, source: &str) -> Result<Self> {
         let mut v = Vendor::default();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let j: Value = serde_json::from_str(line).map_err(|e| {
                 LabError::invalid(source, &format!("line {}", i + 1), &e.to_string())
             })?;
@@ -67,7 +71,11 @@ impl Vendor {
             if j.get("library").is_some() {
                 v.header = ["library", "cuda", "device"]
                     .iter()
-                    .filter_map(|k| j.get(*k).and_then(Value::as_str).map(|s| format!("{k} {s}")))
+                    .filter_map(|k| {
+                        j.get(*k)
+                            .and_then(Value::as_str)
+                            .map(|s| format!("{k} {s}"))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 continue;
@@ -124,7 +132,8 @@ pub fn rows(files: &[(String, ResultsFile)], vendor: &Vendor) -> Vec<Row> {
     let mut out = Vec::new();
     for (name, f) in files {
         for r in &f.records {
-            let (Some(m), true) = (&r.measured, r.verified && r.id.backend == BackendKind::Gpu) else {
+            let (Some(m), true) = (&r.measured, r.verified && r.id.backend == BackendKind::Gpu)
+            else {
                 continue;
             };
             let k = record_key(r);
@@ -132,10 +141,9 @@ pub fn rows(files: &[(String, ResultsFile)], vendor: &Vendor) -> Vec<Row> {
                 continue;
             };
             let (ours_rate, vendor_rate) = match (r.id.op, v.gflops) {
-                (Op::Embedding, _) | (_, None) => (
-                    format!("{:.0} GB/s", m.gbps),
-                    format!("{:.0} GB/s", v.gbps),
-                ),
+                (Op::Embedding, _) | (_, None) => {
+                    (format!("{:.0} GB/s", m.gbps), format!("{:.0} GB/s", v.gbps))
+                }
                 (_, Some(g)) => (
                     format!("{:.0} GFLOP/s", m.gflops),
                     format!("{g:.0} GFLOP/s"),
@@ -188,7 +196,14 @@ pub fn verdicts(files: &[(String, ResultsFile)], rows: &[Row], vendor: &Vendor) 
         .iter()
         .flat_map(|(_, f)| &f.records)
         .filter(|r| r.id.op == Op::Embedding && r.id.backend == BackendKind::Gpu && r.verified)
-        .filter_map(|r| r.measured.as_ref().map(|m| (r.id.batch as u64 * r.id.seq as u64 * r.id.dim as u64, m.gbps)))
+        .filter_map(|r| {
+            r.measured.as_ref().map(|m| {
+                (
+                    r.id.batch as u64 * r.id.seq as u64 * r.id.dim as u64,
+                    m.gbps,
+                )
+            })
+        })
         .collect();
     let largest = gathers.iter().map(|g| g.0).max();
     let at_largest: Vec<f64> = gathers
@@ -240,7 +255,9 @@ fn load_results(dir: &Path) -> Result<Vec<(String, ResultsFile)>> {
     for d in names {
         let path = d.join("results.json");
         if path.exists() {
-            let name = d.file_name().map_or_else(String::new, |n| n.to_string_lossy().into());
+            let name = d
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into());
             files.push((name, ResultsFile::load(&path)?));
         }
     }
@@ -266,26 +283,41 @@ pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
     let gpu = files
         .iter()
         .find_map(|(_, f)| f.environment.gpu.clone())
-        .map_or("no GPU".to_string(), |g| format!("{} ({}, {}, driver {})", g.name, g.api, g.device_type, g.driver));
-    let cpu = files
-        .first()
-        .map_or("?".to_string(), |(_, f)| format!("{} ({} cores)", f.environment.cpu.name, f.environment.cores));
+        .map_or("no GPU".to_string(), |g| {
+            format!(
+                "{} ({}, {}, driver {})",
+                g.name, g.api, g.device_type, g.driver
+            )
+        });
+    let cpu = files.first().map_or("?".to_string(), |(_, f)| {
+        format!("{} ({} cores)", f.environment.cpu.name, f.environment.cores)
+    });
     let _ = writeln!(md, "- GPU: {gpu}\n- CPU: {cpu}");
     if let Ok(smi) = std::fs::read_to_string(dir.join("nvidia-smi.csv")) {
-        let _ = writeln!(md, "- nvidia-smi before the check: `{}`", smi.lines().nth(1).unwrap_or("").trim());
+        let _ = writeln!(
+            md,
+            "- nvidia-smi before the check: `{}`",
+            smi.lines().nth(1).unwrap_or("").trim()
+        );
     }
     if !vendor.header.is_empty() {
         let from = if same_call {
             "same call, same card".to_string()
         } else {
-            format!("**another call** ({}): the ratios hold only as far as the two cards are alike", vendor_path.display())
+            format!(
+                "**another call** ({}): the ratios hold only as far as the two cards are alike",
+                vendor_path.display()
+            )
         };
         let _ = writeln!(md, "- vendor anchor: {} — {from}", vendor.header);
     }
     launch_costs(&mut md, dir);
 
     let rows = rows(&files, &vendor);
-    let _ = writeln!(md, "\n## Targets\n\n| target | measured | met |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n## Targets\n\n| target | measured | met |\n|---|---|---|"
+    );
     for v in verdicts(&files, &rows, &vendor) {
         let met = match v.met {
             Some(true) => "yes",
@@ -303,7 +335,14 @@ pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {:.4} | {:.4} | {:.3} | {} | {} |",
-                r.file, r.key, r.kernel, r.ours_ms, r.vendor_ms, r.ratio, r.ours_rate, r.vendor_rate
+                r.file,
+                r.key,
+                r.kernel,
+                r.ours_ms,
+                r.vendor_ms,
+                r.ratio,
+                r.ours_rate,
+                r.vendor_rate
             );
         }
     }
@@ -384,10 +423,15 @@ fn cold_and_energy(md: &mut String, files: &[(String, ResultsFile)]) {
         "\n## Cold start, compile and energy (GPU points)\n\n| run | point | first run ms | compile ms | median ms | avg W | GFLOP/J | GB/J |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
     for (name, f) in files {
-        for r in f.records.iter().filter(|r| r.id.backend == BackendKind::Gpu) {
+        for r in f
+            .records
+            .iter()
+            .filter(|r| r.id.backend == BackendKind::Gpu)
+        {
             let Some(m) = &r.measured else { continue };
             let e = m.energy.as_ref();
-            let opt = |v: Option<f64>, p: usize| v.map_or("—".to_string(), |v| format!("{v:.p$}"));
+            let opt =
+                |v: Option<f64>, p: usize| v.map_or("—".to_string(), |v| format!("{v:.p$}"));
             let _ = writeln!(
                 md,
                 "| {name} | {} | {:.3} | {} | {:.4} | {} | {} | {} |",
@@ -415,7 +459,10 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
             .sum();
         if fallbacks > 0 {
             any = true;
-            let _ = writeln!(md, "- {name}: {fallbacks} sample(s) fell back from device timestamps to wall time");
+            let _ = writeln!(
+                md,
+                "- {name}: {fallbacks} sample(s) fell back from device timestamps to wall time"
+            );
         }
         for w in &f.environment.machine_warnings {
             any = true;
@@ -445,13 +492,20 @@ mod tests {
     #[test]
     fn parses_the_anchor_lines() {
         let v = Vendor::parse(JSONL, "t").expect("parses");
-        assert!(v.header.contains("torch 2.11.0") && v.header.contains("H100"), "{}", v.header);
+        assert!(
+            v.header.contains("torch 2.11.0") && v.header.contains("H100"),
+            "{}",
+            v.header
+        );
         assert_eq!(v.best_copy_gbps(), Some(2963.4));
         assert_eq!(v.points.len(), 1, "the skipped point is left out");
         let p = &v.points[&key("matmul", "f32", 1, 4096, 4096, 4096)];
         assert_eq!(p.p50_ms, 3.0);
         assert_eq!(p.gflops, Some(45408.0));
         let err = Vendor::parse("{\"op\": 1}\nnot json\n", "torch_gpu.jsonl").unwrap_err();
-        assert!(err.to_string().contains("torch_gpu.jsonl") && err.to_string().contains("line 2"), "{err}");
+        assert!(
+            err.to_string().contains("torch_gpu.jsonl") && err.to_string().contains("line 2"),
+            "{err}"
+        );
     }
 }

@@ -420,7 +420,10 @@ fn crossover(records: &[Record]) -> Vec<String> {
 /// lose to the GPU end to end, however fast the kernel; and a GPU point whose
 /// device time is within twice an empty dispatch is mostly launch cost.
 fn launch_floor(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
-    let Some(d) = probed.get(&BackendKind::Gpu).and_then(|c| c.dispatch.as_ref()) else {
+    let Some(d) = probed
+        .get(&BackendKind::Gpu)
+        .and_then(|c| c.dispatch.as_ref())
+    else {
         return Vec::new();
     };
     let floor_ms = (d.submit_round_trip_us + d.readback_round_trip_us) / 1e3;

@@ -181,7 +181,7 @@ pub fn submit_timed(
 
 #[cfg(test)]
 mod tests {
-    use super::{interval, TimestampFault as F};
+    use super::{interval, Timed, TimestampFault as F};
 
     const WALL: u64 = 1_000_000;
 
@@ -234,5 +234,47 @@ mod tests {
         for p in [0.0, -1.0, f32::NAN, f32::INFINITY] {
             assert_eq!(interval(1, 100, p, WALL), Err(F::NoPeriod), "{p}");
         }
+    }
+
+    #[test]
+    fn a_stream_of_ticks_becomes_samples_with_reasons() {
+        // (start, end, wall): a good pair, an unwritten slot, a reordered end,
+        // and an interval longer than the submission around it.
+        let stream = [
+            (100, 600, 1000),
+            (0, 600, 1000),
+            (600, 100, 1000),
+            (100, 5100, 1000),
+        ];
+        let samples: Vec<_> = stream
+            .iter()
+            .map(|&(s, e, wall)| {
+                Timed {
+                    wall_ns: wall,
+                    device: Some(interval(s, e, 1.0, wall)),
+                }
+                .sample()
+            })
+            .collect();
+        assert_eq!(samples[0].device_ns, Some(500));
+        assert_eq!(samples[0].fault, None);
+        let faults: Vec<_> = samples[1..].iter().map(|s| s.fault).collect();
+        assert_eq!(
+            faults,
+            [Some(F::Zero), Some(F::Negative), Some(F::ExceedsWall)]
+        );
+        assert!(samples[1..]
+            .iter()
+            .all(|s| s.device_ns.is_none() && s.best_ns() == 1000));
+        // No timestamps at all: a wall sample, and no fault to count.
+        let plain = Timed {
+            wall_ns: 7,
+            device: None,
+        }
+        .sample();
+        assert_eq!(
+            (plain.device_ns, plain.fault, plain.best_ns()),
+            (None, None, 7)
+        );
     }
 }

@@ -1,0 +1,172 @@
+//! `scripts/device-check`, the one-call real-GPU check, dry-run on whatever
+//! device this machine has (lavapipe in CI) so that it cannot rot between the
+//! rare sessions with a real GPU: every step runs, every GPU point verifies, the
+//! tarball holds what the report needs, and bad arguments get a one-line error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{temp_dir, test_cache_dir};
+use kernel_lab::backend::gpu::{AdapterChoice, GpuBackend, GpuOptions};
+use kernel_lab::results::ResultsFile;
+
+fn script(args: &[&str]) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new(root.join("scripts/device-check"))
+        .args(args)
+        .env("KERNEL_LAB_CACHE_DIR", test_cache_dir())
+        .env_remove("OUT")
+        .output()
+        .expect("the script runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_dry_run_measures_verifies_and_packs_every_step() {
+    if let Err(e) = GpuBackend::open(&AdapterChoice::Best, GpuOptions::default()) {
+        common::no_gpu(e);
+        return;
+    }
+    let out = temp_dir("device-check");
+    let bin = env!("CARGO_BIN_EXE_kernel-lab");
+    let o = script(&[
+        "--bin",
+        bin,
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+        "--budget",
+        "300",
+    ]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for step in [
+        "devices",
+        "device-square",
+        "checks-full",
+        "checks-no-loop-bounding",
+        "checks-none",
+        "device-gpu",
+        "precision",
+        "device-gpu-cpu",
+    ] {
+        assert!(
+            log.contains(&format!("{step}: done")),
+            "{step} did not finish:\n{log}"
+        );
+    }
+    assert!(log.contains("device-report.md written"), "{log}");
+
+    let tarball = out.join("device-check.tgz");
+    let unpacked = temp_dir("device-check-unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .arg("xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .expect("tar runs");
+    assert!(tar.success(), "{} does not unpack", tarball.display());
+    let root: PathBuf = unpacked.join("device-check");
+    let devices: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("devices.json")).unwrap())
+            .expect("devices.json is JSON");
+    let gpu = &devices["ceilings"]["gpu"];
+    assert!(gpu["copy_gbps"].as_f64().unwrap() > 0.0, "{devices}");
+    for cost in [
+        "empty_dispatch_us",
+        "per_dispatch_in_pass_us",
+        "submit_round_trip_us",
+        "readback_round_trip_us",
+    ] {
+        assert!(
+            gpu["dispatch"][cost].as_f64().unwrap() > 0.0,
+            "{cost}: {devices}"
+        );
+    }
+
+    let mut gpu_points = 0;
+    for exp in [
+        "device-square",
+        "shader-checks-full",
+        "shader-checks-no-loop-bounding",
+        "shader-checks-none",
+        "device-gpu",
+        "precision",
+    ] {
+        let f = ResultsFile::load(&root.join("results").join(exp).join("results.json"))
+            .unwrap_or_else(|e| panic!("{exp}: {e}"));
+        assert!(f.complete, "{exp} did not complete");
+        assert!(
+            f.environment.machine_before.is_some() && f.environment.machine_after.is_some(),
+            "{exp}"
+        );
+        for r in &f.records {
+            assert!(
+                r.verified,
+                "{exp}: {:?} not verified: {:?}",
+                r.id, r.skipped
+            );
+            if r.id.backend == kernel_lab::backend::BackendKind::Gpu {
+                gpu_points += 1;
+            }
+        }
+    }
+    assert!(gpu_points >= 20, "only {gpu_points} GPU points");
+    // The grid's CPU points were added to the same file by the resumed step.
+    let grid = ResultsFile::load(&root.join("results/device-gpu/results.json")).unwrap();
+    assert!(grid
+        .records
+        .iter()
+        .any(|r| r.id.backend == kernel_lab::backend::BackendKind::Cpu));
+    // Each shader-check run says its setting in the kernel name.
+    let none = ResultsFile::load(&root.join("results/shader-checks-none/results.json")).unwrap();
+    assert!(
+        none.records.iter().all(|r| r.kernel.contains("trusted")),
+        "{:?}",
+        none.records[0].kernel
+    );
+
+    let report = std::fs::read_to_string(root.join("device-report.md")).expect("device-report.md");
+    for section in [
+        "## Targets",
+        "## What wgpu's shader checks cost",
+        "## Cold start, compile and energy",
+    ] {
+        assert!(report.contains(section), "{section} missing:\n{report}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&unpacked);
+}
+
+#[test]
+fn bad_arguments_are_refused_in_one_line() {
+    let bin = env!("CARGO_BIN_EXE_kernel-lab");
+    let o = script(&["--bin", bin, "--budget", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--budget must be whole seconds, got 'soon'"),
+        "{}",
+        text(&o)
+    );
+    let o = script(&["--fast"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("unknown argument '--fast'"),
+        "{}",
+        text(&o)
+    );
+    let o = script(&["--bin", "/nonexistent/kernel-lab"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no kernel-lab binary"), "{}", text(&o));
+}
