@@ -264,16 +264,25 @@ fn tuning_choices_are_cached_per_adapter_between_runs() {
     };
     let kernel = |v: &Value| v["kernel"].as_str().unwrap_or_default().to_string();
     let first = bench(&[]);
-    assert!(kernel(&first).ends_with("(autotuned) f32"), "{first}");
+    assert!(
+        kernel(&first).ends_with("(autotuned) no-loop-bounding f32"),
+        "{first}"
+    );
     assert!(dir.join("tuning.json").exists());
     let second = bench(&[]);
     assert!(kernel(&second).contains("(autotuned, cached)"), "{second}");
     assert_eq!(second["verified"], true);
     let fresh = bench(&["--no-tuning-cache"]);
-    assert!(kernel(&fresh).ends_with("(autotuned) f32"), "{fresh}");
+    assert!(
+        kernel(&fresh).ends_with("(autotuned) no-loop-bounding f32"),
+        "{fresh}"
+    );
     std::fs::write(dir.join("tuning.json"), "{ broken").unwrap();
     let broken = bench(&[]);
-    assert!(kernel(&broken).ends_with("(autotuned) f32"), "{broken}");
+    assert!(
+        kernel(&broken).ends_with("(autotuned) no-loop-bounding f32"),
+        "{broken}"
+    );
     assert_eq!(broken["verified"], true);
     let _ = std::fs::remove_dir_all(&dir);
 }

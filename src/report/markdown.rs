@@ -75,8 +75,29 @@ pub fn report(
             "- {backend} ceilings (probed): copy {:.1} GB/s, FMA {:.1} GFLOP/s — {}",
             c.copy_gbps, c.fma_gflops, c.method
         );
+        if let Some(d) = &c.dispatch {
+            let _ = writeln!(
+                s,
+                "- {backend} launch costs (probed): empty dispatch {:.1} us, each of many in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us",
+                d.empty_dispatch_us, d.per_dispatch_in_pass_us, d.submit_round_trip_us, d.readback_round_trip_us
+            );
+        }
     }
     if !env.ceilings.is_empty() {
+        let _ = writeln!(s);
+    }
+    for (when, state) in [
+        ("before", &env.machine_before),
+        ("after", &env.machine_after),
+    ] {
+        if let Some(m) = state {
+            let _ = writeln!(s, "- machine {when} the run: {}", machine_line(m));
+        }
+    }
+    for w in &env.machine_warnings {
+        let _ = writeln!(s, "- **warning**: {w}");
+    }
+    if env.machine_before.is_some() || !env.machine_warnings.is_empty() {
         let _ = writeln!(s);
     }
 
@@ -181,4 +202,39 @@ pub fn report(
         }
     }
     s
+}
+
+/// One line of a machine state: host load, governor and clock; GPU clocks,
+/// power, temperature and throttle reasons where known.
+fn machine_line(m: &crate::machine_state::MachineState) -> String {
+    let mut parts = Vec::new();
+    if let Some([l1, l5, l15]) = m.host.load_avg {
+        parts.push(format!("load {l1:.2} {l5:.2} {l15:.2}"));
+    }
+    if let Some(g) = &m.host.governor {
+        parts.push(format!("governor {g}"));
+    }
+    if let Some(mhz) = m.host.cpu_mhz {
+        parts.push(format!("CPU {mhz:.0} MHz"));
+    }
+    if let Some(g) = &m.gpu {
+        let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
+        parts.push(format!(
+            "GPU SM {} of {} MHz, memory {} MHz, {} W of {} W, {} C, {}",
+            opt(g.sm_clock_mhz),
+            opt(g.max_sm_clock_mhz),
+            opt(g.mem_clock_mhz),
+            g.power_w.map_or("?".into(), |w| format!("{w:.0}")),
+            g.power_limit_w.map_or("?".into(), |w| format!("{w:.0}")),
+            opt(g.temperature_c),
+            g.throttle_reasons
+                .as_ref()
+                .map_or("throttle reasons unknown".into(), |r| r.join("+"))
+        ));
+    }
+    if parts.is_empty() {
+        "nothing readable".into()
+    } else {
+        parts.join("; ")
+    }
 }
