@@ -153,6 +153,9 @@ pub struct TuningRecord {
     /// Why the choice could not be written to the cache file, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_cached: Option<String>,
+    /// Compile milliseconds of each candidate built while tuning.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub compile_ms: BTreeMap<String, f64>,
 }
 
 /// The device's own practical peaks, measured by probe kernels: a copy (memory

@@ -236,7 +236,7 @@ pub fn verdicts(files: &[(String, ResultsFile)], rows: &[Row], vendor: &Vendor) 
                 if coop_chosen {
                     "the cooperative-matrix kernel"
                 } else {
-                    "the autotuner chose a non-cooperative kernel; see the tuning table"
+                    "the autotuner chose a non-cooperative kernel; see Autotuning"
                 }
             )
         }),
@@ -347,6 +347,7 @@ pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
         }
     }
     shader_checks(&mut md, &files);
+    tuning(&mut md, &files);
     cold_and_energy(&mut md, &files);
     doubts(&mut md, &files);
     std::fs::write(dir.join("device-report.md"), &md).map_err(|source| LabError::Io {
@@ -413,6 +414,49 @@ fn shader_checks(md: &mut String, files: &[(String, ResultsFile)]) {
                     m.gflops
                 );
             }
+        }
+    }
+}
+
+/// What the autotuner measured, per run, storage mode and shape class: the
+/// choice, the runner-up, the cooperative-matrix kernel where it ran, and what
+/// compiling the choice cost.
+fn tuning(md: &mut String, files: &[(String, ResultsFile)]) {
+    let _ = writeln!(
+        md,
+        "\n## Autotuning\n\nMedian ms of each candidate on the class's tuning shape (every candidate verified first).\n\n| run | storage | class | chosen | ms | runner-up | coop | compile ms (chosen) | rejected |\n|---|---|---|---|---:|---|---:|---:|---|"
+    );
+    for (name, f) in files {
+        for t in &f.environment.autotuning {
+            let mut by: Vec<(&String, &f64)> = t.median_ms.iter().collect();
+            by.sort_by(|a, b| a.1.total_cmp(b.1));
+            let runner = by
+                .iter()
+                .find(|(n, _)| **n != t.chosen)
+                .map_or("—".to_string(), |(n, ms)| format!("{n} {ms:.3}"));
+            let coop = t
+                .median_ms
+                .iter()
+                .find(|(n, _)| n.starts_with("coop"))
+                .map_or("—".to_string(), |(_, ms)| format!("{ms:.3}"));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {runner} | {coop} | {} | {} |",
+                t.storage,
+                t.shape_class,
+                t.chosen,
+                t.median_ms
+                    .get(&t.chosen)
+                    .map_or("—".into(), |ms| format!("{ms:.3}")),
+                t.compile_ms
+                    .get(&t.chosen)
+                    .map_or("—".into(), |ms| format!("{ms:.1}")),
+                if t.rejected.is_empty() {
+                    "none".to_string()
+                } else {
+                    t.rejected.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            );
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Tuning {
     pub cached: bool,
     /// Why the choice could not be written to the cache file, if it could not.
     pub not_cached: Option<String>,
+    /// Milliseconds each candidate's pipelines took to compile while tuning
+    /// (the points that then use the choice find them compiled).
+    pub compile_ms: Vec<(MatmulVariant, f64)>,
 }
 
 impl Tuning {
@@ -60,6 +63,11 @@ impl Tuning {
                 .collect(),
             cached: self.cached,
             not_cached: self.not_cached.clone(),
+            compile_ms: self
+                .compile_ms
+                .iter()
+                .map(|(v, ms)| (v.name(), *ms))
+                .collect(),
         }
     }
 }
@@ -123,6 +131,7 @@ impl Tuner {
             rejected: Vec::new(),
             cached: true,
             not_cached: None,
+            compile_ms: Vec::new(),
         };
         let c = choice(&tuning);
         self.memory().insert((mode, class), Ok(tuning));
@@ -245,6 +254,7 @@ mod tests {
             rejected: Vec::new(),
             cached: false,
             not_cached: None,
+            compile_ms: Vec::new(),
         }
     }
 

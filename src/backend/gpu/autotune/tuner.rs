@@ -26,10 +26,15 @@ pub fn tune<'a>(
 ) -> Result<Tuning> {
     let mut timings: Vec<(MatmulVariant, f64)> = Vec::new();
     let mut rejected = Vec::new();
+    let mut compile_ms = Vec::new();
     for variant in candidates {
         let best = timings.iter().map(|t| t.1).reduce(f64::min);
-        let timed =
-            build(variant).and_then(|mut op| time_candidate(op.as_mut(), work, inputs, best));
+        let timed = build(variant).and_then(|mut op| {
+            if let Some(c) = op.one_time_costs() {
+                compile_ms.push((variant, c.compile_ns as f64 * 1e-6));
+            }
+            time_candidate(op.as_mut(), work, inputs, best)
+        });
         match timed {
             Ok(ms) => timings.push((variant, ms)),
             Err(e @ LabError::DeviceLost(_)) => return Err(e),
@@ -56,6 +61,7 @@ pub fn tune<'a>(
         rejected,
         cached: false,
         not_cached: None,
+        compile_ms,
     })
 }
 
