@@ -45,7 +45,7 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
         out.to_str().unwrap(),
         "--dry-run",
         "--budget",
-        "300",
+        "600",
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");

@@ -525,6 +525,8 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::testdata::synthetic;
+    use crate::workload::Precision;
 
     const JSONL: &str = r#"{"library": "torch 2.11.0+cu130", "cuda": "13.0", "device": "NVIDIA H100 80GB HBM3", "allow_tf32": false}
 {"op": "copy", "bytes": 536870912, "p50_ms": 0.18, "gbps": 2872.8}
@@ -550,6 +552,81 @@ mod tests {
         assert!(
             err.to_string().contains("torch_gpu.jsonl") && err.to_string().contains("line 2"),
             "{err}"
+        );
+    }
+
+    fn row(file: &str, prec: &str, ratio: f64, kernel: &str) -> Row {
+        Row {
+            file: file.into(),
+            key: key("matmul", prec, 1, 4096, 4096, 4096),
+            kernel: kernel.into(),
+            ours_ms: 1.0,
+            vendor_ms: ratio,
+            ratio,
+            ours_rate: String::new(),
+            vendor_rate: String::new(),
+        }
+    }
+
+    fn gathers(gbps: &[(u32, Precision, f64)]) -> Vec<(String, ResultsFile)> {
+        use crate::backend::cpu::CpuBackend;
+        use crate::backend::Backend;
+        let records = gbps
+            .iter()
+            .map(|&(d, p, g)| {
+                let mut r = synthetic(Op::Embedding, "gpu", p, 8, 512, d, 0.01);
+                r.measured.as_mut().unwrap().gbps = g;
+                r
+            })
+            .collect();
+        let env = crate::results::Environment::capture(None, CpuBackend::new().device().clone());
+        let file = ResultsFile {
+            schema_version: crate::results::SCHEMA_VERSION,
+            spec: Value::Null,
+            environment: env,
+            complete: true,
+            records,
+            anchors: None,
+        };
+        vec![("device-gpu".to_string(), file)]
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_defaults_and_the_largest_gathers() {
+        let vendor = Vendor::parse(JSONL, "t").unwrap();
+        let rows = [
+            row("device-square", "f32", 0.57, "wgsl-tiled-64x64x16-4x4 f32"),
+            // A shader-check comparison may be faster; it is not the lab's default.
+            row(
+                "shader-checks-none",
+                "f32",
+                0.9,
+                "wgsl-tiled-64x64x16-4x4 trusted f32",
+            ),
+            row("device-square", "f16", 0.036, "wgsl-tiled-64x64x16-4x4 f16"),
+        ];
+        // The largest gather is D1024: its slower precision (2400 GB/s) is judged,
+        // not the faster one nor the small point that fits in cache.
+        let files = gathers(&[
+            (128, Precision::F32, 3400.0),
+            (1024, Precision::F32, 2400.0),
+            (1024, Precision::F16, 2900.0),
+        ]);
+        let v = verdicts(&files, &rows, &vendor);
+        assert_eq!(v[0].met, Some(true));
+        assert_eq!(v[0].measured, "57%");
+        assert_eq!(v[1].met, Some(true), "{:?}", v[1]);
+        assert!(v[1].measured.starts_with("81% of 2963"), "{:?}", v[1]);
+        assert_eq!(v[2].met, Some(false));
+        assert!(v[2].measured.contains("non-cooperative"), "{:?}", v[2]);
+
+        let slow = gathers(&[(1024, Precision::F32, 2000.0)]);
+        assert_eq!(verdicts(&slow, &rows[..1], &vendor)[1].met, Some(false));
+        let none = verdicts(&[], &[], &Vendor::default());
+        assert!(
+            none.iter()
+                .all(|v| v.met.is_none() && v.measured == "not measured"),
+            "{none:?}"
         );
     }
 }
