@@ -432,7 +432,36 @@ impl Spec {
                 ));
             }
         }
+        // The name becomes a folder under out/: one plain file name.
+        let n = &self.name;
+        if n.is_empty()
+            || n == "."
+            || n == ".."
+            || n.contains(['/', '\\', '\0'])
+            || n.chars().any(char::is_control)
+        {
+            return Err(LabError::invalid(
+                "name",
+                n,
+                &format!("{origin}: the name is the output folder's name, so a plain file name (no '/', '\\', '..' or control characters)"),
+            ));
+        }
         let s = &self.sampling;
+        for (field, v) in [
+            ("sampling.warmup_ms", s.warmup_ms),
+            ("sampling.min_ms", s.min_ms),
+            ("sampling.max_ms", s.max_ms),
+            ("sampling.target_rel_noise", s.target_rel_noise),
+            ("budget.max_run_seconds", self.budget.max_run_seconds),
+        ] {
+            if !v.is_finite() {
+                return Err(LabError::invalid(
+                    field,
+                    &v.to_string(),
+                    &format!("{origin}: must be a finite number (JSON cannot hold {v}, so the run could not be resumed)"),
+                ));
+            }
+        }
         if s.max_samples == 0 {
             return Err(LabError::invalid(
                 "sampling.max_samples",

@@ -15,6 +15,7 @@ pub mod measure;
 pub mod measure_point;
 pub mod memory;
 pub mod models;
+pub mod out_dir;
 pub mod prepared_op;
 pub mod reference;
 pub mod report;

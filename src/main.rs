@@ -12,6 +12,14 @@ use clap::Parser;
 static ALLOCATOR: kernel_lab::memory::CountingAllocator = kernel_lab::memory::CountingAllocator;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`| head`) panics;
+    // a command-line tool should end quietly there, as `cat` does.
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any thread exists; restores the
+    // signal's default action, which is valid for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

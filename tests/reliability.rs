@@ -276,3 +276,198 @@ proptest! {
         }
     }
 }
+
+/// The tiny spec on the CPU: every op and precision, quick.
+fn tiny_cpu_args(out: &Path) -> Vec<String> {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml");
+    [
+        "run",
+        spec.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Issue 12, case 2: a second run into a folder a run is writing is refused
+/// in one line naming the process, and the first run loses nothing.
+#[test]
+fn a_second_run_into_a_busy_folder_is_refused_and_the_first_keeps_every_point() {
+    let out = temp_dir("busy");
+    let mut first = kernel_lab()
+        .args(tiny_cpu_args(&out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join(kernel_lab::out_dir::LOCK_FILE);
+    let start = Instant::now();
+    while !lock.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut second_args = tiny_cpu_args(&out);
+    second_args.push("--force".into());
+    let second = kernel_lab().args(&second_args).output().unwrap();
+    let resumed = kernel_lab()
+        .args(["run", "--resume", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let status = first.wait().unwrap();
+    assert!(status.success(), "the first run failed: {status:?}");
+    for (what, o) in [("a forced run", &second), ("a resume", &resumed)] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what} ran beside a live run");
+        assert!(
+            err.contains(&format!("in use by kernel-lab process {}", first.id())),
+            "{what}: {err}"
+        );
+    }
+    let results = ResultsFile::load(&out.join("results.json")).unwrap();
+    let expected = Spec::load(Path::new(&tiny_cpu_args(&out)[1]), &[])
+        .unwrap()
+        .expand()
+        .unwrap()
+        .iter()
+        .filter(|p| p.backend == BackendKind::Cpu)
+        .count();
+    assert!(results.complete);
+    assert_eq!(results.records.len(), expected);
+    assert!(!lock.exists(), "the lock is released at the end");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Issue 12, case 3: a plain run never replaces results already in its folder;
+/// --force does, and leaves no stale chart of the old run.
+#[test]
+fn a_plain_run_never_replaces_results_and_force_leaves_nothing_stale() {
+    let out = temp_dir("replace");
+    let mut args = tiny_cpu_args(&out);
+    args.extend(["--set", "op=embedding", "--set", "dim=8"].map(String::from));
+    let first = kernel_lab().args(&args).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    std::fs::write(out.join("stale-chart.svg"), "<svg/>").unwrap();
+
+    let again = kernel_lab().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(
+        err.contains("already holds a results.json") && err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(
+        std::fs::read(out.join("results.json")).unwrap(),
+        before,
+        "untouched"
+    );
+
+    args.push("--force".into());
+    let forced = kernel_lab().args(&args).output().unwrap();
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(
+        !out.join("stale-chart.svg").exists(),
+        "the old run's charts go with it"
+    );
+    assert!(
+        ResultsFile::load(&out.join("results.json"))
+            .unwrap()
+            .complete
+    );
+
+    let both = kernel_lab()
+        .args(["run", "--resume", out.to_str().unwrap(), "--force"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--force"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Issue 12, case 8: output into a closed pipe (`| head`) ends quietly, not
+/// with a panic and exit 101.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let mut child = kernel_lab()
+        .args(["models"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Issue 12, cases 12 and 13: a spec's name is a plain folder name, and its
+/// numbers are finite (a results file could not hold inf or NaN for resume).
+#[test]
+fn spec_names_stay_inside_out_and_numbers_are_finite() {
+    let dir = temp_dir("hostile-spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml");
+    let tiny = std::fs::read_to_string(spec).unwrap();
+    for (name, edit, expect) in [
+        (
+            "up",
+            tiny.replace("name = \"tiny\"", "name = \"../../escaped\""),
+            "name",
+        ),
+        (
+            "abs",
+            tiny.replace("name = \"tiny\"", "name = \"/tmp/escaped\""),
+            "name",
+        ),
+        (
+            "dots",
+            tiny.replace("name = \"tiny\"", "name = \"..\""),
+            "name",
+        ),
+        (
+            "inf",
+            tiny.replace("max_ms = 100", "max_ms = inf"),
+            "sampling.max_ms",
+        ),
+        (
+            "nan",
+            tiny.replace("min_ms = 0", "min_ms = nan"),
+            "sampling.min_ms",
+        ),
+    ] {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, edit).unwrap();
+        // No --out: the name would choose the folder.
+        let o = kernel_lab()
+            .current_dir(&dir)
+            .args(["run", path.to_str().unwrap(), "--backend", "cpu"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name} ran");
+        assert!(err.contains(expect), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+    }
+    assert!(!dir.join("out").exists(), "nothing was written");
+    assert!(!Path::new("/tmp/escaped").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

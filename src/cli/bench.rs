@@ -61,7 +61,7 @@ pub struct BenchArgs {
     #[arg(long)]
     max_samples: Option<u32>,
     /// Stop sampling after this many milliseconds.
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive_ms)]
     max_time_ms: Option<f64>,
     /// Flush caches before every sample (cold-cache timing).
     #[arg(long)]

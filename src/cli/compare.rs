@@ -19,10 +19,10 @@ pub struct CompareArgs {
     /// The candidate results.json.
     b: PathBuf,
     /// Relative slowdown of the median that counts as a regression.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = super::non_negative)]
     threshold: f64,
     /// Significance level of the Mann-Whitney test.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::fraction)]
     alpha: f64,
 }
 

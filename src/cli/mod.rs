@@ -123,6 +123,33 @@ pub struct GpuArgs {
     no_tuning_cache: bool,
 }
 
+/// A positive, finite number of milliseconds (`--max-time-ms`).
+pub fn positive_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a positive, finite number of milliseconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number strictly between 0 and 1 (`--alpha`).
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1.0 => Ok(v),
+        Ok(_) => Err("must be a finite number between 0 and 1, exclusive".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite, non-negative number (`--threshold`).
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number, 0 or more".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Parses `--matmul-variant`, listing the accepted names when it fails.
 fn parse_variant(name: &str) -> Result<MatmulVariant, String> {
     MatmulVariant::parse(name).ok_or_else(|| {

@@ -12,6 +12,7 @@ use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::{Backend, BackendKind};
 use kernel_lab::error::LabError;
 use kernel_lab::experiment::Spec;
+use kernel_lab::out_dir::{self, Existing, Intent};
 use kernel_lab::report;
 use kernel_lab::results::{AnchorKind, Environment, PointId, Record, SkipKind};
 use kernel_lab::sweep::{self, Backends, Progress, Sweep};
@@ -83,28 +84,32 @@ pub struct RunArgs {
     /// results.json already holds (the spec comes from that file unless given).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Replace the results already in the output folder. Without it, a run
+    /// into a folder named by --out that holds results is refused; a run into
+    /// the default folder (out/<name>) moves the previous run aside.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     gpu: GpuArgs,
 }
 
-fn create_dir(dir: &Path) -> Result<(), LabError> {
-    std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    // Probe writability now rather than after the first point.
-    let probe = dir.join(".kernel-lab-write-test");
-    std::fs::write(&probe, b"").map_err(|source| LabError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
-}
-
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // A resumed folder is locked before it is read, so two resumes cannot
+    // both continue it.
+    let mut claim = None;
     let resume = match &args.resume {
-        Some(dir) => Some(sweep::load_for_resume(dir)?),
+        Some(dir) => {
+            if args.force {
+                return Err(LabError::invalid(
+                    "--force",
+                    "with --resume",
+                    "--resume continues the results in the folder; --force would replace them",
+                )
+                .into());
+            }
+            claim = Some(out_dir::claim(dir, Intent::Resume)?);
+            Some(sweep::load_for_resume(dir)?)
+        }
         None => None,
     };
     let spec = match (&args.spec, &resume) {
@@ -134,7 +139,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| args.out.clone())
         .unwrap_or_else(|| Path::new("out").join(&spec.name));
-    create_dir(&out)?;
+    let existing = match (args.force, args.out.is_some()) {
+        (true, _) => Existing::Replace,
+        (false, true) => Existing::Refuse,
+        // The default folder: `kernel-lab` run twice keeps both runs.
+        (false, false) => Existing::Archive,
+    };
+    let claim = match claim {
+        Some(c) => c,
+        None => out_dir::claim(&out, Intent::Fresh(existing))?,
+    };
+    if let Some(to) = &claim.archived {
+        eprintln!(
+            "note: the previous results in {} were moved to {}",
+            out.display(),
+            to.display()
+        );
+    }
 
     let cpu = CpuBackend::new();
     eprintln!("{}", super::device_label(&cpu));
