@@ -471,3 +471,135 @@ fn spec_names_stay_inside_out_and_numbers_are_finite() {
     assert!(!Path::new("/tmp/escaped").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, cases 1 and 11: a results file this build cannot fully read is
+/// refused by resume, plot and compare, and left byte for byte as it was; a
+/// resume cannot mix another spec into the file or drop flags silently.
+#[test]
+fn unreadable_results_are_refused_untouched_and_resume_keeps_one_spec() {
+    let out = temp_dir("strict");
+    let mut args = tiny_cpu_args(&out);
+    args.extend(["--set", "op=matmul", "--set", "dim=8", "--quick"].map(String::from));
+    let first = kernel_lab().args(&args).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let path = out.join("results.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    // Case 11: another spec, --set, or --out with --resume.
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml");
+    for (extra, expect) in [
+        (vec!["--set", "dim=16"], "--set"),
+        (
+            vec![spec.to_str().unwrap()],
+            "differs from the spec recorded",
+        ),
+        (
+            vec!["--out", "/tmp/elsewhere"],
+            "--resume writes where it reads",
+        ),
+    ] {
+        let mut a = vec!["run", "--resume", out.to_str().unwrap()];
+        a.extend(extra);
+        let o = kernel_lab().args(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{a:?} was accepted");
+        assert!(err.contains(expect), "{a:?}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+
+    // Case 1: a record missing one measured field, and a newer schema.
+    let mut doc: serde_json::Value = serde_json::from_str(&good).unwrap();
+    doc["records"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("wall_latency_ms");
+    let broken = serde_json::to_string_pretty(&doc).unwrap();
+    let mut newer: serde_json::Value = serde_json::from_str(&good).unwrap();
+    newer["schema_version"] = 99.into();
+    let newer = serde_json::to_string_pretty(&newer).unwrap();
+    let other = out.join("other.json");
+    std::fs::write(&other, &good).unwrap();
+    for (text, expect) in [
+        (&broken, "record 1 (matmul cpu"),
+        (&newer, "schema_version 99 is newer"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        for a in [
+            vec!["run", "--resume", out.to_str().unwrap()],
+            vec![
+                "plot",
+                path.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            vec!["compare", other.to_str().unwrap(), path.to_str().unwrap()],
+        ] {
+            let o = kernel_lab().args(&a).output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{a:?} accepted a file it cannot read");
+            assert!(err.contains(expect), "{a:?}: {err}");
+            assert_eq!(
+                &std::fs::read_to_string(&path).unwrap(),
+                text,
+                "{a:?} rewrote it"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Issue 12, case 9: with too few samples for the test to reach significance
+/// at all, a 10x slowdown is "inconclusive" with its own exit code, never
+/// "same"; differing machines are warned about; bad thresholds are refused.
+#[test]
+fn compare_on_few_samples_is_inconclusive_and_says_when_machines_differ() {
+    let out = temp_dir("few");
+    let mut args = tiny_cpu_args(&out);
+    args.extend(["--set", "op=matmul", "--set", "dim=8", "--set", "batch=1"].map(String::from));
+    let first = kernel_lab().args(&args).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let mut a = ResultsFile::load(&out.join("results.json")).unwrap();
+    for r in &mut a.records {
+        let m = r.measured.as_mut().unwrap();
+        m.raw_ns.truncate(3);
+    }
+    let mut b = a.clone();
+    for r in &mut b.records {
+        let m = r.measured.as_mut().unwrap();
+        m.raw_ns.iter_mut().for_each(|v| *v *= 10);
+        m.latency_ms = m.latency_ms.scaled(10.0);
+    }
+    b.environment.cores += 14;
+    let (pa, pb) = (out.join("a.json"), out.join("b.json"));
+    a.save(&pa).unwrap();
+    b.save(&pb).unwrap();
+    let o = kernel_lab()
+        .args(["compare", pa.to_str().unwrap(), pb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.contains("inconclusive (n too small)"), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.ends_with(" same")), "{stdout}");
+    assert!(stderr.contains("cores"), "{stderr}");
+    for bad in [["--alpha", "2"], ["--alpha", "nan"], ["--threshold", "-1"]] {
+        let o = kernel_lab()
+            .args(["compare", pa.to_str().unwrap(), pb.to_str().unwrap()])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

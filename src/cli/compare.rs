@@ -1,7 +1,10 @@
 //! `kernel-lab compare <a.json> <b.json>`: the points both files measured, side
 //! by side, with the ratio of medians and a Mann-Whitney verdict from the raw
 //! samples. Exits 1 when a point of `b` is slower than `a` beyond the threshold
-//! and the difference is significant, so CI can gate on it.
+//! and the difference is significant, so CI can gate on it; 3 when some point
+//! has too few samples for the test to reach significance at all (it says
+//! "inconclusive", never "same"). Warns when the two runs' machines or builds
+//! differ (cores, CPU, GPU, build, probed ceilings).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,7 +45,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| r.measured.is_some())
         .map(|r| (key(r), r))
         .collect();
+    for w in environment_differences(&a, &b) {
+        eprintln!("warning: {w}; a difference may be the machine's, not the code's");
+    }
     let mut regressions = 0;
+    let mut inconclusive = 0;
     let mut matched = 0;
     println!(
         "{} {:>11} {:>11} {:>7} {:>9}  verdict",
@@ -66,7 +73,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let sb: Vec<f64> = mb.raw_ns.iter().map(|&v| v as f64).collect();
         let p = mann_whitney_p(&sa, &sb);
         let significant = p < args.alpha;
-        let verdict = if significant && ratio > 1.0 + args.threshold {
+        let verdict = if !can_reach(sa.len(), sb.len(), args.alpha) {
+            inconclusive += 1;
+            "inconclusive (n too small)"
+        } else if significant && ratio > 1.0 + args.threshold {
             regressions += 1;
             "SLOWER"
         } else if significant && ratio < 1.0 - args.threshold {
@@ -91,9 +101,69 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             args.a.display()
         );
     }
+    if inconclusive > 0 {
+        println!(
+            "{inconclusive} point(s) inconclusive: too few samples for any difference to reach p < {} (take more samples; --quick gives 3-4)",
+            args.alpha
+        );
+    }
     Ok(if regressions > 0 {
         ExitCode::from(1)
+    } else if inconclusive > 0 {
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether samples of these sizes can reach significance at `alpha` at all:
+/// the smallest p the test gives is that of two samples that do not overlap.
+fn can_reach(n1: usize, n2: usize, alpha: f64) -> bool {
+    if n1 == 0 || n2 == 0 {
+        return false;
+    }
+    let a: Vec<f64> = (0..n1).map(|i| i as f64).collect();
+    let b: Vec<f64> = (n1..n1 + n2).map(|i| i as f64).collect();
+    mann_whitney_p(&a, &b) < alpha
+}
+
+/// What differs between the machines or builds of two results files.
+fn environment_differences(a: &ResultsFile, b: &ResultsFile) -> Vec<String> {
+    let (ea, eb) = (&a.environment, &b.environment);
+    let mut w = Vec::new();
+    if ea.cores != eb.cores {
+        w.push(format!("the runs had {} and {} cores", ea.cores, eb.cores));
+    }
+    if ea.cpu.name != eb.cpu.name {
+        w.push(format!(
+            "the CPUs differ ({} / {})",
+            ea.cpu.name, eb.cpu.name
+        ));
+    }
+    let gpu = |e: &kernel_lab::results::Environment| e.gpu.as_ref().map(|g| g.name.clone());
+    if gpu(ea) != gpu(eb) {
+        w.push(format!("the GPUs differ ({:?} / {:?})", gpu(ea), gpu(eb)));
+    }
+    if (&ea.crate_version, &ea.git_commit) != (&eb.crate_version, &eb.git_commit) {
+        w.push(format!(
+            "the builds differ ({} {:?} / {} {:?})",
+            ea.crate_version, ea.git_commit, eb.crate_version, eb.git_commit
+        ));
+    }
+    for (kind, ca) in &ea.ceilings {
+        if let Some(cb) = eb.ceilings.get(kind) {
+            for (what, x, y) in [
+                ("copy bandwidth", ca.copy_gbps, cb.copy_gbps),
+                ("FMA peak", ca.fma_gflops, cb.fma_gflops),
+            ] {
+                if x > 0.0 && y > 0.0 && (y / x - 1.0).abs() > 0.10 {
+                    w.push(format!(
+                        "the probed {kind} {what} differs by {:+.0}% ({x:.1} / {y:.1})",
+                        (y / x - 1.0) * 100.0
+                    ));
+                }
+            }
+        }
+    }
+    w
 }

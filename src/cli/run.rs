@@ -128,6 +128,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &args.overrides,
         )?,
     };
+    if let Some(r) = &resume {
+        // A resumed file holds one experiment: points of another spec must not
+        // join it, and flags that would change it must not be dropped silently.
+        let dir = args.resume.as_deref().unwrap_or(Path::new("?")).display();
+        if args.spec.is_none() && !args.overrides.is_empty() {
+            return Err(LabError::invalid(
+                "--set",
+                &args.overrides.join(" "),
+                &format!("a resumed run keeps the spec recorded in {dir}/results.json; start a new run (another --out) to change it"),
+            )
+            .into());
+        }
+        if args.out.is_some() {
+            return Err(LabError::invalid(
+                "--out",
+                &args
+                    .out
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display()
+                    .to_string(),
+                &format!("--resume writes where it reads ({dir})"),
+            )
+            .into());
+        }
+        // (Compared only when a spec file is given: a spec read back from the
+        // file is the recorded one, and an older file re-serialises with the
+        // fields added since.)
+        let given = serde_json::to_value(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if args.spec.is_some() && given != r.spec {
+            return Err(LabError::invalid(
+                "spec",
+                &spec.name,
+                &format!("differs from the spec recorded in {dir}/results.json; resume with that spec (or none), or start a new run"),
+            )
+            .into());
+        }
+    }
     let mut points = spec.expand()?;
     match args.backend {
         Some(RunBackend::Gpu) => points.retain(|p| p.backend == BackendKind::Gpu),

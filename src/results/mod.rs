@@ -109,14 +109,53 @@ impl ResultsFile {
         crate::atomic_file::write(path, &json)
     }
 
-    /// Loads a results file, naming the file in any error.
+    /// Loads a results file, naming the file in any error. Strict about what
+    /// it cannot understand: a schema newer than this build reads, or a
+    /// record whose measurement does not parse (a field missing or of another
+    /// type), is an error naming the record and the field — never a record
+    /// silently read as unmeasured, which a resume would then rewrite.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
             path: path.into(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| {
-            LabError::invalid("results file", &path.display().to_string(), &e.to_string())
-        })
+        Self::parse(&text)
+            .map_err(|why| LabError::invalid("results file", &path.display().to_string(), &why))
+    }
+
+    /// [`Self::load`] on text; the error says what is wrong.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        match value.get("schema_version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v as u32 as u64 == v && v as u32 <= SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(format!(
+                    "schema_version {v} is newer than this kernel-lab reads ({SCHEMA_VERSION}); use the kernel-lab that wrote it"
+                ))
+            }
+            None => return Err("no schema_version: not a kernel-lab results file".into()),
+        }
+        let records = value
+            .get("records")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let file: ResultsFile = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        for (i, (raw, rec)) in records.iter().zip(&file.records).enumerate() {
+            // A measurement is there when its first field is; it must then parse whole.
+            if raw.get("latency_ms").is_some() && rec.measured.is_none() {
+                let why = serde_json::from_value::<Measured>(raw.clone())
+                    .err()
+                    .map_or_else(|| "it does not parse".to_string(), |e| e.to_string());
+                return Err(format!(
+                    "record {i} ({} {} {} {}) has a measurement this kernel-lab cannot read: {why}",
+                    rec.id.op,
+                    rec.id.backend,
+                    rec.id.precision,
+                    rec.id.shape_label()
+                ));
+            }
+        }
+        Ok(file)
     }
 }
