@@ -272,6 +272,22 @@ fn tuning_choices_are_cached_per_adapter_between_runs() {
     let second = bench(&[]);
     assert!(kernel(&second).contains("(autotuned, cached)"), "{second}");
     assert_eq!(second["verified"], true);
+    // Issue 12, case 10: an entry naming an f16-accumulating kernel under the
+    // f32 key is not trusted: the point re-tunes, and never accumulates in f16.
+    let cache_text = std::fs::read_to_string(dir.join("tuning.json")).unwrap();
+    let mut cache: Value = serde_json::from_str(&cache_text).unwrap();
+    for e in cache["entries"].as_array_mut().unwrap() {
+        let chosen = e["chosen"].as_str().unwrap().to_string();
+        e["chosen"] = format!("{chosen}-acc16").into();
+    }
+    std::fs::write(dir.join("tuning.json"), cache.to_string()).unwrap();
+    let foreign = bench(&[]);
+    assert!(
+        kernel(&foreign).ends_with("(autotuned) no-loop-bounding f32")
+            && !kernel(&foreign).contains("acc16"),
+        "{foreign}"
+    );
+    assert_eq!(foreign["verified"], true);
     let fresh = bench(&["--no-tuning-cache"]);
     assert!(
         kernel(&fresh).ends_with("(autotuned) no-loop-bounding f32"),

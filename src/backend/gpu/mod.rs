@@ -159,12 +159,15 @@ impl GpuBackend {
     }
 
     /// A cached configuration name as a configuration this device runs in `mode`.
+    /// A cached entry is trusted only where it names one of the candidates
+    /// this point would tune over (so never an f16-accumulating kernel for an
+    /// f32-accumulating point): a hand-edited or foreign entry is re-tuned.
     fn resolve(&self, mode: StorageMode, name: &str) -> Option<MatmulVariant> {
         let base = name.strip_suffix("-acc16").unwrap_or(name);
         let v = MatmulVariant::parse(base)?
             .for_adapter(support::subgroup_max(&self.ctx))
             .with_f16_acc(base != name);
-        self.supports(v, mode).is_ok().then_some(v)
+        (self.supports(v, mode).is_ok() && self.candidates(mode).contains(&v)).then_some(v)
     }
 
     /// Decides how `work` runs here, before any buffer exists: storage mode,
