@@ -603,3 +603,54 @@ fn compare_on_few_samples_is_inconclusive_and_says_when_machines_differ() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Issue 12, case 6 (and "0-point runs exit 0"): a spec whose product has a
+/// million points is expanded in linear time and refused with its count unless
+/// asked for; a spec that expands to nothing is refused too; neither writes.
+#[test]
+fn a_runaway_sweep_is_refused_quickly_with_its_count_and_an_empty_one_too() {
+    let dir = temp_dir("runaway");
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = |n: u32| {
+        (1..=n)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let huge = format!(
+        "name = \"huge\"\n[axes]\nop = [\"matmul\"]\nbackend = [\"cpu\"]\nbatch = [{}]\nseq = [{}]\ndim = [{}]\nvocab = [{}]\n",
+        list(10),
+        list(100),
+        list(100),
+        list(10)
+    );
+    let empty = "name = \"empty\"\n[axes]\nop = [\"matmul\"]\nbackend = [\"cpu\"]\nbatch = [1]\nseq = [2]\ndim = [8]\n[[exclude]]\nbatch = 1\n";
+    for (name, text, expect) in [
+        ("huge", huge.as_str(), "expands to 1000000 points"),
+        ("empty", empty, "expands to no point"),
+    ] {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = dir.join(name);
+        let start = Instant::now();
+        let o = kernel_lab()
+            .args([
+                "run",
+                path.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name} ran");
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} took {:?}",
+            start.elapsed()
+        );
+        assert!(!out.exists(), "{name} wrote its folder");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -49,6 +49,11 @@ impl Progress for Bar {
     }
 }
 
+/// The most points a sweep runs without --allow-long.
+const MAX_POINTS: usize = 20_000;
+/// The longest a sweep's sampling may take without --allow-long, hours.
+const MAX_SWEEP_HOURS: f64 = 12.0;
+
 /// The default experiment, built in so `kernel-lab` alone works anywhere.
 pub const DEFAULT_SPEC: &str = include_str!("../../experiments/default.toml");
 
@@ -84,6 +89,10 @@ pub struct RunArgs {
     /// results.json already holds (the spec comes from that file unless given).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Run a sweep over the size limits (more than 20000 points, or sampling
+    /// that may take more than 12 hours).
+    #[arg(long)]
+    allow_long: bool,
     /// Replace the results already in the output folder. Without it, a run
     /// into a folder named by --out that holds results is refused; a run into
     /// the default folder (out/<name>) moves the previous run aside.
@@ -171,6 +180,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(RunBackend::Gpu) => points.retain(|p| p.backend == BackendKind::Gpu),
         Some(RunBackend::Cpu) => points.retain(|p| p.backend == BackendKind::Cpu),
         _ => {}
+    }
+    if points.is_empty() {
+        return Err(LabError::invalid(
+            "spec",
+            &spec.name,
+            "expands to no point (every point excluded, or filtered out by --backend)",
+        )
+        .into());
+    }
+    // A sweep nobody meant to start (a typo'd range, a product of long axes)
+    // is refused before it takes a folder: its sampling alone may run this long.
+    let sampling = sweep::sampling_for(&spec, args.quick);
+    let per_point_s = (sampling.warmup_ms + sampling.max_ms) / 1e3;
+    let bound_h = points.len() as f64 * per_point_s / 3600.0;
+    if !args.allow_long && (bound_h > MAX_SWEEP_HOURS || points.len() > MAX_POINTS) {
+        return Err(LabError::invalid(
+            "spec",
+            &spec.name,
+            &format!(
+                "expands to {} points, whose sampling alone may take up to {bound_h:.1} h (limits: {MAX_POINTS} points, {MAX_SWEEP_HOURS} h); narrow its axes, or pass --allow-long",
+                points.len()
+            ),
+        )
+        .into());
     }
     let out = args
         .resume
