@@ -654,3 +654,147 @@ fn a_runaway_sweep_is_refused_quickly_with_its_count_and_an_empty_one_too() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the binary with `args` and kills it after `limit`; None when it hung.
+fn run_bounded(args: &[&str], limit: Duration) -> Option<std::process::Output> {
+    let mut child = kernel_lab()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Record fields a mutation may hit, as JSON pointers inside a record.
+const FIELDS: &[&str] = &[
+    "/raw_ns",
+    "/raw_wall_ns",
+    "/samples",
+    "/latency_ms/p50",
+    "/latency_ms/p99",
+    "/latency_ms/min",
+    "/latency_ms/max",
+    "/wall_latency_ms",
+    "/gflops",
+    "/gbps",
+    "/tokens_per_s",
+    "/memory_bytes/model/total",
+    "/throughput",
+    "/phases_ms",
+    "/dim",
+    "/batch",
+    "/op",
+    "/precision",
+    "/backend",
+    "/verified",
+    "/kernel",
+];
+
+/// Replacement values; `None` deletes the field.
+fn value(i: usize) -> Option<serde_json::Value> {
+    use serde_json::json;
+    [
+        Some(json!(0)),
+        Some(json!(-1)),
+        Some(json!(1e308)),
+        Some(json!(null)),
+        Some(json!([])),
+        Some(json!("")),
+        Some(json!({})),
+        Some(json!([0])),
+        Some(json!(0.5)),
+        None,
+    ][i % 10]
+        .clone()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Issue 12: `plot`, `compare` and `--resume` on arbitrarily mutated
+    /// results files never panic, never hang, and never rewrite a file they
+    /// could not read.
+    #[test]
+    fn mutated_results_never_panic_hang_or_get_rewritten(
+        which in 0usize..2,
+        edits in prop::collection::vec((0usize..64, 0usize..FIELDS.len(), 0usize..10), 1..4),
+    ) {
+        let source = ["default", "week2-latency-tail"][which];
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/epyc-2core-lavapipe")
+            .join(source)
+            .join("results.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+        let n = doc["records"].as_array().unwrap().len();
+        for &(rec, field, val) in &edits {
+            let pointer = format!("/records/{}{}", rec % n, FIELDS[field]);
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            if let Some(obj) = doc.pointer_mut(parent).and_then(|p| p.as_object_mut()) {
+                match value(val) {
+                    Some(v) => { obj.insert(key.to_string(), v); }
+                    None => { obj.remove(key); }
+                }
+            }
+        }
+        let dir = temp_dir("mutated");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let limit = Duration::from_secs(60);
+        let p = path.to_str().unwrap();
+        let plot_out = dir.join("plot");
+        let plot = run_bounded(&["plot", p, "--out", plot_out.to_str().unwrap()], limit);
+        let compare = run_bounded(&["compare", base.to_str().unwrap(), p], limit);
+        for (what, o) in [("plot", &plot), ("compare", &compare)] {
+            let o = o.as_ref().unwrap_or_else(|| panic!("{what} hung on {edits:?} of {source}"));
+            let err = String::from_utf8_lossy(&o.stderr);
+            prop_assert!(o.status.code() != Some(101) && !err.contains("panicked"), "{} panicked on {:?}: {}", what, edits, err);
+        }
+        let unreadable = String::from_utf8_lossy(&plot.as_ref().unwrap().stderr)
+            .contains("invalid results file");
+        if unreadable {
+            let resume = run_bounded(&["run", "--resume", dir.to_str().unwrap()], limit)
+                .unwrap_or_else(|| panic!("resume hung on {edits:?}"));
+            prop_assert!(!resume.status.success());
+            prop_assert!(!String::from_utf8_lossy(&resume.stderr).contains("panicked"));
+        }
+        prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a command rewrote the file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Issue 12, case 7: a record whose raw samples are gone (`raw_ns: []`) is
+/// plotted without them, in bounded time.
+#[test]
+fn plot_survives_records_without_raw_samples() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("results/epyc-2core-lavapipe/week2-latency-tail/results.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base).unwrap()).unwrap();
+    for r in doc["records"].as_array_mut().unwrap() {
+        r["raw_ns"] = serde_json::json!([]);
+    }
+    let dir = temp_dir("no-raw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("results.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let o = run_bounded(&["plot", path.to_str().unwrap()], Duration::from_secs(60))
+        .expect("plot hung on raw_ns: []");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("report.md").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,18 +16,23 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
     for backend in BackendKind::ALL {
         let Some(r) = measured(records)
             .filter(|r| r.id.backend == backend)
-            .max_by_key(|r| r.measured.as_ref().map_or(0, |m| m.samples))
+            .max_by_key(|r| r.measured.as_ref().map_or(0, |m| m.raw_ns.len()))
         else {
             continue;
         };
         let m = r.measured.as_ref().expect("filtered");
-        if m.samples < 5 {
+        // The raw samples are what is drawn: a record that lost them (an edited
+        // or foreign file) has nothing to show, whatever `samples` says.
+        if m.raw_ns.len() < 5 {
             continue;
         }
         let ms: Vec<f64> = m.raw_ns.iter().map(|&n| n as f64 * 1e-6).collect();
         let (lo, hi) = ms
             .iter()
             .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        if !(lo.is_finite() && hi.is_finite()) {
+            continue;
+        }
         let bins = 40usize;
         let width = ((hi - lo) / bins as f64).max(1e-9);
         let mut counts = vec![0u32; bins];
