@@ -8,8 +8,12 @@
 //! PyTorch the anchor is recorded as unavailable, with the reason, and the run
 //! goes on. The numbers it returns are kept as `results::Anchors`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::measure::Sampling;
 use crate::results::{AnchorPoint, Record};
@@ -17,6 +21,27 @@ use crate::workload::Op;
 
 /// The helper script, carried in the binary.
 pub const TORCH_CPU_SCRIPT: &str = include_str!("../experiments/anchors/torch_cpu.py");
+
+/// How long the helper may take to start (importing PyTorch can be slow).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The startup timeout: [`STARTUP_TIMEOUT`], or `$KERNEL_LAB_ANCHOR_TIMEOUT_S`
+/// seconds (which also caps each answer's wait).
+fn startup_timeout() -> Duration {
+    env_timeout().unwrap_or(STARTUP_TIMEOUT)
+}
+
+fn env_timeout() -> Option<Duration> {
+    std::env::var("KERNEL_LAB_ANCHOR_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Lines of the helper's stderr kept for error messages.
+const STDERR_LINES: usize = 20;
+/// Non-JSON stdout lines in a row after which the helper is given up.
+const MAX_NOISE_LINES: usize = 10_000;
 
 /// The Python interpreter to run helpers with: `$KERNEL_LAB_PYTHON`, else `python3`.
 pub fn python() -> String {
@@ -28,7 +53,14 @@ pub fn python() -> String {
 pub struct AnchorSession {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// Lines the helper writes on stdout, read by a thread of their own so a
+    /// silent helper can be timed out instead of blocking the run.
+    lines: Receiver<String>,
+    /// The last lines of its stderr, drained by a thread so that a helper that
+    /// floods stderr never blocks on a full pipe.
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// How long one point's answer may take.
+    answer_timeout: Duration,
     python: String,
     /// The library and version, BLAS and threads, as the helper reported them.
     pub library: String,
@@ -44,6 +76,22 @@ impl AnchorSession {
         sampling: &Sampling,
         max_run_seconds: f64,
         threads: usize,
+    ) -> std::result::Result<Self, String> {
+        Self::start(
+            python,
+            sampling,
+            max_run_seconds,
+            threads,
+            startup_timeout(),
+        )
+    }
+
+    fn start(
+        python: &str,
+        sampling: &Sampling,
+        max_run_seconds: f64,
+        threads: usize,
+        startup_timeout: Duration,
     ) -> std::result::Result<Self, String> {
         let settings = serde_json::json!({
             "threads": threads,
@@ -63,14 +111,39 @@ impl AnchorSession {
             .map_err(|e| format!("could not start {python}: {e}"))?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(std::result::Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let ring = Arc::clone(&stderr);
+        let err = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(std::result::Result::ok) {
+                let mut r = ring.lock().unwrap_or_else(|p| p.into_inner());
+                if r.len() == STDERR_LINES {
+                    r.pop_front();
+                }
+                r.push_back(line);
+            }
+        });
         let mut session = AnchorSession {
             child,
             stdin,
-            stdout,
+            lines,
+            stderr,
+            // The helper's own budget per point, plus its two timed forms and slack.
+            answer_timeout: env_timeout().unwrap_or(Duration::from_secs_f64(
+                (3.0 * max_run_seconds + 3.0 * sampling.max_ms / 1e3 + 30.0).min(3600.0),
+            )),
             python: python.to_string(),
             library: String::new(),
         };
-        let first = session.read_line()?;
+        let first = session.read_line(startup_timeout)?;
         let lib = first
             .get("library")
             .and_then(|l| l.as_str())
@@ -85,23 +158,66 @@ impl AnchorSession {
         Ok(session)
     }
 
-    /// The next JSON line from the helper (lines that are not JSON are
-    /// skipped); at its end, the reason it ended.
-    fn read_line(&mut self) -> std::result::Result<serde_json::Value, String> {
-        let mut line = String::new();
+    /// The next JSON line from the helper, within `timeout`; lines that are
+    /// not JSON are skipped (at most [`MAX_NOISE_LINES`] in a row). A helper
+    /// that stays silent past the timeout, floods, ends, or is outlived by a
+    /// stop request (Ctrl-C) is killed and the reason returned.
+    fn read_line(&mut self, timeout: Duration) -> std::result::Result<serde_json::Value, String> {
+        let deadline = Instant::now() + timeout;
+        let mut noise = 0;
         loop {
-            line.clear();
-            let n = self
-                .stdout
-                .read_line(&mut line)
-                .map_err(|e| format!("reading from {}: {e}", self.python))?;
-            if n == 0 {
-                return Err(self.why_it_ended());
+            if crate::sweep::stop_requested() {
+                self.kill();
+                return Err(format!(
+                    "{} was stopped (the run was asked to stop)",
+                    self.python
+                ));
             }
-            if let Ok(v) = serde_json::from_str(&line) {
-                return Ok(v);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.kill();
+                return Err(format!(
+                    "{} did not answer within {:.0} s and was stopped{}",
+                    self.python,
+                    timeout.as_secs_f64(),
+                    self.last_words()
+                        .map_or(String::new(), |l| format!(" (its last words: {l})"))
+                ));
+            }
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        return Ok(v);
+                    }
+                    noise += 1;
+                    if noise > MAX_NOISE_LINES {
+                        self.kill();
+                        return Err(format!(
+                            "{} printed {MAX_NOISE_LINES} lines that are not JSON in a row and was stopped",
+                            self.python
+                        ));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(self.why_it_ended()),
             }
         }
+    }
+
+    /// The last non-empty line the helper wrote on stderr, if any.
+    fn last_words(&self) -> Option<String> {
+        let r = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter().rev().find(|l| !l.trim().is_empty()).cloned()
+    }
+
+    /// Ends the helper now.
+    fn kill(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The helper's exit status and the last line it wrote to stderr.
@@ -111,15 +227,9 @@ impl AnchorSession {
             .child
             .wait()
             .map_or("an unknown status".to_string(), |s| s.to_string());
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
+        // Its stderr thread ends with the process; give it a moment to catch up.
+        std::thread::sleep(Duration::from_millis(50));
+        let last = self.last_words().unwrap_or_else(|| "no message".into());
         format!("{} exited with {status}: {last}", self.python)
     }
 
@@ -137,7 +247,7 @@ impl AnchorSession {
         writeln!(stdin, "{request}")
             .and_then(|_| stdin.flush())
             .map_err(|e| format!("writing to {}: {e}", self.python))?;
-        let answer = self.read_line()?;
+        let answer = self.read_line(self.answer_timeout)?;
         let mut p: AnchorPoint = serde_json::from_value(answer.clone())
             .map_err(|e| format!("{}: unreadable answer {answer}: {e}", self.python))?;
         p.throughput = p.best_ms().zip(p.work()).map(|(ms, w)| {
@@ -186,5 +296,85 @@ mod tests {
             .err()
             .expect("false is no helper");
         assert!(why.starts_with("false exited with exit status: 1"), "{why}");
+    }
+
+    /// A fake interpreter: a shell script that ignores its arguments.
+    fn fake(name: &str, body: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("kernel-lab-helper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let mut perm = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&path, perm).unwrap();
+        path.display().to_string()
+    }
+
+    /// Starts a fake helper, retrying while another test's fork still holds
+    /// the just-written script open (ETXTBSY, "Text file busy").
+    fn start(python: &str, timeout: Duration) -> std::result::Result<AnchorSession, String> {
+        for _ in 0..50 {
+            match AnchorSession::start(python, &Sampling::default(), 1.0, 1, timeout) {
+                Err(e) if e.contains("Text file busy") => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+        Err("the script stayed busy".into())
+    }
+
+    #[test]
+    fn a_silent_helper_is_timed_out_and_killed() {
+        let python = fake("silent", "echo 'importing...' >&2; exec sleep 600");
+        let start = Instant::now();
+        let why = AnchorSession::start(
+            &python,
+            &Sampling::default(),
+            1.0,
+            1,
+            Duration::from_secs(1),
+        )
+        .err()
+        .expect("a silent helper");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            why.contains("did not answer within 1 s") && why.contains("importing..."),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_helper_flooding_stderr_does_not_block_and_stdout_noise_is_bounded() {
+        // 4 MB of stderr before its first line: a pipe nobody drains fills at 64 KiB.
+        let python = fake(
+            "flood",
+            "head -c 4000000 /dev/zero | tr '\\0' 'x' >&2; echo; echo '{\"library\": \"fake\"}'; cat > /dev/null",
+        );
+        let s = AnchorSession::start(
+            &python,
+            &Sampling::default(),
+            1.0,
+            1,
+            Duration::from_secs(30),
+        )
+        .expect("the flood is drained");
+        assert!(s.library.starts_with("fake"), "{}", s.library);
+        drop(s);
+        let python = fake("noise", "exec yes 'not json'");
+        let why = AnchorSession::start(
+            &python,
+            &Sampling::default(),
+            1.0,
+            1,
+            Duration::from_secs(30),
+        )
+        .err()
+        .expect("noise is no helper");
+        assert!(why.contains("lines that are not JSON"), "{why}");
     }
 }

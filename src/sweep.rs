@@ -34,6 +34,11 @@ pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Whether a stop was requested (helpers waiting on a child check it).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Opens (or reopens) the GPU backend.
 pub type GpuOpener = Box<dyn Fn() -> Result<Box<dyn Backend>>>;
 

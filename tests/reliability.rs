@@ -798,3 +798,64 @@ fn plot_survives_records_without_raw_samples() {
     assert!(dir.join("report.md").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, case 5: a PyTorch helper that never answers, or floods stderr,
+/// neither hangs the run nor is left behind: it is timed out and killed, the
+/// anchor is recorded as unavailable with the reason, and every point runs.
+#[test]
+fn a_helper_that_never_answers_is_timed_out_and_the_run_goes_on() {
+    let dir = temp_dir("silent-helper");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("python3");
+    // Floods stderr (more than a pipe holds), then says nothing on stdout.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' 'x' >&2\necho 'still importing' >&2\nexec sleep 600\n",
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/anchored.toml");
+    let out = dir.join("out");
+    let start = Instant::now();
+    let o = kernel_lab()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("KERNEL_LAB_PYTHON", &script)
+        .env("KERNEL_LAB_ANCHOR_TIMEOUT_S", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+    let results = ResultsFile::load(&out.join("results.json")).unwrap();
+    assert_eq!(results.records.len(), 4);
+    let why = results
+        .anchors
+        .and_then(|a| a.unavailable)
+        .expect("unavailable");
+    assert!(
+        why.contains("did not answer within 2 s") && why.contains("still importing"),
+        "{why}"
+    );
+    // No helper left running.
+    let ps = Command::new("pgrep")
+        .args(["-f", script.to_str().unwrap()])
+        .output();
+    if let Ok(ps) = ps {
+        assert!(
+            ps.stdout.is_empty(),
+            "a helper survived: {}",
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
