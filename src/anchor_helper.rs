@@ -312,7 +312,7 @@ mod tests {
 
     /// Starts a fake helper, retrying while another test's fork still holds
     /// the just-written script open (ETXTBSY, "Text file busy").
-    fn start(python: &str, timeout: Duration) -> std::result::Result<AnchorSession, String> {
+    fn start_fake(python: &str, timeout: Duration) -> std::result::Result<AnchorSession, String> {
         for _ in 0..50 {
             match AnchorSession::start(python, &Sampling::default(), 1.0, 1, timeout) {
                 Err(e) if e.contains("Text file busy") => {
@@ -328,15 +328,9 @@ mod tests {
     fn a_silent_helper_is_timed_out_and_killed() {
         let python = fake("silent", "echo 'importing...' >&2; exec sleep 600");
         let start = Instant::now();
-        let why = AnchorSession::start(
-            &python,
-            &Sampling::default(),
-            1.0,
-            1,
-            Duration::from_secs(1),
-        )
-        .err()
-        .expect("a silent helper");
+        let why = start_fake(&python, Duration::from_secs(1))
+            .err()
+            .expect("a silent helper");
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{:?}",
@@ -355,26 +349,13 @@ mod tests {
             "flood",
             "head -c 4000000 /dev/zero | tr '\\0' 'x' >&2; echo; echo '{\"library\": \"fake\"}'; cat > /dev/null",
         );
-        let s = AnchorSession::start(
-            &python,
-            &Sampling::default(),
-            1.0,
-            1,
-            Duration::from_secs(30),
-        )
-        .expect("the flood is drained");
+        let s = start_fake(&python, Duration::from_secs(30)).expect("the flood is drained");
         assert!(s.library.starts_with("fake"), "{}", s.library);
         drop(s);
         let python = fake("noise", "exec yes 'not json'");
-        let why = AnchorSession::start(
-            &python,
-            &Sampling::default(),
-            1.0,
-            1,
-            Duration::from_secs(30),
-        )
-        .err()
-        .expect("noise is no helper");
+        let why = start_fake(&python, Duration::from_secs(30))
+            .err()
+            .expect("noise is no helper");
         assert!(why.contains("lines that are not JSON"), "{why}");
     }
 }
