@@ -859,3 +859,77 @@ fn a_helper_that_never_answers_is_timed_out_and_the_run_goes_on() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, case 4: a point the host cannot hold is skipped with both numbers
+/// before anything is allocated — in `bench`, and in a sweep, whose resume
+/// then does not crash on it again.
+#[test]
+fn a_point_larger_than_memory_is_skipped_with_both_numbers() {
+    // The largest shape a kernel can address (every buffer 2^32 elements):
+    // about 86 GB for the host, more than a test machine holds.
+    let o = kernel_lab()
+        .args([
+            "bench",
+            "--op",
+            "matmul",
+            "--batch",
+            "1",
+            "--seq",
+            "65535",
+            "--dim",
+            "65535",
+            "--backend",
+            "cpu",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    // One point asked for and not measured: exit 1, with the record saying why.
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let why = rec["skipped"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("needs") && why.contains("MemAvailable"),
+        "{rec}"
+    );
+
+    let dir = temp_dir("too-big");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("big.toml");
+    std::fs::write(
+        &spec,
+        "name = \"big\"\n[axes]\nop = [\"matmul\"]\nbackend = [\"cpu\"]\nbatch = [1]\nseq = [65535]\ndim = [65535]\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    for args in [
+        vec![
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quick",
+        ],
+        vec!["run", "--resume", out.to_str().unwrap()],
+    ] {
+        let o = kernel_lab().args(&args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let r = ResultsFile::load(&out.join("results.json")).unwrap();
+    assert!(r.complete);
+    assert_eq!(r.records.len(), 1);
+    assert!(r.records.iter().any(|x| x
+        .skipped
+        .as_ref()
+        .is_some_and(|s| s.to_string().contains("MemAvailable"))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
