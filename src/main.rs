@@ -24,7 +24,16 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The cause chain, each cause once: a typed error that already
+            // names its cause (`path: what the OS said`) is not followed by it again.
+            let mut line = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !line.contains(&c) {
+                    line = format!("{line}: {c}");
+                }
+            }
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }

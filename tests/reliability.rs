@@ -933,3 +933,113 @@ fn a_point_larger_than_memory_is_skipped_with_both_numbers() {
         .is_some_and(|s| s.to_string().contains("MemAvailable"))));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 12, "Also": flags that cannot apply are said or refused, errors say
+/// their cause once and in words.
+#[test]
+fn flags_that_cannot_apply_are_said_or_refused_and_errors_read_once() {
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml");
+    let out = temp_dir("also");
+    let o = kernel_lab()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--adapter",
+            "99",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a named adapter that is not there ran: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("no GPU adapter"), "{}", text(&o));
+    assert!(!out.join("results.json").exists());
+
+    let o = kernel_lab()
+        .args(["devices"])
+        .env("WGPU_BACKEND", "nonsense")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("WGPU_BACKEND=nonsense names no backend"),
+        "{}",
+        text(&o)
+    );
+
+    let o = kernel_lab()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            "/proc/kernel-lab-nope/x",
+            "--backend",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.matches("os error").count(), 1, "the cause once: {err}");
+
+    let bench = |extra: &[&str]| {
+        let mut a = vec![
+            "bench", "--op", "matmul", "--batch", "1", "--seq", "8", "--dim", "8",
+        ];
+        a.extend_from_slice(extra);
+        kernel_lab().args(&a).output().unwrap()
+    };
+    let o = bench(&[
+        "--backend",
+        "cpu",
+        "--accumulate",
+        "f16",
+        "--matmul-variant",
+        "tiled",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("--accumulate f16 applies to FP16 matmuls only"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("apply to the GPU backend only; ignored with --backend cpu"),
+        "{}",
+        text(&o)
+    );
+    let o = bench(&[
+        "--backend",
+        "cpu",
+        "--min-samples",
+        "50",
+        "--max-samples",
+        "5",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("more than --max-samples"), "{}", text(&o));
+    let o = bench(&[
+        "--backend",
+        "gpu",
+        "--precision",
+        "f16",
+        "--matmul-variant",
+        "coop",
+    ]);
+    assert!(
+        !text(&o).contains("Features {"),
+        "a debug struct: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

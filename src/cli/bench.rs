@@ -129,6 +129,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         _ => anyhow::bail!("give --op and --dim, or --model and --layer"),
     };
+    if let (Some(min), Some(max)) = (args.min_samples, args.max_samples) {
+        if min > max {
+            anyhow::bail!("invalid --min-samples `{min}`: more than --max-samples `{max}`");
+        }
+    }
+    if args.gpu.accumulates_f16() && work.precision != kernel_lab::workload::Precision::F16 {
+        eprintln!(
+            "note: --accumulate f16 applies to FP16 matmuls only; this point is {}",
+            work.precision
+        );
+    }
     let backend = open_backend(args.backend, &args.gpu)?;
     if !args.json {
         eprintln!("{}", device_label(backend.as_ref()));

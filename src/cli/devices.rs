@@ -44,7 +44,10 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if adapters.is_empty() {
-        println!("no GPU adapter found (no Vulkan/Metal/DX12/GL driver; on Debian: apt-get install mesa-vulkan-drivers)");
+        match context::backend_env_problem() {
+            Some(why) => println!("no GPU adapter: {why}"),
+            None => println!("no GPU adapter found (no Vulkan/Metal/DX12/GL driver; on Debian: apt-get install mesa-vulkan-drivers)"),
+        }
     }
     for (i, a) in adapters.iter().enumerate() {
         let soft = if a.software {

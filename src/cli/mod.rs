@@ -189,6 +189,41 @@ impl GpuArgs {
         Ok(GpuBackend::open(&self.choice(), self.options())?.with_tuning_cache(cache))
     }
 
+    /// The GPU-only flags given, by name (none of them means anything to the CPU).
+    pub fn gpu_only_flags(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.adapter.is_some() {
+            v.push("--adapter");
+        }
+        if self.matmul_variant.is_some() {
+            v.push("--matmul-variant");
+        }
+        if self.accumulate != Accumulate::F32 {
+            v.push("--accumulate");
+        }
+        if self.shader_checks != Checks::NoLoopBounding || self.trusted_shaders {
+            v.push("--shader-checks/--trusted-shaders");
+        }
+        if self.force_packed_f16 {
+            v.push("--force-packed-f16");
+        }
+        if self.max_binding_bytes.is_some() {
+            v.push("--max-binding-bytes");
+        }
+        v
+    }
+
+    /// Whether FP16 matmuls were asked to accumulate in f16.
+    pub fn accumulates_f16(&self) -> bool {
+        self.accumulate == Accumulate::F16
+    }
+
+    /// Whether an adapter was named (then failing to open it is an error,
+    /// not a fall-back).
+    pub fn names_adapter(&self) -> bool {
+        self.adapter.is_some()
+    }
+
     fn choice(&self) -> AdapterChoice {
         self.adapter
             .as_deref()
@@ -199,6 +234,17 @@ impl GpuArgs {
 /// Opens the backend `arg` asks for. `auto` falls back to the CPU, saying why.
 fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backend>> {
     let open_gpu = || gpu.open();
+    let flags = gpu.gpu_only_flags();
+    if arg == BackendArg::Cpu && !flags.is_empty() {
+        eprintln!(
+            "note: {} apply to the GPU backend only; ignored with --backend cpu",
+            flags.join(", ")
+        );
+    }
+    if arg == BackendArg::Auto && gpu.names_adapter() {
+        // A named adapter that does not open is an error, not a fall-back.
+        return Ok(Box::new(open_gpu()?));
+    }
     Ok(match arg {
         BackendArg::Cpu => Box::new(CpuBackend::new()),
         BackendArg::Gpu => Box::new(open_gpu()?),

@@ -239,6 +239,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Err("not requested".into())
     };
+    if let (Err(e), true) = (&gpu, wants_gpu && args.gpu.names_adapter()) {
+        // The user named an adapter: running without it would not be the run asked for.
+        return Err(anyhow::anyhow!("{e}"));
+    }
+    if !wants_gpu && !args.gpu.gpu_only_flags().is_empty() {
+        eprintln!(
+            "note: {} apply to GPU points only, and this run has none",
+            args.gpu.gpu_only_flags().join(", ")
+        );
+    }
     match &gpu {
         Ok(g) => eprintln!("{}", super::device_label(g.as_ref())),
         Err(e) if wants_gpu => {

@@ -107,8 +107,20 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
+/// Why there may be no adapter: `WGPU_BACKEND` naming no backend wgpu knows
+/// (wgpu then enables none), rather than a missing driver.
+pub fn backend_env_problem() -> Option<String> {
+    let v = std::env::var("WGPU_BACKEND").ok()?;
+    (wgpu::Backends::from_comma_list(&v).is_empty()).then(|| {
+        format!("WGPU_BACKEND={v} names no backend wgpu knows (vulkan, metal, dx12, gl, or a comma list of them)")
+    })
+}
+
 /// Picks an adapter as `choice` says, or says why none fits.
 pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    if let Some(why) = backend_env_problem() {
+        return Err(LabError::NoAdapter(why));
+    }
     let mut adapters = candidates(choice);
     if adapters.is_empty() {
         return Err(LabError::NoAdapter(

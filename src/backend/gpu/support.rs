@@ -64,7 +64,19 @@ impl fmt::Display for Unsupported {
                 kernel,
                 missing,
                 adapter,
-            } => write!(f, "{kernel} needs {missing:?}, which {adapter} lacks"),
+            } => {
+                // Feature names as `devices` prints them, not a debug struct.
+                let names = super::context::feature_names(*missing);
+                let names = if names.is_empty() {
+                    format!("{missing:?}")
+                } else {
+                    names.join(", ")
+                };
+                write!(
+                    f,
+                    "{kernel} needs the feature(s) {names}, which {adapter} lacks"
+                )
+            }
             Unsupported::NoCooperativeMatrix { adapter } => {
                 write!(
                     f,
