@@ -124,8 +124,13 @@ fn measure_inner(
     record.kernel = kernel.describe();
     let first = kernel.run()?;
 
+    // Each phase's own heap peak, and the point's overall peak across them.
+    let mut overall = memory::peak_bytes();
+    let verify_start = memory::reset_peak();
     let accuracy =
         reference::verify_accumulated(work, inputs, &kernel.output()?, kernel.accumulation());
+    let verification_peak = memory::peak_bytes().map(|p| p.saturating_sub(verify_start));
+    overall = overall.max(memory::peak_bytes());
     apply_accuracy(record, &accuracy);
     if !accuracy.verified {
         record.skipped = Some(Skip::new(
@@ -149,8 +154,11 @@ fn measure_inner(
         return Ok(());
     }
 
+    let timed_start = memory::reset_peak();
     let m = measure::run(kernel.as_mut(), sampling)?;
-    let host_peak_alloc = memory::peak_bytes().map(|p| p.saturating_sub(heap_before));
+    let timed_peak = memory::peak_bytes().map(|p| p.saturating_sub(timed_start));
+    overall = overall.max(memory::peak_bytes());
+    let host_peak_alloc = overall.map(|p| p.saturating_sub(heap_before));
     let mut measured = summarize(
         work,
         kernel.as_ref(),
@@ -161,6 +169,10 @@ fn measure_inner(
         host_peak_alloc,
     );
     measured.compile_ms = costs.map(|c| c.compile_ns as f64 * 1e-6);
+    let mem = &mut measured.memory_bytes;
+    mem.inputs_bytes = Some(inputs.bytes());
+    mem.verification_peak_alloc = verification_peak;
+    mem.timed_peak_alloc = timed_peak;
     if let Some(monitor) = backend.monitor() {
         let per_run_ns = measured.latency_ms.p50 * 1e6;
         measured.energy = crate::energy::measure(kernel.as_mut(), monitor, work, per_run_ns)?;
@@ -271,6 +283,9 @@ fn summarize(
             measured_over_model: measured.total as f64 / model.total as f64,
             host_peak_alloc,
             process_peak_rss: memory::peak_rss_bytes(),
+            inputs_bytes: None,
+            verification_peak_alloc: None,
+            timed_peak_alloc: None,
         },
         raw_ns,
         raw_wall_ns,

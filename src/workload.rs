@@ -328,6 +328,11 @@ pub struct Inputs {
 pub const DEFAULT_SEED: u64 = 0x05ee_d1ab;
 
 impl Inputs {
+    /// Bytes the generated inputs hold on the host.
+    pub fn bytes(&self) -> u64 {
+        (self.ids.len() * 4 + (self.table.len() + self.x.len() + self.w.len()) * 4) as u64
+    }
+
     /// Generates the inputs of `work` from `seed`: values uniform in [-1, 1) (the
     /// weight scaled by 1/sqrt(dim), as initialisers do, so outputs stay O(1)),
     /// ids uniform over the vocabulary.

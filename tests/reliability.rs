@@ -1043,3 +1043,48 @@ fn flags_that_cannot_apply_are_said_or_refused_and_errors_read_once() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Issue 12, case 14: the memory record keeps the op's footprint apart from
+/// the harness's (inputs kept for verification, the verification itself) and
+/// says what the timed phase alone allocated.
+#[test]
+fn the_memory_record_separates_the_op_from_the_harness() {
+    let o = kernel_lab()
+        .args([
+            "bench",
+            "--op",
+            "embed-project",
+            "--batch",
+            "8",
+            "--seq",
+            "64",
+            "--dim",
+            "256",
+            "--vocab",
+            "4000",
+            "--backend",
+            "cpu",
+            "--json",
+            "--max-time-ms",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = &r["memory_bytes"];
+    let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {m}"));
+    // Inputs: ids (u32) + table + weight, f32, as generated.
+    assert_eq!(
+        n("inputs_bytes"),
+        8 * 64 * 4 + 4000 * 256 * 4 + 256 * 256 * 4
+    );
+    // Verification holds at least the output read back.
+    assert!(n("verification_peak_alloc") >= 8 * 64 * 256 * 4, "{m}");
+    // Timing the op allocates (almost) nothing on the host.
+    assert!(
+        n("timed_peak_alloc") < m["measured"]["total"].as_u64().unwrap() / 4,
+        "{m}"
+    );
+    let _ = n("process_peak_rss");
+}

@@ -240,6 +240,20 @@ fn print_summary(r: &Record) {
             mem.measured.total as f64 / 1048576.0,
             mem.measured_over_model
         );
+        let mib = |b: Option<u64>| {
+            b.map_or("?".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1048576.0)
+            })
+        };
+        if mem.process_peak_rss.is_some() || mem.inputs_bytes.is_some() {
+            println!(
+                "  host: process peak RSS {} = the op's buffers above, plus the harness: inputs {}, verification {} at its peak (the timed phase alone grew the heap by {}), and the runtime",
+                mib(mem.process_peak_rss),
+                mib(mem.inputs_bytes),
+                mib(mem.verification_peak_alloc),
+                mib(mem.timed_peak_alloc)
+            );
+        }
     }
     for w in &r.warnings {
         println!("  warning: {w}");

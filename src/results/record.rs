@@ -241,8 +241,22 @@ pub struct MemoryBytes {
     pub measured_over_model: f64,
     /// Peak host heap growth during the point (counting allocator), if installed.
     pub host_peak_alloc: Option<u64>,
-    /// The process's peak resident set size after the point, if known.
+    /// The process's peak resident set size after the point, if known (the
+    /// whole process: every earlier point, the runtime and the harness too).
     pub process_peak_rss: Option<u64>,
+    /// The harness's share of the host memory, apart from the op's: the
+    /// generated inputs the point keeps for verification, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_bytes: Option<u64>,
+    /// Peak host heap growth while verifying (the output read back, the f64
+    /// reference rows), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_peak_alloc: Option<u64>,
+    /// Peak host heap growth during the timed phase alone (sampling, batches,
+    /// phases), above the heap live when it began, bytes: the op's own host
+    /// footprint while it is timed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_peak_alloc: Option<u64>,
 }
 
 /// Sustained throughput from back-to-back dispatches.
