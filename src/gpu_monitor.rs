@@ -103,6 +103,12 @@ impl GpuMonitor {
         })
     }
 
+    /// Device memory not allocated now, bytes (NVML's "free" framebuffer).
+    pub fn free_memory(&self) -> Option<u64> {
+        let d = self.nvml.device_by_index(self.index).ok()?;
+        d.memory_info().ok().map(|m| m.free)
+    }
+
     /// The card's energy counter, millijoules since the driver loaded; `None`
     /// where the card has none.
     pub fn energy_mj(&self) -> Option<u64> {

@@ -94,6 +94,22 @@ pub fn try_measure_point(
         record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
         return Ok(record);
     }
+    // On the GPU, the device's own memory where its driver reports it (NVML):
+    // the modeled buffers plus 5% and 64 MiB for staging and the runtime.
+    if let Some(free) = backend.monitor().and_then(|m| m.free_memory()) {
+        let model = work.memory_model().total;
+        let needed = model + model / 20 + (64 << 20);
+        if needed > free {
+            let e = LabError::Limit {
+                what: format!("{} {} {}", work.op, work.precision, record.id.shape_label()),
+                needed,
+                limit_name: "the GPU's free memory (NVML)",
+                limit: free,
+            };
+            record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
+            return Ok(record);
+        }
+    }
     let inputs = Inputs::generate(work, DEFAULT_SEED);
     match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
         Ok(()) => Ok(record),

@@ -1088,3 +1088,61 @@ fn the_memory_record_separates_the_op_from_the_harness() {
     );
     let _ = n("process_peak_rss");
 }
+
+/// Issue 12, case 11: points skipped for a reason that may have gone (here no
+/// GPU: WGPU_BACKEND named none) run again with `--resume --retry-skipped`,
+/// and the measured ones are kept as they were.
+#[test]
+fn resume_retries_skipped_points_when_asked() {
+    let out = temp_dir("retry");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.toml");
+    let args = [
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "op=matmul",
+        "--set",
+        "dim=8",
+        "--set",
+        "batch=1",
+        "--quick",
+    ];
+    let o = kernel_lab()
+        .args(args)
+        .env("WGPU_BACKEND", "nonsense")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = ResultsFile::load(&out.join("results.json")).unwrap();
+    let skipped = first.records.iter().filter(|r| r.skipped.is_some()).count();
+    assert_eq!(skipped, 2, "the GPU points, without an adapter");
+    let o = kernel_lab()
+        .args(["run", "--resume", out.to_str().unwrap(), "--retry-skipped"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("retrying 2 skipped point(s)"));
+    let second = ResultsFile::load(&out.join("results.json")).unwrap();
+    assert_eq!(second.records.len(), first.records.len());
+    for r in first.records.iter().filter(|r| r.skipped.is_none()) {
+        let again = second.records.iter().find(|s| s.id == r.id).unwrap();
+        assert_eq!(again, r, "a measured point is kept as it was");
+    }
+    let gpu_present = GpuBackend::open(&AdapterChoice::Best, GpuOptions::default()).is_ok();
+    if gpu_present {
+        assert!(
+            second.records.iter().all(|r| r.verified),
+            "the GPU points ran this time"
+        );
+    } else {
+        common::no_gpu("no adapter to retry on");
+    }
+    let o = kernel_lab()
+        .args(["run", spec.to_str().unwrap(), "--retry-skipped"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// results.json already holds (the spec comes from that file unless given).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// With --resume: run again the points the file records as skipped (no
+    /// GPU then, an error, a budget cut), keeping every measured one.
+    #[arg(long)]
+    retry_skipped: bool,
     /// Run a sweep over the size limits (more than 20000 points, or sampling
     /// that may take more than 12 hours).
     #[arg(long)]
@@ -117,7 +121,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .into());
             }
             claim = Some(out_dir::claim(dir, Intent::Resume)?);
-            Some(sweep::load_for_resume(dir)?)
+            let mut file = sweep::load_for_resume(dir)?;
+            if args.retry_skipped {
+                // A skip's reason may have gone (an adapter now present, a
+                // typo'd --adapter fixed): those points run again.
+                let before = file.records.len();
+                file.records.retain(|r| r.skipped.is_none());
+                eprintln!("retrying {} skipped point(s)", before - file.records.len());
+            }
+            Some(file)
+        }
+        None if args.retry_skipped => {
+            return Err(LabError::invalid(
+                "--retry-skipped",
+                "without --resume",
+                "it retries the skipped points of a resumed run",
+            )
+            .into())
         }
         None => None,
     };
