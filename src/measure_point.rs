@@ -81,34 +81,12 @@ pub fn try_measure_point(
     max_run_s: Option<f64>,
 ) -> Result<Record> {
     let mut record = empty_record(backend, work);
-    // A point the host cannot hold is skipped with both numbers, before a byte
-    // of it is allocated (a sweep goes on; a resumed sweep does not crash again).
-    let needed = memory::host_bytes_needed(work, backend.kind() == BackendKind::Gpu);
-    if let Some(available) = memory::available_bytes().filter(|&a| needed > a) {
-        let e = LabError::Limit {
-            what: format!("{} {} {}", work.op, work.precision, record.id.shape_label()),
-            needed,
-            limit_name: "the host's available memory (MemAvailable)",
-            limit: available,
-        };
+    // A point the host (or, where its driver says, the GPU) cannot hold is
+    // skipped with both numbers, before a byte of it is allocated (a sweep
+    // goes on; a resumed sweep does not crash again).
+    if let Some(e) = memory_limit(backend, work) {
         record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
         return Ok(record);
-    }
-    // On the GPU, the device's own memory where its driver reports it (NVML):
-    // the modeled buffers plus 5% and 64 MiB for staging and the runtime.
-    if let Some(free) = backend.monitor().and_then(|m| m.free_memory()) {
-        let model = work.memory_model().total;
-        let needed = model + model / 20 + (64 << 20);
-        if needed > free {
-            let e = LabError::Limit {
-                what: format!("{} {} {}", work.op, work.precision, record.id.shape_label()),
-                needed,
-                limit_name: "the GPU's free memory (NVML)",
-                limit: free,
-            };
-            record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
-            return Ok(record);
-        }
     }
     let inputs = Inputs::generate(work, DEFAULT_SEED);
     match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
@@ -120,6 +98,36 @@ pub fn try_measure_point(
             ..record
         }),
     }
+}
+
+/// The memory limit `work` would exceed on `backend`, if any: the host's
+/// available memory, and on the GPU the device's free memory where its driver
+/// reports it (NVML: the modeled buffers plus 5% and 64 MiB for staging and
+/// the runtime).
+fn memory_limit(backend: &dyn Backend, work: &Workload) -> Option<LabError> {
+    let limit = |needed, limit_name, limit| LabError::Limit {
+        what: format!(
+            "{} {} {}",
+            work.op,
+            work.precision,
+            PointId::new(backend.kind(), work).shape_label()
+        ),
+        needed,
+        limit_name,
+        limit,
+    };
+    let needed = memory::host_bytes_needed(work, backend.kind() == BackendKind::Gpu);
+    if let Some(available) = memory::available_bytes().filter(|&a| needed > a) {
+        return Some(limit(
+            needed,
+            "the host's available memory (MemAvailable)",
+            available,
+        ));
+    }
+    let free = backend.monitor().and_then(|m| m.free_memory())?;
+    let model = work.memory_model().total;
+    let needed = model + model / 20 + (64 << 20);
+    (needed > free).then(|| limit(needed, "the GPU's free memory (NVML)", free))
 }
 
 fn measure_inner(
