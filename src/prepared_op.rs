@@ -38,15 +38,6 @@ pub enum TimestampFault {
 }
 
 impl TimestampFault {
-    /// Every fault, in report order.
-    pub const ALL: [TimestampFault; 5] = [
-        TimestampFault::Zero,
-        TimestampFault::Negative,
-        TimestampFault::Wrapped,
-        TimestampFault::ExceedsWall,
-        TimestampFault::NoPeriod,
-    ];
-
     /// The name records and warnings use.
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +62,23 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample whose device interval was read and checked: device time when
+    /// `device` holds one, else wall time, with the fault when it was rejected.
+    pub fn timed(wall_ns: u64, device: Option<std::result::Result<u64, TimestampFault>>) -> Self {
+        match device {
+            Some(Ok(ns)) => Sample {
+                wall_ns,
+                device_ns: Some(ns),
+                fault: None,
+            },
+            Some(Err(f)) => Sample {
+                fault: Some(f),
+                ..Sample::wall(wall_ns)
+            },
+            None => Sample::wall(wall_ns),
+        }
+    }
+
     /// A sample timed by the host clock alone.
     pub fn wall(wall_ns: u64) -> Self {
         Sample {

@@ -52,6 +52,13 @@ pub struct Backends {
     pub reopen_gpu: Option<GpuOpener>,
 }
 
+impl Backends {
+    /// The GPU driver's monitor, when there is a GPU and its driver has one.
+    fn gpu_monitor(&self) -> Option<&crate::gpu_monitor::GpuMonitor> {
+        self.gpu.as_ref().ok().and_then(|g| g.monitor())
+    }
+}
+
 /// The library to time beside each verified CPU point, when the spec asks for
 /// one: its running helper, or why it could not start.
 pub type Anchor = Option<std::result::Result<AnchorSession, String>>;
@@ -224,8 +231,7 @@ impl Sweep<'_> {
             _ => {}
         }
         let path = self.out.join("results.json");
-        let monitor = || backends.gpu.as_ref().ok().and_then(|g| g.monitor());
-        file.environment.machine_before = Some(MachineState::capture(monitor()));
+        file.environment.machine_before = Some(MachineState::capture(backends.gpu_monitor()));
         file.environment.machine_after = None;
         file.environment.machine_warnings.clear();
         if spec.probe_ceilings {
@@ -324,7 +330,7 @@ impl Sweep<'_> {
             progress.advance();
         }
         progress.finish();
-        let after = MachineState::capture(backends.gpu.as_ref().ok().and_then(|g| g.monitor()));
+        let after = MachineState::capture(backends.gpu_monitor());
         let env = &mut file.environment;
         if let Some(before) = &env.machine_before {
             env.machine_warnings = machine_state::warnings(before, &after, env.cores);

@@ -808,14 +808,10 @@ fn a_helper_that_never_answers_is_timed_out_and_the_run_goes_on() {
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("python3");
     // Floods stderr (more than a pipe holds), then says nothing on stdout.
-    std::fs::write(
+    common::write_script(
         &script,
         "#!/bin/sh\nhead -c 1000000 /dev/zero | tr '\\0' 'x' >&2\necho 'still importing' >&2\nexec sleep 600\n",
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
+    );
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/anchored.toml");
     let out = dir.join("out");
     let start = Instant::now();

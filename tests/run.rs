@@ -276,7 +276,7 @@ fn the_anchor_is_parsed_into_results_and_compared_in_the_report() {
     // library 3 ms fresh and 2 ms into `out=`; the D16 embedding is over its
     // budget). Lines that are not JSON are skipped.
     let helper = dir.join("fake-python");
-    std::fs::write(
+    common::write_script(
         &helper,
         r#"#!/bin/sh
 echo '{"library": "fakelib 1.0", "blas": "none", "threads": 1}'
@@ -290,13 +290,7 @@ while read -r point; do
   echo "${point%\}}, \"fresh_p50_ms\": 3.0, \"fresh_samples\": 5, \"out_p50_ms\": 2.0, \"out_samples\": 5}"
 done
 "#,
-    )
-    .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    );
     let (results, report) = run_anchored(&dir.join("out"), helper.to_str().unwrap());
     let anchors = results.anchors.expect("anchors recorded");
     assert_eq!(anchors.library, "fakelib 1.0 (none BLAS, 1 threads)");

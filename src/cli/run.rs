@@ -169,15 +169,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
             .into());
         }
-        if args.out.is_some() {
+        if let Some(out) = &args.out {
             return Err(LabError::invalid(
                 "--out",
-                &args
-                    .out
-                    .as_deref()
-                    .unwrap_or(Path::new(""))
-                    .display()
-                    .to_string(),
+                &out.display().to_string(),
                 &format!("--resume writes where it reads ({dir})"),
             )
             .into());
@@ -259,18 +254,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Err("not requested".into())
     };
-    if let (Err(e), true) = (&gpu, wants_gpu && args.gpu.names_adapter()) {
-        // The user named an adapter: running without it would not be the run asked for.
-        return Err(anyhow::anyhow!("{e}"));
-    }
-    if !wants_gpu && !args.gpu.gpu_only_flags().is_empty() {
+    let gpu_flags = args.gpu.gpu_only_flags();
+    if !wants_gpu && !gpu_flags.is_empty() {
         eprintln!(
             "note: {} apply to GPU points only, and this run has none",
-            args.gpu.gpu_only_flags().join(", ")
+            gpu_flags.join(", ")
         );
     }
     match &gpu {
         Ok(g) => eprintln!("{}", super::device_label(g.as_ref())),
+        // The user named an adapter: running without it would not be the run asked for.
+        Err(e) if wants_gpu && args.gpu.names_adapter() => return Err(anyhow::anyhow!("{e}")),
         Err(e) if wants_gpu => {
             eprintln!("note: {e}; GPU points are recorded as skipped, CPU points run")
         }
@@ -300,7 +294,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         gpu.as_ref().ok().map(|g| g.device().clone()),
         cpu.device().clone(),
     );
-    let sampling = sweep::sampling_for(&spec, args.quick);
     let mut anchor = match spec.anchor {
         Some(AnchorKind::Torch) if points.iter().any(|p| p.backend == BackendKind::Cpu) => {
             let python = anchor_helper::python();

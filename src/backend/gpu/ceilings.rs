@@ -55,8 +55,8 @@ impl Probe<'_> {
                 pass.dispatch_workgroups(groups, 1, 1);
             }
         }
-        let timed = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
-        Ok(timed.sample().best_ns() as f64 * 1e-9)
+        let sample = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
+        Ok(sample.best_ns() as f64 * 1e-9)
     }
 
     fn set_params(&self, words: [u32; 4]) {

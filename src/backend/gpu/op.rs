@@ -456,9 +456,9 @@ impl<'a> GpuOp<'a> {
                 self.encode_op(&mut pass);
             }
         }
-        let timed = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
+        let sample = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
         self.check_device("running the op")?;
-        Ok(timed.sample())
+        Ok(sample)
     }
 
     /// Copies the whole output to `self.host` through the staging buffer.

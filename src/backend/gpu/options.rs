@@ -20,13 +20,6 @@ pub enum ShaderChecks {
 }
 
 impl ShaderChecks {
-    /// Every setting, strictest first.
-    pub const ALL: [ShaderChecks; 3] = [
-        ShaderChecks::Full,
-        ShaderChecks::NoLoopBounding,
-        ShaderChecks::None,
-    ];
-
     /// The name the CLI takes and records show.
     pub fn name(self) -> &'static str {
         match self {

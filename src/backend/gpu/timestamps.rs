@@ -65,33 +65,6 @@ pub struct TimestampQueries {
 /// Bytes held by the query buffers (for the memory report).
 pub const QUERY_BYTES: u64 = 2 * 2 * 8;
 
-/// What one timed submission gave: the host wall time, and the device time or
-/// why there is none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timed {
-    pub wall_ns: u64,
-    pub device: Option<std::result::Result<u64, TimestampFault>>,
-}
-
-impl Timed {
-    /// The sample: device time when the interval was believable, else wall
-    /// time with the reason.
-    pub fn sample(&self) -> Sample {
-        match self.device {
-            Some(Ok(ns)) => Sample {
-                wall_ns: self.wall_ns,
-                device_ns: Some(ns),
-                fault: None,
-            },
-            Some(Err(f)) => Sample {
-                fault: Some(f),
-                ..Sample::wall(self.wall_ns)
-            },
-            None => Sample::wall(self.wall_ns),
-        }
-    }
-}
-
 impl TimestampQueries {
     /// Creates the queries; call only when the device has TIMESTAMP_QUERY.
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
@@ -155,12 +128,14 @@ impl TimestampQueries {
 
 /// Submits `commands` (whose pass wrote `queries`' timestamps, if any), then
 /// the resolve in a submission of its own, waits for both, and checks the
-/// interval against the wall time from the first submit to completion.
+/// interval against the wall time from the first submit to completion: the
+/// sample is device time when the interval is believable, else wall time with
+/// the reason.
 pub fn submit_timed(
     ctx: &GpuContext,
     queries: Option<&TimestampQueries>,
     commands: wgpu::CommandBuffer,
-) -> Result<Timed> {
+) -> Result<Sample> {
     let resolve = queries.map(|q| q.resolve_commands(&ctx.device));
     let start = Instant::now();
     ctx.queue.submit([commands]);
@@ -176,12 +151,12 @@ pub fn submit_timed(
         }
         None => None,
     };
-    Ok(Timed { wall_ns, device })
+    Ok(Sample::timed(wall_ns, device))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{interval, Timed, TimestampFault as F};
+    use super::{interval, Sample, TimestampFault as F};
 
     const WALL: u64 = 1_000_000;
 
@@ -248,13 +223,7 @@ mod tests {
         ];
         let samples: Vec<_> = stream
             .iter()
-            .map(|&(s, e, wall)| {
-                Timed {
-                    wall_ns: wall,
-                    device: Some(interval(s, e, 1.0, wall)),
-                }
-                .sample()
-            })
+            .map(|&(s, e, wall)| Sample::timed(wall, Some(interval(s, e, 1.0, wall))))
             .collect();
         assert_eq!(samples[0].device_ns, Some(500));
         assert_eq!(samples[0].fault, None);
@@ -267,11 +236,7 @@ mod tests {
             .iter()
             .all(|s| s.device_ns.is_none() && s.best_ns() == 1000));
         // No timestamps at all: a wall sample, and no fault to count.
-        let plain = Timed {
-            wall_ns: 7,
-            device: None,
-        }
-        .sample();
+        let plain = Sample::timed(7, None);
         assert_eq!(
             (plain.device_ns, plain.fault, plain.best_ns()),
             (None, None, 7)
