@@ -90,7 +90,7 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d(x_range, 0.0..1.0)?;
+            .build_cartesian_2d(x_range.clone(), 0.0..1.0)?;
         cdf.configure_mesh()
             .x_desc("latency (ms)")
             .y_desc("fraction of samples")
@@ -106,7 +106,9 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
                 .map(|(i, &v)| (v, (i + 1) as f64 / n)),
             BLACK.stroke_width(2),
         ))?;
-        for (name, v, c) in marks {
+        // A percentile outside the samples drawn (an edited file) has no place
+        // on these axes; drawing it would overflow plotters' pixel arithmetic.
+        for (name, v, c) in marks.into_iter().filter(|m| x_range.contains(&m.1)) {
             for (chart_top, chart) in [(top, &mut hist), (1.0, &mut cdf)] {
                 chart
                     .draw_series(std::iter::once(PathElement::new(

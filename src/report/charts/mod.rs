@@ -37,7 +37,8 @@ pub(super) fn color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-/// A range around `values` suited to a log axis (a little headroom each side).
+/// A range around `values` suited to a log axis (a little headroom each side,
+/// always within 1e-300..1e300).
 pub(super) fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values
         .filter(|v| v.is_finite() && *v > 0.0)
@@ -47,12 +48,12 @@ pub(super) fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f6
     if !lo.is_finite() {
         return 0.1..10.0;
     }
-    let (lo, hi) = if hi / lo < 1.5 {
-        (lo / 1.5, hi * 1.5)
-    } else {
-        (lo / 1.2, hi * 1.2)
-    };
-    lo..hi
+    let pad = if hi / lo < 1.5 { 1.5 } else { 1.2 };
+    // Ends well inside f64: plotters' log tick search steps from decade to
+    // decade and never ends when a step overflows near f64::MAX or underflows
+    // to 0 (a corrupt or edited results file can hold such values).
+    const LIMIT: f64 = 1e300;
+    (lo / pad).clamp(1.0 / LIMIT, LIMIT / 10.0)..(hi * pad).clamp(10.0 / LIMIT, LIMIT)
 }
 
 /// A short axis label: integers plainly, small and large values compactly.
@@ -156,4 +157,30 @@ pub(super) fn line_panel(
             .build_cartesian_2d(xr.log_scale().base(2.0), (lo.min(0.0) - pad)..(hi + pad))?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value near f64::MAX (an edited results file) made the log axis's
+    /// tick search endless; the range now stays where plotters can step.
+    #[test]
+    fn log_axes_over_extreme_values_still_draw() {
+        for ys in [[0.01, 1e308], [1e-320, 10.0], [f64::MAX, f64::MAX]] {
+            let r = log_range(ys.iter().copied());
+            assert!(
+                r.start > 0.0 && r.end <= 1e300 && r.start < r.end,
+                "{ys:?}: {r:?}"
+            );
+            let path =
+                std::env::temp_dir().join(format!("kernel-lab-logaxis-{}.svg", std::process::id()));
+            {
+                let root = SVGBackend::new(&path, (400, 300)).into_drawing_area();
+                let series = vec![("s".to_string(), vec![(128.0, ys[0]), (256.0, ys[1])])];
+                line_panel(&root, "c", "x", "y", &series, true, &[]).expect("drawn");
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
