@@ -120,6 +120,7 @@ mod tests {
             op: Op::Matmul,
             precision: Precision::F32,
             shape: Shape::new(1, d, d, 1000).expect("valid"),
+            data: Default::default(),
         }
     }
 

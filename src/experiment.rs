@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendKind;
 use crate::error::{LabError, Result};
 use crate::measure::Sampling;
-use crate::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
+use crate::workload::{Data, Dist, Op, Precision, Scale, Shape, Workload, DEFAULT_VOCAB};
 
 /// The axes of a sweep; the points are their cartesian product. Either `op`
 /// and `dim` (and optionally `out_dim`, `vocab`) give the shapes, or `model`
@@ -65,6 +65,12 @@ pub struct Axes {
     /// Which of the models' layers (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer: Vec<String>,
+    /// Input distributions (default: uniform).
+    #[serde(default = "default_dist")]
+    pub dist: Vec<Dist>,
+    /// Factors on the activations and table rows (default: 1).
+    #[serde(default = "default_scale")]
+    pub scale: Vec<Scale>,
 }
 
 fn all_backends() -> Vec<BackendKind> {
@@ -75,6 +81,12 @@ fn default_precision() -> Vec<Precision> {
 }
 fn default_vocab() -> Vec<u32> {
     vec![DEFAULT_VOCAB]
+}
+fn default_dist() -> Vec<Dist> {
+    vec![Dist::Uniform]
+}
+fn default_scale() -> Vec<Scale> {
+    vec![Scale::ONE]
 }
 
 /// A partial assignment of axes: points matching every key given are dropped.
@@ -101,6 +113,10 @@ pub struct Exclusion {
     pub model: Option<String>,
     /// Layer to match.
     pub layer: Option<String>,
+    /// Distribution to match.
+    pub dist: Option<Dist>,
+    /// Scale to match.
+    pub scale: Option<Scale>,
 }
 
 /// A point's sizes before they are validated into a shape.
@@ -151,11 +167,17 @@ impl Exclusion {
     /// backend and matches its sizes): such a point is never validated, so an
     /// excluded size that no kernel could address does not stop the sweep.
     fn drops_everywhere(&self, r: &Raw) -> bool {
-        self.backend.is_none() && self.matches_sizes(r)
+        self.backend.is_none()
+            && self.dist.is_none()
+            && self.scale.is_none()
+            && self.matches_sizes(r)
     }
 
     fn matches(&self, p: &Point) -> bool {
-        self.backend.is_none_or(|v| v == p.backend) && self.matches_sizes(&Raw::of(p))
+        self.backend.is_none_or(|v| v == p.backend)
+            && self.dist.is_none_or(|v| v == p.work.data.dist)
+            && self.scale.is_none_or(|v| v == p.work.data.scale)
+            && self.matches_sizes(&Raw::of(p))
     }
 }
 
@@ -190,6 +212,9 @@ pub enum ChartKind {
     Batching,
     /// Error and speed vs dim per precision.
     Precision,
+    /// Error against the full-precision data vs speed, with the Pareto
+    /// front, and the error's CDF per precision.
+    PrecisionCost,
     /// Achieved GFLOP/s vs arithmetic intensity against the observed ceilings.
     Roofline,
 }
@@ -278,7 +303,7 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
         .split_once('=')
         .ok_or_else(|| LabError::invalid("--set", set, "expected axis=v1,v2,..."))?;
     let axis = axis.trim();
-    const AXES: [&str; 10] = [
+    const AXES: [&str; 12] = [
         "op",
         "backend",
         "precision",
@@ -289,6 +314,8 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
         "vocab",
         "model",
         "layer",
+        "dist",
+        "scale",
     ];
     if !AXES.contains(&axis) {
         return Err(LabError::invalid(
@@ -322,6 +349,15 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
             ),
             "model" => toml::Value::String(crate::models::find(v)?.name.clone()),
             "layer" => toml::Value::String(v.to_string()),
+            "dist" => toml::Value::String(
+                v.parse::<Dist>()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .name()
+                    .into(),
+            ),
+            "scale" => {
+                toml::Value::Float(v.parse::<Scale>().map_err(|e| bad(&e.to_string()))?.get())
+            }
             _ => toml::Value::Integer(
                 v.parse::<u32>()
                     .ok()
@@ -404,6 +440,8 @@ impl Spec {
             ("batch", a.batch.len()),
             ("seq", a.seq.len()),
             ("vocab", a.vocab.len()),
+            ("dist", a.dist.len()),
+            ("scale", a.scale.len()),
         ];
         if a.model.is_empty() {
             lens.extend([("op", a.op.len()), ("dim", a.dim.len())]);
@@ -532,6 +570,15 @@ impl Spec {
         Ok(())
     }
 
+    /// The product of the data axes (dist, then scale).
+    fn data(&self) -> Vec<Data> {
+        let a = &self.axes;
+        a.dist
+            .iter()
+            .flat_map(|&dist| a.scale.iter().map(move |&scale| Data { dist, scale }))
+            .collect()
+    }
+
     /// The workloads of the sweep before backends: the models' layers, or the
     /// product of the shape axes.
     fn workloads(&self) -> Result<Vec<(Workload, Option<LayerRef>)>> {
@@ -566,7 +613,9 @@ impl Spec {
                                     continue;
                                 }
                                 let work = layer.work(model, precision, batch, seq)?;
-                                out.push((work, Some(label)));
+                                for data in self.data() {
+                                    out.push((Workload { data, ..work }, Some(label)));
+                                }
                             }
                         }
                     }
@@ -599,12 +648,15 @@ impl Spec {
                                         continue;
                                     }
                                     let shape = Shape::rect(batch, seq, dim, out_dim, vocab)?;
-                                    let work = Workload {
-                                        op,
-                                        precision,
-                                        shape,
-                                    };
-                                    out.push((work, None));
+                                    for data in self.data() {
+                                        let work = Workload {
+                                            op,
+                                            precision,
+                                            shape,
+                                            data,
+                                        };
+                                        out.push((work, None));
+                                    }
                                 }
                             }
                         }

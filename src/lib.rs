@@ -16,6 +16,7 @@ pub mod measure_point;
 pub mod memory;
 pub mod models;
 pub mod out_dir;
+pub mod precision_cost;
 pub mod prepared_op;
 pub mod reference;
 pub mod report;

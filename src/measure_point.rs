@@ -34,9 +34,11 @@ fn empty_record(backend: &dyn Backend, work: &Workload) -> Record {
         software_device: dev.software,
         kernel: backend.describe(work),
         max_abs_err: None,
-        max_rel_err: None,
+        max_norm_err: None,
         tolerance: None,
         rows_checked: None,
+        overflows: None,
+        precision_cost: None,
         verified: false,
         skipped: None,
         warnings: Vec::new(),
@@ -208,7 +210,9 @@ fn measure_inner(
 
 fn apply_accuracy(record: &mut Record, a: &Accuracy) {
     record.max_abs_err = Some(a.max_abs_err);
-    record.max_rel_err = Some(a.max_rel_err);
+    record.max_norm_err = Some(a.max_norm_err);
+    record.overflows = (a.overflows > 0).then_some(a.overflows);
+    record.precision_cost = Some(a.cost.clone());
     record.tolerance = Some(a.tolerance);
     record.rows_checked = Some(a.rows_checked);
     record.verified = a.verified;

@@ -127,6 +127,7 @@ impl Layer {
             op: self.op,
             precision,
             shape,
+            data: Default::default(),
         })
     }
 

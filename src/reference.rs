@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::precision_cost::{CostAccumulator, PrecisionCost};
 use crate::workload::{Inputs, Op, Precision, Workload};
 
 /// Unit roundoff of f32 (2^-24).
@@ -26,10 +27,11 @@ const SAMPLED_ROWS: u64 = 256;
 /// `gamma_k = k*u/(1 - k*u)` times `sum |x*w|` (Higham, Accuracy and Stability of
 /// Numerical Algorithms, 3.1), whatever the summation order, so a kernel within it
 /// is correct and one outside it is wrong. We allow 2*k*u32 (margin for the
-/// denominator and for FMA contraction). FP16 storage adds one final rounding of
-/// the output to f16 (relative u16 of |y| <= scale); its inputs are exact in f16
-/// and their products exact in f32, so nothing else grows. The bound grows with K,
-/// as FP16 error does; a gather is a copy and must be exact.
+/// denominator and for FMA contraction). FP16 and BF16 storage add one final
+/// rounding of the output (relative u of |y| <= scale: 2^-11 for f16, 2^-8 for
+/// bf16); the inputs are exact in the format and their products exact in f32
+/// (11 + 11 and 8 + 8 significant bits fit f32's 24), so nothing else grows.
+/// The bound grows with K; a gather is a copy and must be exact.
 pub fn tolerance(op: Op, precision: Precision, k: u64) -> f64 {
     if !op.uses_weight() {
         return 0.0;
@@ -37,7 +39,7 @@ pub fn tolerance(op: Op, precision: Precision, k: u64) -> f64 {
     let accumulate = 2.0 * k as f64 * U32;
     match precision {
         Precision::F32 => accumulate,
-        Precision::F16 => accumulate + U16,
+        Precision::F16 | Precision::Bf16 => accumulate + precision.unit_roundoff(),
     }
 }
 
@@ -67,22 +69,28 @@ pub enum Accumulation {
     F16,
 }
 
-/// How a backend's output compared with the reference.
+/// How a backend's output compared with the references.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
-    /// Largest `|y - ref|`.
+    /// Largest `|y - ref|` against the reference of the rounded inputs.
     pub max_abs_err: f64,
-    /// Largest normalised error (see the module doc).
-    pub max_rel_err: f64,
+    /// Largest normalised kernel error (see the module doc): what verification checks.
+    pub max_norm_err: f64,
     /// The tolerance on the normalised error that was applied.
     pub tolerance: f64,
     /// Output rows compared (all, or a sample for very large points).
     pub rows_checked: u64,
-    /// Whether every checked element is finite and within tolerance.
+    /// Outputs that are Inf or NaN because the format overflowed (the rounded
+    /// inputs' exact result is past its largest finite value, or an input
+    /// rounded to infinity): a finding about the precision, not a fault.
+    pub overflows: u64,
+    /// Whether every checked element is within tolerance (or an expected overflow).
     pub verified: bool,
     /// Why verification failed, in one line; absent when it passed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// What the precision cost against the full-precision data.
+    pub cost: PrecisionCost,
 }
 
 /// Rows whose reference is computed: all of them when the projection is small
@@ -119,9 +127,9 @@ fn activation_row<'a>(work: &Workload, inputs: &'a Inputs, r: u64) -> &'a [f32] 
     &data[src * d..(src + 1) * d]
 }
 
-/// Computes the reference output row `r` in f64, with its per-element scale.
-fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scale: &mut [f64]) {
-    let x = activation_row(work, inputs, r);
+/// Computes output row `r` in f64 from activation row `x` and weight `w`
+/// (`[k, n]`; unused by a gather), with each element's normaliser.
+fn reference_row(work: &Workload, x: &[f32], w: &[f32], out: &mut [f64], scale: &mut [f64]) {
     if !work.op.uses_weight() {
         for ((o, s), &v) in out.iter_mut().zip(scale.iter_mut()).zip(x) {
             *o = v as f64;
@@ -134,7 +142,7 @@ fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scal
     scale.fill(0.0);
     for (kk, &xv) in x.iter().enumerate() {
         let xv = xv as f64;
-        let wrow = &inputs.w[kk * n..(kk + 1) * n];
+        let wrow = &w[kk * n..(kk + 1) * n];
         for ((o, s), &wv) in out.iter_mut().zip(scale.iter_mut()).zip(wrow) {
             let p = xv * wv as f64;
             *o += p;
@@ -143,12 +151,17 @@ fn reference_row(work: &Workload, inputs: &Inputs, r: u64, out: &mut [f64], scal
     }
 }
 
-/// Compares `output` (`[B*S, dim]`, row-major) with the f64 reference.
+/// Compares `output` (`[B*S, N]`, row-major) with the f64 references.
 pub fn verify(work: &Workload, inputs: &Inputs, output: &[f32]) -> Accuracy {
     verify_accumulated(work, inputs, output, Accumulation::F32)
 }
 
 /// [`verify`] for a kernel that accumulates as `accumulation` says.
+///
+/// The kernel error compares with the f64 result of the inputs rounded to
+/// the point's precision, as the backend stored them: that is what a correct
+/// kernel reproduces within the tolerance. The precision cost compares with
+/// the f64 result of the original data.
 pub fn verify_accumulated(
     work: &Workload,
     inputs: &Inputs,
@@ -156,17 +169,20 @@ pub fn verify_accumulated(
     accumulation: Accumulation,
 ) -> Accuracy {
     let (m, k, n) = work.mkn();
+    let p = work.precision;
     let tol = match accumulation {
-        Accumulation::F32 => tolerance(work.op, work.precision, k),
+        Accumulation::F32 => tolerance(work.op, p, k),
         Accumulation::F16 => tolerance_f16_accumulation(work.op, k),
     };
     let mut acc = Accuracy {
         max_abs_err: 0.0,
-        max_rel_err: 0.0,
+        max_norm_err: 0.0,
         tolerance: tol,
         rows_checked: 0,
+        overflows: 0,
         verified: true,
         failure: None,
+        cost: CostAccumulator::new(work.op.uses_weight(), n as usize).finish(),
     };
     if output.len() as u64 != m * n {
         acc.verified = false;
@@ -177,22 +193,61 @@ pub fn verify_accumulated(
         ));
         return acc;
     }
+    let rounded = p != Precision::F32;
+    let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
+    let wq = if rounded && work.op.uses_weight() {
+        round(&inputs.w)
+    } else {
+        Vec::new()
+    };
+    let wq: &[f32] = if wq.is_empty() { &inputs.w } else { &wq };
+    let overflow_at = p.overflow_threshold();
     let rows = rows_to_check(work);
     acc.rows_checked = rows.len() as u64;
     let n = n as usize;
+    let mut cost = CostAccumulator::new(work.op.uses_weight(), n);
     let (mut want, mut scale) = (vec![0.0f64; n], vec![0.0f64; n]);
+    let (mut full, mut full_scale) = (vec![0.0f64; n], vec![0.0f64; n]);
     for r in rows {
-        reference_row(work, inputs, r, &mut want, &mut scale);
+        let x = activation_row(work, inputs, r);
         let got = &output[r as usize * n..(r as usize + 1) * n];
+        if rounded {
+            reference_row(work, &round(x), wq, &mut want, &mut scale);
+            reference_row(work, x, &inputs.w, &mut full, &mut full_scale);
+            cost.add_row(got, &full, &full_scale);
+        } else {
+            reference_row(work, x, &inputs.w, &mut want, &mut scale);
+            cost.add_row(got, &want, &scale);
+        }
         for c in 0..n {
             let g = got[c] as f64;
+            let expected = want[c];
+            // Past the format's largest finite value the stored result is
+            // infinite; an f16 accumulator can overflow on the way there.
+            let overflows = !expected.is_finite()
+                || expected.abs() + tol * scale[c] >= overflow_at
+                || (accumulation == Accumulation::F16 && scale[c] >= overflow_at);
             if !g.is_finite() {
-                acc.verified = false;
-                acc.failure
-                    .get_or_insert_with(|| format!("non-finite output {g} at row {r}, column {c}"));
+                if overflows {
+                    acc.overflows += 1;
+                } else if acc.verified {
+                    acc.verified = false;
+                    acc.failure = Some(format!(
+                        "non-finite output {g} at row {r}, column {c}, where {expected} was expected"
+                    ));
+                }
                 continue;
             }
-            let abs = (g - want[c]).abs();
+            if !expected.is_finite() {
+                if acc.verified {
+                    acc.verified = false;
+                    acc.failure = Some(format!(
+                        "row {r}, column {c}: got {g}, but an input rounded to {p} is infinite, so {expected} was expected"
+                    ));
+                }
+                continue;
+            }
+            let abs = (g - expected).abs();
             // A zero scale means an exact zero is expected: any error is infinite relative error.
             let rel = if scale[c] > 0.0 {
                 abs / scale[c]
@@ -202,16 +257,16 @@ pub fn verify_accumulated(
                 f64::INFINITY
             };
             acc.max_abs_err = acc.max_abs_err.max(abs);
-            acc.max_rel_err = acc.max_rel_err.max(rel);
+            acc.max_norm_err = acc.max_norm_err.max(rel);
             if rel > tol && acc.verified {
                 acc.verified = false;
                 acc.failure = Some(format!(
-                    "row {r}, column {c}: got {g}, expected {}, normalised error {rel:.3e} > tolerance {tol:.3e}",
-                    want[c]
+                    "row {r}, column {c}: got {g}, expected {expected}, normalised error {rel:.3e} > tolerance {tol:.3e}"
                 ));
             }
         }
     }
+    acc.cost = cost.finish();
     acc
 }
 
@@ -225,7 +280,12 @@ mod tests {
         let mut out = vec![0.0f32; (m * n) as usize];
         let (mut row, mut scale) = (vec![0.0; n as usize], vec![0.0; n as usize]);
         for r in 0..m {
-            reference_row(work, inputs, r, &mut row, &mut scale);
+            let x: Vec<f32> = activation_row(work, inputs, r)
+                .iter()
+                .map(|&v| work.precision.round(v))
+                .collect();
+            let w: Vec<f32> = inputs.w.iter().map(|&v| work.precision.round(v)).collect();
+            reference_row(work, &x, &w, &mut row, &mut scale);
             for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
                 .iter_mut()
                 .zip(&row)
@@ -241,6 +301,7 @@ mod tests {
             op,
             precision: Precision::F32,
             shape: Shape::new(1, 5, 7, 9).unwrap(),
+            data: Default::default(),
         };
         let inputs = Inputs::generate(&work, 1);
         (work, inputs)
@@ -252,6 +313,7 @@ mod tests {
             op: Op::Matmul,
             precision: Precision::F32,
             shape: Shape::new(1, 1, 2, 1).unwrap(),
+            data: Default::default(),
         };
         let inputs = Inputs {
             x: vec![1.0, 2.0],
@@ -286,6 +348,47 @@ mod tests {
         assert!(acc.failure.unwrap().contains("non-finite"));
     }
 
+    /// FP16 overflow is a property of the format: Inf where the exact result
+    /// is past 65504 verifies (and is counted); Inf anywhere else, or a finite
+    /// value where an input rounded to Inf, still fails.
+    #[test]
+    fn overflow_passes_only_where_the_format_overflows() {
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::F16,
+            shape: Shape::rect(1, 1, 2, 2, 1).unwrap(),
+            data: Default::default(),
+        };
+        // y = [60000 + 6000, 0 + 6000]: column 0 overflows f16, column 1 does not.
+        let inputs = Inputs {
+            x: vec![60000.0, 6000.0],
+            w: vec![1.0, 0.0, 1.0, 1.0],
+            ..Default::default()
+        };
+        let acc = verify(&work, &inputs, &[f32::INFINITY, 6000.0]);
+        assert!(acc.verified, "{acc:?}");
+        assert_eq!(acc.overflows, 1);
+        assert_eq!(acc.cost.non_finite, 1);
+        let bad = verify(&work, &inputs, &[f32::INFINITY, f32::INFINITY]);
+        assert!(!bad.verified);
+        assert!(bad.failure.unwrap().contains("column 1"));
+        // An input past 65504 is Inf in f16: a finite output is wrong.
+        let inputs = Inputs {
+            x: vec![70000.0, 0.0],
+            ..inputs
+        };
+        let finite = verify(&work, &inputs, &[70000.0, 0.0]);
+        assert!(!finite.verified);
+        assert!(finite.failure.unwrap().contains("infinite"), "");
+        // The same values in FP32 overflow nothing.
+        let work32 = Workload {
+            precision: Precision::F32,
+            ..work
+        };
+        assert!(verify(&work32, &inputs, &[70000.0, 0.0]).verified);
+        assert!(!verify(&work32, &inputs, &[f32::INFINITY, 0.0]).verified);
+    }
+
     #[test]
     fn tolerance_grows_with_k_and_precision() {
         assert!(
@@ -303,6 +406,7 @@ mod tests {
             op: Op::Matmul,
             precision: Precision::F32,
             shape: Shape::new(64, 1024, 1024, 1).unwrap(),
+            data: Default::default(),
         };
         let rows = rows_to_check(&work);
         assert_eq!(rows.first(), Some(&0));

@@ -8,9 +8,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use half::f16;
+use half::{bf16, f16};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
@@ -74,20 +75,26 @@ impl FromStr for Op {
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// IEEE binary32 storage, f32 accumulation.
+    #[serde(alias = "fp32", alias = "float32")]
     F32,
-    /// IEEE binary16 storage, f32 accumulation.
+    /// IEEE binary16 storage (5-bit exponent, 10-bit fraction), f32 accumulation.
+    #[serde(alias = "fp16", alias = "half", alias = "float16")]
     F16,
+    /// bfloat16 storage (f32's 8-bit exponent, 7-bit fraction: the top 16 bits
+    /// of an f32), f32 accumulation.
+    #[serde(alias = "bfloat16")]
+    Bf16,
 }
 
 impl Precision {
     /// Every precision, in a stable order.
-    pub const ALL: [Precision; 2] = [Precision::F32, Precision::F16];
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
 
     /// Bytes per stored element.
     pub fn bytes(self) -> u64 {
         match self {
             Precision::F32 => 4,
-            Precision::F16 => 2,
+            Precision::F16 | Precision::Bf16 => 2,
         }
     }
 
@@ -96,14 +103,45 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
         }
     }
 
-    /// Rounds a value to what this precision stores.
+    /// The name in prose: FP32, FP16, BF16.
+    pub fn label(self) -> &'static str {
+        match self {
+            Precision::F32 => "FP32",
+            Precision::F16 => "FP16",
+            Precision::Bf16 => "BF16",
+        }
+    }
+
+    /// Rounds a value to what this precision stores (round to nearest, ties
+    /// to even; past the largest finite value, to infinity).
     pub fn round(self, v: f32) -> f32 {
         match self {
             Precision::F32 => v,
             Precision::F16 => f16::from_f32(v).to_f32(),
+            Precision::Bf16 => bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// The unit roundoff of the stored format: 2^-24, 2^-11, 2^-8.
+    pub fn unit_roundoff(self) -> f64 {
+        match self {
+            Precision::F32 => 2f64.powi(-24),
+            Precision::F16 => 2f64.powi(-11),
+            Precision::Bf16 => 2f64.powi(-8),
+        }
+    }
+
+    /// The smallest magnitude that rounds to infinity when stored: half an
+    /// ulp past the largest finite value (65520 for f16).
+    pub fn overflow_threshold(self) -> f64 {
+        match self {
+            Precision::F32 => f32::MAX as f64 * (1.0 + 2f64.powi(-24)),
+            Precision::F16 => 65520.0,
+            Precision::Bf16 => f32::MAX as f64 * (1.0 + 2f64.powi(-8)),
         }
     }
 }
@@ -117,10 +155,15 @@ impl fmt::Display for Precision {
 impl FromStr for Precision {
     type Err = LabError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "f16" | "fp16" => Ok(Precision::F16),
-            _ => Err(LabError::invalid("precision", s, "expected f32 or f16")),
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(LabError::invalid(
+                "precision",
+                s,
+                "expected f32 (fp32), f16 (fp16, half) or bf16 (bfloat16)",
+            )),
         }
     }
 }
@@ -222,6 +265,8 @@ pub struct Workload {
     pub precision: Precision,
     /// Sizes.
     pub shape: Shape,
+    /// The input data's distribution and scale.
+    pub data: Data,
 }
 
 /// Modeled bytes of each buffer an op needs, for one precision.
@@ -310,8 +355,11 @@ impl Workload {
     }
 }
 
-/// Inputs of one workload, generated from a seed. Values are already rounded to
-/// the workload's precision, so every backend and the reference see the same numbers.
+/// Inputs of one workload, generated from a seed, at full precision (f32):
+/// every backend rounds them to the workload's precision as it loads them,
+/// and the reference computes both the f64 result of the rounded inputs (what
+/// the kernel must reproduce) and that of these originals (what the precision
+/// costs).
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     /// Token ids `[B*S]` (ops with a table).
@@ -327,39 +375,267 @@ pub struct Inputs {
 /// The seed used when none is given.
 pub const DEFAULT_SEED: u64 = 0x05ee_d1ab;
 
+/// Share of the activation channels that carry outliers in the `llm`
+/// distribution: 6 of 4096. Dettmers et al., "LLM.int8(): 8-bit Matrix
+/// Multiplication for Transformers at Scale" (NeurIPS 2022, section 4) find
+/// the outliers of a 6.7B model concentrated in about 6 of its 4096 hidden
+/// dimensions, in every layer.
+const OUTLIER_CHANNEL_SHARE: f64 = 6.0 / 4096.0;
+/// How much larger an outlier channel is than the rest: the same paper reports
+/// outlier features up to 20x larger than the other dimensions.
+const OUTLIER_FACTOR: f32 = 20.0;
+/// Spread of the weight's per-output-channel scales in the `llm` distribution:
+/// log-normal with this sigma (so one channel in six is 1.6x the median and
+/// one in forty 2.7x). Per-channel weight ranges that differ this much are
+/// why inference engines quantise weights per output channel (Nagel et al.,
+/// "A White Paper on Neural Network Quantization", 2021, section 2.2); the
+/// exact sigma is a modelling choice, not a measured constant.
+const WEIGHT_CHANNEL_SIGMA: f32 = 0.5;
+
 impl Inputs {
     /// Bytes the generated inputs hold on the host.
     pub fn bytes(&self) -> u64 {
         (self.ids.len() * 4 + (self.table.len() + self.x.len() + self.w.len()) * 4) as u64
     }
 
-    /// Generates the inputs of `work` from `seed`: values uniform in [-1, 1) (the
-    /// weight scaled by 1/sqrt(dim), as initialisers do, so outputs stay O(1)),
-    /// ids uniform over the vocabulary.
+    /// Generates the inputs of `work` from `seed`, drawn from `work.data`
+    /// (see [`Dist`]): activations and table rows times `data.scale`, the
+    /// weight with a standard deviation of `1/sqrt(dim)` (as initialisers and
+    /// trained layers have, so outputs stay O(scale)), ids uniform over the
+    /// vocabulary. The uniform distribution draws exactly the stream it always
+    /// did, so its points stay comparable with older results.
     pub fn generate(work: &Workload, seed: u64) -> Inputs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (m, k, n) = work.mkn();
-        let p = work.precision;
-        let mut fill = |count: u64, scale: f32| -> Vec<f32> {
+        let dist = work.data.dist;
+        let scale = work.data.scale.get() as f32;
+        // The llm distribution's outlier channels and weight column scales come
+        // from a stream of their own, so the values' stream is the same for
+        // every distribution's layout.
+        let mut layout_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6c6c_6d00);
+        let channel_gain: Vec<f32> = match dist {
+            Dist::Llm => {
+                let outliers = ((k as f64 * OUTLIER_CHANNEL_SHARE).round() as u64).max(1);
+                let mut gain = vec![1.0f32; k as usize];
+                for _ in 0..outliers {
+                    gain[layout_rng.random_range(0..k as usize)] = OUTLIER_FACTOR;
+                }
+                gain
+            }
+            _ => Vec::new(),
+        };
+        let column_gain: Vec<f32> = match dist {
+            Dist::Llm if work.op.uses_weight() => {
+                let spread = LogNormal::new(0.0f32, WEIGHT_CHANNEL_SIGMA).expect("valid sigma");
+                (0..n).map(|_| spread.sample(&mut layout_rng)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let draw = |rng: &mut ChaCha8Rng| -> f32 {
+            match dist {
+                Dist::Uniform => rng.random_range(-1.0f32..1.0),
+                Dist::Normal | Dist::Llm => StandardNormal.sample(rng),
+            }
+        };
+        // Activations (rows of width k): scaled, outlier channels amplified.
+        let activations = |rng: &mut ChaCha8Rng, count: u64| -> Vec<f32> {
             (0..count)
-                .map(|_| p.round(rng.random_range(-1.0f32..1.0) * scale))
+                .map(|i| {
+                    let gain = channel_gain.get((i % k) as usize).copied().unwrap_or(1.0);
+                    draw(rng) * scale * gain
+                })
                 .collect()
         };
         let mut inputs = Inputs::default();
         if work.op.uses_table() {
-            inputs.table = fill(work.shape.vocab as u64 * k, 1.0);
+            inputs.table = activations(&mut rng, work.shape.vocab as u64 * k);
         }
         if work.op == Op::Matmul {
-            inputs.x = fill(m * k, 1.0);
+            inputs.x = activations(&mut rng, m * k);
         }
         if work.op.uses_weight() {
-            inputs.w = fill(k * n, 1.0 / (k as f32).sqrt());
+            // Uniform in [-1, 1) has a standard deviation of 1/sqrt(3): the
+            // uniform weight keeps its historical 1/sqrt(k) range.
+            let std = 1.0 / (k as f32).sqrt();
+            inputs.w = (0..k * n)
+                .map(|i| {
+                    let gain = column_gain.get((i % n) as usize).copied().unwrap_or(1.0);
+                    let v = match dist {
+                        Dist::Uniform => rng.random_range(-1.0f32..1.0),
+                        Dist::Normal | Dist::Llm => StandardNormal.sample(&mut rng),
+                    };
+                    v * std * gain
+                })
+                .collect();
         }
         if work.op.uses_table() {
             let vocab = work.shape.vocab;
             inputs.ids = (0..m).map(|_| rng.random_range(0..vocab)).collect();
         }
         inputs
+    }
+}
+
+/// How a point's input values are distributed.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dist {
+    /// Uniform in [-1, 1) (the weight in +-1/sqrt(dim)): the lab's historical data.
+    #[default]
+    Uniform,
+    /// Standard normal (the weight with standard deviation 1/sqrt(dim)).
+    Normal,
+    /// Normal, as a trained LLM's layers see it: a few activation channels
+    /// (6 in 4096) 20x larger than the rest, and weight columns whose scales
+    /// spread log-normally (see the constants above for the sources).
+    Llm,
+}
+
+impl Dist {
+    /// Every distribution, in a stable order.
+    pub const ALL: [Dist; 3] = [Dist::Uniform, Dist::Normal, Dist::Llm];
+
+    /// The name used on the command line and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform",
+            Dist::Normal => "normal",
+            Dist::Llm => "llm",
+        }
+    }
+}
+
+impl fmt::Display for Dist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dist {
+    type Err = LabError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dist::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| LabError::invalid("dist", s, "expected uniform, normal or llm"))
+    }
+}
+
+/// The factor activations and table rows are multiplied by: 1 for the data as
+/// drawn, larger to push values toward a format's largest finite value (FP16's
+/// 65504), smaller toward its subnormals. A finite positive number; compared,
+/// ordered and hashed by value, so it can name a point.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Scale(f64);
+
+impl Scale {
+    /// The data as drawn.
+    pub const ONE: Scale = Scale(1.0);
+
+    /// A scale, if `v` is finite and within 1e-30..1e30 (so the scaled f32
+    /// inputs stay finite before any rounding).
+    pub fn new(v: f64) -> Result<Scale, LabError> {
+        if v.is_finite() && (1e-30..=1e30).contains(&v) {
+            Ok(Scale(v))
+        } else {
+            Err(LabError::invalid(
+                "scale",
+                &v.to_string(),
+                "expected a positive number between 1e-30 and 1e30",
+            ))
+        }
+    }
+
+    /// The factor.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale::ONE
+    }
+}
+
+impl TryFrom<f64> for Scale {
+    type Error = LabError;
+    fn try_from(v: f64) -> Result<Self, Self::Error> {
+        Scale::new(v)
+    }
+}
+
+impl From<Scale> for f64 {
+    fn from(s: Scale) -> f64 {
+        s.0
+    }
+}
+
+impl Eq for Scale {}
+
+impl PartialOrd for Scale {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scale {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl std::hash::Hash for Scale {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl fmt::Display for Scale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Scale {
+    type Err = LabError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| LabError::invalid("scale", s, "expected a positive number"))?;
+        Scale::new(v)
+    }
+}
+
+/// What a point's input data looks like: its distribution and scale.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Data {
+    /// The distribution values are drawn from.
+    pub dist: Dist,
+    /// The factor on activations and table rows.
+    pub scale: Scale,
+}
+
+impl Data {
+    /// Whether this is the lab's historical data (uniform, scale 1).
+    pub fn is_default(&self) -> bool {
+        *self == Data::default()
+    }
+}
+
+impl fmt::Display for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scale == Scale::ONE {
+            write!(f, "{}", self.dist)
+        } else {
+            write!(f, "{} x{}", self.dist, self.scale)
+        }
     }
 }
 
@@ -372,6 +648,7 @@ mod tests {
             op,
             precision: p,
             shape: Shape::new(2, 3, 4, 10).unwrap(),
+            data: Data::default(),
         }
     }
 
@@ -393,13 +670,72 @@ mod tests {
     }
 
     #[test]
-    fn inputs_are_reproducible_and_rounded() {
+    fn inputs_are_reproducible_and_full_precision() {
         let w = work(Op::EmbedProject, Precision::F16);
         let a = Inputs::generate(&w, 7);
         let b = Inputs::generate(&w, 7);
         assert_eq!(a.table, b.table);
         assert_eq!(a.ids, b.ids);
         assert!(a.ids.iter().all(|&i| i < 10));
-        assert!(a.table.iter().all(|&v| f16::from_f32(v).to_f32() == v));
+        // Not rounded to f16: the precision cost needs the originals.
+        assert!(a.table.iter().any(|&v| f16::from_f32(v).to_f32() != v));
+    }
+
+    #[test]
+    fn distributions_have_their_shape() {
+        let mut w = Workload {
+            op: Op::Matmul,
+            precision: Precision::F32,
+            shape: Shape::rect(64, 1, 4096, 8, 1).unwrap(),
+            data: Data::default(),
+        };
+        let uniform = Inputs::generate(&w, 3);
+        assert!(uniform.x.iter().all(|v| (-1.0..1.0).contains(v)));
+        w.data.dist = Dist::Normal;
+        let normal = Inputs::generate(&w, 3);
+        let var = normal.x.iter().map(|v| (v * v) as f64).sum::<f64>() / normal.x.len() as f64;
+        assert!((0.95..1.05).contains(&var), "variance {var}");
+        w.data = Data {
+            dist: Dist::Llm,
+            scale: Scale::new(8.0).unwrap(),
+        };
+        let llm = Inputs::generate(&w, 3);
+        // Channel magnitudes: a few are ~20x the median.
+        let mut rms: Vec<f64> = (0..4096)
+            .map(|c| {
+                let s: f64 = (0..64).map(|r| (llm.x[r * 4096 + c] as f64).powi(2)).sum();
+                (s / 64.0).sqrt()
+            })
+            .collect();
+        rms.sort_by(f64::total_cmp);
+        let median = rms[2048];
+        assert!((6.0..10.0).contains(&median), "median channel rms {median}");
+        let big = rms.iter().filter(|&&r| r > 10.0 * median).count();
+        assert!((1..=6).contains(&big), "{big} outlier channels");
+    }
+
+    #[test]
+    fn scale_is_validated_and_ordered() {
+        assert!(Scale::new(0.0).is_err());
+        assert!(Scale::new(f64::NAN).is_err());
+        assert!(Scale::new(1e31).is_err());
+        assert!("64".parse::<Scale>().unwrap() > Scale::ONE);
+        assert!("x".parse::<Dist>().unwrap_err().to_string().contains("llm"));
+    }
+
+    #[test]
+    fn precisions_take_the_names_users_type() {
+        for (name, p) in [
+            ("fp32", Precision::F32),
+            ("half", Precision::F16),
+            ("FP16", Precision::F16),
+            ("bfloat16", Precision::Bf16),
+            ("bf16", Precision::Bf16),
+        ] {
+            assert_eq!(name.parse::<Precision>().unwrap(), p, "{name}");
+        }
+        assert_eq!(Precision::Bf16.round(1.0 + 1.0 / 512.0), 1.0);
+        assert_eq!(Precision::F16.round(70000.0), f32::INFINITY);
+        assert_eq!(Precision::Bf16.round(70000.0), 70144.0);
     }
 }

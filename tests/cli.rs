@@ -58,7 +58,7 @@ fn bench_json_prints_one_verified_record_per_op_precision_backend() {
     }
     for backend in backends {
         for op in ["embedding", "matmul", "embed-project"] {
-            for precision in ["f32", "f16"] {
+            for precision in ["f32", "f16", "bf16"] {
                 let args = [
                     "bench",
                     "--op",
@@ -91,9 +91,15 @@ fn bench_json_prints_one_verified_record_per_op_precision_backend() {
                     (Some(3), Some(77), Some(100))
                 );
                 assert_eq!(r["verified"], true, "{stdout}");
+                let cost = &r["precision_cost"];
+                assert!(
+                    cost["rel_frobenius_err"].as_f64().unwrap() >= 0.0
+                        && cost["elements"].as_u64() == Some(3 * 77 * 100),
+                    "{stdout}"
+                );
                 assert!(
                     r["max_abs_err"].as_f64().unwrap()
-                        <= r["max_rel_err"].as_f64().unwrap() * 1e3 + 1e-2
+                        <= r["max_norm_err"].as_f64().unwrap() * 1e3 + 1e-2
                 );
                 let expect_method = if backend == "gpu" {
                     ["device-timestamp", "wall"]

@@ -28,7 +28,7 @@ MIN_SAMPLES = int(req.get("min_samples", 10))
 MIN_MS = float(req.get("min_ms", 100))
 MAX_MS = float(req.get("max_ms", 1500))
 MAX_SECONDS = float(req.get("max_run_seconds", 3.0))
-DTYPES = {"f32": torch.float32, "f16": torch.float16}
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
 def emit(**kw):

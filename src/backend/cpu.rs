@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use half::f16;
 use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::{
@@ -107,6 +107,7 @@ impl Backend for CpuBackend {
         Ok(match work.precision {
             Precision::F32 => Box::new(CpuOp::<f32>::new(*work, inputs)),
             Precision::F16 => Box::new(CpuOp::<f16>::new(*work, inputs)),
+            Precision::Bf16 => Box::new(CpuOp::<bf16>::new(*work, inputs)),
         })
     }
 }
@@ -114,9 +115,10 @@ impl Backend for CpuBackend {
 /// The implementation that runs `work` on the CPU.
 fn describe(work: &Workload) -> String {
     let (m, _, n) = work.mkn();
-    let narrow = work.precision != Precision::F32;
-    let matmul = if skinny(narrow, m as usize, n as usize) {
+    let matmul = if skinny(work.precision, m as usize, n as usize) {
         "skinny-f32acc"
+    } else if work.precision == Precision::Bf16 {
+        "widen-bf16+gemm-f32"
     } else {
         "gemm"
     };
@@ -132,25 +134,25 @@ fn describe(work: &Workload) -> String {
 /// costs more than it saves.
 const SKINNY_ROWS: usize = 16;
 
-/// Whether an `m` x `n` output (`narrow`: stored narrower than f32) takes
-/// [`matmul_skinny`]. In f32, few rows (here at B8 S1 K4096 N4096, `bench`:
-/// 9.2 and 10.0 ms against 19.0 ms through `gemm`). In a narrow type, every
-/// matrix-vector product, since `gemm`'s matrix-vector path accumulates in
-/// the storage type (FP16, M = 1, K = 768: a normalised error of 1.0e-3
-/// against the f32-accumulation tolerance of 5.8e-4); from two rows `gemm`
-/// accumulates in f32 and widens faster than the skinny path does.
-fn skinny(narrow: bool, m: usize, n: usize) -> bool {
-    if narrow {
-        m <= 1 || n <= 1
-    } else {
-        m <= SKINNY_ROWS
+/// Whether an `m` x `n` output in `precision` takes [`matmul_skinny`]. In
+/// f32, few rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against
+/// 19.0 ms through `gemm`). In f16, every matrix-vector product, since
+/// `gemm`'s matrix-vector path accumulates in the storage type (FP16, M = 1,
+/// K = 768: a normalised error of 1.0e-3 against the f32-accumulation
+/// tolerance of 5.8e-4); from two rows `gemm` accumulates in f32 and widens
+/// faster than the skinny path does. BF16 goes through f32 `gemm` (see
+/// `Element for bf16`), so it takes the f32 rule.
+fn skinny(precision: Precision, m: usize, n: usize) -> bool {
+    match precision {
+        Precision::F16 => m <= 1 || n <= 1,
+        Precision::F32 | Precision::Bf16 => m <= SKINNY_ROWS,
     }
 }
 
 /// A storage element type the CPU kernels are written once for.
 pub trait Element: Copy + Default + Send + Sync + 'static {
-    /// Narrower than f32 (gemm's matrix-vector path would accumulate in it).
-    const NARROW: bool;
+    /// The precision it stores.
+    const PRECISION: Precision;
     /// Converts from the f32 the inputs are generated in.
     fn from_f32(v: f32) -> Self;
     /// Widens to f32 for verification.
@@ -161,10 +163,97 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     fn widen(src: &[Self], dst: &mut [f32]);
     /// `src` as f32: itself, or widened into `buf`.
     fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
+    /// `y[m, n] = x[m, k] @ w[k, n]` through `gemm`, accumulating in f32;
+    /// `scratch` holds whatever widened copies the type needs.
+    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, scratch: &mut Scratch);
+    /// Whether [`Self::gemm`] needs [`Scratch`] buffers (f32 copies).
+    const NEEDS_SCRATCH: bool = false;
+}
+
+/// Widened f32 copies for a type `gemm` has no kernel for: the activations
+/// `[m, k]`, a panel of [`WIDEN_PANEL_ROWS`] rows of the weight, and the f32 output.
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(m: usize, k: usize, n: usize) -> Self {
+        Scratch {
+            x: vec![0.0; m * k],
+            w: vec![0.0; WIDEN_PANEL_ROWS.min(k) * n],
+            y: vec![0.0; m * n],
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        4 * (self.x.capacity() + self.w.capacity() + self.y.capacity()) as u64
+    }
+}
+
+/// Rows of a BF16 weight widened to f32 at a time: the f32 copy stays a panel
+/// (256 x N), not a second whole weight, so BF16 keeps its memory advantage.
+const WIDEN_PANEL_ROWS: usize = 256;
+
+fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m * k * n >= 1 << 16 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` through `gemm`, row-major with row
+/// strides `lda`, `n` and `n`; with `accumulate` the product is added to `dst`
+/// (`one` and `zero` are the type's 1 and 0: gemm's alpha and beta).
+///
+/// # Safety
+/// `lhs` covers `(m - 1) * lda + k` elements, `rhs` `k * n` and `dst` `m * n`;
+/// `dst` aliases neither input.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Copy + 'static>(
+    m: usize,
+    k: usize,
+    n: usize,
+    dst: *mut T,
+    lhs: *const T,
+    lda: usize,
+    rhs: *const T,
+    accumulate: bool,
+    one: T,
+    zero: T,
+) {
+    // SAFETY: the caller's contract (row-major: column stride 1).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            lhs,
+            1,
+            lda as isize,
+            rhs,
+            1,
+            n as isize,
+            if accumulate { one } else { zero },
+            one,
+            false,
+            false,
+            false,
+            gemm_parallelism(m, k, n),
+        );
+    }
 }
 
 impl Element for f32 {
-    const NARROW: bool = false;
+    const PRECISION: Precision = Precision::F32;
     fn from_f32(v: f32) -> Self {
         v
     }
@@ -180,10 +269,28 @@ impl Element for f32 {
     fn as_f32<'a>(src: &'a [Self], _: &'a mut [f32]) -> &'a [f32] {
         src
     }
+    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
+        let m = y.len() / n;
+        // SAFETY: the slices hold m*k, k*n and m*n elements; y is its own Vec.
+        unsafe {
+            gemm_raw(
+                m,
+                k,
+                n,
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                k,
+                w.as_ptr(),
+                false,
+                1.0,
+                0.0,
+            )
+        }
+    }
 }
 
 impl Element for f16 {
-    const NARROW: bool = true;
+    const PRECISION: Precision = Precision::F16;
     fn from_f32(v: f32) -> Self {
         f16::from_f32(v)
     }
@@ -200,6 +307,85 @@ impl Element for f16 {
         src.convert_to_f32_slice(buf);
         buf
     }
+    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
+        let m = y.len() / n;
+        // SAFETY: as for f32; gemm's f16 kernels accumulate in f32 from two rows on.
+        unsafe {
+            gemm_raw(
+                m,
+                k,
+                n,
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                k,
+                w.as_ptr(),
+                false,
+                f16::ONE,
+                f16::ZERO,
+            )
+        }
+    }
+}
+
+impl Element for bf16 {
+    const PRECISION: Precision = Precision::Bf16;
+    const NEEDS_SCRATCH: bool = true;
+    fn from_f32(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    fn one() -> Self {
+        bf16::ONE
+    }
+    fn widen(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        src.convert_to_f32_slice(buf);
+        buf
+    }
+    /// `gemm` has no BF16 kernel: the activations are widened to f32 once,
+    /// the weight a panel of rows at a time, and f32 products accumulate into
+    /// an f32 output that is rounded to BF16 at the end. Widening a BF16 is a
+    /// 16-bit shift, so this costs memory bandwidth, not arithmetic.
+    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, s: &mut Scratch) {
+        let m = y.len() / n;
+        let xs = &mut s.x[..m * k];
+        xs.par_chunks_mut(1 << 16)
+            .zip(x.par_chunks(1 << 16))
+            .for_each(|(d, src)| src.convert_to_f32_slice(d));
+        let mut k0 = 0;
+        while k0 < k {
+            let rows = WIDEN_PANEL_ROWS.min(k - k0);
+            let panel = &mut s.w[..rows * n];
+            panel
+                .par_chunks_mut(1 << 16)
+                .zip(w[k0 * n..(k0 + rows) * n].par_chunks(1 << 16))
+                .for_each(|(d, src)| src.convert_to_f32_slice(d));
+            // SAFETY: xs[k0..] with row stride k covers (m-1)*k + rows elements
+            // past k0; the panel holds rows*n; s.y holds m*n and is its own Vec.
+            unsafe {
+                gemm_raw(
+                    m,
+                    rows,
+                    n,
+                    s.y.as_mut_ptr(),
+                    xs.as_ptr().add(k0),
+                    k,
+                    panel.as_ptr(),
+                    k0 > 0,
+                    1.0f32,
+                    0.0f32,
+                )
+            }
+            k0 += rows;
+        }
+        y.par_chunks_mut(1 << 16)
+            .zip(s.y[..m * n].par_chunks(1 << 16))
+            .for_each(|(d, src)| d.convert_from_f32_slice(src));
+    }
 }
 
 /// A prepared CPU op: every buffer allocated once, in the op's precision.
@@ -212,6 +398,8 @@ struct CpuOp<'a, T: Element> {
     x: Vec<T>,
     w: Vec<T>,
     y: Vec<T>,
+    /// f32 copies for a type `gemm` has no kernel for (BF16).
+    scratch: Scratch,
     flush: Vec<u8>,
     /// Time the table and weight took to load.
     model_load_ns: u64,
@@ -239,6 +427,14 @@ impl<'a, T: Element> CpuOp<'a, T> {
             x: vec![T::default(); activations],
             w: vec![T::default(); inputs.w.len()],
             y: vec![T::default(); (m * n) as usize],
+            scratch: if T::NEEDS_SCRATCH
+                && work.op.uses_weight()
+                && !skinny(T::PRECISION, m as usize, n as usize)
+            {
+                Scratch::new(m as usize, k as usize, n as usize)
+            } else {
+                Scratch::default()
+            },
             flush: Vec::new(),
             model_load_ns: 0,
         };
@@ -269,10 +465,10 @@ impl<'a, T: Element> CpuOp<'a, T> {
         let (k, n) = (k as usize, n as usize);
         match self.work.op {
             Op::Embedding => gather(&self.ids, &self.table, &mut self.y, k),
-            Op::Matmul => matmul(&self.x, &self.w, &mut self.y, k, n),
+            Op::Matmul => matmul(&self.x, &self.w, &mut self.y, k, n, &mut self.scratch),
             Op::EmbedProject => {
                 gather(&self.ids, &self.table, &mut self.x, k);
-                matmul(&self.x, &self.w, &mut self.y, k, n);
+                matmul(&self.x, &self.w, &mut self.y, k, n, &mut self.scratch);
             }
         }
     }
@@ -382,44 +578,12 @@ fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) 
 
 /// `y[m, n] = x[m, k] @ w[k, n]`, all row-major, through `gemm` (or the
 /// widened path where `gemm` would accumulate in f16).
-fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) {
+fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize, scratch: &mut Scratch) {
     let m = y.len() / n;
-    if skinny(T::NARROW, m, n) {
+    if skinny(T::PRECISION, m, n) {
         return matmul_skinny(x, w, y, k, n);
     }
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * k * n >= 1 << 16 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the pointers cover m*k, k*n and m*n elements with the strides given
-    // (row-major: column stride 1, row strides k, n and n), as the slice lengths
-    // guarantee; dst does not alias the inputs (distinct Vecs, borrowed mutably
-    // and shared).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            T::default(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    T::gemm(x, w, y, k, n, scratch)
 }
 
 impl<T: Element> PreparedOp for CpuOp<'_, T> {
@@ -474,7 +638,7 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
             activations: self.x.capacity() as u64 * e,
             weights: self.w.capacity() as u64 * e,
             output: self.y.capacity() as u64 * e,
-            other: self.flush.capacity() as u64,
+            other: self.flush.capacity() as u64 + self.scratch.bytes(),
             ..Default::default()
         }
         .summed()

@@ -8,7 +8,7 @@ use kernel_lab::measure::Sampling;
 use kernel_lab::measure_point::measure_point;
 use kernel_lab::models;
 use kernel_lab::results::Record;
-use kernel_lab::workload::{Op, Precision, Shape, Workload, DEFAULT_VOCAB};
+use kernel_lab::workload::{Data, Dist, Op, Precision, Scale, Shape, Workload, DEFAULT_VOCAB};
 
 use super::{device_label, open_backend, BackendArg, GpuArgs};
 
@@ -40,9 +40,16 @@ pub struct BenchArgs {
     /// Vocabulary size (rows of the embedding table).
     #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = clap::value_parser!(u32).range(1..))]
     vocab: u32,
-    /// Storage precision: f32 or f16.
+    /// Storage precision: f32 (fp32), f16 (fp16, half) or bf16 (bfloat16).
     #[arg(long, default_value = "f32")]
     precision: Precision,
+    /// Input data: uniform (the lab's historical data), normal, or llm
+    /// (normal with a few 20x outlier channels and spread weight columns).
+    #[arg(long, default_value = "uniform")]
+    dist: Dist,
+    /// Factor on the activations and table rows (push toward FP16's 65504).
+    #[arg(long, default_value = "1")]
+    scale: Scale,
     /// Backend: auto (GPU if present, else CPU), gpu or cpu.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
@@ -114,7 +121,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (Some(model), Some(layer), _, _) => {
             let model = models::find(model)?;
             let layer = model.layer(layer)?;
-            let work = layer.work(model, args.precision, args.batch, args.seq)?;
+            let mut work = layer.work(model, args.precision, args.batch, args.seq)?;
+            work.data = Data {
+                dist: args.dist,
+                scale: args.scale,
+            };
             (work, Some(format!("{}/{}", model.name, layer.layer)))
         }
         (_, _, Some(op), Some(dim)) => {
@@ -124,6 +135,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 op,
                 precision: args.precision,
                 shape,
+                data: Data {
+                    dist: args.dist,
+                    scale: args.scale,
+                },
             };
             (work, None)
         }
@@ -187,11 +202,36 @@ fn print_summary(r: &Record) {
         r.adapter,
         r.kernel
     );
-    if let (Some(abs), Some(rel), Some(tol)) = (r.max_abs_err, r.max_rel_err, r.tolerance) {
+    if let (Some(abs), Some(rel), Some(tol)) = (r.max_abs_err, r.max_norm_err, r.tolerance) {
         println!(
-            "  verified: {}  max_abs_err {abs:.3e}  max_rel_err {rel:.3e} (tolerance {tol:.3e}, {} rows checked)",
+            "  verified: {}  max_abs_err {abs:.3e}  max_norm_err {rel:.3e} (tolerance {tol:.3e}, {} rows checked)",
             r.verified,
             r.rows_checked.unwrap_or(0)
+        );
+    }
+    if let Some(n) = r.overflows {
+        println!("  overflow: {n} outputs past {}'s largest finite value (Inf/NaN, as the format must give)", r.id.precision);
+    }
+    if let Some(c) = &r.precision_cost {
+        let top = match (c.top1_agreement, c.top5_agreement) {
+            (Some(t1), Some(t5)) => format!(
+                "; top-1 agrees on {:.1}% of rows, top-5 on {:.1}%",
+                t1 * 100.0,
+                t5 * 100.0
+            ),
+            (Some(t1), None) => format!("; top-1 agrees on {:.1}% of rows", t1 * 100.0),
+            _ => String::new(),
+        };
+        println!(
+            "  precision cost vs the full-precision data: relative Frobenius error {:.3e}; per-element normalised error p50 {:.2e} p99 {:.2e} max {:.2e}; row cosine min {:.6} mean {:.6}; {} non-finite of {}{top}",
+            c.rel_frobenius_err,
+            c.norm_err_p50,
+            c.norm_err_p99,
+            c.norm_err_max,
+            c.row_cosine_min,
+            c.row_cosine_mean,
+            c.non_finite,
+            c.elements
         );
     }
     if let Some(reason) = &r.skipped {

@@ -276,8 +276,8 @@ pub fn fp16_vs_fp32(records: &[Record]) -> Groups<(BackendKind, Op), Fp16Pair> {
         if let Some(base) = f32s.get(&key(r)) {
             groups.entry((r.id.backend, r.id.op)).or_default().push((
                 p50(base) / p50(r),
-                r.max_rel_err.unwrap_or(0.0),
-                base.max_rel_err.unwrap_or(0.0),
+                r.max_norm_err.unwrap_or(0.0),
+                base.max_norm_err.unwrap_or(0.0),
             ));
         }
     }

@@ -164,7 +164,7 @@ pub fn report(
             "{lead}| {} | {} | {} | {} | {} | {} |{n}",
             id.op, id.backend, id.precision, id.batch, id.seq, id.dim
         );
-        let err = r.max_rel_err.map_or("-".into(), |e| format!("{e:.1e}"));
+        let err = r.max_norm_err.map_or("-".into(), |e| format!("{e:.1e}"));
         match &r.measured {
             Some(m) => {
                 // A projection against the FMA peak, a gather against bandwidth.

@@ -8,6 +8,7 @@ pub mod device_check;
 pub mod findings;
 pub mod layers;
 pub mod markdown;
+pub mod precision_study;
 #[cfg(test)]
 mod testdata;
 
@@ -26,6 +27,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
         ChartKind::GpuVsCpu,
         ChartKind::Batching,
         ChartKind::Precision,
+        ChartKind::PrecisionCost,
         ChartKind::Roofline,
     ];
     let kinds = if kinds.is_empty() { &all[..] } else { kinds };
@@ -38,6 +40,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             ChartKind::GpuVsCpu => charts::gpu_vs_cpu(records, out),
             ChartKind::Batching => charts::batching(records, out),
             ChartKind::Precision => charts::precision(records, out),
+            ChartKind::PrecisionCost => charts::precision_cost(records, out),
             ChartKind::Roofline => charts::roofline(records, &results.environment.ceilings, out),
         };
         files.extend(
@@ -46,6 +49,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
     }
     let mut found = findings::findings(records, &results.environment.ceilings);
     found.extend(layers::findings(records, &results.environment.ceilings));
+    found.extend(precision_study::findings(records));
     found.extend(anchor_table::findings(records, results.anchors.as_ref()));
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");

@@ -21,6 +21,7 @@ pub fn synthetic(
         op,
         precision,
         shape: Shape::new(b, s, d, 100).unwrap(),
+        data: Default::default(),
     };
     let ns = (p50_ms * 1e6) as u64;
     let raw: Vec<u64> = (0..30).map(|i| ns + (i % 3) * ns / 100).collect();
@@ -40,13 +41,15 @@ pub fn synthetic(
         software_device: false,
         kernel: "test".into(),
         max_abs_err: Some(0.0),
-        max_rel_err: Some(if precision == Precision::F16 {
+        max_norm_err: Some(if precision == Precision::F16 {
             1e-4
         } else {
             1e-7
         }),
         tolerance: Some(1.0),
         rows_checked: Some(1),
+        overflows: None,
+        precision_cost: None,
         verified: true,
         skipped: None,
         warnings: vec![],
@@ -99,6 +102,7 @@ pub fn layer(
         op: Op::Matmul,
         precision: Precision::F32,
         shape: Shape::rect(b, s, k, n, r.id.vocab).unwrap(),
+        data: Default::default(),
     };
     r.id = PointId::new(r.id.backend, &work);
     r.layer = Some(label.to_string());

@@ -22,7 +22,7 @@ use crate::error::{LabError, Result};
 use crate::machine_state::MachineState;
 
 /// Version of the results schema; bumped when a field changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where the results were measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,9 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backend::{BackendKind, Ceilings, MemoryUse, TimingMethod};
 use crate::measure::{BatchResult, StopRule};
+use crate::precision_cost::PrecisionCost;
 use crate::prepared_op::TimestampFault;
 use crate::stats::Summary;
-use crate::workload::{MemoryModel, Op, Precision, Shape, Workload};
+use crate::workload::{Data, Dist, MemoryModel, Op, Precision, Scale, Shape, Workload};
 
 /// What identifies a point in a results file, whatever measured it: a point
 /// is measured at most once per file. Serialised flat into its record; a file
@@ -36,6 +37,10 @@ pub struct PointId {
     pub vocab: u32,
     /// Columns of the projection's output (`dim` for a gather or a square projection).
     pub out_dim: u32,
+    /// The input data's distribution (files before it existed: uniform).
+    pub dist: Dist,
+    /// The factor on activations and table rows (files before it existed: 1).
+    pub scale: Scale,
 }
 
 /// [`PointId`] as a file may hold it.
@@ -50,6 +55,10 @@ struct PointIdFields {
     vocab: u32,
     #[serde(default)]
     out_dim: Option<u32>,
+    #[serde(default)]
+    dist: Dist,
+    #[serde(default)]
+    scale: Scale,
 }
 
 impl From<PointIdFields> for PointId {
@@ -63,6 +72,8 @@ impl From<PointIdFields> for PointId {
             dim: f.dim,
             vocab: f.vocab,
             out_dim: f.out_dim.unwrap_or(f.dim),
+            dist: f.dist,
+            scale: f.scale,
         }
     }
 }
@@ -80,6 +91,16 @@ impl PointId {
             dim: s.dim,
             vocab: s.vocab,
             out_dim: work.mkn().2 as u32,
+            dist: work.data.dist,
+            scale: work.data.scale,
+        }
+    }
+
+    /// The input data it ran on.
+    pub fn data(&self) -> Data {
+        Data {
+            dist: self.dist,
+            scale: self.scale,
         }
     }
 
@@ -89,6 +110,7 @@ impl PointId {
             op: self.op,
             precision: self.precision,
             shape: Shape::rect(self.batch, self.seq, self.dim, self.out_dim, self.vocab).ok()?,
+            data: self.data(),
         })
     }
 
@@ -102,6 +124,7 @@ impl PointId {
             self.seq,
             self.dim,
             self.out_dim,
+            self.data(),
         ) == (
             other.op,
             other.precision,
@@ -109,6 +132,7 @@ impl PointId {
             other.seq,
             other.dim,
             other.out_dim,
+            other.data(),
         ) && (!self.op.uses_table() || self.vocab == other.vocab)
     }
 
@@ -124,7 +148,12 @@ impl PointId {
         } else {
             String::new()
         };
-        format!("B{} S{} D{}{n}", self.batch, self.seq, self.dim)
+        let data = if self.data().is_default() {
+            String::new()
+        } else {
+            format!(" {}", self.data())
+        };
+        format!("B{} S{} D{}{n}{data}", self.batch, self.seq, self.dim)
     }
 }
 
@@ -363,12 +392,23 @@ pub struct Record {
     pub kernel: String,
     /// Largest absolute error against the f64 reference.
     pub max_abs_err: Option<f64>,
-    /// Largest normalised error (see reference.rs).
-    pub max_rel_err: Option<f64>,
+    /// Largest normalised kernel error: `|y - ref| / sum_k |x*w|` against the
+    /// f64 result of the inputs as rounded to the precision (see reference.rs;
+    /// files before schema 2 call it `max_rel_err`).
+    #[serde(alias = "max_rel_err")]
+    pub max_norm_err: Option<f64>,
     /// Tolerance applied to the normalised error.
     pub tolerance: Option<f64>,
     /// Rows compared with the reference.
     pub rows_checked: Option<u64>,
+    /// Outputs that overflowed the format (Inf or NaN where the exact result is
+    /// past its largest finite value): counted, not a verification failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflows: Option<u64>,
+    /// What the precision cost against the f64 result of the full-precision
+    /// data (absent in files before schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_cost: Option<PrecisionCost>,
     /// Whether the output matched the reference; timings exist only when true.
     pub verified: bool,
     /// Why the point was not measured, when it was not.
@@ -417,6 +457,8 @@ mod tests {
             dim: 3,
             vocab: 4,
             out_dim: 5,
+            dist: Default::default(),
+            scale: Default::default(),
         };
         let v = serde_json::to_value(id).unwrap();
         assert_eq!(v["backend"], "gpu");
@@ -434,5 +476,25 @@ mod tests {
         });
         let id: PointId = serde_json::from_value(old).unwrap();
         assert_eq!(id.out_dim, 64);
+        // Before schema 2 there was no data axis: uniform at scale 1.
+        assert_eq!(id.data(), crate::workload::Data::default());
+    }
+
+    #[test]
+    fn a_schema_1_record_reads_its_error_under_the_new_name() {
+        let old = serde_json::json!({
+            "op": "matmul", "backend": "cpu", "precision": "f16",
+            "batch": 1, "seq": 2, "dim": 64, "vocab": 100,
+            "adapter": "cpu", "device_type": "host-cpu", "software_device": false,
+            "kernel": "gemm f16", "max_abs_err": 1e-3, "max_rel_err": 2e-4,
+            "tolerance": 5e-4, "rows_checked": 2, "verified": true,
+        });
+        let r: Record = serde_json::from_value(old).unwrap();
+        assert_eq!(r.max_norm_err, Some(2e-4));
+        assert_eq!(r.precision_cost, None);
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("max_rel_err").is_none() && v["max_norm_err"] == 2e-4);
+        assert_eq!(v["dist"], "uniform");
+        assert_eq!(v["scale"], 1.0);
     }
 }

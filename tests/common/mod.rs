@@ -67,6 +67,7 @@ pub fn work(op: Op, precision: Precision, b: u32, s: u32, d: u32, v: u32) -> Wor
         op,
         precision,
         shape: Shape::new(b, s, d, v).unwrap(),
+        data: Default::default(),
     }
 }
 

@@ -147,6 +147,7 @@ mod tests {
             op,
             precision: Precision::F32,
             shape: Shape::new(b, s, d, v).unwrap(),
+            data: Default::default(),
         }
     }
 

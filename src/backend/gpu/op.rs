@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use bytemuck::{Pod, Zeroable};
-use half::f16;
+use half::{bf16, f16};
 
 use super::chunks::buffer_bytes;
 use super::options::ShaderChecks;
@@ -111,6 +111,10 @@ fn encode(mode: StorageMode, data: &[f32]) -> Vec<u8> {
         StorageMode::F32 => bytemuck::cast_slice(data).to_vec(),
         StorageMode::F16 | StorageMode::PackedF16 => {
             let halves: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+            bytemuck::cast_slice(&halves).to_vec()
+        }
+        StorageMode::PackedBf16 => {
+            let halves: Vec<bf16> = data.iter().map(|&v| bf16::from_f32(v)).collect();
             bytemuck::cast_slice(&halves).to_vec()
         }
     };
@@ -550,6 +554,13 @@ impl PreparedOp for GpuOp<'_> {
                         out.extend(
                             vals.chunks_exact(2)
                                 .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                        );
+                    }
+                    StorageMode::PackedBf16 => {
+                        let vals: &[u8] = &bytes[row * 2..(row + n) * 2];
+                        out.extend(
+                            vals.chunks_exact(2)
+                                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
                         );
                     }
                 }

@@ -177,6 +177,7 @@ mod tests {
             op,
             precision: Precision::F32,
             shape: Shape::new(2, 3, d, 50).unwrap(),
+            data: Default::default(),
         };
         let chunks = ChunkPlan::whole(&work);
         KernelPlan::new(

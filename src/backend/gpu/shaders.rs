@@ -13,6 +13,10 @@ pub enum StorageMode {
     /// f16 values two to an `array<u32>` word, through `unpack2x16float` /
     /// `pack2x16float`: FP16 storage on adapters without SHADER_F16.
     PackedF16,
+    /// bf16 values two to an `array<u32>` word (WGSL has no bf16 type): a
+    /// bf16 is the top half of an f32, so reading one is a shift and a
+    /// bitcast; writing rounds to nearest even.
+    PackedBf16,
 }
 
 impl StorageMode {
@@ -22,6 +26,7 @@ impl StorageMode {
             Precision::F32 => StorageMode::F32,
             Precision::F16 if shader_f16 && !force_packed => StorageMode::F16,
             Precision::F16 => StorageMode::PackedF16,
+            Precision::Bf16 => StorageMode::PackedBf16,
         }
     }
 
@@ -31,6 +36,7 @@ impl StorageMode {
             StorageMode::F32 => "f32",
             StorageMode::F16 => "f16",
             StorageMode::PackedF16 => "f16-packed",
+            StorageMode::PackedBf16 => "bf16-packed",
         }
     }
 
@@ -38,14 +44,14 @@ impl StorageMode {
     pub fn element_bytes(self) -> u32 {
         match self {
             StorageMode::F32 => 4,
-            StorageMode::F16 | StorageMode::PackedF16 => 2,
+            StorageMode::F16 | StorageMode::PackedF16 | StorageMode::PackedBf16 => 2,
         }
     }
 
     /// Row strides of written buffers are padded to a whole number of words.
     pub fn padded_stride(self, cols: u32) -> u32 {
         match self {
-            StorageMode::PackedF16 => cols.div_ceil(2) * 2,
+            StorageMode::PackedF16 | StorageMode::PackedBf16 => cols.div_ceil(2) * 2,
             _ => cols,
         }
     }
@@ -54,7 +60,7 @@ impl StorageMode {
         match self {
             StorageMode::F32 => "f32",
             StorageMode::F16 => "f16",
-            StorageMode::PackedF16 => "u32",
+            StorageMode::PackedF16 | StorageMode::PackedBf16 => "u32",
         }
     }
 
@@ -94,6 +100,16 @@ fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> St
                     "let w = {name}[i >> 2u]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));"
                 ),
             ),
+            // A bf16 is the top half of an f32: the low half of a word moves up, the high one is masked.
+            StorageMode::PackedBf16 => (
+                "vec2<u32>",
+                format!(
+                    "let w = {name}[i >> 2u][(i >> 1u) & 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));"
+                ),
+                format!(
+                    "let w = {name}[i >> 2u]; return bitcast<vec4<f32>>(vec4<u32>(w.x << 16u, w.x & 0xffff0000u, w.y << 16u, w.y & 0xffff0000u));"
+                ),
+            ),
         };
         return format!(
             "@group(0) @binding({binding}) var<storage, read> {name}: array<{word}>;\n\
@@ -116,6 +132,9 @@ fn read_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
         StorageMode::PackedF16 => {
             format!("let w = unpack2x16float({name}[i >> 1u]); return select(w.x, w.y, (i & 1u) == 1u);")
         }
+        StorageMode::PackedBf16 => {
+            format!("let w = {name}[i >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));")
+        }
     };
     format!(
         "@group(0) @binding({binding}) var<storage, read> {name}: array<{e}>;\nfn load_{name}(i: u32) -> f32 {{ {body} }}\n",
@@ -135,9 +154,21 @@ fn write_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
         StorageMode::PackedF16 => {
             format!("{name}[i >> 1u] = pack2x16float(select(vec2<f32>(v.x, 0.0), v, both));")
         }
+        StorageMode::PackedBf16 => format!(
+            "let h = select(vec2<f32>(v.x, 0.0), v, both); {name}[i >> 1u] = bf16_bits_{name}(h.x) | (bf16_bits_{name}(h.y) << 16u);"
+        ),
+    };
+    // Round to nearest, ties to even, as the host's conversion does; a NaN
+    // stays a (quiet) NaN instead of rounding into infinity.
+    let helper = if mode == StorageMode::PackedBf16 {
+        format!(
+            "fn bf16_bits_{name}(v: f32) -> u32 {{ let b = bitcast<u32>(v); if ((b & 0x7fffffffu) > 0x7f800000u) {{ return (b >> 16u) | 0x40u; }} return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u; }}\n"
+        )
+    } else {
+        String::new()
     };
     format!(
-        "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{e}>;\nfn store2_{name}(i: u32, v: vec2<f32>, both: bool) {{ {body} }}\n",
+        "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{e}>;\n{helper}fn store2_{name}(i: u32, v: vec2<f32>, both: bool) {{ {body} }}\n",
         e = mode.element()
     )
 }
@@ -475,7 +506,12 @@ mod tests {
     /// with its overrides resolved, compile to SPIR-V.
     #[test]
     fn every_variant_validates() {
-        for mode in [StorageMode::F32, StorageMode::F16, StorageMode::PackedF16] {
+        for mode in [
+            StorageMode::F32,
+            StorageMode::F16,
+            StorageMode::PackedF16,
+            StorageMode::PackedBf16,
+        ] {
             let mut sources: Vec<Case> = MatmulVariant::CANDIDATES
                 .iter()
                 .flat_map(|v| [v.for_adapter(32), v.with_f16_acc(true)])

@@ -7,6 +7,7 @@ mod batching;
 mod gpu_vs_cpu;
 mod latency_distribution;
 mod precision;
+mod precision_cost;
 mod roofline;
 mod seed;
 
@@ -14,6 +15,7 @@ pub use batching::batching;
 pub use gpu_vs_cpu::gpu_vs_cpu;
 pub use latency_distribution::latency_distribution;
 pub use precision::precision;
+pub use precision_cost::precision_cost;
 pub use roofline::roofline;
 pub use seed::seed;
 

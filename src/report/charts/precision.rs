@@ -13,8 +13,8 @@ use crate::workload::Op;
 
 /// Error (left) and speed (right) vs dim, a line per backend x op x precision.
 pub fn precision(records: &[Record], out: &Path) -> Chart {
-    let precisions: std::collections::BTreeSet<&str> =
-        measured(records).map(|r| r.id.precision.name()).collect();
+    let precisions: std::collections::BTreeSet<crate::workload::Precision> =
+        measured(records).map(|r| r.id.precision).collect();
     if precisions.len() < 2 {
         return Ok(vec![]);
     }
@@ -34,7 +34,7 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         let m = r.measured.as_ref().expect("filtered");
         err.entry(key.clone())
             .or_default()
-            .push((r.id.dim as f64, r.max_rel_err.unwrap_or(0.0).max(1e-12)));
+            .push((r.id.dim as f64, r.max_norm_err.unwrap_or(0.0).max(1e-12)));
         speed
             .entry(key)
             .or_default()
@@ -56,13 +56,21 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     let root = SVGBackend::new(&path, (1200, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
-        &format!("FP32 vs FP16 at B{b} S{s}{}", software_note(records)),
+        &format!(
+            "{} at B{b} S{s}{}",
+            precisions
+                .iter()
+                .map(|p| p.label())
+                .collect::<Vec<_>>()
+                .join(" vs "),
+            software_note(records)
+        ),
         (FONT, 18),
     )?;
     let (left, right) = root.split_horizontally(600);
     line_panel(
         &left,
-        "max error / sum|x*w| vs the f64 reference",
+        "kernel error: max |y - ref| / sum|x*w| (rounded inputs)",
         "dim",
         "normalised error",
         &err,

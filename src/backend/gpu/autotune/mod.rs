@@ -216,6 +216,7 @@ pub fn tuning_workload(
             op: Op::Matmul,
             precision,
             shape: Shape::new(b, s, d, 1)?,
+            data: Default::default(),
         })
     };
     let mut dim = d;

@@ -1,0 +1,210 @@
+//! The precision study's charts: error against speed with the Pareto front
+//! (`precision-tradeoff.svg`), and the per-element error's CDF per precision
+//! (`precision-error-cdf.svg`). Both read the records' precision cost, which
+//! compares with the full-precision data (see precision_cost.rs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{color, fmt_num, log_range, software_note, Chart, FONT};
+use crate::backend::BackendKind;
+use crate::report::analysis::measured;
+use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
+use crate::results::Record;
+use crate::workload::{Op, Precision, Scale};
+
+/// Both charts, when the records hold at least two precisions with a cost.
+pub fn precision_cost(records: &[Record], out: &Path) -> Chart {
+    let mut files = Vec::new();
+    files.extend(tradeoff(records, out)?);
+    files.extend(error_cdf(records, out)?);
+    Ok(files)
+}
+
+/// A precision placed on the trade-off chart: speed vs FP32, error, which.
+type Placed = (f64, f64, Precision);
+
+/// Each precision's error CDFs (one per point), per op.
+type Cdfs = BTreeMap<Op, BTreeMap<Precision, Vec<Vec<[f64; 2]>>>>;
+
+/// Error vs speed relative to FP32, a panel per op, a colour per backend, the
+/// Pareto front (no other precision both faster and more accurate) joined.
+fn tradeoff(records: &[Record], out: &Path) -> Chart {
+    let Some(dist) = tradeoff_dist(records) else {
+        return Ok(vec![]);
+    };
+    let t = tradeoffs(records, dist);
+    let mut by_op: BTreeMap<Op, BTreeMap<BackendKind, Vec<Placed>>> = BTreeMap::new();
+    for (&(b, op, p), v) in &t {
+        // FP32's own error can be exactly 0 (a gather): a log axis cannot show it.
+        if v.rel_err > 0.0 && v.speedup_vs_f32.is_finite() {
+            by_op.entry(op).or_default().entry(b).or_default().push((
+                v.speedup_vs_f32,
+                v.rel_err,
+                p,
+            ));
+        }
+    }
+    by_op.retain(|_, m| m.values().any(|v| v.len() >= 2));
+    if by_op.is_empty() {
+        return Ok(vec![]);
+    }
+    let path = out.join("precision-tradeoff.svg");
+    let width = 560 * by_op.len() as u32;
+    let root = SVGBackend::new(&path, (width.max(700), 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "What each precision costs and buys ({dist} data, scale 1; median over shapes){}",
+            software_note(records)
+        ),
+        (FONT, 17),
+    )?;
+    let panels = root.split_evenly((1, by_op.len()));
+    for (area, (op, series)) in panels.iter().zip(&by_op) {
+        let all: Vec<(f64, f64)> = series.values().flatten().map(|p| (p.0, p.1)).collect();
+        let (lo, hi) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+        let pad = ((hi - lo) * 0.15).max(0.1);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{op}"), (FONT, 16))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(74)
+            .build_cartesian_2d(
+                (lo - pad).max(0.0)..(hi + pad),
+                log_range(all.iter().map(|p| p.1)).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("speed relative to FP32 on the same points (x)")
+            .y_desc("relative error ||y - y*|| / ||y*||")
+            .label_style((FONT, 12))
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()?;
+        for (i, (backend, pts)) in series.iter().enumerate() {
+            let c = color(i);
+            let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
+            let mut front: Vec<(f64, f64)> =
+                xy.iter().copied().filter(|&p| !dominated(p, &xy)).collect();
+            front.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(front, c.stroke_width(2)))?
+                .label(format!("{backend}: Pareto front"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&(x, y, p)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 5, c.filled())
+                    + Text::new(
+                        format!("{} {}", backend, p.label()),
+                        (7, -14),
+                        (FONT, 12).into_font(),
+                    )
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 12))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(vec![path.clone()])
+}
+
+/// The per-element normalised error's CDF, a line per precision (the median
+/// over points of each quantile), a panel per projection op.
+fn error_cdf(records: &[Record], out: &Path) -> Chart {
+    let Some(dist) = tradeoff_dist(records) else {
+        return Ok(vec![]);
+    };
+    let mut curves: Cdfs = BTreeMap::new();
+    for r in measured(records)
+        .filter(|r| r.id.op.uses_weight() && r.id.dist == dist && r.id.scale == Scale::ONE)
+    {
+        if let Some(c) = &r.precision_cost {
+            curves
+                .entry(r.id.op)
+                .or_default()
+                .entry(r.id.precision)
+                .or_default()
+                .push(c.norm_err_cdf.clone());
+        }
+    }
+    curves.retain(|_, m| m.len() >= 2);
+    if curves.is_empty() {
+        return Ok(vec![]);
+    }
+    let path = out.join("precision-error-cdf.svg");
+    let width = 560 * curves.len() as u32;
+    let root = SVGBackend::new(&path, (width.max(700), 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!("Per-element error against the full-precision result ({dist} data, scale 1)"),
+        (FONT, 17),
+    )?;
+    let panels = root.split_evenly((1, curves.len()));
+    for (area, (op, by_p)) in panels.iter().zip(&curves) {
+        // Median over points of each level's error.
+        let lines: Vec<(Precision, Vec<(f64, f64)>)> = by_p
+            .iter()
+            .map(|(&p, cdfs)| {
+                let levels = cdfs.iter().map(Vec::len).min().unwrap_or(0);
+                let pts = (0..levels)
+                    .map(|i| {
+                        let q = cdfs[0][i][0];
+                        let e =
+                            crate::report::analysis::median(cdfs.iter().map(|c| c[i][1]).collect());
+                        (e, q)
+                    })
+                    .filter(|&(e, _)| e > 0.0)
+                    .collect();
+                (p, pts)
+            })
+            .collect();
+        let xr = log_range(lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)));
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{op} (median over points)"), (FONT, 16))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xr.log_scale(), 0.0..1.02)?;
+        chart
+            .configure_mesh()
+            .x_desc("|y - y*| / sum|x*w| per element")
+            .y_desc("share of elements at or below")
+            .label_style((FONT, 12))
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .draw()?;
+        for (p, pts) in &lines {
+            let c = color(Precision::ALL.iter().position(|q| q == p).unwrap_or(0));
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+                .label(p.label())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&pt| Circle::new(pt, 3, c.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 12))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(vec![path.clone()])
+}
