@@ -6,6 +6,9 @@
 //   const TM: u32; const TN: u32;   rows and columns of y one invocation owns
 //   const VEC4: bool;   rows of a and b are whole 4-element words (K, N, lda
 //                       multiples of 4): load4_a / load4_b read one word
+//   fn epilogue(col, v) -> vec4<f32>   what a column's sums become before they
+//                       are stored: themselves, or times the INT8 weight's
+//                       per-column scales
 
 struct Params {
     m: u32,
@@ -24,12 +27,13 @@ struct Params {
 }
 @group(0) @binding(3) var<uniform> p: Params;
 
-fn store_row(row: u32, col: u32, v: vec4<f32>) {
+fn store_row(row: u32, col: u32, sums: vec4<f32>) {
     // col is a multiple of 4, so pairs (col, col+1) and (col+2, col+3) never straddle
     // a packed word; the checks keep columns past n unwritten (or in the row's pad).
     if (row >= p.m || col >= p.n) {
         return;
     }
+    let v = epilogue(col, sums);
     let base = row * p.ldy + p.y_col0 + col;
     store2_y(base, v.xy, col + 1u < p.n);
     if (col + 2u < p.n) {

@@ -40,6 +40,10 @@ pub fn tolerance(op: Op, precision: Precision, k: u64) -> f64 {
     match precision {
         Precision::F32 => accumulate,
         Precision::F16 | Precision::Bf16 => accumulate + precision.unit_roundoff(),
+        // INT8 weights times FP16 activations are exact in f32 (8 + 11 bits);
+        // the column's scale adds one f32 rounding (applied to the sum or to
+        // each weight), the FP16 output one f16 rounding.
+        Precision::Int8 => accumulate + U32 + precision.unit_roundoff(),
     }
 }
 
@@ -196,7 +200,7 @@ pub fn verify_accumulated(
     let rounded = p != Precision::F32;
     let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
     let wq = if rounded && work.op.uses_weight() {
-        round(&inputs.w)
+        p.stored_weight(&inputs.w, n as usize)
     } else {
         Vec::new()
     };
@@ -284,7 +288,7 @@ mod tests {
                 .iter()
                 .map(|&v| work.precision.round(v))
                 .collect();
-            let w: Vec<f32> = inputs.w.iter().map(|&v| work.precision.round(v)).collect();
+            let w = work.precision.stored_weight(&inputs.w, n as usize);
             reference_row(work, &x, &w, &mut row, &mut scale);
             for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
                 .iter_mut()

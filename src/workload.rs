@@ -84,17 +84,37 @@ pub enum Precision {
     /// of an f32), f32 accumulation.
     #[serde(alias = "bfloat16")]
     Bf16,
+    /// Weight-only INT8 (W8A16), as LLM inference engines ship it: projection
+    /// weights as int8 with one f32 scale per output column (symmetric,
+    /// `max |w| / 127`), dequantised inside the kernel; tables, activations and
+    /// outputs in FP16; f32 accumulation.
+    #[serde(alias = "w8", alias = "w8a16")]
+    Int8,
 }
 
 impl Precision {
     /// Every precision, in a stable order.
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
+    pub const ALL: [Precision; 4] = [
+        Precision::F32,
+        Precision::F16,
+        Precision::Bf16,
+        Precision::Int8,
+    ];
 
-    /// Bytes per stored element.
+    /// Bytes per stored element of tables, activations and outputs.
     pub fn bytes(self) -> u64 {
         match self {
             Precision::F32 => 4,
-            Precision::F16 | Precision::Bf16 => 2,
+            Precision::F16 | Precision::Bf16 | Precision::Int8 => 2,
+        }
+    }
+
+    /// Bytes of a `k` x `n` projection weight: its elements, plus one f32
+    /// scale per column for INT8.
+    pub fn weight_bytes(self, k: u64, n: u64) -> u64 {
+        match self {
+            Precision::Int8 => k * n + 4 * n,
+            _ => k * n * self.bytes(),
         }
     }
 
@@ -104,6 +124,7 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 
@@ -113,16 +134,28 @@ impl Precision {
             Precision::F32 => "FP32",
             Precision::F16 => "FP16",
             Precision::Bf16 => "BF16",
+            Precision::Int8 => "INT8 (W8A16)",
         }
     }
 
-    /// Rounds a value to what this precision stores (round to nearest, ties
-    /// to even; past the largest finite value, to infinity).
+    /// Rounds a table, activation or output value to what this precision
+    /// stores (round to nearest, ties to even; past the largest finite value,
+    /// to infinity). INT8's weights are quantised by [`quantize_weight`].
     pub fn round(self, v: f32) -> f32 {
         match self {
             Precision::F32 => v,
-            Precision::F16 => f16::from_f32(v).to_f32(),
+            Precision::F16 | Precision::Int8 => f16::from_f32(v).to_f32(),
             Precision::Bf16 => bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// A `k` x `n` weight as this precision stores it, widened back to f32:
+    /// rounded element by element, or for INT8 quantised per column and
+    /// dequantised (`q * scale`).
+    pub fn stored_weight(self, w: &[f32], n: usize) -> Vec<f32> {
+        match self {
+            Precision::Int8 => quantize_weight(w, n).dequantize(),
+            _ => w.iter().map(|&v| self.round(v)).collect(),
         }
     }
 
@@ -130,7 +163,7 @@ impl Precision {
     pub fn unit_roundoff(self) -> f64 {
         match self {
             Precision::F32 => 2f64.powi(-24),
-            Precision::F16 => 2f64.powi(-11),
+            Precision::F16 | Precision::Int8 => 2f64.powi(-11),
             Precision::Bf16 => 2f64.powi(-8),
         }
     }
@@ -140,7 +173,7 @@ impl Precision {
     pub fn overflow_threshold(self) -> f64 {
         match self {
             Precision::F32 => f32::MAX as f64 * (1.0 + 2f64.powi(-24)),
-            Precision::F16 => 65520.0,
+            Precision::F16 | Precision::Int8 => 65520.0,
             Precision::Bf16 => f32::MAX as f64 * (1.0 + 2f64.powi(-8)),
         }
     }
@@ -159,13 +192,68 @@ impl FromStr for Precision {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
             "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "int8" | "w8" | "w8a16" => Ok(Precision::Int8),
             _ => Err(LabError::invalid(
                 "precision",
                 s,
-                "expected f32 (fp32), f16 (fp16, half) or bf16 (bfloat16)",
+                "expected f32 (fp32), f16 (fp16, half), bf16 (bfloat16) or int8 (w8: int8 weights, FP16 activations)",
             )),
         }
     }
+}
+
+/// A weight quantised to int8 per output column: `w[k, c] ~ q[k, c] * scales[c]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuantizedWeight {
+    /// `[k, n]` row-major, in -127..=127.
+    pub q: Vec<i8>,
+    /// One per column: the column's `max |w| / 127` (1 for an all-zero column).
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedWeight {
+    /// `q * scale`, element by element, in f32.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let n = self.scales.len();
+        self.q
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| q as f32 * self.scales[i % n])
+            .collect()
+    }
+}
+
+/// Symmetric per-output-channel int8 quantisation of a `[k, n]` weight, as
+/// weight-only inference engines do it: each column's scale maps its largest
+/// magnitude to 127, values round to nearest (ties to even) and clamp to
+/// -127..=127. Every backend and the reference quantise through this one
+/// function, so they store the same numbers.
+pub fn quantize_weight(w: &[f32], n: usize) -> QuantizedWeight {
+    let mut max = vec![0.0f32; n];
+    for row in w.chunks_exact(n) {
+        for (m, &v) in max.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| {
+            if m > 0.0 && m.is_finite() {
+                m / 127.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let q = w
+        .chunks_exact(n)
+        .flat_map(|row| {
+            row.iter()
+                .zip(&scales)
+                .map(|(&v, &s)| (v / s).round_ties_even().clamp(-127.0, 127.0) as i8)
+        })
+        .collect();
+    QuantizedWeight { q, scales }
 }
 
 /// Default vocabulary: Llama-2's 32000 tokens.
@@ -346,7 +434,11 @@ impl Workload {
             } else {
                 m * k * e
             },
-            weights: if self.op.uses_weight() { k * n * e } else { 0 },
+            weights: if self.op.uses_weight() {
+                self.precision.weight_bytes(k, n)
+            } else {
+                0
+            },
             output: m * n * e,
             total: 0,
         };
@@ -715,6 +807,27 @@ mod tests {
     }
 
     #[test]
+    fn int8_weights_quantise_per_column_and_count_a_byte_plus_scales() {
+        // Column 0 spans +-254 (scale 2; 1.0 is a tie and rounds to even 0,
+        // 3.0 to 2), column 1 is all zero (scale 1).
+        let w = [254.0, 0.0, -100.0, 0.0, 1.0, 0.0, 3.0, 0.0];
+        let qw = quantize_weight(&w, 2);
+        assert_eq!(qw.scales, vec![2.0, 1.0]);
+        assert_eq!(qw.q, vec![127, 0, -50, 0, 0, 0, 2, 0]);
+        assert_eq!(qw.dequantize()[2], -100.0);
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::Int8,
+            shape: Shape::rect(2, 3, 4, 5, 1).unwrap(),
+            data: Data::default(),
+        };
+        let mem = work.memory_model();
+        assert_eq!(mem.weights, 4 * 5 + 4 * 5);
+        assert_eq!(mem.activations, 6 * 4 * 2);
+        assert_eq!(mem.output, 6 * 5 * 2);
+    }
+
+    #[test]
     fn scale_is_validated_and_ordered() {
         assert!(Scale::new(0.0).is_err());
         assert!(Scale::new(f64::NAN).is_err());
@@ -731,6 +844,8 @@ mod tests {
             ("FP16", Precision::F16),
             ("bfloat16", Precision::Bf16),
             ("bf16", Precision::Bf16),
+            ("w8", Precision::Int8),
+            ("INT8", Precision::Int8),
         ] {
             assert_eq!(name.parse::<Precision>().unwrap(), p, "{name}");
         }

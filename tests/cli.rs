@@ -58,7 +58,7 @@ fn bench_json_prints_one_verified_record_per_op_precision_backend() {
     }
     for backend in backends {
         for op in ["embedding", "matmul", "embed-project"] {
-            for precision in ["f32", "f16", "bf16"] {
+            for precision in ["f32", "f16", "bf16", "int8"] {
                 let args = [
                     "bench",
                     "--op",

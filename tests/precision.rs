@@ -172,6 +172,57 @@ fn fp16_overflow_is_counted_not_a_failure_and_bf16_does_not_overflow() {
 }
 
 #[test]
+fn int8_weights_verify_cost_more_than_bf16_and_take_a_byte_plus_a_scale() {
+    for backend in backends() {
+        for op in ["matmul", "embed-project"] {
+            let args = |p: &'static str| {
+                [
+                    "--op",
+                    op,
+                    "--batch",
+                    "3",
+                    "--seq",
+                    "7",
+                    "--dim",
+                    "257",
+                    "--out-dim",
+                    "130",
+                    "--vocab",
+                    "400",
+                    "--precision",
+                    p,
+                    "--dist",
+                    "llm",
+                    "--backend",
+                    backend,
+                ]
+            };
+            let r8 = bench(&args("w8"));
+            assert_eq!(r8["verified"], true, "{backend} {op}: {r8}");
+            assert_eq!(r8["precision"], "int8");
+            let model = &r8["memory_bytes"]["model"];
+            assert_eq!(model["weights"].as_u64(), Some(257 * 130 + 4 * 130), "{r8}");
+            assert_eq!(
+                model["output"].as_u64(),
+                Some(21 * 130 * 2),
+                "FP16 outputs: {r8}"
+            );
+            let rb = bench(&args("bf16"));
+            let (e8, eb) = (
+                r8["precision_cost"]["rel_frobenius_err"].as_f64().unwrap(),
+                rb["precision_cost"]["rel_frobenius_err"].as_f64().unwrap(),
+            );
+            // 127 levels per column against BF16's 8 significant bits: a few
+            // times the error, not orders of magnitude (a lost scale would be).
+            assert!(
+                e8 > eb && e8 < 20.0 * eb,
+                "{backend} {op}: INT8 {e8:.2e}, BF16 {eb:.2e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bf16_prints_verified_records_with_their_cost_for_every_op_and_a_rectangular_shape() {
     for backend in backends() {
         for op in ["embedding", "matmul", "embed-project"] {

@@ -69,6 +69,9 @@ rate = {}  # (op, precision) -> ms per unit of cost, from the last point timed
 def measure(p):
     """The JSON answer for one point."""
     key = (p["op"], p["precision"])
+    if p["precision"] not in DTYPES:
+        # INT8 weight-only has no stock PyTorch CPU kernel to compare with.
+        return dict(p, skipped=f"no PyTorch counterpart for {p['precision']}")
     if key in rate:
         predicted = rate[key] * cost(p) / 1e3
         if predicted > MAX_SECONDS:

@@ -1,7 +1,9 @@
 //! The CPU backend: the same ops as the GPU, on the host. The projection goes
-//! through the `gemm` crate (BLAS-class, AVX-512 aware, f32 and f16 with f32
-//! accumulation); the gather copies rows in parallel (rayon) into a preallocated
-//! output, so no sample pays for allocation or page faults.
+//! through the `gemm` crate's f32 kernels (BLAS-class, AVX-512 aware): FP16,
+//! BF16 and INT8 weights are widened to f32 a panel at a time, so every
+//! precision accumulates in f32; few-row products (decode) take a
+//! weight-streaming path. The gather copies rows in parallel (rayon) into a
+//! preallocated output, so no sample pays for allocation or page faults.
 
 use std::time::Instant;
 
@@ -14,7 +16,7 @@ use super::{
     TimingMethod, CACHE_FLUSH_BYTES,
 };
 use crate::error::Result;
-use crate::workload::{Inputs, Op, Precision, Workload};
+use crate::workload::{quantize_weight, Inputs, Op, Precision, QuantizedWeight, Workload};
 
 /// The host CPU as a backend.
 pub struct CpuBackend {
@@ -108,6 +110,8 @@ impl Backend for CpuBackend {
             Precision::F32 => Box::new(CpuOp::<f32>::new(*work, inputs)),
             Precision::F16 => Box::new(CpuOp::<f16>::new(*work, inputs)),
             Precision::Bf16 => Box::new(CpuOp::<bf16>::new(*work, inputs)),
+            // FP16 activations and outputs; the weight is quantised in new().
+            Precision::Int8 => Box::new(CpuOp::<f16>::new(*work, inputs)),
         })
     }
 }
@@ -115,12 +119,14 @@ impl Backend for CpuBackend {
 /// The implementation that runs `work` on the CPU.
 fn describe(work: &Workload) -> String {
     let (m, _, n) = work.mkn();
-    let matmul = if skinny(work.precision, m as usize, n as usize) {
+    let matmul = if work.precision == Precision::Int8 {
+        "w8-dequant+gemm-f32"
+    } else if skinny(work.precision, m as usize, n as usize) {
         "skinny-f32acc"
-    } else if work.precision == Precision::Bf16 {
-        "widen-bf16+gemm-f32"
-    } else {
+    } else if work.precision == Precision::F32 {
         "gemm"
+    } else {
+        "widen+gemm-f32"
     };
     match work.op {
         Op::Embedding => format!("rayon-gather {}", work.precision),
@@ -134,18 +140,14 @@ fn describe(work: &Workload) -> String {
 /// costs more than it saves.
 const SKINNY_ROWS: usize = 16;
 
-/// Whether an `m` x `n` output in `precision` takes [`matmul_skinny`]. In
-/// f32, few rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against
-/// 19.0 ms through `gemm`). In f16, every matrix-vector product, since
-/// `gemm`'s matrix-vector path accumulates in the storage type (FP16, M = 1,
-/// K = 768: a normalised error of 1.0e-3 against the f32-accumulation
-/// tolerance of 5.8e-4); from two rows `gemm` accumulates in f32 and widens
-/// faster than the skinny path does. BF16 goes through f32 `gemm` (see
-/// `Element for bf16`), so it takes the f32 rule.
-fn skinny(precision: Precision, m: usize, n: usize) -> bool {
+/// Whether an `m` x `n` output in `precision` takes [`matmul_skinny`]: few
+/// rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against 19.0 ms
+/// through `gemm` in f32). Every type but INT8 (whose weight takes
+/// [`matmul_w8`]) follows the same rule: both paths accumulate in f32.
+fn skinny(precision: Precision, m: usize, _n: usize) -> bool {
     match precision {
-        Precision::F16 => m <= 1 || n <= 1,
-        Precision::F32 | Precision::Bf16 => m <= SKINNY_ROWS,
+        Precision::F32 | Precision::F16 | Precision::Bf16 => m <= SKINNY_ROWS,
+        Precision::Int8 => false,
     }
 }
 
@@ -164,14 +166,35 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     /// `src` as f32: itself, or widened into `buf`.
     fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
     /// `y[m, n] = x[m, k] @ w[k, n]` through `gemm`, accumulating in f32;
-    /// `scratch` holds whatever widened copies the type needs.
-    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, scratch: &mut Scratch);
+    /// `scratch` holds whatever widened copies the type needs. Narrow types
+    /// go through [`gemm_widened`].
+    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, s: &mut Scratch) {
+        let m = y.len() / n;
+        gemm_widened(
+            x,
+            m,
+            k,
+            n,
+            s,
+            |k0, rows, panel| widen_panel(w, n, k0, rows, panel),
+            |y32| {
+                y.par_chunks_mut(1 << 16)
+                    .zip(y32.par_chunks(1 << 16))
+                    .for_each(|(d, src)| {
+                        for (o, &v) in d.iter_mut().zip(src) {
+                            *o = Self::from_f32(v);
+                        }
+                    })
+            },
+        )
+    }
     /// Whether [`Self::gemm`] needs [`Scratch`] buffers (f32 copies).
-    const NEEDS_SCRATCH: bool = false;
+    const NEEDS_SCRATCH: bool = true;
 }
 
-/// Widened f32 copies for a type `gemm` has no kernel for: the activations
-/// `[m, k]`, a panel of [`WIDEN_PANEL_ROWS`] rows of the weight, and the f32 output.
+/// Widened f32 copies for the storage types the projection accumulates in
+/// f32 through (FP16, BF16, INT8 weights): the activations `[m, k]`, a panel
+/// of [`panel_rows`] rows of the weight, and the f32 output.
 #[derive(Default)]
 pub struct Scratch {
     x: Vec<f32>,
@@ -183,7 +206,7 @@ impl Scratch {
     fn new(m: usize, k: usize, n: usize) -> Self {
         Scratch {
             x: vec![0.0; m * k],
-            w: vec![0.0; WIDEN_PANEL_ROWS.min(k) * n],
+            w: vec![0.0; panel_rows(k, n) * n],
             y: vec![0.0; m * n],
         }
     }
@@ -193,9 +216,72 @@ impl Scratch {
     }
 }
 
-/// Rows of a BF16 weight widened to f32 at a time: the f32 copy stays a panel
-/// (256 x N), not a second whole weight, so BF16 keeps its memory advantage.
-const WIDEN_PANEL_ROWS: usize = 256;
+/// Bytes of the f32 copy of a weight panel: a panel, not a second whole
+/// weight, so a narrow type keeps its memory advantage; large enough that
+/// the f32 output is passed over few times (once when K x N fits).
+const WIDEN_PANEL_BYTES: usize = 16 << 20;
+
+/// Rows of a `k` x `n` weight widened to f32 at a time: [`WIDEN_PANEL_BYTES`]
+/// worth, at least 64.
+fn panel_rows(k: usize, n: usize) -> usize {
+    (WIDEN_PANEL_BYTES / 4 / n.max(1)).max(64).min(k.max(1))
+}
+
+/// `y[m, n] = x[m, k] @ w[k, n]` accumulated in f32 for a storage type
+/// `gemm` would not accumulate in f32 throughout: the activations widened to
+/// f32 once, the weight a panel of rows at a time by `widen_rows(k0, rows,
+/// panel)`, f32 products summed by `gemm` into the f32 output, which
+/// `finish(y32)` then rounds into the op's output. (`gemm`'s own FP16 path
+/// keeps partial sums in the f16 output between blocks of K: with LLM-like
+/// data at scale 16384 they overflowed to -inf where the exact result was
+/// -59768, so it is not used.)
+fn gemm_widened<T: Element>(
+    x: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    s: &mut Scratch,
+    widen_rows: impl Fn(usize, usize, &mut [f32]),
+    finish: impl FnOnce(&[f32]),
+) {
+    let xs = &mut s.x[..m * k];
+    xs.par_chunks_mut(1 << 16)
+        .zip(x.par_chunks(1 << 16))
+        .for_each(|(d, src)| T::widen(src, d));
+    let step = panel_rows(k, n);
+    let mut k0 = 0;
+    while k0 < k {
+        let rows = step.min(k - k0);
+        let panel = &mut s.w[..rows * n];
+        widen_rows(k0, rows, panel);
+        // SAFETY: xs[k0..] with row stride k covers (m-1)*k + rows elements
+        // past k0; the panel holds rows*n; s.y holds m*n and is its own Vec.
+        unsafe {
+            gemm_raw(
+                m,
+                rows,
+                n,
+                s.y.as_mut_ptr(),
+                xs.as_ptr().add(k0),
+                k,
+                panel.as_ptr(),
+                k0 > 0,
+                1.0f32,
+                0.0f32,
+            )
+        }
+        k0 += rows;
+    }
+    finish(&s.y[..m * n]);
+}
+
+/// Widens rows `k0..k0 + rows` of `w` (`n` wide) into `panel`, in parallel.
+fn widen_panel<T: Element>(w: &[T], n: usize, k0: usize, rows: usize, panel: &mut [f32]) {
+    panel
+        .par_chunks_mut(1 << 16)
+        .zip(w[k0 * n..(k0 + rows) * n].par_chunks(1 << 16))
+        .for_each(|(d, src)| T::widen(src, d));
+}
 
 fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
     let threads = rayon::current_num_threads();
@@ -254,6 +340,7 @@ unsafe fn gemm_raw<T: Copy + 'static>(
 
 impl Element for f32 {
     const PRECISION: Precision = Precision::F32;
+    const NEEDS_SCRATCH: bool = false;
     fn from_f32(v: f32) -> Self {
         v
     }
@@ -307,29 +394,10 @@ impl Element for f16 {
         src.convert_to_f32_slice(buf);
         buf
     }
-    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
-        let m = y.len() / n;
-        // SAFETY: as for f32; gemm's f16 kernels accumulate in f32 from two rows on.
-        unsafe {
-            gemm_raw(
-                m,
-                k,
-                n,
-                y.as_mut_ptr(),
-                x.as_ptr(),
-                k,
-                w.as_ptr(),
-                false,
-                f16::ONE,
-                f16::ZERO,
-            )
-        }
-    }
 }
 
 impl Element for bf16 {
     const PRECISION: Precision = Precision::Bf16;
-    const NEEDS_SCRATCH: bool = true;
     fn from_f32(v: f32) -> Self {
         bf16::from_f32(v)
     }
@@ -346,46 +414,6 @@ impl Element for bf16 {
         src.convert_to_f32_slice(buf);
         buf
     }
-    /// `gemm` has no BF16 kernel: the activations are widened to f32 once,
-    /// the weight a panel of rows at a time, and f32 products accumulate into
-    /// an f32 output that is rounded to BF16 at the end. Widening a BF16 is a
-    /// 16-bit shift, so this costs memory bandwidth, not arithmetic.
-    fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, s: &mut Scratch) {
-        let m = y.len() / n;
-        let xs = &mut s.x[..m * k];
-        xs.par_chunks_mut(1 << 16)
-            .zip(x.par_chunks(1 << 16))
-            .for_each(|(d, src)| src.convert_to_f32_slice(d));
-        let mut k0 = 0;
-        while k0 < k {
-            let rows = WIDEN_PANEL_ROWS.min(k - k0);
-            let panel = &mut s.w[..rows * n];
-            panel
-                .par_chunks_mut(1 << 16)
-                .zip(w[k0 * n..(k0 + rows) * n].par_chunks(1 << 16))
-                .for_each(|(d, src)| src.convert_to_f32_slice(d));
-            // SAFETY: xs[k0..] with row stride k covers (m-1)*k + rows elements
-            // past k0; the panel holds rows*n; s.y holds m*n and is its own Vec.
-            unsafe {
-                gemm_raw(
-                    m,
-                    rows,
-                    n,
-                    s.y.as_mut_ptr(),
-                    xs.as_ptr().add(k0),
-                    k,
-                    panel.as_ptr(),
-                    k0 > 0,
-                    1.0f32,
-                    0.0f32,
-                )
-            }
-            k0 += rows;
-        }
-        y.par_chunks_mut(1 << 16)
-            .zip(s.y[..m * n].par_chunks(1 << 16))
-            .for_each(|(d, src)| d.convert_from_f32_slice(src));
-    }
 }
 
 /// A prepared CPU op: every buffer allocated once, in the op's precision.
@@ -397,8 +425,10 @@ struct CpuOp<'a, T: Element> {
     /// The matmul's input, or the rows `embed-project` gathers.
     x: Vec<T>,
     w: Vec<T>,
+    /// The weight of an INT8 point (then `w` is empty).
+    qw: QuantizedWeight,
     y: Vec<T>,
-    /// f32 copies for a type `gemm` has no kernel for (BF16).
+    /// f32 copies for a type `gemm` has no kernel for (BF16, INT8 weights).
     scratch: Scratch,
     flush: Vec<u8>,
     /// Time the table and weight took to load.
@@ -419,17 +449,19 @@ impl<'a, T: Element> CpuOp<'a, T> {
         } else {
             (m * k) as usize
         };
+        let int8 = work.precision == Precision::Int8;
         let mut kernel = CpuOp {
             work,
             inputs,
             ids: vec![0; inputs.ids.len()],
             table: vec![T::default(); inputs.table.len()],
             x: vec![T::default(); activations],
-            w: vec![T::default(); inputs.w.len()],
+            w: vec![T::default(); if int8 { 0 } else { inputs.w.len() }],
+            qw: QuantizedWeight::default(),
             y: vec![T::default(); (m * n) as usize],
-            scratch: if T::NEEDS_SCRATCH
+            scratch: if (T::NEEDS_SCRATCH || int8)
                 && work.op.uses_weight()
-                && !skinny(T::PRECISION, m as usize, n as usize)
+                && !skinny(work.precision, m as usize, n as usize)
             {
                 Scratch::new(m as usize, k as usize, n as usize)
             } else {
@@ -448,7 +480,11 @@ impl<'a, T: Element> CpuOp<'a, T> {
     fn load_model(&mut self) -> u64 {
         let t = Instant::now();
         convert_into(&mut self.table, &self.inputs.table);
-        convert_into(&mut self.w, &self.inputs.w);
+        if self.work.precision == Precision::Int8 {
+            self.qw = quantize_weight(&self.inputs.w, self.work.mkn().2 as usize);
+        } else {
+            convert_into(&mut self.w, &self.inputs.w);
+        }
         t.elapsed().as_nanos() as u64
     }
 
@@ -465,10 +501,15 @@ impl<'a, T: Element> CpuOp<'a, T> {
         let (k, n) = (k as usize, n as usize);
         match self.work.op {
             Op::Embedding => gather(&self.ids, &self.table, &mut self.y, k),
-            Op::Matmul => matmul(&self.x, &self.w, &mut self.y, k, n, &mut self.scratch),
-            Op::EmbedProject => {
-                gather(&self.ids, &self.table, &mut self.x, k);
-                matmul(&self.x, &self.w, &mut self.y, k, n, &mut self.scratch);
+            Op::Matmul | Op::EmbedProject => {
+                if self.work.op == Op::EmbedProject {
+                    gather(&self.ids, &self.table, &mut self.x, k);
+                }
+                if self.qw.q.is_empty() {
+                    matmul(&self.x, &self.w, &mut self.y, k, n, &mut self.scratch);
+                } else {
+                    matmul_w8(&self.x, &self.qw, &mut self.y, k, n, &mut self.scratch);
+                }
             }
         }
     }
@@ -586,6 +627,48 @@ fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize, scratch
     T::gemm(x, w, y, k, n, scratch)
 }
 
+/// `y[m, n] = (x[m, k] @ q[k, n]) * scales[n]` for an INT8 weight, as
+/// weight-only engines compute it: the activations widened to f32 once, the
+/// int8 weight a panel of rows at a time (exact: |q| <= 127), f32 products
+/// accumulated by `gemm` into an f32 output, each column's scale applied to
+/// its sum, and the result rounded to the output type.
+fn matmul_w8<T: Element>(
+    x: &[T],
+    qw: &QuantizedWeight,
+    y: &mut [T],
+    k: usize,
+    n: usize,
+    s: &mut Scratch,
+) {
+    let m = y.len() / n;
+    gemm_widened(
+        x,
+        m,
+        k,
+        n,
+        s,
+        |k0, rows, panel| {
+            panel
+                .par_chunks_mut(1 << 16)
+                .zip(qw.q[k0 * n..(k0 + rows) * n].par_chunks(1 << 16))
+                .for_each(|(d, src)| {
+                    for (o, &q) in d.iter_mut().zip(src) {
+                        *o = q as f32;
+                    }
+                })
+        },
+        |y32| {
+            y.par_chunks_mut(n)
+                .zip(y32.par_chunks(n))
+                .for_each(|(out, acc)| {
+                    for ((o, &a), &scale) in out.iter_mut().zip(acc).zip(&qw.scales) {
+                        *o = T::from_f32(a * scale);
+                    }
+                })
+        },
+    );
+}
+
 impl<T: Element> PreparedOp for CpuOp<'_, T> {
     fn describe(&self) -> String {
         describe(&self.work)
@@ -636,7 +719,9 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
             ids: self.ids.capacity() as u64 * 4,
             table: self.table.capacity() as u64 * e,
             activations: self.x.capacity() as u64 * e,
-            weights: self.w.capacity() as u64 * e,
+            weights: self.w.capacity() as u64 * e
+                + self.qw.q.capacity() as u64
+                + self.qw.scales.capacity() as u64 * 4,
             output: self.y.capacity() as u64 * e,
             other: self.flush.capacity() as u64 + self.scratch.bytes(),
             ..Default::default()
@@ -651,5 +736,18 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
         let v = self.flush[0].wrapping_add(1);
         self.flush.par_chunks_mut(1 << 20).for_each(|c| c.fill(v));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panels_cover_any_k() {
+        assert_eq!(panel_rows(1, 1), 1);
+        assert_eq!(panel_rows(33, 1000), 33);
+        assert_eq!(panel_rows(4096, 50257), 83);
+        assert_eq!(panel_rows(100_000, 1 << 20), 64);
     }
 }

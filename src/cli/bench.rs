@@ -210,7 +210,11 @@ fn print_summary(r: &Record) {
         );
     }
     if let Some(n) = r.overflows {
-        println!("  overflow: {n} outputs past {}'s largest finite value (Inf/NaN, as the format must give)", r.id.precision);
+        let format = match r.id.precision {
+            kernel_lab::workload::Precision::Int8 => "f16 (INT8's output format)",
+            p => p.name(),
+        };
+        println!("  overflow: {n} outputs past {format}'s largest finite value (Inf/NaN, as the format must give)");
     }
     if let Some(c) = &r.precision_cost {
         let top = match (c.top1_agreement, c.top5_agreement) {

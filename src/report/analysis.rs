@@ -7,7 +7,32 @@ use std::collections::BTreeMap;
 use crate::backend::BackendKind;
 use crate::results::{PointId, Record};
 use crate::stats::Samples;
-use crate::workload::Op;
+use crate::workload::{Data, Op};
+
+/// The data every finding and chart but the precision study's reads: the
+/// lab's historical data (uniform, scale 1) where the run has it, else the
+/// data the most records ran on. A point measured on several data sets would
+/// otherwise count several times in a dim exponent or a speedup.
+pub fn primary_data(records: &[Record]) -> Option<Data> {
+    let mut count: BTreeMap<Data, usize> = BTreeMap::new();
+    for r in records {
+        *count.entry(r.id.data()).or_default() += 1;
+    }
+    if count.contains_key(&Data::default()) {
+        return Some(Data::default());
+    }
+    count.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
+}
+
+/// The records on [`primary_data`].
+pub fn on_primary_data(records: &[Record]) -> Vec<Record> {
+    let data = primary_data(records);
+    records
+        .iter()
+        .filter(|r| Some(r.id.data()) == data)
+        .cloned()
+        .collect()
+}
 
 /// Records that carry a measurement.
 pub fn measured(records: &[Record]) -> impl Iterator<Item = &Record> {

@@ -31,7 +31,11 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
         ChartKind::Roofline,
     ];
     let kinds = if kinds.is_empty() { &all[..] } else { kinds };
-    let records = &results.records;
+    // The precision study reads every data set; everything else one (see
+    // analysis::primary_data), so a point swept over data counts once.
+    let every = &results.records;
+    let primary = analysis::on_primary_data(every);
+    let records = &primary;
     let mut files = Vec::new();
     for kind in kinds {
         let drawn = match kind {
@@ -40,7 +44,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             ChartKind::GpuVsCpu => charts::gpu_vs_cpu(records, out),
             ChartKind::Batching => charts::batching(records, out),
             ChartKind::Precision => charts::precision(records, out),
-            ChartKind::PrecisionCost => charts::precision_cost(records, out),
+            ChartKind::PrecisionCost => charts::precision_cost(every, out),
             ChartKind::Roofline => charts::roofline(records, &results.environment.ceilings, out),
         };
         files.extend(
@@ -49,8 +53,20 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
     }
     let mut found = findings::findings(records, &results.environment.ceilings);
     found.extend(layers::findings(records, &results.environment.ceilings));
-    found.extend(precision_study::findings(records));
+    found.extend(precision_study::findings(every));
     found.extend(anchor_table::findings(records, results.anchors.as_ref()));
+    if primary.len() < every.len() {
+        if let Some(d) = analysis::primary_data(every) {
+            found.insert(
+                0,
+                format!(
+                    "This run swept the input data (distribution, scale): the precision study below reads all {} records; every other finding and chart reads the {} on {d} data, so that each point counts once.",
+                    every.len(),
+                    primary.len()
+                ),
+            );
+        }
+    }
     let text = markdown::report(results, &found, &files, out);
     let path = out.join("report.md");
     crate::atomic_file::write(&path, text.as_bytes())?;

@@ -138,6 +138,14 @@ pub fn findings(records: &[Record]) -> Vec<String> {
             bf16.rel_err / f16.rel_err,
             bf16.speedup_vs_f32 / f16.speedup_vs_f32,
         ));
+        if let Some(i8) = get(Precision::Int8) {
+            out.push(format!(
+                "INT8 weights (W8A16) on {op} on {backend}: relative error {:.2e}, {:.1}x BF16's, at {:.2}x FP32's speed, for 1 byte a weight plus a 4-byte scale per column (BF16 and FP16: 2 bytes).",
+                i8.rel_err,
+                i8.rel_err / bf16.rel_err,
+                i8.speedup_vs_f32,
+            ));
+        }
     }
     // Overflow: the smallest scale at which each precision's outputs overflow, per distribution.
     let ov = overflows(records);
@@ -239,6 +247,7 @@ mod tests {
             rec(Precision::F32, Dist::Normal, 1.0, 2.0, 1e-7, 0),
             rec(Precision::F16, Dist::Normal, 1.0, 1.0, 4e-4, 0),
             rec(Precision::Bf16, Dist::Normal, 1.0, 0.8, 3.2e-3, 0),
+            rec(Precision::Int8, Dist::Normal, 1.0, 1.0, 6.4e-3, 0),
             rec(Precision::F16, Dist::Llm, 64.0, 1.0, 4e-4, 0),
             rec(Precision::F16, Dist::Llm, 4096.0, 1.0, 4e-4, 300),
             rec(Precision::Bf16, Dist::Llm, 4096.0, 1.0, 3e-3, 0),
@@ -247,6 +256,10 @@ mod tests {
         let all = f.join("\n");
         assert!(
             all.contains("FP16's relative error is 4.00e-4 at 2.00x FP32's speed; BF16's is 3.20e-3, 8.0x FP16's, at 1.25x FP16's speed"),
+            "{all}"
+        );
+        assert!(
+            all.contains("INT8 weights (W8A16) on matmul on cpu: relative error 6.40e-3, 2.0x BF16's, at 2.00x FP32's speed"),
             "{all}"
         );
         assert!(

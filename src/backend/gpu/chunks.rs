@@ -90,13 +90,15 @@ pub fn plan_chunks(
         }
     }
     let mut weight_block_cols = n;
-    if work.op.uses_weight() && buffer_bytes(mode, k * n) > limit {
-        // Whole 4-column groups, so packed words and vec4 loads never straddle blocks.
-        weight_block_cols = limit / (k * e) / 4 * 4;
+    if work.op.uses_weight() && mode.weight_bytes(k, n) > limit {
+        // Whole 4-column groups, so packed words and vec4 loads never straddle
+        // blocks (and an INT8 block's values fill whole words).
+        let per_four = mode.weight_bytes(k, 4);
+        weight_block_cols = limit / per_four * 4;
         if weight_block_cols == 0 {
             return Err(too_big(
                 format!("four weight columns [{k} x 4 {ty}]"),
-                buffer_bytes(mode, k * 4),
+                per_four,
             ));
         }
     }

@@ -19,7 +19,7 @@ use crate::backend::{
 };
 use crate::error::{LabError, Result};
 use crate::reference::Accumulation;
-use crate::workload::{Inputs, Op};
+use crate::workload::{quantize_weight, Inputs, Op, QuantizedWeight};
 
 /// The matmul kernels' uniform parameters (`Params` in matmul_common.wgsl).
 #[repr(C)]
@@ -107,7 +107,7 @@ pub(super) struct GpuOp<'a> {
 
 /// Encodes `data` as `mode` stores it, padded to whole 4-byte words.
 fn encode(mode: StorageMode, data: &[f32]) -> Vec<u8> {
-    let mut bytes = match mode {
+    let mut bytes = match mode.activation() {
         StorageMode::F32 => bytemuck::cast_slice(data).to_vec(),
         StorageMode::F16 | StorageMode::PackedF16 => {
             let halves: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
@@ -117,8 +117,22 @@ fn encode(mode: StorageMode, data: &[f32]) -> Vec<u8> {
             let halves: Vec<bf16> = data.iter().map(|&v| bf16::from_f32(v)).collect();
             bytemuck::cast_slice(&halves).to_vec()
         }
+        StorageMode::W8F16 | StorageMode::W8PackedF16 => unreachable!("mapped by activation()"),
     };
     bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+    bytes
+}
+
+/// Columns `col0..col0 + cols` of an INT8 weight as the kernel reads them:
+/// the int8 values row by row, padded to a whole word, then the columns' f32 scales.
+fn encode_int8_block(qw: &QuantizedWeight, n: usize, col0: usize, cols: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> =
+        qw.q.chunks_exact(n)
+            .flat_map(|row| &row[col0..col0 + cols])
+            .map(|&v| v as u8)
+            .collect();
+    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+    bytes.extend_from_slice(bytemuck::cast_slice(&qw.scales[col0..col0 + cols]));
     bytes
 }
 
@@ -207,7 +221,14 @@ impl<'a> GpuOp<'a> {
             }
             sizes
                 .iter()
-                .map(|&(_, len)| storage(ctx, label, buffer_bytes(mode, len * k), usage))
+                .map(|&(_, len)| {
+                    let bytes = if label == "weight" {
+                        mode.weight_bytes(k, len)
+                    } else {
+                        buffer_bytes(mode, len * k)
+                    };
+                    storage(ctx, label, bytes, usage)
+                })
                 .collect()
         };
         let table = blocks(work.op.uses_table(), "table", &table_blocks);
@@ -383,9 +404,17 @@ impl<'a> GpuOp<'a> {
             let rows = first as usize * k..(first + rows) as usize * k;
             q.write_buffer(t, 0, &encode(mode, &inputs.table[rows]));
         }
+        let quantized = mode
+            .int8_weight()
+            .then(|| quantize_weight(&inputs.w, n))
+            .filter(|_| !self.w.is_empty());
         for (w, (col0, cols)) in self.w.iter().zip(self.plan.chunks.weight_blocks(n as u64)) {
             // The block's columns of every row of w, packed to its own width.
             let (col0, cols) = (col0 as usize, cols as usize);
+            if let Some(qw) = &quantized {
+                q.write_buffer(w, 0, &encode_int8_block(qw, n, col0, cols));
+                continue;
+            }
             let block: Vec<f32> = if cols == n {
                 inputs.w.clone()
             } else {
@@ -541,7 +570,7 @@ impl PreparedOp for GpuOp<'_> {
             let bytes = &self.host[offset..offset + c.y.size() as usize];
             for r in 0..c.rows as usize {
                 let row = r * ldy;
-                match self.plan.mode {
+                match self.plan.mode.activation() {
                     StorageMode::F32 => {
                         let vals: &[u8] = &bytes[row * 4..(row + n) * 4];
                         out.extend(
@@ -562,6 +591,9 @@ impl PreparedOp for GpuOp<'_> {
                             vals.chunks_exact(2)
                                 .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
                         );
+                    }
+                    StorageMode::W8F16 | StorageMode::W8PackedF16 => {
+                        unreachable!("mapped by activation()")
                     }
                 }
             }

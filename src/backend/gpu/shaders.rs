@@ -17,6 +17,12 @@ pub enum StorageMode {
     /// bf16 is the top half of an f32, so reading one is a shift and a
     /// bitcast; writing rounds to nearest even.
     PackedBf16,
+    /// INT8 weights (W8A16): the weight's int8 values four to a `u32` word,
+    /// followed by one f32 scale per column, dequantised in the kernel (the
+    /// scale applied to each column's sum); everything else as [`Self::F16`].
+    W8F16,
+    /// INT8 weights as in [`Self::W8F16`]; everything else as [`Self::PackedF16`].
+    W8PackedF16,
 }
 
 impl StorageMode {
@@ -27,7 +33,23 @@ impl StorageMode {
             Precision::F16 if shader_f16 && !force_packed => StorageMode::F16,
             Precision::F16 => StorageMode::PackedF16,
             Precision::Bf16 => StorageMode::PackedBf16,
+            Precision::Int8 if shader_f16 && !force_packed => StorageMode::W8F16,
+            Precision::Int8 => StorageMode::W8PackedF16,
         }
+    }
+
+    /// How tables, activations and outputs are stored (all but an INT8 weight).
+    pub fn activation(self) -> Self {
+        match self {
+            StorageMode::W8F16 => StorageMode::F16,
+            StorageMode::W8PackedF16 => StorageMode::PackedF16,
+            other => other,
+        }
+    }
+
+    /// Whether the weight is INT8 with per-column scales.
+    pub fn int8_weight(self) -> bool {
+        matches!(self, StorageMode::W8F16 | StorageMode::W8PackedF16)
     }
 
     /// A short name for records.
@@ -37,39 +59,71 @@ impl StorageMode {
             StorageMode::F16 => "f16",
             StorageMode::PackedF16 => "f16-packed",
             StorageMode::PackedBf16 => "bf16-packed",
+            StorageMode::W8F16 => "w8-f16",
+            StorageMode::W8PackedF16 => "w8-f16-packed",
         }
     }
 
-    /// Bytes per stored element.
+    /// Bytes per stored element of tables, activations and outputs.
     pub fn element_bytes(self) -> u32 {
-        match self {
+        match self.activation() {
             StorageMode::F32 => 4,
-            StorageMode::F16 | StorageMode::PackedF16 | StorageMode::PackedBf16 => 2,
+            _ => 2,
+        }
+    }
+
+    /// Bytes of a weight block of `k` rows and `cols` columns, in whole
+    /// 4-byte words: its elements, and for INT8 the int8 values padded to a
+    /// word, then one f32 scale per column.
+    pub fn weight_bytes(self, k: u64, cols: u64) -> u64 {
+        if self.int8_weight() {
+            (k * cols).div_ceil(4) * 4 + 4 * cols
+        } else {
+            (k * cols * self.element_bytes() as u64).div_ceil(4) * 4
         }
     }
 
     /// Row strides of written buffers are padded to a whole number of words.
     pub fn padded_stride(self, cols: u32) -> u32 {
-        match self {
+        match self.activation() {
             StorageMode::PackedF16 | StorageMode::PackedBf16 => cols.div_ceil(2) * 2,
             _ => cols,
         }
     }
 
     fn element(self) -> &'static str {
-        match self {
+        match self.activation() {
             StorageMode::F32 => "f32",
             StorageMode::F16 => "f16",
-            StorageMode::PackedF16 | StorageMode::PackedBf16 => "u32",
+            _ => "u32",
         }
     }
 
     fn enable(self) -> &'static str {
-        match self {
+        match self.activation() {
             StorageMode::F16 => "enable f16;\n",
             _ => "",
         }
     }
+}
+
+/// Declares the INT8 weight `b` at binding 1 (int8 values four to a word,
+/// then one f32 scale per column of the block), `load_b`/`load4_b` returning
+/// the integer values as f32, and the `epilogue` that multiplies each
+/// column's sum by its scale. `extractBits` on an i32 sign-extends.
+fn int8_weight_accessor(vec4: bool) -> String {
+    let four = if vec4 {
+        "let w = bitcast<i32>(b[i >> 2u]); return vec4<f32>(f32(extractBits(w, 0u, 8u)), f32(extractBits(w, 8u, 8u)), f32(extractBits(w, 16u, 8u)), f32(extractBits(w, 24u, 8u)));"
+    } else {
+        "return vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u));"
+    };
+    format!(
+        "@group(0) @binding(1) var<storage, read> b: array<u32>;\n\
+         fn load_b(i: u32) -> f32 {{ return f32(extractBits(bitcast<i32>(b[i >> 2u]), (i & 3u) * 8u, 8u)); }}\n\
+         fn load4_b(i: u32) -> vec4<f32> {{ {four} }}\n\
+         fn col_scale(c: u32) -> f32 {{ let kn = p.k * p.n; let at = kn / 4u + select(0u, 1u, (kn & 3u) != 0u) + min(c, p.n - 1u); return bitcast<f32>(b[at]); }}\n\
+         fn epilogue(col: u32, v: vec4<f32>) -> vec4<f32> {{ return v * vec4<f32>(col_scale(col), col_scale(col + 1u), col_scale(col + 2u), col_scale(col + 3u)); }}\n"
+    )
 }
 
 /// Declares read-only buffer `name` at `binding`, `load_<name>(i) -> f32` and
@@ -78,6 +132,7 @@ impl StorageMode {
 /// four packed halves) and `load4` one 16- or 8-byte load, for i a multiple of 4;
 /// otherwise `load4` is four scalar loads.
 fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> String {
+    let mode = mode.activation();
     if vec4 {
         let (word, scalar, four) = match mode {
             StorageMode::F32 => (
@@ -101,6 +156,7 @@ fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> St
                 ),
             ),
             // A bf16 is the top half of an f32: the low half of a word moves up, the high one is masked.
+            StorageMode::W8F16 | StorageMode::W8PackedF16 => unreachable!("mapped by activation()"),
             StorageMode::PackedBf16 => (
                 "vec2<u32>",
                 format!(
@@ -125,6 +181,7 @@ fn read_accessor4(mode: StorageMode, name: &str, binding: u32, vec4: bool) -> St
 
 /// Declares read-only buffer `name` at `binding` and `load_<name>(i) -> f32`.
 fn read_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
+    let mode = mode.activation();
     let body = match mode {
         StorageMode::F32 => format!("return {name}[i];"),
         StorageMode::F16 => format!("return f32({name}[i]);"),
@@ -135,6 +192,7 @@ fn read_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
         StorageMode::PackedBf16 => {
             format!("let w = {name}[i >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));")
         }
+        StorageMode::W8F16 | StorageMode::W8PackedF16 => unreachable!("mapped by activation()"),
     };
     format!(
         "@group(0) @binding({binding}) var<storage, read> {name}: array<{e}>;\nfn load_{name}(i: u32) -> f32 {{ {body} }}\n",
@@ -145,6 +203,7 @@ fn read_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
 /// Declares writable buffer `name` at `binding` and `store2_<name>(i, v, both)`,
 /// which writes `v.x` at even index `i` and `v.y` at `i + 1` when `both`.
 fn write_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
+    let mode = mode.activation();
     let body = match mode {
         StorageMode::F32 => format!("{name}[i] = v.x; if (both) {{ {name}[i + 1u] = v.y; }}"),
         StorageMode::F16 => {
@@ -157,6 +216,7 @@ fn write_accessor(mode: StorageMode, name: &str, binding: u32) -> String {
         StorageMode::PackedBf16 => format!(
             "let h = select(vec2<f32>(v.x, 0.0), v, both); {name}[i >> 1u] = bf16_bits_{name}(h.x) | (bf16_bits_{name}(h.y) << 16u);"
         ),
+        StorageMode::W8F16 | StorageMode::W8PackedF16 => unreachable!("mapped by activation()"),
     };
     // Round to nearest, ties to even, as the host's conversion does; a NaN
     // stays a (quiet) NaN instead of rounding into infinity.
@@ -385,19 +445,28 @@ impl MatmulVariant {
             MatmulFamily::Coop => include_str!("../../../shaders/matmul_coop.wgsl"),
         };
         let mut enables = String::new();
-        if mode == StorageMode::F16 || self.f16_acc || self.family == MatmulFamily::Coop {
+        if mode.activation() == StorageMode::F16
+            || self.f16_acc
+            || self.family == MatmulFamily::Coop
+        {
             enables.push_str("enable f16;\n");
         }
         if self.family == MatmulFamily::Coop {
             enables.push_str("enable wgpu_cooperative_matrix;\n");
         }
         let acc = if self.f16_acc { "f16" } else { "f32" };
+        let b = if mode.int8_weight() {
+            int8_weight_accessor(vec4_loads)
+        } else {
+            read_accessor4(mode, "b", 1, vec4_loads)
+                + "fn epilogue(col: u32, v: vec4<f32>) -> vec4<f32> { return v; }\n"
+        };
         format!(
             "{enables}alias acc_t = {acc};\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\nconst VEC4: bool = {vec4_loads};\n{}{}{}\n{}\n{body}",
             self.tm,
             self.tn,
             read_accessor4(mode, "a", 0, vec4_loads),
-            read_accessor4(mode, "b", 1, vec4_loads),
+            b,
             write_accessor(mode, "y", 2),
             include_str!("../../../shaders/matmul_common.wgsl"),
         )
@@ -511,6 +580,8 @@ mod tests {
             StorageMode::F16,
             StorageMode::PackedF16,
             StorageMode::PackedBf16,
+            StorageMode::W8F16,
+            StorageMode::W8PackedF16,
         ] {
             let mut sources: Vec<Case> = MatmulVariant::CANDIDATES
                 .iter()
