@@ -53,7 +53,12 @@ pub fn tradeoffs(records: &[Record], dist: Dist) -> BTreeMap<TradeoffKey, Tradeo
         .map(|r| (r.id, r))
         .collect();
     let mut pairs: BTreeMap<TradeoffKey, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in measured(records).filter(|r| r.id.data() == data) {
+    // An INT8 point without a weight is an FP16 gather: not a precision of its own.
+    let own = |r: &&Record| r.id.precision != Precision::Int8 || r.id.op.uses_weight();
+    for r in measured(records)
+        .filter(|r| r.id.data() == data)
+        .filter(own)
+    {
         let (Some(base), Some(cost)) = (f32s.get(&as_f32(&r.id)), &r.precision_cost) else {
             continue;
         };

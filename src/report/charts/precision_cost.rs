@@ -8,7 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{color, fmt_num, log_range, software_note, Chart, FONT};
+use super::{fmt_num, log_range, software_note, Chart, FONT};
 use crate::backend::BackendKind;
 use crate::report::analysis::measured;
 use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
@@ -21,6 +21,25 @@ pub fn precision_cost(records: &[Record], out: &Path) -> Chart {
     files.extend(tradeoff(records, out)?);
     files.extend(error_cdf(records, out)?);
     Ok(files)
+}
+
+/// One colour per precision, the same in every chart of the study (Okabe-Ito:
+/// distinguishable in colour-blind vision, none too pale on white).
+fn precision_color(p: Precision) -> RGBColor {
+    match p {
+        Precision::F32 => RGBColor(0, 0, 0),
+        Precision::F16 => RGBColor(0, 114, 178),
+        Precision::Bf16 => RGBColor(213, 94, 0),
+        Precision::Int8 => RGBColor(0, 158, 115),
+    }
+}
+
+/// One colour per backend on the trade-off chart.
+fn backend_color(b: BackendKind) -> RGBColor {
+    match b {
+        BackendKind::Cpu => RGBColor(0, 114, 178),
+        BackendKind::Gpu => RGBColor(204, 121, 167),
+    }
 }
 
 /// A precision placed on the trade-off chart: speed vs FP32, error, which.
@@ -69,13 +88,14 @@ fn tradeoff(records: &[Record], out: &Path) -> Chart {
             (a.min(p.0), b.max(p.0))
         });
         let pad = ((hi - lo) * 0.15).max(0.1);
+        // Room on the right for the last point's label and the legend.
         let mut chart = ChartBuilder::on(area)
             .caption(format!("{op}"), (FONT, 16))
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(74)
             .build_cartesian_2d(
-                (lo - pad).max(0.0)..(hi + pad),
+                (lo - pad).max(0.0)..(hi + 3.0 * pad),
                 log_range(all.iter().map(|p| p.1)).log_scale(),
             )?;
         chart
@@ -87,8 +107,11 @@ fn tradeoff(records: &[Record], out: &Path) -> Chart {
             .x_label_formatter(&|v| fmt_num(*v))
             .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()?;
-        for (i, (backend, pts)) in series.iter().enumerate() {
-            let c = color(i);
+        for (backend, pts) in series {
+            let c = backend_color(*backend);
+            // CPU labels below their points, GPU labels above, so the two
+            // backends' labels of one precision do not print over each other.
+            let dy = if *backend == BackendKind::Cpu { 6 } else { -18 };
             let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
             let mut front: Vec<(f64, f64)> =
                 xy.iter().copied().filter(|&p| !dominated(p, &xy)).collect();
@@ -104,7 +127,7 @@ fn tradeoff(records: &[Record], out: &Path) -> Chart {
                     + Circle::new((0, 0), 5, c.filled())
                     + Text::new(
                         format!("{} {}", backend, p.label()),
-                        (7, -14),
+                        (7, dy),
                         (FONT, 12).into_font(),
                     )
             }))?;
@@ -188,7 +211,7 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
             .y_label_formatter(&|v| format!("{v:.1}"))
             .draw()?;
         for (p, pts) in &lines {
-            let c = color(Precision::ALL.iter().position(|q| q == p).unwrap_or(0));
+            let c = precision_color(*p);
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
                 .label(p.label())
@@ -207,4 +230,77 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
     }
     root.present()?;
     Ok(vec![path.clone()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::precision_cost::PrecisionCost;
+    use crate::report::testdata::synthetic;
+    use crate::workload::Dist;
+
+    fn rec(backend: &str, p: Precision, ms: f64, err: f64) -> Record {
+        let mut r = synthetic(Op::Matmul, backend, p, 4, 32, 1024, ms);
+        r.id.dist = Dist::Normal;
+        r.precision_cost = Some(PrecisionCost {
+            rel_frobenius_err: err,
+            norm_err_p50: err / 10.0,
+            norm_err_p99: err,
+            norm_err_max: err * 2.0,
+            norm_err_cdf: vec![[0.5, err / 10.0], [0.99, err], [1.0, err * 2.0]],
+            row_cosine_min: 1.0,
+            row_cosine_mean: 1.0,
+            non_finite: 0,
+            elements: 10,
+            top1_agreement: None,
+            top5_agreement: None,
+        });
+        r
+    }
+
+    /// Both charts draw a point per precision and backend, a CDF line per
+    /// precision, and label what they show.
+    #[test]
+    fn tradeoff_and_cdf_draw_every_precision() {
+        let mut rs = Vec::new();
+        for backend in ["cpu", "gpu"] {
+            for (p, ms, err) in [
+                (Precision::F32, 2.0, 4e-7),
+                (Precision::F16, 1.0, 4e-4),
+                (Precision::Bf16, 1.1, 3e-3),
+                (Precision::Int8, 0.9, 7e-3),
+            ] {
+                rs.push(rec(backend, p, ms, err));
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("kernel-lab-pcost-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = precision_cost(&rs, &dir).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        let tradeoff = std::fs::read_to_string(dir.join("precision-tradeoff.svg")).unwrap();
+        for label in [
+            "cpu FP16",
+            "gpu BF16",
+            "cpu INT8 (W8A16)",
+            "gpu FP32",
+            "speed relative to FP32",
+        ] {
+            assert!(tradeoff.contains(label), "tradeoff chart lacks {label}");
+        }
+        let cdf = std::fs::read_to_string(dir.join("precision-error-cdf.svg")).unwrap();
+        for label in ["FP32", "FP16", "BF16", "INT8 (W8A16)", "share of elements"] {
+            assert!(cdf.contains(label), "CDF chart lacks {label}");
+        }
+        // One precision is not a study: nothing is drawn.
+        let one: Vec<Record> = rs
+            .iter()
+            .filter(|r| r.id.precision == Precision::F32)
+            .cloned()
+            .collect();
+        let empty = std::env::temp_dir().join(format!("kernel-lab-pcost1-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(precision_cost(&one, &empty).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&empty);
+    }
 }
