@@ -6,6 +6,8 @@
 //! product is proportional to) and `|ref|` for a gather. This normalisation stays
 //! meaningful where `ref` crosses zero, unlike `|y - ref| / |ref|`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::precision_cost::{CostAccumulator, PrecisionCost};
@@ -199,12 +201,11 @@ pub fn verify_accumulated(
     }
     let rounded = p != Precision::F32;
     let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
-    let wq = if rounded && work.op.uses_weight() {
-        p.stored_weight(&inputs.w, n as usize)
+    let wq: Cow<[f32]> = if rounded && work.op.uses_weight() {
+        Cow::Owned(p.stored_weight(&inputs.w, n as usize))
     } else {
-        Vec::new()
+        Cow::Borrowed(&inputs.w)
     };
-    let wq: &[f32] = if wq.is_empty() { &inputs.w } else { &wq };
     let overflow_at = p.overflow_threshold();
     let rows = rows_to_check(work);
     acc.rows_checked = rows.len() as u64;
@@ -216,7 +217,7 @@ pub fn verify_accumulated(
         let x = activation_row(work, inputs, r);
         let got = &output[r as usize * n..(r as usize + 1) * n];
         if rounded {
-            reference_row(work, &round(x), wq, &mut want, &mut scale);
+            reference_row(work, &round(x), &wq, &mut want, &mut scale);
             reference_row(work, x, &inputs.w, &mut full, &mut full_scale);
             cost.add_row(got, &full, &full_scale);
         } else {
@@ -283,12 +284,12 @@ mod tests {
         let (m, _, n) = work.mkn();
         let mut out = vec![0.0f32; (m * n) as usize];
         let (mut row, mut scale) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+        let w = work.precision.stored_weight(&inputs.w, n as usize);
         for r in 0..m {
             let x: Vec<f32> = activation_row(work, inputs, r)
                 .iter()
                 .map(|&v| work.precision.round(v))
                 .collect();
-            let w = work.precision.stored_weight(&inputs.w, n as usize);
             reference_row(work, &x, &w, &mut row, &mut scale);
             for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
                 .iter_mut()

@@ -546,17 +546,13 @@ impl Inputs {
             inputs.x = activations(&mut rng, m * k);
         }
         if work.op.uses_weight() {
-            // Uniform in [-1, 1) has a standard deviation of 1/sqrt(3): the
-            // uniform weight keeps its historical 1/sqrt(k) range.
+            // 1/sqrt(k): the normal weight's standard deviation, and the
+            // uniform weight's historical range (+-1/sqrt(k)).
             let std = 1.0 / (k as f32).sqrt();
             inputs.w = (0..k * n)
                 .map(|i| {
                     let gain = column_gain.get((i % n) as usize).copied().unwrap_or(1.0);
-                    let v = match dist {
-                        Dist::Uniform => rng.random_range(-1.0f32..1.0),
-                        Dist::Normal | Dist::Llm => StandardNormal.sample(&mut rng),
-                    };
-                    v * std * gain
+                    draw(&mut rng) * std * gain
                 })
                 .collect();
         }

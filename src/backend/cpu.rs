@@ -118,10 +118,10 @@ impl Backend for CpuBackend {
 
 /// The implementation that runs `work` on the CPU.
 fn describe(work: &Workload) -> String {
-    let (m, _, n) = work.mkn();
+    let m = work.mkn().0;
     let matmul = if work.precision == Precision::Int8 {
         "w8-dequant+gemm-f32"
-    } else if skinny(work.precision, m as usize, n as usize) {
+    } else if skinny(work.precision, m as usize) {
         "skinny-f32acc"
     } else if work.precision == Precision::F32 {
         "gemm"
@@ -140,11 +140,11 @@ fn describe(work: &Workload) -> String {
 /// costs more than it saves.
 const SKINNY_ROWS: usize = 16;
 
-/// Whether an `m` x `n` output in `precision` takes [`matmul_skinny`]: few
+/// Whether an `m`-row output in `precision` takes [`matmul_skinny`]: few
 /// rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against 19.0 ms
 /// through `gemm` in f32). Every type but INT8 (whose weight takes
 /// [`matmul_w8`]) follows the same rule: both paths accumulate in f32.
-fn skinny(precision: Precision, m: usize, _n: usize) -> bool {
+fn skinny(precision: Precision, m: usize) -> bool {
     match precision {
         Precision::F32 | Precision::F16 | Precision::Bf16 => m <= SKINNY_ROWS,
         Precision::Int8 => false,
@@ -159,8 +159,6 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
     fn from_f32(v: f32) -> Self;
     /// Widens to f32 for verification.
     fn to_f32(self) -> f32;
-    /// The multiplicative identity (gemm's beta).
-    fn one() -> Self;
     /// Widens a slice to f32 (SIMD where the CPU converts in hardware).
     fn widen(src: &[Self], dst: &mut [f32]);
     /// Rounds a slice of f32 into this type (SIMD where the CPU converts in
@@ -191,8 +189,6 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
             },
         )
     }
-    /// Whether [`Self::gemm`] needs [`Scratch`] buffers (f32 copies).
-    const NEEDS_SCRATCH: bool = true;
 }
 
 /// Widened f32 copies for the storage types the projection accumulates in
@@ -269,8 +265,6 @@ fn gemm_widened<T: Element>(
                 k,
                 panel.as_ptr(),
                 k0 > 0,
-                1.0f32,
-                0.0f32,
             )
         }
         k0 += rows;
@@ -295,25 +289,23 @@ fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
     }
 }
 
-/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` through `gemm`, row-major with row
-/// strides `lda`, `n` and `n`; with `accumulate` the product is added to `dst`
-/// (`one` and `zero` are the type's 1 and 0: gemm's alpha and beta).
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` through `gemm`'s f32 kernel,
+/// row-major with row strides `lda`, `n` and `n`; with `accumulate` the
+/// product is added to `dst`.
 ///
 /// # Safety
 /// `lhs` covers `(m - 1) * lda + k` elements, `rhs` `k * n` and `dst` `m * n`;
 /// `dst` aliases neither input.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw<T: Copy + 'static>(
+unsafe fn gemm_raw(
     m: usize,
     k: usize,
     n: usize,
-    dst: *mut T,
-    lhs: *const T,
+    dst: *mut f32,
+    lhs: *const f32,
     lda: usize,
-    rhs: *const T,
+    rhs: *const f32,
     accumulate: bool,
-    one: T,
-    zero: T,
 ) {
     // SAFETY: the caller's contract (row-major: column stride 1).
     unsafe {
@@ -331,8 +323,8 @@ unsafe fn gemm_raw<T: Copy + 'static>(
             rhs,
             1,
             n as isize,
-            if accumulate { one } else { zero },
-            one,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
             false,
             false,
             false,
@@ -343,15 +335,11 @@ unsafe fn gemm_raw<T: Copy + 'static>(
 
 impl Element for f32 {
     const PRECISION: Precision = Precision::F32;
-    const NEEDS_SCRATCH: bool = false;
     fn from_f32(v: f32) -> Self {
         v
     }
     fn to_f32(self) -> f32 {
         self
-    }
-    fn one() -> Self {
-        1.0
     }
     fn widen(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
@@ -362,20 +350,7 @@ impl Element for f32 {
     fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
         let m = y.len() / n;
         // SAFETY: the slices hold m*k, k*n and m*n elements; y is its own Vec.
-        unsafe {
-            gemm_raw(
-                m,
-                k,
-                n,
-                y.as_mut_ptr(),
-                x.as_ptr(),
-                k,
-                w.as_ptr(),
-                false,
-                1.0,
-                0.0,
-            )
-        }
+        unsafe { gemm_raw(m, k, n, y.as_mut_ptr(), x.as_ptr(), k, w.as_ptr(), false) }
     }
 }
 
@@ -389,9 +364,6 @@ impl Element for f16 {
     }
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
-    }
-    fn one() -> Self {
-        f16::ONE
     }
     fn widen(src: &[Self], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
@@ -412,9 +384,6 @@ impl Element for bf16 {
     }
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
-    }
-    fn one() -> Self {
-        bf16::ONE
     }
     fn widen(src: &[Self], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
@@ -437,7 +406,7 @@ struct CpuOp<'a, T: Element> {
     /// The weight of an INT8 point (then `w` is empty).
     qw: QuantizedWeight,
     y: Vec<T>,
-    /// f32 copies for a type `gemm` has no kernel for (BF16, INT8 weights).
+    /// f32 copies for the precisions widened to f32 (FP16, BF16, INT8 weights).
     scratch: Scratch,
     flush: Vec<u8>,
     /// Time the table and weight took to load.
@@ -468,9 +437,10 @@ impl<'a, T: Element> CpuOp<'a, T> {
             w: vec![T::default(); if int8 { 0 } else { inputs.w.len() }],
             qw: QuantizedWeight::default(),
             y: vec![T::default(); (m * n) as usize],
-            scratch: if (T::NEEDS_SCRATCH || int8)
+            // Every precision but FP32 accumulates through widened f32 copies.
+            scratch: if work.precision != Precision::F32
                 && work.op.uses_weight()
-                && !skinny(work.precision, m as usize, n as usize)
+                && !skinny(work.precision, m as usize)
             {
                 Scratch::new(m as usize, k as usize, n as usize)
             } else {
@@ -628,7 +598,7 @@ fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) 
 /// widened path where `gemm` would accumulate in f16).
 fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize, scratch: &mut Scratch) {
     let m = y.len() / n;
-    if skinny(T::PRECISION, m, n) {
+    if skinny(T::PRECISION, m) {
         return matmul_skinny(x, w, y, k, n);
     }
     T::gemm(x, w, y, k, n, scratch)

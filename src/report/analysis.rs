@@ -14,14 +14,23 @@ use crate::workload::{Data, Op};
 /// data the most records ran on. A point measured on several data sets would
 /// otherwise count several times in a dim exponent or a speedup.
 pub fn primary_data(records: &[Record]) -> Option<Data> {
-    let mut count: BTreeMap<Data, usize> = BTreeMap::new();
-    for r in records {
-        *count.entry(r.id.data()).or_default() += 1;
+    preferred_or_most_common(records.iter().map(|r| r.id.data()), Data::default())
+}
+
+/// `preferred` if it is among `items`, else the item seen most often (the
+/// largest of a tie); `None` when there are none.
+pub fn preferred_or_most_common<K: Ord + Copy>(
+    items: impl Iterator<Item = K>,
+    preferred: K,
+) -> Option<K> {
+    let mut count: BTreeMap<K, usize> = BTreeMap::new();
+    for k in items {
+        *count.entry(k).or_default() += 1;
     }
-    if count.contains_key(&Data::default()) {
-        return Some(Data::default());
+    if count.contains_key(&preferred) {
+        return Some(preferred);
     }
-    count.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
+    count.into_iter().max_by_key(|&(_, n)| n).map(|(k, _)| k)
 }
 
 /// The records on [`primary_data`].

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::analysis::{measured, median, p50};
+use super::analysis::{measured, median, p50, preferred_or_most_common};
 use crate::backend::BackendKind;
 use crate::results::{PointId, Record};
 use crate::workload::{Data, Dist, Op, Precision, Scale};
@@ -28,14 +28,10 @@ pub type TradeoffKey = (BackendKind, Op, Precision);
 /// The data the study's trade-offs are read on: scale 1, and the `normal`
 /// distribution where the run has it (else the most common distribution).
 pub fn tradeoff_dist(records: &[Record]) -> Option<Dist> {
-    let mut count: BTreeMap<Dist, usize> = BTreeMap::new();
-    for r in measured(records).filter(|r| r.id.scale == Scale::ONE) {
-        *count.entry(r.id.dist).or_default() += 1;
-    }
-    if count.contains_key(&Dist::Normal) {
-        return Some(Dist::Normal);
-    }
-    count.into_iter().max_by_key(|&(_, n)| n).map(|(d, _)| d)
+    let dists = measured(records)
+        .filter(|r| r.id.scale == Scale::ONE)
+        .map(|r| r.id.dist);
+    preferred_or_most_common(dists, Dist::Normal)
 }
 
 /// Every precision's trade-off on `dist` at scale 1, where FP32 ran the same points.

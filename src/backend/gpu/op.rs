@@ -214,25 +214,27 @@ impl<'a> GpuOp<'a> {
         let vocab = work.shape.vocab as u64;
         let table_blocks = plan.chunks.table_blocks(vocab);
         let weight_blocks = plan.chunks.weight_blocks(n);
-        // One buffer per block of `k`-element rows (table) or columns (weight).
-        let blocks = |used: bool, label: &str, sizes: &[(u64, u64)]| -> Vec<wgpu::Buffer> {
+        // One buffer per block of `k`-element rows (table) or columns (weight),
+        // `bytes(len)` each.
+        let blocks = |used: bool,
+                      label: &str,
+                      sizes: &[(u64, u64)],
+                      bytes: &dyn Fn(u64) -> u64|
+         -> Vec<wgpu::Buffer> {
             if !used {
                 return Vec::new();
             }
             sizes
                 .iter()
-                .map(|&(_, len)| {
-                    let bytes = if label == "weight" {
-                        mode.weight_bytes(k, len)
-                    } else {
-                        buffer_bytes(mode, len * k)
-                    };
-                    storage(ctx, label, bytes, usage)
-                })
+                .map(|&(_, len)| storage(ctx, label, bytes(len), usage))
                 .collect()
         };
-        let table = blocks(work.op.uses_table(), "table", &table_blocks);
-        let w = blocks(work.op.uses_weight(), "weight", &weight_blocks);
+        let table = blocks(work.op.uses_table(), "table", &table_blocks, &|rows| {
+            buffer_bytes(mode, rows * k)
+        });
+        let w = blocks(work.op.uses_weight(), "weight", &weight_blocks, &|cols| {
+            mode.weight_bytes(k, cols)
+        });
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
 
         let mut chunks = Vec::with_capacity(plan.chunks.chunks as usize);
@@ -404,10 +406,7 @@ impl<'a> GpuOp<'a> {
             let rows = first as usize * k..(first + rows) as usize * k;
             q.write_buffer(t, 0, &encode(mode, &inputs.table[rows]));
         }
-        let quantized = mode
-            .int8_weight()
-            .then(|| quantize_weight(&inputs.w, n))
-            .filter(|_| !self.w.is_empty());
+        let quantized = mode.int8_weight().then(|| quantize_weight(&inputs.w, n));
         for (w, (col0, cols)) in self.w.iter().zip(self.plan.chunks.weight_blocks(n as u64)) {
             // The block's columns of every row of w, packed to its own width.
             let (col0, cols) = (col0 as usize, cols as usize);

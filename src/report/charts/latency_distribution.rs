@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{Chart, FONT};
+use super::{legend, Chart, FONT};
 use crate::backend::BackendKind;
 use crate::report::analysis::measured;
 use crate::results::Record;
@@ -122,13 +122,7 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
             }
         }
         for chart in [&mut hist, &mut cdf] {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::MiddleRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 12))
-                .draw()?;
+            legend(chart, SeriesLabelPosition::MiddleRight)?;
         }
         root.present()?;
         files.push(path.clone());

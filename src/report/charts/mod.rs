@@ -88,6 +88,22 @@ pub(super) fn software_note(records: &[Record]) -> &'static str {
     }
 }
 
+/// Draws the series' legend at `position`, on a translucent white box, as
+/// every chart does.
+pub(super) fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
+    Ok(())
+}
+
 /// One panel of lines on log-log axes: `series` are (label, points).
 pub(super) fn line_panel(
     area: &DrawingArea<SVGBackend, Shift>,
@@ -138,13 +154,7 @@ pub(super) fn line_panel(
                     .label("knee: no larger batch adds 5% or more")
                     .legend(|(x, y)| Circle::new((x + 9, y), 6, BLACK.stroke_width(2)));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 12))
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }};
     }
     if y_log {

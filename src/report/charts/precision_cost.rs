@@ -8,7 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{fmt_num, log_range, software_note, Chart, FONT};
+use super::{fmt_num, legend, log_range, software_note, Chart, FONT};
 use crate::backend::BackendKind;
 use crate::report::analysis::measured;
 use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
@@ -132,13 +132,7 @@ fn tradeoff(records: &[Record], out: &Path) -> Chart {
                     )
             }))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     root.present()?;
     Ok(vec![path.clone()])
@@ -220,13 +214,7 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
                 });
             chart.draw_series(pts.iter().map(|&pt| Circle::new(pt, 3, c.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     }
     root.present()?;
     Ok(vec![path.clone()])

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{color, fmt_num, log_range, software_note, Chart, FONT};
+use super::{color, fmt_num, legend, log_range, software_note, Chart, FONT};
 use crate::backend::{BackendKind, Ceilings};
 use crate::report::analysis::measured;
 use crate::results::Record;
@@ -97,13 +97,7 @@ pub fn roofline(
             .label(format!("{backend} points"))
             .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 12))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(vec![path.clone()])
 }
