@@ -29,10 +29,16 @@ pub struct PrecisionCost {
     pub norm_err_max: f64,
     /// `[level, error]` pairs at [`CDF_LEVELS`]: the error's CDF.
     pub norm_err_cdf: Vec<[f64; 2]>,
-    /// Smallest cosine similarity of an output row with its full-precision row.
-    pub row_cosine_min: f64,
-    /// Mean cosine similarity of output rows with their full-precision rows.
-    pub row_cosine_mean: f64,
+    /// Smallest cosine similarity of an output row with its full-precision
+    /// row, over each row's finite outputs (0 where exactly one of the two is
+    /// all zero, as when a format underflows; 1 where both are); absent when
+    /// no row has a finite output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_cosine_min: Option<f64>,
+    /// Mean cosine similarity of output rows with their full-precision rows
+    /// (as [`Self::row_cosine_min`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_cosine_mean: Option<f64>,
     /// Outputs that are Inf or NaN (from finite original inputs: an overflow
     /// of the format, not a kernel fault).
     pub non_finite: u64,
@@ -118,6 +124,7 @@ impl CostAccumulator {
     /// f64 result, `scale` each element's normaliser.
     pub fn add_row(&mut self, got: &[f32], want: &[f64], scale: &[f64]) {
         let (mut dot, mut gg, mut ww) = (0.0f64, 0.0f64, 0.0f64);
+        let mut finite = 0u64;
         for ((&g, &w), &s) in got.iter().zip(want).zip(scale) {
             self.elements += 1;
             let g = g as f64;
@@ -133,23 +140,29 @@ impl CostAccumulator {
             } else {
                 f64::INFINITY
             };
+            finite += 1;
             self.hist[Self::bin(err)] += 1;
-            self.max = self.max.max(err);
+            // JSON holds no infinity: a nonzero output where the exact result
+            // is exactly zero records the largest finite error.
+            self.max = self.max.max(err.min(f64::MAX));
             self.diff2 += d * d;
             self.ref2 += w * w;
             dot += g * w;
             gg += g * g;
             ww += w * w;
         }
-        if gg > 0.0 && ww > 0.0 {
-            let cos = dot / (gg.sqrt() * ww.sqrt());
+        if finite > 0 {
+            let cos = if gg > 0.0 && ww > 0.0 {
+                dot / (gg.sqrt() * ww.sqrt())
+            } else if gg == ww {
+                // Both rows zero: identical.
+                1.0
+            } else {
+                // One row zero: none of the other's direction is kept.
+                0.0
+            };
             self.cos_min = self.cos_min.min(cos);
             self.cos_sum += cos;
-            self.cos_rows += 1;
-        } else if gg == ww {
-            // Both rows zero: identical.
-            self.cos_min = self.cos_min.min(1.0);
-            self.cos_sum += 1.0;
             self.cos_rows += 1;
         }
         if let Some((agree, rows)) = &mut self.top1 {
@@ -198,16 +211,8 @@ impl CostAccumulator {
             norm_err_p99: self.quantile(0.99),
             norm_err_max: self.max,
             norm_err_cdf: CDF_LEVELS.iter().map(|&q| [q, self.quantile(q)]).collect(),
-            row_cosine_min: if self.cos_rows > 0 {
-                self.cos_min
-            } else {
-                f64::NAN
-            },
-            row_cosine_mean: if self.cos_rows > 0 {
-                self.cos_sum / self.cos_rows as f64
-            } else {
-                f64::NAN
-            },
+            row_cosine_min: (self.cos_rows > 0).then_some(self.cos_min),
+            row_cosine_mean: (self.cos_rows > 0).then(|| self.cos_sum / self.cos_rows as f64),
             non_finite: self.non_finite,
             elements: self.elements,
             top1_agreement: share(self.top1),
@@ -247,12 +252,40 @@ mod tests {
         assert!((c.rel_frobenius_err - 0.1).abs() < 1e-12, "{c:?}");
         assert_eq!(c.norm_err_max, 0.2);
         let cos = 27.0 / (5.0 * 29.25f64.sqrt());
-        assert!((c.row_cosine_min - cos).abs() < 1e-12);
+        assert!((c.row_cosine_min.unwrap() - cos).abs() < 1e-12);
         assert_eq!(c.top1_agreement, Some(1.0));
         assert_eq!(c.top5_agreement, None);
         assert_eq!(c.elements, 2);
         // The median of {0, 0.2} is the smaller: exact zero.
         assert_eq!(c.norm_err_p50, 0.0);
+    }
+
+    /// A format that underflows to zero, a row of nothing but Inf, a nonzero
+    /// output where zero is exact: the cost says so in numbers JSON can hold,
+    /// so the results file it goes into reads back.
+    #[test]
+    fn degenerate_rows_give_finite_serialisable_numbers() {
+        let mut acc = CostAccumulator::new(true, 2);
+        acc.add_row(&[0.0, 0.0], &[1e-9, -2e-9], &[1e-9, 2e-9]);
+        let c = acc.finish();
+        assert_eq!(
+            (c.row_cosine_min, c.row_cosine_mean),
+            (Some(0.0), Some(0.0))
+        );
+        assert_eq!(c.rel_frobenius_err, 1.0);
+        let mut inf = CostAccumulator::new(true, 2);
+        inf.add_row(&[f32::INFINITY, f32::NAN], &[1.0, 2.0], &[1.0, 2.0]);
+        let c = inf.finish();
+        assert_eq!((c.row_cosine_min, c.non_finite), (None, 2));
+        let mut zero = CostAccumulator::new(false, 1);
+        zero.add_row(&[0.5], &[0.0], &[0.0]);
+        let c = zero.finish();
+        assert_eq!(c.norm_err_max, f64::MAX);
+        for c in [c, acc.finish(), inf.finish()] {
+            let text = serde_json::to_string(&c).unwrap();
+            assert!(!text.contains("null"), "{text}");
+            assert_eq!(serde_json::from_str::<PrecisionCost>(&text).unwrap(), c);
+        }
     }
 
     #[test]

@@ -226,14 +226,16 @@ fn print_summary(r: &Record) {
             (Some(t1), None) => format!("; top-1 agrees on {:.1}% of rows", t1 * 100.0),
             _ => String::new(),
         };
+        let cosine = match (c.row_cosine_min, c.row_cosine_mean) {
+            (Some(lo), Some(mean)) => format!("row cosine min {lo:.6} mean {mean:.6}"),
+            _ => "no row with a finite output".to_string(),
+        };
         println!(
-            "  precision cost vs the full-precision data: relative Frobenius error {:.3e}; per-element normalised error p50 {:.2e} p99 {:.2e} max {:.2e}; row cosine min {:.6} mean {:.6}; {} non-finite of {}{top}",
+            "  precision cost vs the full-precision data: relative Frobenius error {:.3e}; per-element normalised error p50 {:.2e} p99 {:.2e} max {:.2e}; {cosine}; {} non-finite of {}{top}",
             c.rel_frobenius_err,
             c.norm_err_p50,
             c.norm_err_p99,
             c.norm_err_max,
-            c.row_cosine_min,
-            c.row_cosine_mean,
             c.non_finite,
             c.elements
         );
