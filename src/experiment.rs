@@ -701,6 +701,70 @@ mod tests {
     use super::*;
 
     #[test]
+    fn axes_left_out_take_their_defaults() {
+        let spec = Spec::parse(
+            "name = \"d\"\n[axes]\nop = [\"matmul\"]\nbatch = [1]\nseq = [2]\ndim = [8]\n",
+            "d",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(spec.axes.backend, [BackendKind::Gpu, BackendKind::Cpu]);
+        assert_eq!(spec.axes.precision, [Precision::F32]);
+        assert_eq!(spec.axes.vocab, [DEFAULT_VOCAB]);
+        assert!(spec.probe_ceilings);
+        let points = spec.expand().unwrap();
+        assert_eq!(points.len(), 2);
+        assert!(points.iter().all(|p| p.work.mkn() == (2, 8, 8)));
+    }
+
+    /// Each exclusion key drops exactly the points with its value: two values
+    /// on every axis, one key at a time, half of the points go, and none of
+    /// the kept ones has the excluded value.
+    #[test]
+    fn every_exclusion_key_drops_exactly_its_points() {
+        let axes = "[axes]\nop = [\"matmul\", \"embed-project\"]\nbackend = [\"cpu\", \"gpu\"]\n\
+                    precision = [\"f32\", \"f16\"]\nbatch = [1, 2]\nseq = [3, 4]\ndim = [8, 16]\n\
+                    out_dim = [24, 32]\nvocab = [50, 60]\ndist = [\"uniform\", \"normal\"]\nscale = [1.0, 2.0]\n";
+        let all = Spec::parse(&format!("name = \"x\"\n{axes}"), "x", &[])
+            .unwrap()
+            .expand()
+            .unwrap();
+        assert_eq!(all.len(), 1 << 10);
+        type Has = fn(&Point) -> bool;
+        let keys: [(&str, &str, Has); 10] = [
+            ("op", "\"matmul\"", |p| p.work.op == Op::Matmul),
+            ("backend", "\"gpu\"", |p| p.backend == BackendKind::Gpu),
+            ("precision", "\"f16\"", |p| {
+                p.work.precision == Precision::F16
+            }),
+            ("batch", "2", |p| p.work.shape.batch == 2),
+            ("seq", "3", |p| p.work.shape.seq == 3),
+            ("dim", "16", |p| p.work.shape.dim == 16),
+            ("out_dim", "24", |p| p.work.mkn().2 == 24),
+            ("vocab", "60", |p| p.work.shape.vocab == 60),
+            ("dist", "\"normal\"", |p| p.work.data.dist == Dist::Normal),
+            ("scale", "2.0", |p| f64::from(p.work.data.scale) == 2.0),
+        ];
+        for (key, value, has) in keys {
+            let text = format!("name = \"x\"\n{axes}[[exclude]]\n{key} = {value}\n");
+            let kept = Spec::parse(&text, "x", &[]).unwrap().expand().unwrap();
+            assert_eq!(kept.len(), 1 << 9, "{key}");
+            assert!(kept.iter().all(|p| !has(p)), "{key}");
+            assert_eq!(all.iter().filter(|p| !has(p)).count(), 1 << 9, "{key}");
+        }
+        // Two keys drop only the points matching both.
+        let text = format!("name = \"x\"\n{axes}[[exclude]]\nbatch = 2\nseq = 3\n");
+        assert_eq!(
+            Spec::parse(&text, "x", &[])
+                .unwrap()
+                .expand()
+                .unwrap()
+                .len(),
+            768
+        );
+    }
+
+    #[test]
     fn an_excluded_size_no_kernel_could_address_does_not_stop_the_sweep() {
         let spec = r#"
 name = "t"

@@ -405,6 +405,87 @@ mod tests {
         assert_eq!(tolerance(Op::Embedding, Precision::F16, 64), 0.0);
     }
 
+    /// One element off by 10x the tolerance (in the normalised units the check
+    /// uses) fails, and off by half of it passes, in every precision and at a
+    /// depth where the bound is mostly accumulation: a tolerance made much
+    /// looser (or tighter) than the derived bound fails this.
+    #[test]
+    fn an_element_off_by_ten_tolerances_fails_and_half_of_one_passes() {
+        for op in [Op::Matmul, Op::EmbedProject] {
+            for p in Precision::ALL {
+                let work = Workload {
+                    op,
+                    precision: p,
+                    shape: Shape::new(1, 3, 300, 17).unwrap(),
+                    data: Default::default(),
+                };
+                let inputs = Inputs::generate(&work, 5);
+                let exact = naive(&work, &inputs);
+                let n = work.mkn().2 as usize;
+                let (r, c) = (1usize, 7usize);
+                let x: Vec<f32> = activation_row(&work, &inputs, r as u64)
+                    .iter()
+                    .map(|&v| p.round(v))
+                    .collect();
+                let (mut row, mut scale) = (vec![0.0; n], vec![0.0; n]);
+                reference_row(
+                    &work,
+                    &x,
+                    &p.stored_weight(&inputs.w, n),
+                    &mut row,
+                    &mut scale,
+                );
+                // The bound derived here, not read from `tolerance`, so that a
+                // looser `tolerance` lets the 10x element through and fails.
+                let output_rounding = match p {
+                    Precision::F32 => 0.0,
+                    Precision::F16 => 2f64.powi(-11),
+                    Precision::Bf16 => 2f64.powi(-8),
+                    Precision::Int8 => 2f64.powi(-24) + 2f64.powi(-11),
+                };
+                let tol = 2.0 * 300.0 * 2f64.powi(-24) + output_rounding;
+                for (factor, ok) in [(10.0, false), (0.5, true), (-10.0, false)] {
+                    let mut out = exact.clone();
+                    out[r * n + c] = (row[c] + factor * tol * scale[c]) as f32;
+                    let acc = verify(&work, &inputs, &out);
+                    assert_eq!(acc.verified, ok, "{op} {p} x{factor}: {acc:?}");
+                    if !ok {
+                        let msg = acc.failure.unwrap();
+                        assert!(msg.contains("row 1, column 7"), "{msg}");
+                    }
+                    let want = factor.abs() * tol;
+                    assert!(
+                        (acc.max_norm_err - want).abs() <= 0.05 * want,
+                        "{op} {p} x{factor}: {} vs {want}",
+                        acc.max_norm_err
+                    );
+                }
+            }
+        }
+    }
+
+    /// The bounds themselves: 2*k*u32 for f32 accumulation, plus one output
+    /// rounding of the format (and for INT8 one f32 rounding of the scale);
+    /// 8*sqrt(k)*u16 + u16 for f16 accumulation; a gather is exact.
+    #[test]
+    fn tolerances_are_the_derived_bounds() {
+        let (u32_, u16_, ubf16) = (2f64.powi(-24), 2f64.powi(-11), 2f64.powi(-8));
+        let k = 4096;
+        let acc = 2.0 * 4096.0 * u32_;
+        assert_eq!(tolerance(Op::Matmul, Precision::F32, k), acc);
+        assert_eq!(tolerance(Op::Matmul, Precision::F16, k), acc + u16_);
+        assert_eq!(tolerance(Op::EmbedProject, Precision::Bf16, k), acc + ubf16);
+        assert_eq!(tolerance(Op::Matmul, Precision::Int8, k), acc + u32_ + u16_);
+        assert_eq!(
+            tolerance_f16_accumulation(Op::Matmul, k),
+            8.0 * 64.0 * u16_ + u16_
+        );
+        for p in Precision::ALL {
+            assert_eq!(tolerance(Op::Embedding, p, k), 0.0);
+        }
+        assert_eq!(tolerance_f16_accumulation(Op::Embedding, k), 0.0);
+    }
+
     #[test]
     fn large_points_sample_rows_including_the_ends() {
         let work = Workload {

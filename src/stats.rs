@@ -301,6 +301,82 @@ mod tests {
         assert!((erfc(0.0) - 1.0).abs() < 1e-6 && (erfc(1.0) - 0.157_299_2).abs() < 1e-6);
     }
 
+    /// 0, 1, ..., 100: every percentile is its own rank, exactly.
+    #[test]
+    fn percentiles_of_0_to_100_are_exact() {
+        let v: Vec<f64> = (0..=100).rev().map(f64::from).collect();
+        let sum = summarize(&s(&v));
+        assert_eq!(
+            (sum.min, sum.p50, sum.p90, sum.p95, sum.p99, sum.max),
+            (0.0, 50.0, 90.0, 95.0, 99.0, 100.0)
+        );
+        assert_eq!((sum.count, sum.mean, sum.iqr), (101, 50.0, 50.0));
+        assert_eq!(s(&v).quantile(0.25), 25.0);
+        assert_eq!(s(&v).quantile(0.999), 99.9);
+        assert!((sum.stddev - (101.0 * 102.0 / 12.0f64).sqrt()).abs() < 1e-12);
+        assert!((sum.cv - sum.stddev / 50.0).abs() < 1e-15);
+        assert_eq!(sum.outliers_low + sum.outliers_high, 0);
+        // A change of unit scales every value and keeps the counts.
+        let ms = sum.scaled(1e-3);
+        assert_eq!((ms.p99, ms.iqr, ms.count), (0.099, 0.05, 101));
+        assert_eq!(
+            ms.median_ci95,
+            [sum.median_ci95[0] * 1e-3, sum.median_ci95[1] * 1e-3]
+        );
+    }
+
+    /// The interval of a spread sample has width, holds the median, and is
+    /// narrower than the sample's middle half.
+    #[test]
+    fn bootstrap_ci_of_a_spread_sample_has_width() {
+        let x = s(&(0..=100).map(f64::from).collect::<Vec<_>>());
+        let ci = summarize(&x).median_ci95;
+        assert!(ci[0] < 50.0 && 50.0 < ci[1], "{ci:?}");
+        assert!(ci[1] - ci[0] >= 5.0 && ci[1] - ci[0] < 50.0, "{ci:?}");
+        assert!(ci[0] >= 25.0 && ci[1] <= 75.0, "{ci:?}");
+    }
+
+    /// Worked by hand: a = 1..=5, b = 3..=8 has U = 4.5 (three ties count a
+    /// half each), tie-corrected variance 29.591, z = -1.930, p = 0.05358;
+    /// a = [1.5, 2.5, 9], b = [1, 2, 3, 4]: U = 7, variance 8, p = 0.7237.
+    #[test]
+    fn mann_whitney_matches_worked_examples() {
+        let p = mann_whitney_p(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        assert!((p - 0.053_577_749).abs() < 1e-6, "{p}");
+        let q = mann_whitney_p(&[1.5, 2.5, 9.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert!((q - 0.723_673_610).abs() < 1e-6, "{q}");
+        // Symmetric in its arguments.
+        let r = mann_whitney_p(&[3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert!((p - r).abs() < 1e-12);
+        assert_eq!(mann_whitney_p(&[], &[1.0]), 1.0);
+        assert_eq!(mann_whitney_p(&[1.0], &[]), 1.0);
+    }
+
+    #[test]
+    fn erfc_matches_tabulated_values() {
+        for (x, want) in [
+            (0.1, 0.887_537_083_981_715),
+            (0.5, 0.479_500_122_186_953),
+            (2.0, 0.004_677_734_981_047),
+            (-1.0, 1.842_700_792_949_715),
+        ] {
+            assert!((erfc(x) - want).abs() < 2e-7, "erfc({x}) = {}", erfc(x));
+        }
+    }
+
+    #[test]
+    fn mean_and_stddev_of_known_samples() {
+        assert_eq!(
+            mean_stddev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).0,
+            5.0
+        );
+        let (_, sd) = mean_stddev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert!((sd - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_stddev(&[3.0]), (3.0, 0.0));
+        let mut odd = vec![9.0, 1.0, 5.0];
+        assert_eq!(median_in_place(&mut odd), 5.0);
+    }
+
     #[test]
     fn bootstrap_ci_brackets_the_median_and_is_reproducible() {
         let v: Vec<f64> = (0..200).map(|i| ((i * 37) % 101) as f64).collect();

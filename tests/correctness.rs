@@ -381,3 +381,48 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
     assert!(prepared_name(&backend, &large).contains("(autotuned)"));
     assert_eq!(backend.tunings().len(), 2);
 }
+
+/// The timestamp period is the context's (the queue's, or an injected one),
+/// and every device read scales by it: with a period a million times too
+/// long, each interval exceeds the wall time around it and falls back to it;
+/// with one a thousand times too short, it is a thousandth of the true one.
+#[test]
+fn gpu_timestamp_reads_scale_by_the_injected_period() {
+    use kernel_lab::prepared_op::TimestampFault;
+    let w = work(Op::Matmul, Precision::F32, 1, 64, 256, 1);
+    let inputs = Inputs::generate(&w, 1);
+    let Some(plain) = gpu(GpuOptions::default()) else {
+        return;
+    };
+    let queue_period = plain.context().timestamp_period_ns;
+    assert_eq!(queue_period, plain.context().queue.get_timestamp_period());
+    let mut op = plain.prepare(&w, &inputs).unwrap();
+    let true_ns: Vec<u64> = (0..5).filter_map(|_| op.run().unwrap().device_ns).collect();
+    if true_ns.is_empty() {
+        eprintln!("skipping: this adapter gives no device timestamps");
+        return;
+    }
+    let true_min = *true_ns.iter().min().unwrap() as f64;
+    for (period, ok) in [(queue_period * 1e6, false), (queue_period * 1e-3, true)] {
+        let backend = gpu(GpuOptions {
+            timestamp_period_ns: Some(period),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(backend.context().timestamp_period_ns, period);
+        let mut op = backend.prepare(&w, &inputs).unwrap();
+        for _ in 0..5 {
+            let s = op.run().unwrap();
+            if ok {
+                let ns = s.device_ns.expect("a shorter period still reads") as f64;
+                assert!(
+                    ns < true_min / 20.0,
+                    "{ns} ns with period {period} vs {true_min} ns"
+                );
+            } else {
+                assert_eq!(s.device_ns, None, "period {period}");
+                assert_eq!(s.fault, Some(TimestampFault::ExceedsWall));
+            }
+        }
+    }
+}

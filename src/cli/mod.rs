@@ -176,6 +176,8 @@ impl GpuArgs {
                     Checks::None => ShaderChecks::None,
                 }
             },
+            bounds_guard: false,
+            timestamp_period_ns: None,
         }
     }
 

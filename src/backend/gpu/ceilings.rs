@@ -150,7 +150,7 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
     let queries = ctx
         .features
         .contains(wgpu::Features::TIMESTAMP_QUERY)
-        .then(|| TimestampQueries::new(&ctx.device, &ctx.queue));
+        .then(|| TimestampQueries::new(&ctx.device, ctx.timestamp_period_ns));
     let timing = if queries.is_some() {
         "pass timestamps"
     } else {

@@ -218,6 +218,32 @@ mod tests {
         );
     }
 
+    /// For any row count: the chunks cover every row once, no chunk's buffers
+    /// pass the limit, and no chunk is needless (a planner that rounds the
+    /// chunk count down makes each chunk too big for the binding).
+    #[test]
+    fn chunks_cover_every_row_within_the_limit() {
+        let limit = 8 << 10;
+        for m in [1u32, 2, 50, 51, 52, 101, 200, 201, 203, 1000, 4099] {
+            for p in [Precision::F32, Precision::F16] {
+                let mut w = work(Op::Matmul, 1, m, 37, 1);
+                w.precision = p;
+                let mode = StorageMode::for_precision(p, true, false);
+                let plan = plan_chunks(&w, mode, limit, 65535).unwrap();
+                let (rows, chunks) = (plan.rows_per_chunk, plan.chunks);
+                let m = m as u64;
+                assert!(rows * chunks >= m, "m {m}: {plan:?}");
+                assert!((chunks - 1) * rows < m, "m {m}: an empty chunk: {plan:?}");
+                let row_bytes = mode.padded_stride(37) as u64 * mode.element_bytes() as u64;
+                assert!(
+                    rows * row_bytes <= limit,
+                    "m {m}: {rows} rows of {row_bytes} B > {limit}"
+                );
+                assert_eq!(chunks, m.div_ceil(limit / row_bytes), "m {m}: {plan:?}");
+            }
+        }
+    }
+
     #[test]
     fn blocks_cover_the_total_once() {
         assert_eq!(blocks(10, 4), vec![(0, 4), (4, 4), (8, 2)]);

@@ -35,6 +35,9 @@ pub struct GpuContext {
     pub lost: Arc<Mutex<Option<String>>>,
     /// Pipelines compiled on this device (see pipelines.rs).
     pub pipelines: PipelineCache,
+    /// Nanoseconds per timestamp tick: the queue's own period, unless
+    /// [`super::GpuOptions::timestamp_period_ns`] replaces it.
+    pub timestamp_period_ns: f32,
 }
 
 /// How to choose an adapter: by index in `devices`' list or by a name substring.
@@ -264,6 +267,7 @@ impl GpuContext {
         });
 
         let info = describe(&adapter, features, &limits);
+        let timestamp_period_ns = queue.get_timestamp_period();
         Ok(GpuContext {
             adapter,
             device,
@@ -274,6 +278,7 @@ impl GpuContext {
             uncaptured,
             lost,
             pipelines: PipelineCache::default(),
+            timestamp_period_ns,
         })
     }
 

@@ -48,7 +48,10 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     /// Wraps an open device.
-    pub fn new(ctx: GpuContext, options: GpuOptions) -> Self {
+    pub fn new(mut ctx: GpuContext, options: GpuOptions) -> Self {
+        if let Some(period) = options.timestamp_period_ns {
+            ctx.timestamp_period_ns = period;
+        }
         let monitor = crate::gpu_monitor::GpuMonitor::open(&ctx.info.name);
         GpuBackend {
             ctx,
@@ -297,7 +300,8 @@ impl Backend for GpuBackend {
             return Err(LabError::DeviceLost(reason));
         }
         let t = std::time::Instant::now();
-        let plan = self.plan(work)?;
+        let mut plan = self.plan(work)?;
+        plan.bounds_guard = self.options.bounds_guard;
         let planning_ns = t.elapsed().as_nanos() as u64;
         let what = format!("preparing {} {}", work.op, plan.mode.name());
         let mut op = self

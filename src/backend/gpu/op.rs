@@ -11,7 +11,9 @@ use super::chunks::buffer_bytes;
 use super::options::ShaderChecks;
 use super::plan::KernelPlan;
 use super::readback::map_read_into;
-use super::shaders::{GatherVariant, StorageMode, GATHER_WORKGROUP};
+use super::shaders::{
+    with_bounds_guard, GatherVariant, MatmulVariant, StorageMode, GATHER_WORKGROUP, GUARD_SENTINEL,
+};
 use super::timestamps::{submit_timed, TimestampQueries, QUERY_BYTES};
 use super::GpuContext;
 use crate::backend::{
@@ -178,6 +180,43 @@ fn bind(
     })
 }
 
+/// Bytes of sentinel words after a guarded output: as many rows as the
+/// tallest matmul tile could write past the last one.
+fn guard_tail_bytes(mode: StorageMode, ldy: u32) -> u64 {
+    let tallest = MatmulVariant::CANDIDATES
+        .iter()
+        .map(|v| v.tile().0)
+        .max()
+        .unwrap_or(1);
+    buffer_bytes(mode, tallest as u64 * ldy as u64).max(16)
+}
+
+/// Checks the sentinel tail of one guarded output chunk (`tail`, the bytes
+/// after its rows): a changed last word is a load past an input (the guarded
+/// loads' signal), any other a write past the output.
+fn check_guard(tail: &[u8], chunk: usize, rows: u32) -> Result<()> {
+    let words: Vec<u32> = tail
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let Some((&last, body)) = words.split_last() else {
+        return Ok(());
+    };
+    let written = body.iter().filter(|&&w| w != GUARD_SENTINEL).count();
+    if written > 0 {
+        return Err(LabError::Gpu(format!(
+            "bounds guard: the kernel wrote {written} of the {} sentinel words after output chunk {chunk} ({rows} rows): a store past its last row",
+            body.len()
+        )));
+    }
+    if last != GUARD_SENTINEL {
+        return Err(LabError::Gpu(format!(
+            "bounds guard: a load read past its input in output chunk {chunk} ({rows} rows)"
+        )));
+    }
+    Ok(())
+}
+
 /// Folds `groups` workgroups into an (x, y) grid within `max` per dimension.
 fn fold_grid(groups: u64, max: u32) -> [u32; 2] {
     let x = groups.clamp(1, max as u64);
@@ -204,7 +243,10 @@ impl<'a> GpuOp<'a> {
         let matmul = match plan.matmul {
             Some(mp) => {
                 let v = mp.variant;
-                let source = v.source(mode, mp.vec4_loads);
+                let mut source = v.source(mode, mp.vec4_loads);
+                if plan.bounds_guard {
+                    source = with_bounds_guard(&source, mode);
+                }
                 let c = ctx.pipeline(&v.name(), source, &v.constants(), plan.checks)?;
                 compile_ns += c.compile_ns;
                 Some(c.pipeline)
@@ -241,12 +283,31 @@ impl<'a> GpuOp<'a> {
         let mut first_row = 0;
         while first_row < m {
             let rows = plan.chunks.rows_per_chunk.min(m - first_row) as u32;
-            let y = storage(
-                ctx,
-                "output",
-                buffer_bytes(mode, rows as u64 * ldy as u64),
-                wgpu::BufferUsages::COPY_SRC,
-            );
+            let y = if plan.bounds_guard {
+                // The tail lies inside the binding, so a write past the rows
+                // lands on it instead of being dropped by robust buffer access.
+                let size =
+                    buffer_bytes(mode, rows as u64 * ldy as u64) + guard_tail_bytes(mode, ldy);
+                let y = storage(
+                    ctx,
+                    "output",
+                    size,
+                    wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue.write_buffer(
+                    &y,
+                    0,
+                    &GUARD_SENTINEL.to_le_bytes().repeat(size as usize / 4),
+                );
+                y
+            } else {
+                storage(
+                    ctx,
+                    "output",
+                    buffer_bytes(mode, rows as u64 * ldy as u64),
+                    wgpu::BufferUsages::COPY_SRC,
+                )
+            };
             let ids = work
                 .op
                 .uses_table()
@@ -362,7 +423,7 @@ impl<'a> GpuOp<'a> {
         let queries = ctx
             .features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
-            .then(|| TimestampQueries::new(&ctx.device, &ctx.queue));
+            .then(|| TimestampQueries::new(&ctx.device, ctx.timestamp_period_ns));
         let mut op = GpuOp {
             ctx,
             plan,
@@ -565,8 +626,12 @@ impl PreparedOp for GpuOp<'_> {
         let (n, ldy) = (n as usize, self.plan.ldy as usize);
         let mut out = Vec::with_capacity((m as usize) * n);
         let mut offset = 0;
-        for c in &self.chunks {
+        for (i, c) in self.chunks.iter().enumerate() {
             let bytes = &self.host[offset..offset + c.y.size() as usize];
+            if self.plan.bounds_guard {
+                let rows_bytes = buffer_bytes(self.plan.mode, c.rows as u64 * ldy as u64);
+                check_guard(&bytes[rows_bytes as usize..], i, c.rows)?;
+            }
             for r in 0..c.rows as usize {
                 let row = r * ldy;
                 match self.plan.mode.activation() {

@@ -67,4 +67,14 @@ pub struct GpuOptions {
     pub f16_accumulate: bool,
     /// Which runtime checks the matmul kernels are built with.
     pub shader_checks: ShaderChecks,
+    /// Test instrumentation (our own GPU-assisted validation): every output
+    /// buffer gets a tail of sentinel words inside its binding, and the
+    /// matmul's loads record an index past their input by breaking the last
+    /// sentinel. Reading the output fails when a sentinel changed, so a kernel
+    /// that writes or reads out of range fails instead of passing on a device
+    /// whose robust buffer access hides it. Not for timing.
+    pub bounds_guard: bool,
+    /// Nanoseconds per timestamp tick in place of the queue's own period
+    /// (for a driver known to report a wrong one, and for tests).
+    pub timestamp_period_ns: Option<f32>,
 }

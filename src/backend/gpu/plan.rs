@@ -52,6 +52,9 @@ pub struct KernelPlan {
     pub ldy: u32,
     /// How rows are split across bindings.
     pub chunks: ChunkPlan,
+    /// Outputs guarded by sentinels and loads checked
+    /// ([`super::GpuOptions::bounds_guard`]).
+    pub bounds_guard: bool,
 }
 
 impl KernelPlan {
@@ -74,6 +77,7 @@ impl KernelPlan {
             lda,
             ldy,
             chunks,
+            bounds_guard: false,
         }
     }
 

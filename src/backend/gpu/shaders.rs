@@ -473,6 +473,37 @@ impl MatmulVariant {
     }
 }
 
+/// The value [`with_bounds_guard`]'s tail words hold (little-endian words).
+pub const GUARD_SENTINEL: u32 = 0xdead_beef;
+
+/// `source`, a matmul module from [`MatmulVariant::source`] for `mode`, with
+/// its loads checked: `load_a`/`load4_a` against the `p.m` x `p.lda` input,
+/// `load_b`/`load4_b` against the `p.k` x `p.n` weight block. An index past
+/// either overwrites the last element of `y`'s binding, which the host fills
+/// with [`GUARD_SENTINEL`] and checks ([`super::GpuOptions::bounds_guard`]):
+/// our own GPU-assisted validation, since a device with robust buffer access
+/// (wgpu asks for it) hides an out-of-range read from the validation layers.
+pub fn with_bounds_guard(source: &str, mode: StorageMode) -> String {
+    let zero = match mode.activation() {
+        StorageMode::F32 => "0.0",
+        StorageMode::F16 => "f16(0.0)",
+        _ => "0u",
+    };
+    let mut s = source.to_string();
+    for f in ["load_a", "load4_a", "load_b", "load4_b"] {
+        s = s.replace(&format!("fn {f}("), &format!("fn {f}_unguarded("));
+    }
+    s.push_str(&format!(
+        "\nfn guard_tripped() {{ y[arrayLength(&y) - 1u] = {zero}; }}\n\
+         fn guard(last: u32, len: u32) {{ if (last >= len) {{ guard_tripped(); }} }}\n\
+         fn load_a(i: u32) -> f32 {{ guard(i, p.m * p.lda); return load_a_unguarded(i); }}\n\
+         fn load4_a(i: u32) -> vec4<f32> {{ guard(i + 3u, p.m * p.lda); return load4_a_unguarded(i); }}\n\
+         fn load_b(i: u32) -> f32 {{ guard(i, p.k * p.n); return load_b_unguarded(i); }}\n\
+         fn load4_b(i: u32) -> vec4<f32> {{ guard(i + 3u, p.k * p.n); return load4_b_unguarded(i); }}\n"
+    ));
+    s
+}
+
 /// The embedding gather for `mode`.
 pub fn embedding(mode: StorageMode) -> String {
     format!(

@@ -66,8 +66,9 @@ pub struct TimestampQueries {
 pub const QUERY_BYTES: u64 = 2 * 2 * 8;
 
 impl TimestampQueries {
-    /// Creates the queries; call only when the device has TIMESTAMP_QUERY.
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+    /// Creates the queries, whose ticks are `period_ns` nanoseconds each;
+    /// call only when the device has TIMESTAMP_QUERY.
+    pub fn new(device: &wgpu::Device, period_ns: f32) -> Self {
         let set = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("pass timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -91,7 +92,7 @@ impl TimestampQueries {
                 "timestamp readback",
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             ),
-            period_ns: queue.get_timestamp_period(),
+            period_ns,
         }
     }
 

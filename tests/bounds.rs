@@ -1,0 +1,98 @@
+//! Out-of-range accesses and lost rows: every trusted matmul kernel (built
+//! without wgpu's bounds checks) must stay inside its buffers, on shapes whose
+//! rows, columns and depth are not tile multiples, and a point split into row
+//! chunks must come back whole, its last, shorter chunk included.
+//!
+//! Out-of-range writes are caught by sentinel words after every output, inside
+//! its binding (so robust buffer access cannot drop the write); out-of-range
+//! reads by the bounds-guarded loads, which break the last sentinel
+//! ([`GpuOptions::bounds_guard`]). Vulkan's validation layers cannot see
+//! either on a device with robust buffer access, which wgpu always enables
+//! (see `tests/validation_layers.rs` for what they do check).
+
+mod common;
+
+use common::{assert_verified, every_gpu_with, gpu, work};
+use kernel_lab::backend::gpu::{plan_chunks, GpuOptions, MatmulVariant, ShaderChecks};
+use kernel_lab::workload::{Op, Precision};
+
+/// (B, S, D, V): 37 rows (under one 64-row tile) with K = N = 33 (scalar
+/// loads), 70 rows (past one tile) with K = N = 64 (vector loads).
+const SHAPES: [(u32, u32, u32, u32); 2] = [(1, 37, 33, 50), (2, 35, 64, 50)];
+
+#[test]
+fn gpu_trusted_kernels_stay_inside_their_buffers() {
+    for variant in MatmulVariant::CANDIDATES {
+        let options = GpuOptions {
+            matmul_variant: Some(variant),
+            shader_checks: ShaderChecks::None,
+            bounds_guard: true,
+            ..Default::default()
+        };
+        for backend in every_gpu_with(options) {
+            let fitted =
+                variant.for_adapter(backend.context().adapter.get_info().subgroup_max_size);
+            // Every storage mode's loads and stores; embed-project's padded rows once.
+            let points = Precision::ALL
+                .iter()
+                .flat_map(|&p| SHAPES.map(|(b, s, d, v)| work(Op::Matmul, p, b, s, d, v)))
+                .chain([work(Op::EmbedProject, Precision::F16, 1, 37, 33, 50)]);
+            for w in points {
+                if backend.supports(fitted, backend.storage_mode(&w)).is_ok() {
+                    assert_verified(&backend, &w);
+                }
+            }
+        }
+    }
+}
+
+/// The guard sees what it exists for: the embedding's gather writes the
+/// output directly, and a guarded point split into chunks checks every one.
+#[test]
+fn gpu_guarded_gathers_and_chunks_verify() {
+    let Some(backend) = gpu(GpuOptions {
+        shader_checks: ShaderChecks::None,
+        bounds_guard: true,
+        max_binding_bytes: Some(8 << 10),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    for op in Op::ALL {
+        for p in Precision::ALL {
+            assert_verified(&backend, &work(op, p, 3, 67, 37, 50));
+        }
+    }
+}
+
+/// 201 rows in chunks of 51: three whole chunks and a last one of 48 rows,
+/// which a loop that stops at the last whole chunk would drop.
+#[test]
+fn gpu_partial_last_chunk_is_verified_whole() {
+    let limit = 8 << 10;
+    for force_packed_f16 in [false, true] {
+        let Some(backend) = gpu(GpuOptions {
+            force_packed_f16,
+            max_binding_bytes: Some(limit),
+            ..Default::default()
+        }) else {
+            return;
+        };
+        let mut partial = 0;
+        for op in Op::ALL {
+            for p in Precision::ALL {
+                let w = work(op, p, 3, 67, 37, 50);
+                let plan =
+                    plan_chunks(&w, backend.storage_mode(&w), backend.binding_limit(), 65535)
+                        .unwrap();
+                let m = w.mkn().0;
+                assert!(plan.chunks > 1, "{op} {p}: {plan:?}");
+                if !m.is_multiple_of(plan.rows_per_chunk) {
+                    partial += 1;
+                }
+                assert_verified(&backend, &w);
+            }
+        }
+        assert!(partial > 0, "no point here had a partial last chunk");
+    }
+}
