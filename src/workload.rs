@@ -751,6 +751,205 @@ mod tests {
         assert_eq!(e.memory_model().table, 10 * 4 * 2);
     }
 
+    /// Every op's counts on a rectangular shape (B2 S3, K 4, N 5, vocab 10),
+    /// in FP16: FLOP, the buffers of the memory model, the compulsory bytes.
+    #[test]
+    fn every_op_counts_flops_bytes_and_memory() {
+        let shape = Shape::rect(2, 3, 4, 5, 10).unwrap();
+        let w = |op| Workload {
+            op,
+            precision: Precision::F16,
+            shape,
+            data: Data::default(),
+        };
+        let (m, k, n, v, e) = (6u64, 4u64, 5u64, 10u64, 2u64);
+        let mm = w(Op::Matmul);
+        assert_eq!(mm.mkn(), (m, k, n));
+        assert_eq!(mm.flops(), 2 * m * k * n);
+        let mem = mm.memory_model();
+        assert_eq!(
+            (mem.ids, mem.table, mem.activations, mem.weights, mem.output),
+            (0, 0, m * k * e, k * n * e, m * n * e)
+        );
+        assert_eq!(mem.total, (m * k + k * n + m * n) * e);
+        assert_eq!(mm.bytes_moved(), mem.total);
+        let ai = mm.arithmetic_intensity();
+        assert_eq!(ai, (2 * m * k * n) as f64 / mem.total as f64);
+
+        let ep = w(Op::EmbedProject);
+        assert_eq!(ep.mkn(), (m, k, n));
+        assert_eq!(ep.flops(), 2 * m * k * n);
+        let mem = ep.memory_model();
+        assert_eq!(
+            (mem.ids, mem.table, mem.activations, mem.weights, mem.output),
+            (m * 4, v * k * e, m * k * e, k * n * e, m * n * e)
+        );
+        assert_eq!(mem.total, m * 4 + (v * k + m * k + k * n + m * n) * e);
+        // ids, the gathered rows read, written and read back, weight, output.
+        assert_eq!(
+            ep.bytes_moved(),
+            m * 4 + m * k * e + 2 * m * k * e + k * n * e + m * n * e
+        );
+
+        let emb = w(Op::Embedding);
+        assert_eq!(emb.mkn(), (m, k, k));
+        assert_eq!(emb.flops(), 0);
+        assert_eq!(emb.arithmetic_intensity(), 0.0);
+        let mem = emb.memory_model();
+        assert_eq!(
+            (mem.ids, mem.table, mem.activations, mem.weights, mem.output),
+            (m * 4, v * k * e, 0, 0, m * k * e)
+        );
+        assert_eq!(emb.bytes_moved(), m * 4 + m * k * e + m * k * e);
+        assert_eq!(shape.tokens(), 6);
+    }
+
+    #[test]
+    fn precisions_know_their_sizes_and_limits() {
+        let sizes: Vec<_> = Precision::ALL
+            .iter()
+            .map(|p| (p.bytes(), p.weight_bytes(3, 5), p.name(), p.label()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                (4, 60, "f32", "FP32"),
+                (2, 30, "f16", "FP16"),
+                (2, 30, "bf16", "BF16"),
+                (2, 15 + 20, "int8", "INT8 (W8A16)"),
+            ]
+        );
+        assert_eq!(Precision::F16.overflow_threshold(), 65520.0);
+        assert_eq!(Precision::Int8.overflow_threshold(), 65520.0);
+        let f32_max = f32::MAX as f64;
+        assert_eq!(
+            Precision::F32.overflow_threshold(),
+            f32_max * (1.0 + 2f64.powi(-24))
+        );
+        assert_eq!(
+            Precision::Bf16.overflow_threshold(),
+            f32_max * (1.0 + 2f64.powi(-8))
+        );
+        assert_eq!(Precision::Int8.round(1.0 + 1.0 / 4096.0), 1.0);
+        assert_eq!(Precision::F32.round(1.0 + 1.0 / 4096.0), 1.0 + 1.0 / 4096.0);
+        let w = [0.1f32, -0.2, 0.3, 0.4];
+        assert_eq!(Precision::F32.stored_weight(&w, 2), w.to_vec());
+        assert_eq!(
+            Precision::F16.stored_weight(&w, 2),
+            w.iter()
+                .map(|&v| f16::from_f32(v).to_f32())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Precision::Int8.stored_weight(&w, 2),
+            quantize_weight(&w, 2).dequantize()
+        );
+        for p in Precision::ALL {
+            assert_eq!(p.to_string().parse::<Precision>().unwrap(), p);
+        }
+        assert!("f64".parse::<Precision>().is_err());
+    }
+
+    #[test]
+    fn names_round_trip_and_bad_ones_are_refused() {
+        for op in Op::ALL {
+            assert_eq!(op.to_string().parse::<Op>().unwrap(), op);
+        }
+        assert_eq!(
+            Op::ALL.map(|o| (o.uses_table(), o.uses_weight())),
+            [(true, false), (false, true), (true, true)]
+        );
+        assert!("conv"
+            .parse::<Op>()
+            .unwrap_err()
+            .to_string()
+            .contains("embed-project"));
+        for d in Dist::ALL {
+            assert_eq!(d.to_string().parse::<Dist>().unwrap(), d);
+        }
+        assert_eq!(" 2.5 ".parse::<Scale>().unwrap().get(), 2.5);
+        assert!("-1".parse::<Scale>().is_err() && "1e-31".parse::<Scale>().is_err());
+        assert_eq!(Scale::new(1e-30).unwrap().get(), 1e-30);
+        assert_eq!(Scale::new(1e30).unwrap().get(), 1e30);
+        assert!(Scale::try_from(0.5).unwrap() < Scale::ONE);
+        assert_eq!(f64::from(Scale::new(3.0).unwrap()), 3.0);
+        let data = Data {
+            dist: Dist::Llm,
+            scale: Scale::new(64.0).unwrap(),
+        };
+        assert_eq!(data.to_string(), "llm x64");
+        assert_eq!(Data::default().to_string(), "uniform");
+        assert!(Data::default().is_default() && !data.is_default());
+        use std::collections::HashSet;
+        let set: HashSet<Scale> = [1.0, 1.0, 2.0].map(|v| Scale::new(v).unwrap()).into();
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn shapes_past_what_a_kernel_addresses_are_refused() {
+        // 2^16 x 2^16 activations: 2^32 elements, one past u32 indexing.
+        let err = Shape::new(1, 1 << 16, 1 << 16, 1).unwrap_err().to_string();
+        assert!(err.contains("activation elements"), "{err}");
+        assert!(Shape::rect(1, 1, 1 << 16, (1 << 16) - 1, 1).is_ok());
+        let err = Shape::rect(1, 1 << 16, 8, 1 << 16, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output elements"), "{err}");
+        let err = Shape::rect(1, 1, 1 << 16, 1 << 16, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weight"), "{err}");
+        let err = Shape::rect(1, 1, 1 << 16, 1, 1 << 16)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("table"), "{err}");
+        assert!(Shape::rect(1, 1, 1 << 16, 1, (1 << 16) - 1).is_ok());
+        for (b, s, d, n, v, field) in [
+            (1, 0, 1, 1, 1, "seq"),
+            (1, 1, 0, 1, 1, "dim"),
+            (1, 1, 1, 0, 1, "out_dim"),
+            (1, 1, 1, 1, 0, "vocab"),
+        ] {
+            let err = Shape::rect(b, s, d, n, v).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn quantisation_clamps_and_keeps_zero_and_infinite_columns_usable() {
+        // An infinite value would make the scale infinite: the column keeps 1.
+        let w = [f32::INFINITY, 0.5, 2.0, -0.25];
+        let qw = quantize_weight(&w, 2);
+        assert_eq!(qw.scales, vec![1.0, 0.5 / 127.0]);
+        assert_eq!(qw.q, vec![127, 127, 2, -64]);
+        assert_eq!(qw.dequantize()[3], -64.0 * 0.5 / 127.0);
+    }
+
+    #[test]
+    fn input_buffers_have_their_sizes() {
+        let mut w = work(Op::EmbedProject, Precision::F32);
+        w.shape = Shape::rect(2, 3, 4, 5, 10).unwrap();
+        let i = Inputs::generate(&w, 1);
+        assert_eq!(
+            (i.ids.len(), i.table.len(), i.x.len(), i.w.len()),
+            (6, 40, 0, 20)
+        );
+        assert_eq!(i.bytes(), (6 + 40 + 20) * 4);
+        w.op = Op::Matmul;
+        let i = Inputs::generate(&w, 1);
+        assert_eq!(
+            (i.ids.len(), i.table.len(), i.x.len(), i.w.len()),
+            (0, 0, 24, 20)
+        );
+        // The weight's spread is 1/sqrt(K): uniform within +-1/2 at K = 4.
+        assert!(i.w.iter().all(|v| v.abs() < 0.5) && i.w.iter().any(|v| v.abs() > 0.25));
+        assert!(i.x.iter().any(|v| v.abs() > 0.5));
+        w.data.scale = Scale::new(100.0).unwrap();
+        let big = Inputs::generate(&w, 1);
+        assert_eq!(big.x[0], i.x[0] * 100.0);
+        assert_eq!(big.w, i.w);
+    }
+
     #[test]
     fn zero_sizes_are_rejected() {
         let err = Shape::new(0, 1, 1, 1).unwrap_err().to_string();
