@@ -701,6 +701,128 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overrides_parse_every_axis_into_its_canonical_form() {
+        use toml::Value::{Array, Float, Integer, String as S};
+        let s = |v: &str| S(v.to_string());
+        for (set, axis, want) in [
+            ("op=matmul", "op", vec![s("matmul")]),
+            (
+                "precision=fp16, bfloat16",
+                "precision",
+                vec![s("f16"), s("bf16")],
+            ),
+            ("backend=cpu", "backend", vec![s("cpu")]),
+            ("model=gpt2-small", "model", vec![s("gpt2-small")]),
+            ("layer=qkv", "layer", vec![s("qkv")]),
+            ("dist=llm", "dist", vec![s("llm")]),
+            ("scale=2.5", "scale", vec![Float(2.5)]),
+            (" batch = 1,8,", "batch", vec![Integer(1), Integer(8)]),
+        ] {
+            assert_eq!(
+                parse_override(set).unwrap(),
+                (axis.to_string(), Array(want)),
+                "{set}"
+            );
+        }
+        for bad in [
+            "precision=f64",
+            "batch=0",
+            "nope=1",
+            "batch",
+            "model=gpt5",
+            "scale=-1",
+        ] {
+            assert!(parse_override(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn positions_and_labels_are_as_a_reader_counts_them() {
+        assert_eq!(line_col("ab\ncde\nf", 5), (2, 3));
+        assert_eq!(line_col("ab\ncde\nf", 0), (1, 1));
+        assert_eq!(line_col("ab\ncde\nf", 99), (3, 2));
+        let l = LayerRef {
+            model: "gpt2-small",
+            layer: "qkv",
+        };
+        assert_eq!(l.label(), "gpt2-small/qkv");
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_plain_folder_name_is_refused() {
+        // Each name as a TOML string literal.
+        let spec = |literal: &str| {
+            Spec::parse(
+                &format!("name = {literal}\n[axes]\nop = [\"matmul\"]\nbatch = [1]\nseq = [1]\ndim = [8]\n"),
+                "n",
+                &[],
+            )
+        };
+        for bad in [
+            r#""""#,
+            r#"".""#,
+            r#""..""#,
+            r#""a/b""#,
+            r#""a\\b""#,
+            r#""bell\u0007""#,
+        ] {
+            let err = spec(bad).unwrap_err().to_string();
+            assert!(err.contains("plain file name"), "{bad}: {err}");
+        }
+        assert!(spec(r#""week-1.b""#).is_ok());
+    }
+
+    /// Each sampling and budget bound on its own, at and past its edge.
+    #[test]
+    fn sampling_and_budget_bounds_are_checked_one_by_one() {
+        let spec = |extra: &str| {
+            Spec::parse(
+                &format!("name = \"s\"\n[axes]\nop = [\"matmul\"]\nbatch = [1]\nseq = [1]\ndim = [8]\n{extra}"),
+                "s",
+                &[],
+            )
+        };
+        for ok in [
+            "[sampling]\nmin_ms = 0.0\nwarmup_ms = 0.0\ntarget_rel_noise = 0.0\n",
+            "[sampling]\nmax_ms = 0.001\n",
+            "[budget]\nmax_run_seconds = 0.001\n",
+        ] {
+            assert!(spec(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "[sampling]\nmax_ms = 0.0\n",
+            "[sampling]\nmin_ms = -1.0\n",
+            "[sampling]\nwarmup_ms = -1.0\n",
+            "[sampling]\ntarget_rel_noise = -0.01\n",
+            "[sampling]\nmax_samples = 0\n",
+            "[budget]\nmax_run_seconds = 0.0\n",
+        ] {
+            assert!(spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn model_and_layer_exclusions_drop_their_layers_only() {
+        let axes = "name = \"m\"\n[axes]\nmodel = [\"gpt2-small\", \"gpt2-xl\"]\n\
+                    layer = [\"qkv\", \"lm-head\"]\nbackend = [\"cpu\"]\nbatch = [1]\nseq = [1]\n";
+        let count = |extra: &str| {
+            Spec::parse(&format!("{axes}{extra}"), "m", &[])
+                .unwrap()
+                .expand()
+                .unwrap()
+        };
+        assert_eq!(count("").len(), 4);
+        let no_qkv = count("[[exclude]]\nlayer = \"qkv\"\n");
+        assert_eq!(no_qkv.len(), 2);
+        assert!(no_qkv.iter().all(|p| p.layer.unwrap().layer == "lm-head"));
+        let no_xl = count("[[exclude]]\nmodel = \"gpt2-xl\"\n");
+        assert_eq!(no_xl.len(), 2);
+        assert!(no_xl.iter().all(|p| p.layer.unwrap().model == "gpt2-small"));
+        let one = count("[[exclude]]\nmodel = \"gpt2-xl\"\nlayer = \"qkv\"\n");
+        assert_eq!(one.len(), 3);
+    }
+
+    #[test]
     fn axes_left_out_take_their_defaults() {
         let spec = Spec::parse(
             "name = \"d\"\n[axes]\nop = [\"matmul\"]\nbatch = [1]\nseq = [2]\ndim = [8]\n",

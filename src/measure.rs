@@ -312,6 +312,138 @@ mod tests {
         }
     }
 
+    /// 9, 11, 9, 11: mean 10, sample sd 2/sqrt(3), so the median's relative
+    /// noise sd/(mean*sqrt(n)) is 0.0577: a target of 0.06 stops, 0.057 not.
+    #[test]
+    fn the_noise_rule_is_the_relative_standard_error() {
+        let t = [9.0, 11.0, 9.0, 11.0];
+        let at = |target| Sampling {
+            min_samples: 4,
+            min_ms: 0.0,
+            target_rel_noise: target,
+            ..cfg()
+        };
+        let d = Duration::from_millis(1);
+        assert_eq!(should_stop(&at(0.06), &t, d), Some(StopRule::TargetNoise));
+        assert_eq!(should_stop(&at(0.057), &t, d), None);
+        assert_eq!(should_stop(&at(0.06), &[0.0; 4], d), None);
+    }
+
+    #[test]
+    fn the_quick_profile_is_small() {
+        let q = Sampling::quick();
+        assert_eq!((q.min_samples, q.max_samples, q.warmup_runs), (3, 20, 1));
+        assert_eq!((q.max_ms, q.phase_runs), (300.0, 1));
+    }
+
+    /// A kernel that takes real time (`sleep` per run) and returns the
+    /// samples of `times` in turn, counting flushes.
+    struct Timed {
+        sleep: Duration,
+        times: Vec<u64>,
+        runs: usize,
+        flushes: usize,
+        batches: Vec<u32>,
+    }
+    impl PreparedOp for Timed {
+        fn describe(&self) -> String {
+            "timed".into()
+        }
+        fn timing_method(&self) -> crate::prepared_op::TimingMethod {
+            crate::prepared_op::TimingMethod::Wall
+        }
+        fn run(&mut self) -> Result<Sample> {
+            std::thread::sleep(self.sleep);
+            self.runs += 1;
+            Ok(Sample::wall(self.times[(self.runs - 1) % self.times.len()]))
+        }
+        fn run_batch(&mut self, n: u32) -> Result<Sample> {
+            self.batches.push(n);
+            Ok(Sample::wall(1000 * n as u64))
+        }
+        fn run_phases(&mut self) -> Result<Phases> {
+            std::thread::sleep(self.sleep);
+            Ok(Phases {
+                upload_ns: 1,
+                kernel_ns: 2,
+                readback_ns: 3,
+            })
+        }
+        fn output(&mut self) -> Result<Vec<f32>> {
+            Ok(vec![])
+        }
+        fn memory(&self) -> crate::prepared_op::MemoryUse {
+            Default::default()
+        }
+        fn flush_caches(&mut self) -> Result<()> {
+            std::thread::sleep(self.sleep);
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    fn timed(sleep_ms: u64, times: &[u64]) -> Timed {
+        Timed {
+            sleep: Duration::from_millis(sleep_ms),
+            times: times.to_vec(),
+            runs: 0,
+            flushes: 0,
+            batches: Vec::new(),
+        }
+    }
+
+    /// Warm-up stops at its time budget; cold-cache flushes precede each
+    /// sample and do not count against the budget; the batch is sized from
+    /// the median sample (50 ms worth); phases stop at the time budget.
+    #[test]
+    fn budgets_flushes_and_batch_size_follow_the_samples() {
+        let mut k = timed(5, &[1_000_000, 3_000_000, 2_000_000]);
+        let s = Sampling {
+            warmup_runs: 1000,
+            warmup_ms: 20.0,
+            min_samples: 3,
+            max_samples: 3,
+            min_ms: 0.0,
+            max_ms: 60.0,
+            cold_cache: true,
+            phase_runs: 1000,
+            ..Default::default()
+        };
+        let m = run(&mut k, &s).unwrap();
+        assert!(
+            (1..=6).contains(&m.warmup_runs),
+            "{} warm-up runs",
+            m.warmup_runs
+        );
+        assert_eq!(m.samples.len(), 3);
+        assert_eq!(k.flushes, 3);
+        // Median 2 ms: 25 dispatches of it in a batch.
+        assert_eq!(k.batches, vec![25, 25, 25]);
+        assert_eq!(m.batch.unwrap().per_dispatch_ns, 1000.0);
+        assert!(
+            (1..=14).contains(&m.phases.len()),
+            "{} phases",
+            m.phases.len()
+        );
+    }
+
+    /// No batch when two dispatches would overrun the time budget.
+    #[test]
+    fn a_slow_point_skips_the_batch() {
+        let s = Sampling {
+            warmup_runs: 0,
+            min_samples: 1,
+            max_samples: 1,
+            max_ms: 10.0,
+            phase_runs: 0,
+            ..Default::default()
+        };
+        let mut slow = timed(0, &[6_000_000]);
+        assert!(run(&mut slow, &s).unwrap().batch.is_none());
+        let mut fits = timed(0, &[5_000_000]);
+        assert_eq!(run(&mut fits, &s).unwrap().batch.unwrap().dispatches, 10);
+    }
+
     #[test]
     fn the_tuning_profile_takes_exactly_four_samples_and_nothing_else() {
         let mut k = Fixed(1_000, 0);

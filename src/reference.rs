@@ -486,6 +486,27 @@ mod tests {
         assert_eq!(tolerance_f16_accumulation(Op::Embedding, k), 0.0);
     }
 
+    /// Every row up to 2^28 multiply-adds (or up to 256 rows), a spread of
+    /// 256 rows past it; a gather counts M*N copies.
+    #[test]
+    fn the_full_reference_ends_at_two_to_the_28_multiply_adds() {
+        let rows = |op, m, k, n| {
+            rows_to_check(&Workload {
+                op,
+                precision: Precision::F32,
+                shape: Shape::rect(1, m, k, n, 1).unwrap(),
+                data: Default::default(),
+            })
+            .len()
+        };
+        assert_eq!(rows(Op::Matmul, 1024, 512, 512), 1024);
+        assert_eq!(rows(Op::Matmul, 1025, 512, 512), 256);
+        assert_eq!(rows(Op::Matmul, 256, 4096, 4096), 256);
+        assert_eq!(rows(Op::Matmul, 200, 8192, 8192), 200);
+        assert_eq!(rows(Op::Embedding, 1 << 18, 1024, 1), 1 << 18);
+        assert_eq!(rows(Op::Embedding, (1 << 18) + 1, 1024, 1), 256);
+    }
+
     #[test]
     fn large_points_sample_rows_including_the_ends() {
         let work = Workload {
