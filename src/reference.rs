@@ -507,6 +507,37 @@ mod tests {
         assert_eq!(rows(Op::Embedding, (1 << 18) + 1, 1024, 1), 256);
     }
 
+    /// An infinite FP16 output is accepted exactly where the exact result,
+    /// plus the tolerance, reaches f16's overflow threshold (65520), and an
+    /// f16 accumulator may also overflow where sum|x*w| does.
+    #[test]
+    fn overflow_is_accepted_within_the_tolerance_of_the_threshold_only() {
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::F16,
+            shape: Shape::rect(1, 1, 2, 1, 1).unwrap(),
+            data: Default::default(),
+        };
+        let check = |x: [f32; 2], acc: Accumulation| {
+            let inputs = Inputs {
+                x: x.to_vec(),
+                w: vec![1.0, 1.0],
+                ..Default::default()
+            };
+            verify_accumulated(&work, &inputs, &[f32::INFINITY], acc)
+        };
+        // 65504 (f16's largest) + 2^-11 * 65504 = 65536 >= 65520: may round to Inf.
+        let edge = check([32768.0, 32736.0], Accumulation::F32);
+        assert!(edge.verified && edge.overflows == 1, "{edge:?}");
+        // 64976 + 31.7 < 65520: Inf is wrong.
+        assert!(!check([30000.0, 34976.0], Accumulation::F32).verified);
+        // Exact result 0, but sum|x*w| = 131008: only an f16 accumulator may overflow.
+        assert!(!check([65504.0, -65504.0], Accumulation::F32).verified);
+        let f16_acc = check([65504.0, -65504.0], Accumulation::F16);
+        assert!(f16_acc.verified && f16_acc.overflows == 1, "{f16_acc:?}");
+        assert!(!check([1.0, 1.0], Accumulation::F16).verified);
+    }
+
     #[test]
     fn large_points_sample_rows_including_the_ends() {
         let work = Workload {

@@ -240,6 +240,9 @@ mod tests {
 
     #[test]
     fn empty_and_non_finite_inputs_give_no_samples() {
+        let three = s(&[3.0, 1.0, 2.0]);
+        assert_eq!((three.len(), three.is_empty()), (3, false));
+        assert_eq!(three.sorted(), &[1.0, 2.0, 3.0]);
         assert!(Samples::new([]).is_none());
         assert!(Samples::new([f64::NAN, f64::INFINITY]).is_none());
         assert_eq!(Samples::new([f64::NAN, 2.0]).unwrap().len(), 1);
