@@ -321,6 +321,11 @@ mod tests {
         assert_eq!(sum.outliers_low + sum.outliers_high, 0);
         // A change of unit scales every value and keeps the counts.
         let ms = sum.scaled(1e-3);
+        assert_eq!(
+            (ms.min, ms.p50, ms.p90, ms.p95, ms.max, ms.mean),
+            (0.0, 0.05, 0.09, 0.095, 0.1, 0.05)
+        );
+        assert_eq!((ms.stddev, ms.cv), (sum.stddev * 1e-3, sum.cv));
         assert_eq!((ms.p99, ms.iqr, ms.count), (0.099, 0.05, 101));
         assert_eq!(
             ms.median_ci95,
