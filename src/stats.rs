@@ -292,6 +292,12 @@ mod tests {
         assert_eq!(sum.outliers_high, 1);
         assert_eq!(sum.outliers_low, 1);
         assert_eq!(sum.max, 100.0);
+        // Fences at 1.5 IQR: for 0..=100 (IQR 50) the upper one is 150.
+        let mut v: Vec<f64> = (0..=100).map(f64::from).collect();
+        v.push(140.0);
+        assert_eq!(summarize(&s(&v)).outliers_high, 0);
+        v.push(160.0);
+        assert_eq!(summarize(&s(&v)).outliers_high, 1);
     }
 
     #[test]
@@ -381,8 +387,13 @@ mod tests {
         let (_, sd) = mean_stddev(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
         assert!((sd - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
         assert_eq!(mean_stddev(&[3.0]), (3.0, 0.0));
+        assert_eq!(mean_stddev(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
         let mut odd = vec![9.0, 1.0, 5.0];
         assert_eq!(median_in_place(&mut odd), 5.0);
+        let mut five = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(median_in_place(&mut five), 3.0);
+        // All zero: no coefficient of variation to divide by zero for.
+        assert_eq!(summarize(&s(&[0.0, 0.0, 0.0])).cv, 0.0);
     }
 
     #[test]
