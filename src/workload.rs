@@ -819,6 +819,15 @@ mod tests {
                 (2, 15 + 20, "int8", "INT8 (W8A16)"),
             ]
         );
+        assert_eq!(
+            Precision::ALL.map(|p| p.unit_roundoff()),
+            [
+                2f64.powi(-24),
+                2f64.powi(-11),
+                2f64.powi(-8),
+                2f64.powi(-11)
+            ]
+        );
         assert_eq!(Precision::F16.overflow_threshold(), 65520.0);
         assert_eq!(Precision::Int8.overflow_threshold(), 65520.0);
         let f32_max = f32::MAX as f64;
