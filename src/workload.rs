@@ -913,6 +913,15 @@ mod tests {
             .to_string();
         assert!(err.contains("table"), "{err}");
         assert!(Shape::rect(1, 1, 1 << 16, 1, (1 << 16) - 1).is_ok());
+        // Exactly 2^32 - 1 = 65537 * 65535 elements is still addressable.
+        for (s, d, n, v) in [
+            (65537, 65535, 1, 1),
+            (65537, 1, 65535, 1),
+            (1, 65537, 65535, 1),
+            (1, 65537, 1, 65535),
+        ] {
+            assert!(Shape::rect(1, s, d, n, v).is_ok(), "S{s} D{d} N{n} V{v}");
+        }
         for (b, s, d, n, v, field) in [
             (1, 0, 1, 1, 1, "seq"),
             (1, 1, 0, 1, 1, "dim"),
