@@ -968,6 +968,74 @@ mod tests {
         assert_eq!(big.w, i.w);
     }
 
+    /// The streams are part of the results' meaning (a point re-run draws the
+    /// same data): these values are pinned, for each distribution.
+    #[test]
+    fn streams_are_pinned() {
+        let mut w = Workload {
+            op: Op::Matmul,
+            precision: Precision::F32,
+            shape: Shape::rect(2, 1, 4096, 8, 1).unwrap(),
+            data: Data::default(),
+        };
+        let mut got = Vec::new();
+        for dist in Dist::ALL {
+            w.data.dist = dist;
+            let i = Inputs::generate(&w, 3);
+            let outliers: Vec<usize> = (0..4096)
+                .filter(|&c| i.x[c].abs() > 8.0 || i.x[4096 + c].abs() > 8.0)
+                .collect();
+            got.push((
+                dist,
+                [i.x[0], i.x[4097], i.w[0], i.w[9], i.w[8 * 4095 + 7]],
+                outliers,
+            ));
+        }
+        let want = [
+            (
+                Dist::Uniform,
+                [
+                    -0.78329754,
+                    -0.4725635,
+                    -0.0018172562,
+                    0.0024558902,
+                    0.012649871,
+                ],
+                vec![],
+            ),
+            (
+                Dist::Normal,
+                [
+                    0.4387562,
+                    -1.0639191,
+                    -0.010198665,
+                    0.0112921335,
+                    0.008688495,
+                ],
+                vec![],
+            ),
+            // The weight's columns scaled log-normally; 6 outlier channels of 4096.
+            (
+                Dist::Llm,
+                [
+                    0.4387562,
+                    -1.0639191,
+                    -0.011872206,
+                    0.009605825,
+                    0.004100141,
+                ],
+                vec![724, 1308, 2245, 2467, 2489, 4000],
+            ),
+        ];
+        assert_eq!(got, want);
+        use std::hash::{BuildHasher, RandomState};
+        let h = RandomState::new();
+        assert_ne!(
+            h.hash_one(Scale::new(1.0).unwrap()),
+            h.hash_one(Scale::new(2.0).unwrap())
+        );
+    }
+
     #[test]
     fn zero_sizes_are_rejected() {
         let err = Shape::new(0, 1, 1, 1).unwrap_err().to_string();
