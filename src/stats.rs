@@ -332,6 +332,8 @@ mod tests {
             (0.0, 0.05, 0.09, 0.095, 0.1, 0.05)
         );
         assert_eq!((ms.stddev, ms.cv), (sum.stddev * 1e-3, sum.cv));
+        let halved = summarize(&s(&[2.0, 4.0, 6.0])).scaled(0.5);
+        assert_eq!((halved.min, halved.max, halved.mean), (1.0, 3.0, 2.0));
         assert_eq!((ms.p99, ms.iqr, ms.count), (0.099, 0.05, 101));
         assert_eq!(
             ms.median_ci95,
