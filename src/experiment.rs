@@ -812,6 +812,15 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(count("").len(), 4);
+        let two_dists = count("dist = [\"uniform\", \"normal\"]\n");
+        assert_eq!(two_dists.len(), 8);
+        assert_eq!(
+            two_dists
+                .iter()
+                .filter(|p| p.work.data.dist == Dist::Normal)
+                .count(),
+            4
+        );
         let no_qkv = count("[[exclude]]\nlayer = \"qkv\"\n");
         assert_eq!(no_qkv.len(), 2);
         assert!(no_qkv.iter().all(|p| p.layer.unwrap().layer == "lm-head"));
@@ -837,6 +846,15 @@ mod tests {
         let points = spec.expand().unwrap();
         assert_eq!(points.len(), 2);
         assert!(points.iter().all(|p| p.work.mkn() == (2, 8, 8)));
+        // Points follow the op axis as written.
+        let spec = Spec::parse(
+            "name = \"o\"\n[axes]\nop = [\"matmul\", \"embedding\"]\nbackend = [\"cpu\"]\nbatch = [1]\nseq = [2]\ndim = [8]\n",
+            "o",
+            &[],
+        )
+        .unwrap();
+        let ops: Vec<Op> = spec.expand().unwrap().iter().map(|p| p.work.op).collect();
+        assert_eq!(ops, [Op::Matmul, Op::Embedding]);
     }
 
     /// Each exclusion key drops exactly the points with its value: two values

@@ -959,6 +959,7 @@ mod tests {
             (i.ids.len(), i.table.len(), i.x.len(), i.w.len()),
             (0, 0, 24, 20)
         );
+        assert_eq!(i.bytes(), (24 + 20) * 4);
         // The weight's spread is 1/sqrt(K): uniform within +-1/2 at K = 4.
         assert!(i.w.iter().all(|v| v.abs() < 0.5) && i.w.iter().any(|v| v.abs() > 0.25));
         assert!(i.x.iter().any(|v| v.abs() > 0.5));
@@ -1028,6 +1029,13 @@ mod tests {
             ),
         ];
         assert_eq!(got, want);
+        // A seed whose low bits meet the layout stream's own constant.
+        w.data.dist = Dist::Llm;
+        let i = Inputs::generate(&w, 0x100);
+        let outliers: Vec<usize> = (0..4096)
+            .filter(|&c| i.x[c].abs() > 8.0 || i.x[4096 + c].abs() > 8.0)
+            .collect();
+        assert_eq!(outliers, [795, 2331, 2548, 2999, 3761]);
         use std::hash::{BuildHasher, RandomState};
         let h = RandomState::new();
         assert_ne!(
