@@ -283,31 +283,23 @@ impl<'a> GpuOp<'a> {
         let mut first_row = 0;
         while first_row < m {
             let rows = plan.chunks.rows_per_chunk.min(m - first_row) as u32;
-            let y = if plan.bounds_guard {
-                // The tail lies inside the binding, so a write past the rows
-                // lands on it instead of being dropped by robust buffer access.
-                let size =
-                    buffer_bytes(mode, rows as u64 * ldy as u64) + guard_tail_bytes(mode, ldy);
-                let y = storage(
-                    ctx,
-                    "output",
-                    size,
+            // A guarded output has a tail of sentinels inside its binding, so a
+            // write past the rows lands on it instead of being dropped by robust
+            // buffer access.
+            let rows_bytes = buffer_bytes(mode, rows as u64 * ldy as u64);
+            let (size, usage_y) = if plan.bounds_guard {
+                (
+                    rows_bytes + guard_tail_bytes(mode, ldy),
                     wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                );
-                ctx.queue.write_buffer(
-                    &y,
-                    0,
-                    &GUARD_SENTINEL.to_le_bytes().repeat(size as usize / 4),
-                );
-                y
-            } else {
-                storage(
-                    ctx,
-                    "output",
-                    buffer_bytes(mode, rows as u64 * ldy as u64),
-                    wgpu::BufferUsages::COPY_SRC,
                 )
+            } else {
+                (rows_bytes, wgpu::BufferUsages::COPY_SRC)
             };
+            let y = storage(ctx, "output", size, usage_y);
+            if plan.bounds_guard {
+                let sentinels = GUARD_SENTINEL.to_le_bytes().repeat(size as usize / 4);
+                ctx.queue.write_buffer(&y, 0, &sentinels);
+            }
             let ids = work
                 .op
                 .uses_table()
