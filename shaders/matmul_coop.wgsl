@@ -1,67 +1,118 @@
 // Matmul on cooperative matrices (tensor cores): y[M, N] = a[M, K] @ b[K, N],
 // FP16 inputs, FP32 accumulation, any M, N, K.
 //
-// Needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16 x f16 -> f32
-// configuration, and SHADER_F16 (a and b are array<f16>). The host prepends
-// `enable f16; enable wgpu_cooperative_matrix;`, the f16 storage accessors and
-// matmul_common.wgsl. A workgroup is one subgroup (WG = the adapter's subgroup
-// size, a pipeline-overridable constant) and computes a 32x32 block of y as
-// 2x2 cooperative 16x16 tiles. Each 16-deep slice of K is staged through
-// workgroup memory with zeros past the edges, which is what lets M, N, K be any
-// size (cooperative loads themselves have no bounds); the result goes through
-// workgroup memory too, so the guarded store_row writes y in any storage.
+// Needs EXPERIMENTAL_COOPERATIVE_MATRIX with an F x F x F f16 x f16 -> f32
+// configuration (F = 16, or 8 where that is what the adapter offers), SHADER_F16
+// and SUBGROUP. The host prepends `enable f16; enable wgpu_cooperative_matrix;`,
+// the storage accessors, matmul_common.wgsl and these constants:
+//   const F: u32;              edge of one cooperative fragment (8 or 16)
+//   const SGM: u32; const SGN: u32;   the workgroup's subgroups, as a grid
+//   const FM: u32; const FN: u32;     fragments of y one subgroup owns
+//   const BK: u32;             depth of one K slice (a multiple of F)
+// and replaces the three `//@` lines with code written out per fragment
+// (`c_i_j` accumulators, their loads and multiplies, their stores), so that
+// every cooperative matrix lives in registers under its own name.
+//
+// A workgroup (WG = SGM * SGN subgroups of the adapter's width) computes a
+// BM x BN block of y; subgroup (sm, sn) owns its FM x FN fragments at rows
+// sm * FM * F, columns sn * FN * F of the block. Each BK-deep slice of a and b
+// is staged through workgroup memory, 4 elements per load where rows are whole
+// 4-element words, with zeros past every edge: that is what lets M, N, K be
+// any size (cooperative loads have no bounds). Rows in workgroup memory are
+// padded by 8 halves (16 bytes) to spread them over the banks. The result
+// leaves one fragment at a time through the subgroup's own F x F staging
+// area, so the guarded store_row writes y in any storage. The subgroup's
+// place comes from subgroup_id, never from the invocation index, so the grid
+// is right however a driver forms subgroups. Where a driver runs narrower
+// subgroups than the adapter's widest (WG is sized for those), the subgroups
+// past the grid repeat the last subgroup's work (cooperative operations must
+// sit in uniform control flow, so they cannot simply skip it) and store the
+// same values to the same places.
 
-override WG: u32 = 32u;
+override WG: u32 = 128u;
 
-var<workgroup> sa: array<f16, 512>; // [32 rows][16 k], row-major
-var<workgroup> sb: array<f16, 512>; // [16 k][32 cols], row-major
-var<workgroup> sc: array<f32, 1024>; // [32][32], row-major
+const BM: u32 = SGM * FM * F;
+const BN: u32 = SGN * FN * F;
+const LDSA: u32 = BK + 8u;
+const LDSB: u32 = BN + 8u;
+
+var<workgroup> sa: array<f16, BM * LDSA>; // [BM rows][BK k], rows padded to LDSA
+var<workgroup> sb: array<f16, BK * LDSB>; // [BK k][BN cols], rows padded to LDSB
+var<workgroup> sc: array<f32, SGM * SGN * F * F>; // one F x F fragment per subgroup
+
+// Stages a[row0.., t..] (BM x BK) and b[t.., col0..] (BK x BN), zeros past the edges.
+fn stage(tid: u32, row0: u32, col0: u32, t: u32) {
+    for (var e = tid; e < BM * BK / 4u; e += WG) {
+        let r = e / (BK / 4u);
+        let kq = (e % (BK / 4u)) * 4u;
+        let row = row0 + r;
+        let k = t + kq;
+        var v = vec4<f32>(0.0);
+        if (row < p.m) {
+            let base = row * p.lda + k;
+            if (VEC4) {
+                // K is a multiple of 4: the word is wholly in or out.
+                if (k < p.k) { v = load4_a(base); }
+            } else {
+                if (k < p.k) { v.x = load_a(base); }
+                if (k + 1u < p.k) { v.y = load_a(base + 1u); }
+                if (k + 2u < p.k) { v.z = load_a(base + 2u); }
+                if (k + 3u < p.k) { v.w = load_a(base + 3u); }
+            }
+        }
+        let s = r * LDSA + kq;
+        sa[s] = f16(v.x);
+        sa[s + 1u] = f16(v.y);
+        sa[s + 2u] = f16(v.z);
+        sa[s + 3u] = f16(v.w);
+    }
+    for (var e = tid; e < BK * BN / 4u; e += WG) {
+        let kr = e / (BN / 4u);
+        let cq = (e % (BN / 4u)) * 4u;
+        var v = vec4<f32>(0.0);
+        if (t + kr < p.k) {
+            v = vec4<f32>(b_row(t + kr, col0 + cq));
+        }
+        let s = kr * LDSB + cq;
+        sb[s] = f16(v.x);
+        sb[s + 1u] = f16(v.y);
+        sb[s + 2u] = f16(v.z);
+        sb[s + 3u] = f16(v.w);
+    }
+}
+
+// Writes this subgroup's staged fragment (rows r0.., columns c0.. of y).
+fn write_fragment(sg: u32, lane: u32, width: u32, r0: u32, c0: u32) {
+    for (var e = lane; e < F * F / 4u; e += width) {
+        let r = e / (F / 4u);
+        let c = (e % (F / 4u)) * 4u;
+        let s = sg * F * F + r * F + c;
+        store_row(r0 + r, c0 + c, vec4<f32>(sc[s], sc[s + 1u], sc[s + 2u], sc[s + 3u]));
+    }
+}
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-    let row0 = wg.y * 32u;
-    let col0 = wg.x * 32u;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    for (var t = 0u; t < p.k; t += 16u) {
-        for (var e = tid; e < 512u; e += WG) {
-            let ra = e / 16u;
-            let ka = e % 16u;
-            var va = 0.0;
-            if (row0 + ra < p.m && t + ka < p.k) {
-                va = load_a((row0 + ra) * p.lda + t + ka);
-            }
-            sa[e] = f16(va);
-            let kb = e / 32u;
-            let cb = e % 32u;
-            var vb = 0.0;
-            if (t + kb < p.k && col0 + cb < p.n) {
-                vb = load_b((t + kb) * p.n + col0 + cb);
-            }
-            sb[e] = f16(vb);
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) tid: u32,
+    @builtin(subgroup_id) sgid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) width: u32,
+) {
+    let sg = min(sgid, SGM * SGN - 1u);
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    // This subgroup's fragments start at row fr, column fc of the block.
+    let fr = (sg / SGN) * FM * F;
+    let fc = (sg % SGN) * FN * F;
+    //@decl
+    for (var t = 0u; t < p.k; t += BK) {
+        stage(tid, row0, col0, t);
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk += F) {
+            //@mma
         }
         workgroupBarrier();
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&sa[0], 16u);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&sa[256], 16u);
-        let b0 = coopLoadT<coop_mat16x16<f16, B>>(&sb[0], 32u);
-        let b1 = coopLoadT<coop_mat16x16<f16, B>>(&sb[16], 32u);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
-        workgroupBarrier();
     }
-    coopStoreT(c00, &sc[0], 32u);
-    coopStoreT(c01, &sc[16], 32u);
-    coopStoreT(c10, &sc[512], 32u);
-    coopStoreT(c11, &sc[528], 32u);
-    workgroupBarrier();
-    for (var e = tid; e < 256u; e += WG) {
-        let r = e / 8u;
-        let c = (e % 8u) * 4u;
-        let i = r * 32u + c;
-        store_row(row0 + r, col0 + c, vec4<f32>(sc[i], sc[i + 1u], sc[i + 2u], sc[i + 3u]));
-    }
+    //@store
 }

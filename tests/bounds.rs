@@ -30,8 +30,7 @@ fn gpu_trusted_kernels_stay_inside_their_buffers() {
             ..Default::default()
         };
         for backend in every_gpu_with(options) {
-            let fitted =
-                variant.for_adapter(backend.context().adapter.get_info().subgroup_max_size);
+            let fitted = backend.fit(variant);
             // Every storage mode's loads and stores; embed-project's padded rows once.
             let points = Precision::ALL
                 .iter()

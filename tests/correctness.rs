@@ -211,14 +211,12 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                         for (b, s, d, v) in SHAPES {
                             let w = work(op, p, b, s, d, v);
                             let mode = backend.storage_mode(&w);
-                            let fitted = variant.for_adapter(
-                                backend.context().adapter.get_info().subgroup_max_size,
-                            );
+                            let fitted = backend.fit(variant);
                             match backend.supports(fitted, mode) {
                                 Ok(()) => {
                                     assert_verified(&backend, &w);
                                     // Rows of whole 4-element words take the vector load path.
-                                    let vec4 = d % 4 == 0 && variant.family != MatmulFamily::Coop;
+                                    let vec4 = d % 4 == 0;
                                     let name = prepared_name(&backend, &w);
                                     assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
                                 }
@@ -244,8 +242,7 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
             };
             for p in Precision::ALL {
                 let w = work(Op::Matmul, p, 2, 100, 37, 50);
-                let fitted =
-                    variant.for_adapter(chunked.context().adapter.get_info().subgroup_max_size);
+                let fitted = chunked.fit(variant);
                 if chunked.supports(fitted, chunked.storage_mode(&w)).is_ok() {
                     assert_verified(&chunked, &w);
                 }
@@ -299,7 +296,7 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
 fn gpu_cooperative_matrix_runs_where_offered_and_is_reported_unavailable_elsewhere() {
     for backend in every_gpu() {
         let coop = MatmulVariant::parse("coop").unwrap();
-        let fitted = coop.for_adapter(backend.context().adapter.get_info().subgroup_max_size);
+        let fitted = backend.fit(coop);
         let listed = backend
             .candidates(StorageMode::F16)
             .iter()

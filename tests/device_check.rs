@@ -52,6 +52,7 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
     for step in [
         "devices",
         "device-square",
+        "coop",
         "checks-full",
         "checks-no-loop-bounding",
         "checks-none",
@@ -92,6 +93,21 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
         assert!(
             gpu["dispatch"][cost].as_f64().unwrap() > 0.0,
             "{cost}: {devices}"
+        );
+    }
+
+    // One line per coop configuration: a verified record, or why it cannot run here.
+    let coop = std::fs::read_to_string(root.join("coop.jsonl")).expect("coop.jsonl");
+    let lines: Vec<serde_json::Value> = coop
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), coop_names_in_script().len(), "{coop}");
+    for l in &lines {
+        let refused = l["refused"].as_str();
+        assert!(
+            l["verified"] == true || refused.is_some_and(|r| r.contains("cooperative")),
+            "{l}"
         );
     }
 
@@ -169,4 +185,68 @@ fn bad_arguments_are_refused_in_one_line() {
     let o = script(&["--bin", "/nonexistent/kernel-lab"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no kernel-lab binary"), "{}", text(&o));
+}
+
+/// The coop configurations the script forces, as it lists them.
+fn coop_names_in_script() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("scripts/device-check")).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("COOP_VARIANTS=\""))
+        .expect("COOP_VARIANTS in the script");
+    line.trim_end_matches('"')
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_script_forces_every_coop_candidate() {
+    use kernel_lab::backend::gpu::{MatmulFamily, MatmulVariant};
+    let mut want: Vec<String> = MatmulVariant::CANDIDATES
+        .iter()
+        .filter(|v| v.family == MatmulFamily::Coop)
+        .map(|v| v.name())
+        .collect();
+    let mut listed = coop_names_in_script();
+    want.sort();
+    listed.sort();
+    assert_eq!(listed, want);
+}
+
+#[test]
+fn skipped_steps_are_logged_and_not_run() {
+    let bin = env!("CARGO_BIN_EXE_kernel-lab");
+    let out = temp_dir("device-check-skip");
+    let o = script(&[
+        "--bin",
+        bin,
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+        "--budget",
+        "30",
+        "--skip",
+        "devices,device-square,coop,checks,device-gpu,precision,device-gpu-cpu",
+    ]);
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    for step in [
+        "devices",
+        "device-square",
+        "coop",
+        "checks-full",
+        "checks-none",
+        "device-gpu",
+        "precision",
+        "device-gpu-cpu",
+    ] {
+        assert!(
+            log.contains(&format!("{step}: skipped (--skip)")),
+            "{step}:\n{log}"
+        );
+        assert!(!log.contains(&format!("{step}: start")), "{step}:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }

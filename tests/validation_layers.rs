@@ -61,8 +61,7 @@ fn trusted_kernels_pass_gpu_assisted_validation() {
             ..Default::default()
         };
         for backend in every_gpu_with(options) {
-            let fitted =
-                variant.for_adapter(backend.context().adapter.get_info().subgroup_max_size);
+            let fitted = backend.fit(variant);
             for p in [Precision::F32, Precision::F16] {
                 let w = work(Op::Matmul, p, 1, 37, 33, 1);
                 if backend.supports(fitted, backend.storage_mode(&w)).is_ok() {

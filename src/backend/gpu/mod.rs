@@ -99,6 +99,11 @@ impl GpuBackend {
         )
     }
 
+    /// `variant` fitted to this adapter: its subgroup width and cooperative fragment.
+    pub fn fit(&self, variant: MatmulVariant) -> MatmulVariant {
+        support::fit(&self.ctx, variant)
+    }
+
     /// Why the cooperative-matrix kernel cannot run here, or `Ok` when it can.
     pub fn coop_status(&self) -> std::result::Result<(), Unsupported> {
         support::coop_status(&self.ctx)
@@ -141,7 +146,7 @@ impl GpuBackend {
     /// The forced matmul configuration, fitted to this adapter, if one was asked for.
     fn forced(&self, mode: StorageMode) -> Option<MatmulVariant> {
         self.options.matmul_variant.map(|v| {
-            v.for_adapter(support::subgroup_max(&self.ctx))
+            support::fit(&self.ctx, v)
                 .with_f16_acc(self.accumulates_f16(mode) && v.family != MatmulFamily::Coop)
         })
     }
@@ -167,9 +172,7 @@ impl GpuBackend {
     /// f32-accumulating point): a hand-edited or foreign entry is re-tuned.
     fn resolve(&self, mode: StorageMode, name: &str) -> Option<MatmulVariant> {
         let base = name.strip_suffix("-acc16").unwrap_or(name);
-        let v = MatmulVariant::parse(base)?
-            .for_adapter(support::subgroup_max(&self.ctx))
-            .with_f16_acc(base != name);
+        let v = support::fit(&self.ctx, MatmulVariant::parse(base)?).with_f16_acc(base != name);
         (self.supports(v, mode).is_ok() && self.candidates(mode).contains(&v)).then_some(v)
     }
 

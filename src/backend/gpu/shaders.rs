@@ -242,8 +242,9 @@ pub enum MatmulFamily {
     Direct,
     /// Rows of a shared across a subgroup by shuffles (`matmul_subgroup.wgsl`; SUBGROUP).
     Subgroup,
-    /// Cooperative 16x16 f16 matrices, f32 accumulation (`matmul_coop.wgsl`;
-    /// EXPERIMENTAL_COOPERATIVE_MATRIX and SHADER_F16).
+    /// Cooperative f16 matrices (16x16, or 8x8 where the adapter offers only
+    /// those), f32 accumulation, several subgroups per workgroup
+    /// (`matmul_coop.wgsl`; EXPERIMENTAL_COOPERATIVE_MATRIX, SHADER_F16, SUBGROUP).
     Coop,
 }
 
@@ -254,16 +255,24 @@ pub enum MatmulFamily {
 pub struct MatmulVariant {
     /// The kernel.
     pub family: MatmulFamily,
-    /// Workgroup size along columns (along the only dimension for subgroup/coop).
+    /// Workgroup size along columns (along the only dimension for subgroup;
+    /// for coop, the width of one subgroup).
     pub wg_x: u32,
     /// Workgroup size along rows.
     pub wg_y: u32,
-    /// Rows of y one invocation owns (a multiple of 4 for the tiled family).
+    /// Rows of y one invocation owns (a multiple of 4 for the tiled family;
+    /// for coop, rows one subgroup owns).
     pub tm: u32,
-    /// Columns of y one invocation owns (a multiple of 4).
+    /// Columns of y one invocation owns (a multiple of 4; for coop, columns
+    /// one subgroup owns).
     pub tn: u32,
-    /// Depth of one K slice in shared memory (tiled family; 16 for coop).
+    /// Depth of one K slice in shared memory (tiled and coop families).
     pub bk: u32,
+    /// Coop: the workgroup's subgroups, rows x columns of them ((1, 1) elsewhere).
+    pub subgroups: (u32, u32),
+    /// Coop: the edge of one cooperative fragment, 16 or 8 as the adapter
+    /// offers (0 elsewhere).
+    pub frag: u32,
     /// Accumulate in f16 instead of f32 (f16 storage only; a labelled choice
     /// with its own, looser tolerance).
     pub f16_acc: bool,
@@ -278,6 +287,25 @@ impl MatmulVariant {
             tm: block.0,
             tn: block.1,
             bk,
+            subgroups: (1, 1),
+            frag: 0,
+            f16_acc: false,
+        }
+    }
+
+    /// A coop configuration: a `tile` of y per workgroup, `bk` deep slices,
+    /// `subgroups` (rows x columns of them) sharing the tile; 16x16 fragments
+    /// until [`Self::for_adapter`] fits them to the adapter.
+    const fn coop(tile: (u32, u32), bk: u32, subgroups: (u32, u32)) -> Self {
+        MatmulVariant {
+            family: MatmulFamily::Coop,
+            wg_x: 32,
+            wg_y: 1,
+            tm: tile.0 / subgroups.0,
+            tn: tile.1 / subgroups.1,
+            bk,
+            subgroups,
+            frag: 16,
             f16_acc: false,
         }
     }
@@ -289,9 +317,11 @@ impl MatmulVariant {
 
     /// The configurations the autotuner may try, before device filtering: tiled
     /// 32x32 to 128x128 tiles with 4x4 to 8x8 blocks, direct 4x4 and 4x8, the
-    /// subgroup kernel and the cooperative-matrix kernel. Workgroup sizes of the
-    /// subgroup and coop kernels are set per adapter (see [`Self::for_adapter`]).
-    pub const CANDIDATES: [MatmulVariant; 10] = [
+    /// subgroup kernel, and the cooperative-matrix kernel from one subgroup on
+    /// a 32x32 tile to eight on 128x128. Workgroup sizes of the subgroup and
+    /// coop kernels, and the coop fragment, are set per adapter (see
+    /// [`Self::for_adapter`]).
+    pub const CANDIDATES: [MatmulVariant; 14] = [
         Self::TILED,
         Self::new(MatmulFamily::Tiled, (8, 8), (4, 4), 16),
         Self::new(MatmulFamily::Tiled, (16, 16), (8, 4), 16),
@@ -301,7 +331,11 @@ impl MatmulVariant {
         Self::DIRECT,
         Self::new(MatmulFamily::Direct, (8, 8), (4, 8), 0),
         Self::new(MatmulFamily::Subgroup, (64, 1), (4, 4), 0),
-        Self::new(MatmulFamily::Coop, (32, 1), (4, 4), 16),
+        Self::coop((64, 64), 32, (2, 2)),
+        Self::coop((128, 128), 32, (2, 2)),
+        Self::coop((128, 128), 32, (2, 4)),
+        Self::coop((128, 64), 32, (2, 2)),
+        Self::coop((32, 32), 16, (1, 1)),
     ];
 
     /// This configuration with f16 accumulation.
@@ -313,14 +347,18 @@ impl MatmulVariant {
     }
 
     /// A short name for records, e.g. `tiled-64x64x16-4x4`, `direct-4x8`,
-    /// `subgroup-4x4`, `coop-16x16x16-f16`; `-acc16` marks f16 accumulation.
+    /// `subgroup-4x4`, `coop-128x128x32-2x4` (tile, slice depth, subgroups);
+    /// `-acc16` marks f16 accumulation.
     pub fn name(self) -> String {
         let (bm, bn) = self.tile();
         let base = match self.family {
             MatmulFamily::Tiled => format!("tiled-{bm}x{bn}x{}-{}x{}", self.bk, self.tm, self.tn),
             MatmulFamily::Direct => format!("direct-{}x{}", self.tm, self.tn),
             MatmulFamily::Subgroup => format!("subgroup-{}x{}", self.tm, self.tn),
-            MatmulFamily::Coop => "coop-16x16x16-f16".to_string(),
+            MatmulFamily::Coop => format!(
+                "coop-{bm}x{bn}x{}-{}x{}",
+                self.bk, self.subgroups.0, self.subgroups.1
+            ),
         };
         if self.f16_acc {
             format!("{base}-acc16")
@@ -355,10 +393,11 @@ impl MatmulVariant {
         names
     }
 
-    /// This configuration's workgroup size fitted to an adapter whose subgroups
-    /// are `subgroup_max` wide: the subgroup kernel needs whole subgroups, the
-    /// coop kernel one subgroup per workgroup.
-    pub fn for_adapter(self, subgroup_max: u32) -> Self {
+    /// This configuration fitted to an adapter whose subgroups are
+    /// `subgroup_max` wide and whose cooperative fragments are `coop_frag`
+    /// wide (16 or 8): the subgroup kernel needs whole subgroups, the coop
+    /// kernel its grid of subgroups and fragments the adapter multiplies.
+    pub fn for_adapter(self, subgroup_max: u32, coop_frag: u32) -> Self {
         match self.family {
             MatmulFamily::Subgroup => MatmulVariant {
                 wg_x: self.wg_x.max(subgroup_max),
@@ -366,6 +405,7 @@ impl MatmulVariant {
             },
             MatmulFamily::Coop => MatmulVariant {
                 wg_x: subgroup_max.max(1),
+                frag: coop_frag,
                 ..self
             },
             _ => self,
@@ -374,7 +414,7 @@ impl MatmulVariant {
 
     /// Invocations per workgroup.
     pub fn invocations(self) -> u32 {
-        self.wg_x * self.wg_y
+        self.wg_x * self.wg_y * self.subgroups.0 * self.subgroups.1
     }
 
     /// Bytes of workgroup memory the kernel declares.
@@ -383,7 +423,11 @@ impl MatmulVariant {
         let acc = if self.f16_acc { 2 } else { 4 };
         match self.family {
             MatmulFamily::Tiled => (bm + bn) * self.bk * acc,
-            MatmulFamily::Coop => 2 * 512 * 2 + 1024 * 4,
+            // Padded a and b slices (f16), one f32 fragment per subgroup.
+            MatmulFamily::Coop => {
+                let (sgm, sgn) = self.subgroups;
+                (bm * (self.bk + 8) + self.bk * (bn + 8)) * 2 + sgm * sgn * self.frag.pow(2) * 4
+            }
             _ => 0,
         }
     }
@@ -391,7 +435,7 @@ impl MatmulVariant {
     /// Rows and columns of y one workgroup covers.
     pub fn tile(self) -> (u32, u32) {
         match self.family {
-            MatmulFamily::Coop => (32, 32),
+            MatmulFamily::Coop => (self.subgroups.0 * self.tm, self.subgroups.1 * self.tn),
             _ => (self.wg_y * self.tm, self.wg_x * self.tn),
         }
     }
@@ -403,7 +447,7 @@ impl MatmulVariant {
             MatmulFamily::Tiled => vec![("WG_X", x), ("WG_Y", y), ("BK", bk)],
             MatmulFamily::Direct => vec![("WG_X", x), ("WG_Y", y)],
             MatmulFamily::Subgroup => vec![("WG_X", x)],
-            MatmulFamily::Coop => vec![("WG", x)],
+            MatmulFamily::Coop => vec![("WG", self.invocations() as f64)],
         }
     }
 
@@ -417,7 +461,9 @@ impl MatmulVariant {
         acc | match self.family {
             MatmulFamily::Subgroup => wgpu::Features::SUBGROUP,
             MatmulFamily::Coop => {
-                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16
+                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+                    | wgpu::Features::SHADER_F16
+                    | wgpu::Features::SUBGROUP
             }
             _ => wgpu::Features::empty(),
         }
@@ -426,23 +472,23 @@ impl MatmulVariant {
     /// Whether a matmul with inner size `k`, output width `n` and row stride
     /// of a `lda` reads its rows 4 elements at a time (one 16-byte f32 word or
     /// one 8-byte f16 word): every row a multiple of 4 elements, so no word
-    /// straddles an edge. The coop kernel stages through workgroup memory
-    /// element by element instead.
+    /// straddles an edge.
     pub fn vec4_loads(self, k: u32, n: u32, lda: u32) -> bool {
-        self.family != MatmulFamily::Coop
-            && k.is_multiple_of(4)
-            && n.is_multiple_of(4)
-            && lda.is_multiple_of(4)
+        k.is_multiple_of(4) && n.is_multiple_of(4) && lda.is_multiple_of(4)
     }
 
     /// The WGSL for `mode`; with `vec4_loads` (see [`Self::vec4_loads`]) a and
     /// b are read as 4-element words.
     pub fn source(self, mode: StorageMode, vec4_loads: bool) -> String {
-        let body = match self.family {
+        let coop;
+        let body: &str = match self.family {
             MatmulFamily::Tiled => include_str!("../../../shaders/matmul.wgsl"),
             MatmulFamily::Direct => include_str!("../../../shaders/matmul_direct.wgsl"),
             MatmulFamily::Subgroup => include_str!("../../../shaders/matmul_subgroup.wgsl"),
-            MatmulFamily::Coop => include_str!("../../../shaders/matmul_coop.wgsl"),
+            MatmulFamily::Coop => {
+                coop = self.coop_body();
+                &coop
+            }
         };
         let mut enables = String::new();
         if mode.activation() == StorageMode::F16
@@ -470,6 +516,58 @@ impl MatmulVariant {
             write_accessor(mode, "y", 2),
             include_str!("../../../shaders/matmul_common.wgsl"),
         )
+    }
+}
+
+impl MatmulVariant {
+    /// `matmul_coop.wgsl` with its constants and its per-fragment code
+    /// written out: accumulators `c_i_j`, the loads of `a_i` and `b_j` from
+    /// the staged slices and their multiply-adds, the stores of each fragment.
+    fn coop_body(self) -> String {
+        let f = self.frag;
+        let (sgm, sgn) = self.subgroups;
+        let (fm, fn_) = (self.tm / f, self.tn / f);
+        let ty = |elem: &str, role: &str| format!("coop_mat{f}x{f}<{elem}, {role}>");
+        let pairs: Vec<(u32, u32)> = (0..fm)
+            .flat_map(|i| (0..fn_).map(move |j| (i, j)))
+            .collect();
+        let mut decl = String::new();
+        let mut mma = String::new();
+        let mut store = String::new();
+        for &(i, j) in &pairs {
+            decl += &format!("var c_{i}_{j} = {}();\n", ty("f32", "C"));
+            store += &format!(
+                "workgroupBarrier();\n\
+                 coopStoreT(c_{i}_{j}, &sc[sg * F * F], F);\n\
+                 workgroupBarrier();\n\
+                 write_fragment(sg, lane, width, row0 + fr + {i}u * F, col0 + fc + {j}u * F);\n"
+            );
+        }
+        for i in 0..fm {
+            mma += &format!(
+                "let a_{i} = coopLoadT<{}>(&sa[(fr + {i}u * F) * LDSA + kk], LDSA);\n",
+                ty("f16", "A")
+            );
+        }
+        for j in 0..fn_ {
+            mma += &format!(
+                "let b_{j} = coopLoadT<{}>(&sb[kk * LDSB + fc + {j}u * F], LDSB);\n",
+                ty("f16", "B")
+            );
+        }
+        for &(i, j) in &pairs {
+            mma += &format!("c_{i}_{j} = coopMultiplyAdd(a_{i}, b_{j}, c_{i}_{j});\n");
+        }
+        let consts = format!(
+            "const F: u32 = {f}u;\nconst SGM: u32 = {sgm}u;\nconst SGN: u32 = {sgn}u;\n\
+             const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\n",
+            self.bk
+        );
+        consts
+            + &include_str!("../../../shaders/matmul_coop.wgsl")
+                .replace("//@decl", &decl)
+                .replace("//@mma", &mma)
+                .replace("//@store", &store)
     }
 }
 
@@ -616,7 +714,13 @@ mod tests {
         ] {
             let mut sources: Vec<Case> = MatmulVariant::CANDIDATES
                 .iter()
-                .flat_map(|v| [v.for_adapter(32), v.with_f16_acc(true)])
+                .flat_map(|v| {
+                    [
+                        v.for_adapter(32, 16),
+                        v.for_adapter(8, 8),
+                        v.with_f16_acc(true),
+                    ]
+                })
                 .flat_map(|v| {
                     [false, true].map(|vec4| {
                         let name = format!("{} vec4={vec4}", v.name());

@@ -30,7 +30,7 @@ pub enum Unsupported {
         /// The adapter.
         adapter: String,
     },
-    /// No 16x16x16 f16 x f16 -> f32 configuration among the offered ones.
+    /// No 16x16x16 (or 8x8x8) f16 x f16 -> f32 configuration among the offered ones.
     NoCoopConfiguration {
         /// The adapter.
         adapter: String,
@@ -86,7 +86,7 @@ impl fmt::Display for Unsupported {
             Unsupported::NoShaderF16 { adapter } => write!(f, "{adapter} lacks SHADER_F16"),
             Unsupported::NoCoopConfiguration { adapter, offered } => write!(
                 f,
-                "{adapter} offers no 16x16x16 f16->f32 cooperative matrix (offers: {})",
+                "{adapter} offers no 16x16x16 or 8x8x8 f16->f32 cooperative matrix (offers: {})",
                 if offered.is_empty() {
                     "none".to_string()
                 } else {
@@ -131,9 +131,24 @@ pub fn coop_configurations(adapter: &wgpu::Adapter) -> Vec<String> {
         .collect()
 }
 
+/// The edge of the cooperative fragments the coop kernel uses on `ctx`: 16
+/// where the adapter offers 16x16x16 f16 x f16 -> f32, else 8 where it offers
+/// 8x8x8; `None` where it offers neither.
+pub fn coop_fragment(ctx: &GpuContext) -> Option<u32> {
+    let offered = ctx.adapter.cooperative_matrix_properties();
+    [16, 8].into_iter().find(|&f| {
+        offered.iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (f, f, f)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    })
+}
+
 /// Why the cooperative-matrix kernel cannot run on `ctx`, or `Ok` when it can:
-/// it needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 f16 x f16 -> f32
-/// configuration, and SHADER_F16.
+/// it needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16x16x16 or 8x8x8
+/// f16 x f16 -> f32 configuration, and SHADER_F16 (SUBGROUP is checked with
+/// the other features each configuration needs).
 pub fn coop_status(ctx: &GpuContext) -> Result<(), Unsupported> {
     let adapter = ctx.info.name.clone();
     if !ctx
@@ -145,12 +160,7 @@ pub fn coop_status(ctx: &GpuContext) -> Result<(), Unsupported> {
     if !ctx.features.contains(wgpu::Features::SHADER_F16) {
         return Err(Unsupported::NoShaderF16 { adapter });
     }
-    let fits = |p: &wgpu::CooperativeMatrixProperties| {
-        (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-            && p.ab_type == wgpu::CooperativeScalarType::F16
-            && p.cr_type == wgpu::CooperativeScalarType::F32
-    };
-    if ctx.adapter.cooperative_matrix_properties().iter().any(fits) {
+    if coop_fragment(ctx).is_some() {
         Ok(())
     } else {
         Err(Unsupported::NoCoopConfiguration {
@@ -224,12 +234,17 @@ pub fn subgroup_max(ctx: &GpuContext) -> u32 {
     ctx.adapter.get_info().subgroup_max_size.max(1)
 }
 
+/// `variant` fitted to `ctx`: its subgroup width and cooperative fragment.
+pub fn fit(ctx: &GpuContext, variant: MatmulVariant) -> MatmulVariant {
+    variant.for_adapter(subgroup_max(ctx), coop_fragment(ctx).unwrap_or(16))
+}
+
 /// The candidates autotuning tries in `mode` on `ctx`, fitted to its subgroup
 /// width, with f16 accumulation when `acc16`.
 pub fn candidates(ctx: &GpuContext, mode: StorageMode, acc16: bool) -> Vec<MatmulVariant> {
     MatmulVariant::CANDIDATES
         .into_iter()
-        .map(|v| v.for_adapter(subgroup_max(ctx)).with_f16_acc(acc16))
+        .map(|v| fit(ctx, v).with_f16_acc(acc16))
         // The coop kernel accumulates in f32 by construction.
         .filter(|v| !(acc16 && v.family == MatmulFamily::Coop))
         .filter(|v| supports(ctx, *v, mode).is_ok())
