@@ -138,7 +138,7 @@ pub struct DeviceLimits {
 pub struct TuningRecord {
     /// Storage mode (f32, f16, f16-packed).
     pub storage: String,
-    /// Shape class (small, small-deep, large, large-deep).
+    /// Shape class (small, small-deep, large, large-deep, huge-deep).
     pub shape_class: String,
     /// The configuration chosen: the fastest that verified.
     pub chosen: String,

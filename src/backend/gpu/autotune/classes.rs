@@ -13,17 +13,23 @@ pub enum ShapeClass {
     SmallDeep,
     /// 2^20 outputs or more, K below 512.
     Large,
-    /// 2^20 outputs or more, K of 512 or more.
+    /// 2^20 to 2^24 outputs, K of 512 or more.
     LargeDeep,
+    /// 2^24 outputs (4096 x 4096) or more, K of 512 or more: enough
+    /// workgroups for the largest tiles to fill a data-centre GPU, which on
+    /// a LargeDeep shape leave most of it idle (on an H200, a 128x128 coop
+    /// tile ran 2048^3 at 11.5 TFLOP/s and 4096^3 at 36).
+    HugeDeep,
 }
 
 impl ShapeClass {
     /// Every class.
-    pub const ALL: [ShapeClass; 4] = [
+    pub const ALL: [ShapeClass; 5] = [
         ShapeClass::Small,
         ShapeClass::SmallDeep,
         ShapeClass::Large,
         ShapeClass::LargeDeep,
+        ShapeClass::HugeDeep,
     ];
 
     /// The class of an M x N output with inner size K.
@@ -32,7 +38,8 @@ impl ShapeClass {
             (true, true) => ShapeClass::Small,
             (true, false) => ShapeClass::SmallDeep,
             (false, true) => ShapeClass::Large,
-            (false, false) => ShapeClass::LargeDeep,
+            (false, false) if m * n < 1 << 24 => ShapeClass::LargeDeep,
+            (false, false) => ShapeClass::HugeDeep,
         }
     }
 
@@ -43,12 +50,15 @@ impl ShapeClass {
             ShapeClass::SmallDeep => "small-deep",
             ShapeClass::Large => "large",
             ShapeClass::LargeDeep => "large-deep",
+            ShapeClass::HugeDeep => "huge-deep",
         }
     }
 
     /// The shape (batch, seq, dim) every candidate is timed on: M = batch*seq
     /// rows, K = N = dim, inside the class. A software device gets smaller
-    /// shapes, so that tuning takes seconds there too.
+    /// shapes, so that tuning takes seconds there too: HugeDeep's there is
+    /// LargeDeep's (a huge shape would take a software device minutes per
+    /// candidate), the one shape that lies outside its class.
     pub fn tuning_shape(self, software: bool) -> (u32, u32, u32) {
         match (self, software) {
             (ShapeClass::Small, _) => (1, 256, 256),
@@ -58,6 +68,8 @@ impl ShapeClass {
             (ShapeClass::Large, false) => (1, 8192, 256),
             (ShapeClass::LargeDeep, true) => (1, 1024, 1024),
             (ShapeClass::LargeDeep, false) => (1, 2048, 2048),
+            (ShapeClass::HugeDeep, true) => (1, 1024, 1024),
+            (ShapeClass::HugeDeep, false) => (1, 4096, 4096),
         }
     }
 }
@@ -72,7 +84,11 @@ mod tests {
             for software in [false, true] {
                 let (b, s, d) = class.tuning_shape(software);
                 let m = b as u64 * s as u64;
-                assert_eq!(ShapeClass::of(m, d as u64, d as u64), class, "{software}");
+                let want = match (class, software) {
+                    (ShapeClass::HugeDeep, true) => ShapeClass::LargeDeep,
+                    _ => class,
+                };
+                assert_eq!(ShapeClass::of(m, d as u64, d as u64), want, "{software}");
             }
         }
     }
@@ -83,5 +99,8 @@ mod tests {
         assert_eq!(ShapeClass::of(1024, 1024, 511), ShapeClass::Large);
         assert_eq!(ShapeClass::of(1, 1, 512), ShapeClass::SmallDeep);
         assert_eq!(ShapeClass::of(1024, 1024, 512), ShapeClass::LargeDeep);
+        assert_eq!(ShapeClass::of(4095, 4096, 512), ShapeClass::LargeDeep);
+        assert_eq!(ShapeClass::of(4096, 4096, 512), ShapeClass::HugeDeep);
+        assert_eq!(ShapeClass::of(4096, 4096, 511), ShapeClass::Large);
     }
 }
