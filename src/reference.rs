@@ -22,6 +22,12 @@ const U16: f64 = 4.882_812_5e-4;
 const FULL_REFERENCE_MACS: u64 = 1 << 28;
 /// Rows checked when sampling (first, last, and evenly spread between).
 const SAMPLED_ROWS: u64 = 256;
+/// Rows the autotuner checks of each candidate on a large tuning shape: on a
+/// 4096^3 shape 256 rows of two f64 references take seconds per candidate on
+/// one core; 16 rows (the first, the last, and spread between them, so every
+/// edge tile is among them) catch a wrong kernel, and the point the chosen one
+/// measures is verified on the full sample again.
+pub const TUNING_SAMPLED_ROWS: u64 = 16;
 
 /// The tolerance on the normalised error for a projection of inner size `k`.
 ///
@@ -100,20 +106,20 @@ pub struct Accuracy {
 }
 
 /// Rows whose reference is computed: all of them when the projection is small
-/// enough, else a deterministic spread that includes the first and last rows.
-fn rows_to_check(work: &Workload) -> Vec<u64> {
+/// enough, else a deterministic spread of `sampled` rows that includes the
+/// first and last rows.
+fn rows_to_check(work: &Workload, sampled: u64) -> Vec<u64> {
     let (m, k, n) = work.mkn();
     let macs = if work.op.uses_weight() {
         m * k * n
     } else {
         m * n
     };
-    if macs <= FULL_REFERENCE_MACS || m <= SAMPLED_ROWS {
+    let sampled = sampled.max(2);
+    if macs <= FULL_REFERENCE_MACS || m <= sampled {
         return (0..m).collect();
     }
-    let mut rows: Vec<u64> = (0..SAMPLED_ROWS)
-        .map(|i| i * (m - 1) / (SAMPLED_ROWS - 1))
-        .collect();
+    let mut rows: Vec<u64> = (0..sampled).map(|i| i * (m - 1) / (sampled - 1)).collect();
     rows.dedup();
     rows
 }
@@ -174,6 +180,18 @@ pub fn verify_accumulated(
     output: &[f32],
     accumulation: Accumulation,
 ) -> Accuracy {
+    verify_sampled(work, inputs, output, accumulation, SAMPLED_ROWS)
+}
+
+/// [`verify_accumulated`] on at most `sampled` rows where the projection is
+/// past the full reference (the autotuner's [`TUNING_SAMPLED_ROWS`]).
+pub fn verify_sampled(
+    work: &Workload,
+    inputs: &Inputs,
+    output: &[f32],
+    accumulation: Accumulation,
+    sampled: u64,
+) -> Accuracy {
     let (m, k, n) = work.mkn();
     let p = work.precision;
     let tol = match accumulation {
@@ -207,7 +225,7 @@ pub fn verify_accumulated(
         Cow::Borrowed(&inputs.w)
     };
     let overflow_at = p.overflow_threshold();
-    let rows = rows_to_check(work);
+    let rows = rows_to_check(work, sampled);
     acc.rows_checked = rows.len() as u64;
     let n = n as usize;
     let mut cost = CostAccumulator::new(work.op.uses_weight(), n);
@@ -491,12 +509,15 @@ mod tests {
     #[test]
     fn the_full_reference_ends_at_two_to_the_28_multiply_adds() {
         let rows = |op, m, k, n| {
-            rows_to_check(&Workload {
-                op,
-                precision: Precision::F32,
-                shape: Shape::rect(1, m, k, n, 1).unwrap(),
-                data: Default::default(),
-            })
+            rows_to_check(
+                &Workload {
+                    op,
+                    precision: Precision::F32,
+                    shape: Shape::rect(1, m, k, n, 1).unwrap(),
+                    data: Default::default(),
+                },
+                SAMPLED_ROWS,
+            )
             .len()
         };
         assert_eq!(rows(Op::Matmul, 1024, 512, 512), 1024);
@@ -546,9 +567,13 @@ mod tests {
             shape: Shape::new(64, 1024, 1024, 1).unwrap(),
             data: Default::default(),
         };
-        let rows = rows_to_check(&work);
+        let rows = rows_to_check(&work, SAMPLED_ROWS);
         assert_eq!(rows.first(), Some(&0));
         assert_eq!(rows.last(), Some(&(64 * 1024 - 1)));
-        assert!(rows.len() <= SAMPLED_ROWS as usize);
+        assert_eq!(rows.len(), SAMPLED_ROWS as usize);
+        let tuning = rows_to_check(&work, TUNING_SAMPLED_ROWS);
+        assert_eq!(tuning.len(), TUNING_SAMPLED_ROWS as usize);
+        assert_eq!(tuning.first(), Some(&0));
+        assert_eq!(tuning.last(), Some(&(64 * 1024 - 1)));
     }
 }

@@ -423,12 +423,10 @@ impl MatmulVariant {
         let acc = if self.f16_acc { 2 } else { 4 };
         match self.family {
             MatmulFamily::Tiled => (bm + bn) * self.bk * acc,
-            // Padded a and b slices (8-byte words of 4 halves), one f32
-            // fragment per subgroup.
+            // Padded a and b slices (f16), one f32 fragment per subgroup.
             MatmulFamily::Coop => {
                 let (sgm, sgn) = self.subgroups;
-                (bm * (self.bk / 4 + 2) + self.bk * (bn / 4 + 2)) * 8
-                    + sgm * sgn * self.frag.pow(2) * 4
+                (bm * (self.bk + 8) + self.bk * (bn + 8)) * 2 + sgm * sgn * self.frag.pow(2) * 4
             }
             _ => 0,
         }
@@ -449,8 +447,7 @@ impl MatmulVariant {
             MatmulFamily::Tiled => vec![("WG_X", x), ("WG_Y", y), ("BK", bk)],
             MatmulFamily::Direct => vec![("WG_X", x), ("WG_Y", y)],
             MatmulFamily::Subgroup => vec![("WG_X", x)],
-            // The coop kernel's sizes are all constants of its module.
-            MatmulFamily::Coop => Vec::new(),
+            MatmulFamily::Coop => vec![("WG", self.invocations() as f64)],
         }
     }
 
@@ -548,13 +545,13 @@ impl MatmulVariant {
         }
         for i in 0..fm {
             mma += &format!(
-                "let a_{i} = coopLoadT<{}>(&sa[(fr + {i}u * F) * LDSA + kk / 4u], LDSA);\n",
+                "let a_{i} = coopLoadT<{}>(&sa[(fr + {i}u * F) * LDSA + kk], LDSA);\n",
                 ty("f16", "A")
             );
         }
         for j in 0..fn_ {
             mma += &format!(
-                "let b_{j} = coopLoadT<{}>(&sb[kk * LDSB + (fc + {j}u * F) / 4u], LDSB);\n",
+                "let b_{j} = coopLoadT<{}>(&sb[kk * LDSB + fc + {j}u * F], LDSB);\n",
                 ty("f16", "B")
             );
         }
@@ -563,9 +560,8 @@ impl MatmulVariant {
         }
         let consts = format!(
             "const F: u32 = {f}u;\nconst SGM: u32 = {sgm}u;\nconst SGN: u32 = {sgn}u;\n\
-             const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\nconst NT: u32 = {}u;\n",
-            self.bk,
-            self.invocations()
+             const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\n",
+            self.bk
         );
         consts
             + &include_str!("../../../shaders/matmul_coop.wgsl")

@@ -65,7 +65,8 @@ pub fn tune<'a>(
     })
 }
 
-/// Runs and verifies a prepared candidate, then returns the median ms of its
+/// Runs and verifies a prepared candidate (on [`reference::TUNING_SAMPLED_ROWS`]
+/// rows where the shape is past the full reference), then returns the median ms of its
 /// first timed run and the engine's tuning samples — or that first run alone
 /// when it is over twice the `best` median so far (it cannot win; on a slow
 /// device this is most of the tuning time saved).
@@ -76,7 +77,13 @@ fn time_candidate(
     best: Option<f64>,
 ) -> Result<f64> {
     op.run()?;
-    let accuracy = reference::verify_accumulated(work, inputs, &op.output()?, op.accumulation());
+    let accuracy = reference::verify_sampled(
+        work,
+        inputs,
+        &op.output()?,
+        op.accumulation(),
+        reference::TUNING_SAMPLED_ROWS,
+    );
     if !accuracy.verified {
         return Err(LabError::Gpu(format!(
             "failed verification: {}",
