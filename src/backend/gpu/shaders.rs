@@ -697,6 +697,35 @@ mod tests {
         );
     }
 
+    /// Every coop configuration, on 8-, 32- and 64-wide subgroups with 16x16 or
+    /// 8x8 fragments: each subgroup owns whole fragments, slices are whole
+    /// fragments deep, the workgroup fits 1024 invocations and 32 KiB of
+    /// workgroup memory (the smallest limit among desktop GPUs), and the name
+    /// finds the configuration again.
+    #[test]
+    fn coop_configurations_tile_with_whole_fragments_inside_common_limits() {
+        let coop: Vec<MatmulVariant> = MatmulVariant::CANDIDATES
+            .into_iter()
+            .filter(|v| v.family == MatmulFamily::Coop)
+            .collect();
+        assert!(coop.len() >= 4);
+        for base in coop {
+            for (width, frag) in [(32, 16), (64, 16), (8, 8), (32, 8)] {
+                let v = base.for_adapter(width, frag);
+                let (sgm, sgn) = v.subgroups;
+                assert_eq!(v.tile(), (sgm * v.tm, sgn * v.tn), "{}", v.name());
+                for edge in [v.tm, v.tn, v.bk] {
+                    assert_eq!(edge % frag, 0, "{} with {frag}x{frag}", v.name());
+                }
+                assert_eq!(v.invocations(), width * sgm * sgn);
+                assert!(v.invocations() <= 1024, "{}", v.name());
+                assert!(v.workgroup_bytes() <= 32 << 10, "{}", v.name());
+                let found = MatmulVariant::parse(&v.name()).unwrap();
+                assert_eq!(found.for_adapter(width, frag), v);
+            }
+        }
+    }
+
     /// A kernel's name, its WGSL and its pipeline-overridable constants.
     type Case = (String, String, Vec<(&'static str, f64)>);
 

@@ -98,3 +98,95 @@ fn time_candidate(
     let all = std::iter::once(first).chain(m.samples.iter().map(|s| s.best_ns() as f64 * 1e-6));
     Ok(Samples::new(all).map_or(first, |s| s.quantile(0.5)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepared_op::{MemoryUse, Phases, Sample, TimingMethod};
+    use crate::workload::{Op, Precision, Shape};
+
+    /// A candidate that "runs" in a fixed time and returns a fixed output.
+    struct Fake {
+        output: Vec<f32>,
+        ns: u64,
+    }
+
+    impl PreparedOp for Fake {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn timing_method(&self) -> TimingMethod {
+            TimingMethod::DeviceTimestamp
+        }
+        fn run(&mut self) -> Result<Sample> {
+            Ok(Sample::timed(self.ns * 2, Some(Ok(self.ns))))
+        }
+        fn run_batch(&mut self, n: u32) -> Result<Sample> {
+            Ok(Sample::timed(
+                self.ns * 2 * n as u64,
+                Some(Ok(self.ns * n as u64)),
+            ))
+        }
+        fn run_phases(&mut self) -> Result<Phases> {
+            Ok(Phases {
+                kernel_ns: self.ns,
+                ..Default::default()
+            })
+        }
+        fn output(&mut self) -> Result<Vec<f32>> {
+            Ok(self.output.clone())
+        }
+        fn memory(&self) -> MemoryUse {
+            MemoryUse::default()
+        }
+        fn flush_caches(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The fastest candidate is rejected when one element of its output is
+    /// wrong, and the slower correct one is chosen; each keeps its reason or time.
+    #[test]
+    fn a_fast_candidate_with_a_wrong_element_is_rejected_and_the_right_one_chosen() {
+        let work = Workload {
+            op: Op::Matmul,
+            precision: Precision::F32,
+            shape: Shape::new(1, 37, 24, 1).unwrap(),
+            data: Default::default(),
+        };
+        let inputs = Inputs::generate(&work, 1);
+        let (m, k, n) = work.mkn();
+        let (m, k, n) = (m as usize, k as usize, n as usize);
+        let right: Vec<f32> = (0..m * n)
+            .map(|i| {
+                let (r, c) = (i / n, i % n);
+                (0..k)
+                    .map(|j| inputs.x[r * k + j] as f64 * inputs.w[j * n + c] as f64)
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        let mut wrong = right.clone();
+        *wrong.last_mut().unwrap() += 1.0;
+        let (fast, slow) = (MatmulVariant::TILED, MatmulVariant::DIRECT);
+        let t = tune(vec![fast, slow], &work, &inputs, |v| {
+            Ok(Box::new(Fake {
+                output: if v == fast {
+                    wrong.clone()
+                } else {
+                    right.clone()
+                },
+                ns: if v == fast { 1_000 } else { 5_000 },
+            }))
+        })
+        .unwrap();
+        assert_eq!(t.chosen, slow);
+        assert_eq!(t.timings_ms, vec![(slow, 0.005)]);
+        assert_eq!(t.rejected.len(), 1);
+        assert_eq!(t.rejected[0].0, fast);
+        assert!(
+            t.rejected[0].1.contains("failed verification"),
+            "{:?}",
+            t.rejected
+        );
+    }
+}
