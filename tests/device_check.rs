@@ -53,6 +53,7 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
         "devices",
         "device-square",
         "coop",
+        "gather",
         "checks-full",
         "checks-no-loop-bounding",
         "checks-none",
@@ -109,6 +110,15 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
             l["verified"] == true || why.is_some_and(|r| r.contains("cooperative")),
             "{l}"
         );
+    }
+
+    // The gathers beside their same-bytes twins: a verified record each.
+    let gathers = std::fs::read_to_string(root.join("gather.jsonl")).expect("gather.jsonl");
+    assert_eq!(gathers.lines().count(), 2, "{gathers}");
+    for l in gathers.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(r["op"], "embedding", "{r}");
+        assert_eq!(r["verified"], true, "{r}");
     }
 
     let mut gpu_points = 0;
@@ -228,7 +238,7 @@ fn skipped_steps_are_logged_and_not_run() {
         "--budget",
         "30",
         "--skip",
-        "devices,device-square,coop,checks,device-gpu,precision,device-gpu-cpu",
+        "devices,device-square,coop,gather,checks,device-gpu,precision,device-gpu-cpu",
     ]);
     let log = text(&o);
     assert!(o.status.success(), "{log}");
@@ -236,6 +246,7 @@ fn skipped_steps_are_logged_and_not_run() {
         "devices",
         "device-square",
         "coop",
+        "gather",
         "checks-full",
         "checks-none",
         "device-gpu",
