@@ -167,6 +167,8 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
     for section in [
         "## Targets",
         "## What wgpu's shader checks cost",
+        "## Cooperative-matrix configurations, forced",
+        "## Gathers beside same-bytes twins",
         "## Cold start, compile and energy",
     ] {
         assert!(report.contains(section), "{section} missing:\n{report}");
