@@ -218,14 +218,36 @@ fn apply_accuracy(record: &mut Record, a: &Accuracy) {
     record.verified = a.verified;
 }
 
+/// The "noisy" warning for a latency summary, or `None` when its coefficient
+/// of variation is within [`NOISY_CV`]. When the middle half of the samples
+/// is tight and a few high outliers make the CV (a GPU's clocks ramping up in
+/// the first samples, a preempted one), the warning says so: the median is
+/// then sound, and a CV alone would call the point unreliable.
+fn noise_warning(l: &stats::Summary) -> Option<String> {
+    if l.cv <= NOISY_CV {
+        return None;
+    }
+    let spread = if l.p50 > 0.0 {
+        l.iqr / l.p50
+    } else {
+        f64::INFINITY
+    };
+    Some(if spread < NOISY_CV / 4.0 && l.outliers_high > 0 {
+        format!(
+            "noisy: coefficient of variation {:.1}% from {} high outlier(s) up to {:.1}x the median; the middle half spans {:.1}% of the median",
+            l.cv * 100.0,
+            l.outliers_high,
+            l.max / l.p50,
+            spread * 100.0
+        )
+    } else {
+        format!("noisy: coefficient of variation {:.1}%", l.cv * 100.0)
+    })
+}
+
 fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
     let mut w = Vec::new();
-    if measured.latency_ms.cv > NOISY_CV {
-        w.push(format!(
-            "noisy: coefficient of variation {:.1}%",
-            measured.latency_ms.cv * 100.0
-        ));
-    }
+    w.extend(noise_warning(&measured.latency_ms));
     if m.stop == StopRule::MaxTime && m.samples.len() < 10 {
         w.push(format!(
             "time budget allowed only {} sample(s)",
@@ -333,7 +355,28 @@ fn fallbacks_by_reason(samples: &[Sample]) -> BTreeMap<TimestampFault, u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::fallbacks_by_reason;
+    use super::{fallbacks_by_reason, noise_warning};
+    use crate::stats::{summarize, Samples};
+
+    /// A tight sample with a few slow first runs is noisy by its CV, and the
+    /// warning says the outliers made it; a spread sample gets the plain
+    /// warning; a quiet one none.
+    #[test]
+    fn the_noise_warning_tells_outliers_from_spread() {
+        let summary = |v: Vec<f64>| summarize(&Samples::new(v).unwrap());
+        let mut ramp = vec![3.82; 100];
+        ramp[..3].copy_from_slice(&[14.3, 12.0, 9.5]);
+        let w = noise_warning(&summary(ramp)).unwrap();
+        assert!(
+            w.starts_with("noisy: coefficient of variation")
+                && w.contains("from 3 high outlier(s) up to 3.7x the median"),
+            "{w}"
+        );
+        let spread: Vec<f64> = (0..100).map(|i| 1.0 + (i % 10) as f64 * 0.1).collect();
+        let w = noise_warning(&summary(spread)).unwrap();
+        assert!(!w.contains("outlier"), "{w}");
+        assert_eq!(noise_warning(&summary(vec![1.0, 1.01, 0.99, 1.0])), None);
+    }
     use crate::prepared_op::{Sample, TimestampFault as F};
     use std::collections::BTreeMap;
 
