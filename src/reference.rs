@@ -293,31 +293,34 @@ pub fn verify_sampled(
     acc
 }
 
+/// The whole output's f64 reference (inputs rounded as stored), as f32: what a
+/// correct kernel returns, for tests that need one.
+#[cfg(test)]
+pub(crate) fn reference_output(work: &Workload, inputs: &Inputs) -> Vec<f32> {
+    let (m, _, n) = work.mkn();
+    let mut out = vec![0.0f32; (m * n) as usize];
+    let (mut row, mut scale) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+    let w = work.precision.stored_weight(&inputs.w, n as usize);
+    for r in 0..m {
+        let x: Vec<f32> = activation_row(work, inputs, r)
+            .iter()
+            .map(|&v| work.precision.round(v))
+            .collect();
+        reference_row(work, &x, &w, &mut row, &mut scale);
+        for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
+            .iter_mut()
+            .zip(&row)
+        {
+            *o = v as f32;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::workload::Shape;
-
-    fn naive(work: &Workload, inputs: &Inputs) -> Vec<f32> {
-        let (m, _, n) = work.mkn();
-        let mut out = vec![0.0f32; (m * n) as usize];
-        let (mut row, mut scale) = (vec![0.0; n as usize], vec![0.0; n as usize]);
-        let w = work.precision.stored_weight(&inputs.w, n as usize);
-        for r in 0..m {
-            let x: Vec<f32> = activation_row(work, inputs, r)
-                .iter()
-                .map(|&v| work.precision.round(v))
-                .collect();
-            reference_row(work, &x, &w, &mut row, &mut scale);
-            for (o, &v) in out[(r * n) as usize..((r + 1) * n) as usize]
-                .iter_mut()
-                .zip(&row)
-            {
-                *o = v as f32;
-            }
-        }
-        out
-    }
 
     fn small(op: Op) -> (Workload, Inputs) {
         let work = Workload {
@@ -354,7 +357,7 @@ mod tests {
     fn exact_outputs_verify_and_perturbed_ones_fail() {
         for op in Op::ALL {
             let (work, inputs) = small(op);
-            let mut out = naive(&work, &inputs);
+            let mut out = reference_output(&work, &inputs);
             assert!(verify(&work, &inputs, &out).verified, "{op}");
             out[3] += 0.25;
             assert!(!verify(&work, &inputs, &out).verified, "{op}");
@@ -364,7 +367,7 @@ mod tests {
     #[test]
     fn nan_fails_with_a_message() {
         let (work, inputs) = small(Op::Matmul);
-        let mut out = naive(&work, &inputs);
+        let mut out = reference_output(&work, &inputs);
         out[0] = f32::NAN;
         let acc = verify(&work, &inputs, &out);
         assert!(!acc.verified);
@@ -438,7 +441,7 @@ mod tests {
                     data: Default::default(),
                 };
                 let inputs = Inputs::generate(&work, 5);
-                let exact = naive(&work, &inputs);
+                let exact = reference_output(&work, &inputs);
                 let n = work.mkn().2 as usize;
                 let (r, c) = (1usize, 7usize);
                 let x: Vec<f32> = activation_row(&work, &inputs, r as u64)

@@ -22,6 +22,24 @@ fn script(args: &[&str]) -> Output {
         .expect("the script runs")
 }
 
+/// A dry run of the script with the built binary into `out`, and its log.
+fn dry_run(out: &Path, budget: &str, extra: &[&str]) -> (Output, String) {
+    let bin = env!("CARGO_BIN_EXE_kernel-lab");
+    let mut args = vec![
+        "--bin",
+        bin,
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+        "--budget",
+        budget,
+    ];
+    args.extend_from_slice(extra);
+    let o = script(&args);
+    let log = text(&o);
+    (o, log)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -37,17 +55,7 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
         return;
     }
     let out = temp_dir("device-check");
-    let bin = env!("CARGO_BIN_EXE_kernel-lab");
-    let o = script(&[
-        "--bin",
-        bin,
-        "--out",
-        out.to_str().unwrap(),
-        "--dry-run",
-        "--budget",
-        "600",
-    ]);
-    let log = text(&o);
+    let (o, log) = dry_run(&out, "600", &[]);
     assert!(o.status.success(), "{log}");
     for step in [
         "devices",
@@ -229,20 +237,15 @@ fn the_script_forces_every_coop_candidate() {
 
 #[test]
 fn skipped_steps_are_logged_and_not_run() {
-    let bin = env!("CARGO_BIN_EXE_kernel-lab");
     let out = temp_dir("device-check-skip");
-    let o = script(&[
-        "--bin",
-        bin,
-        "--out",
-        out.to_str().unwrap(),
-        "--dry-run",
-        "--budget",
+    let (o, log) = dry_run(
+        &out,
         "30",
-        "--skip",
-        "devices,device-square,coop,gather,checks,device-gpu,precision,device-gpu-cpu",
-    ]);
-    let log = text(&o);
+        &[
+            "--skip",
+            "devices,device-square,coop,gather,checks,device-gpu,precision,device-gpu-cpu",
+        ],
+    );
     assert!(o.status.success(), "{log}");
     for step in [
         "devices",

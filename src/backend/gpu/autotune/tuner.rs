@@ -155,16 +155,7 @@ mod tests {
             data: Default::default(),
         };
         let inputs = Inputs::generate(&work, 1);
-        let (m, k, n) = work.mkn();
-        let (m, k, n) = (m as usize, k as usize, n as usize);
-        let right: Vec<f32> = (0..m * n)
-            .map(|i| {
-                let (r, c) = (i / n, i % n);
-                (0..k)
-                    .map(|j| inputs.x[r * k + j] as f64 * inputs.w[j * n + c] as f64)
-                    .sum::<f64>() as f32
-            })
-            .collect();
+        let right = reference::reference_output(&work, &inputs);
         let mut wrong = right.clone();
         *wrong.last_mut().unwrap() += 1.0;
         let (fast, slow) = (MatmulVariant::TILED, MatmulVariant::DIRECT);
