@@ -138,3 +138,31 @@ pub fn knee(curve: &[(u32, f64, f64)], gain: f64) -> Option<u32> {
         })
         .map(|i| curve[i].0)
 }
+
+/// The 95% confidence interval of a record's median latency, ms.
+pub fn p50_ci(r: &Record) -> Option<(f64, f64)> {
+    let m = r.measured.as_ref()?;
+    let [lo, hi] = m.latency_ms.median_ci95;
+    (lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi).then_some((lo, hi))
+}
+
+/// A rate (GFLOP/s, tokens/s) that is inversely proportional to a record's
+/// median latency, with the interval its median's CI gives it.
+pub fn rate_band(r: &Record, rate: f64) -> Option<(f64, f64)> {
+    let (lo, hi) = p50_ci(r)?;
+    let p50 = p50(r);
+    Some((rate * p50 / hi, rate * p50 / lo))
+}
+
+/// The point of `backend` with the worst tail (largest p99 over p50) among
+/// those with 20 samples or more: the one the report's tail finding names.
+pub fn worst_tail(records: &[Record], backend: BackendKind) -> Option<(f64, &Record)> {
+    measured(records)
+        .filter(|r| r.id.backend == backend && r.measured.as_ref().is_some_and(|m| m.samples >= 20))
+        .map(|r| {
+            let l = &r.measured.as_ref().expect("filtered").latency_ms;
+            (l.p99 / l.p50, r)
+        })
+        .filter(|x| x.0.is_finite())
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}

@@ -237,10 +237,7 @@ fn tail(records: &[Record]) -> Vec<String> {
             continue;
         }
         let med = median(ratios.iter().map(|r| r.0).collect());
-        let worst = ratios
-            .iter()
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .expect("non-empty");
+        let worst = crate::report::analysis::worst_tail(records, backend).expect("non-empty");
         let wl = &worst.1.measured.as_ref().expect("filtered").latency_ms;
         out.push(format!(
             "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} {} \

@@ -1,77 +1,99 @@
-//! Batching: sustained tokens/s and p99 latency vs batch, the knee marked.
+//! Batching: sustained tokens/s and p99 latency vs batch, the knee marked; a
+//! row of panels per backend, op and precision.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use plotters::prelude::*;
-
-use super::{line_panel, software_note, Chart, FONT};
-use crate::report::analysis::{batch_curves, knee, BatchKey};
+use super::canvas::{title, Canvas};
+use super::panel::{draw, grid};
+use super::{facet, part, software_note, Chart, Panel, Pt, Series};
+use crate::report::analysis::{batch_curves, knee, rate_band, BatchKey};
 use crate::results::Record;
 
-/// Tokens/s and p99 vs batch, the knee (gain < 5%) marked.
+/// Tokens/s (bars: from the median's 95% CI) and p99 vs batch, the knee
+/// (no larger batch gains 5%) ringed; a row per backend x op x precision, a
+/// line per seq and dim (faceted past eight).
 pub fn batching(records: &[Record], out: &Path) -> Chart {
     let curves = batch_curves(records);
     if curves.is_empty() {
         return Ok(vec![]);
     }
-    let path = out.join("batching.svg");
-    let root = SVGBackend::new(&path, (1200, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
-        &format!(
-            "batching: throughput and tail latency{}",
-            software_note(records)
-        ),
-        (FONT, 18),
-    )?;
-    let (left, right) = root.split_horizontally(600);
-    let label = |(backend, op, prec, s, d, n): &BatchKey| {
-        let n = if n != d {
-            format!(" N{n}")
-        } else {
-            String::new()
-        };
-        format!("{backend} {op} {prec} S{s} D{d}{n}")
+    let band = |k: &BatchKey, b: u32, tps: f64| -> Option<(f64, f64)> {
+        let (backend, op, prec, s, d, n) = k;
+        let r = records.iter().find(|r| {
+            r.measured.is_some()
+                && r.id.backend == *backend
+                && r.id.op == *op
+                && r.id.precision.name() == prec
+                && (r.id.seq, r.id.dim, r.id.out_dim, r.id.batch) == (*s, *d, *n, b)
+        })?;
+        rate_band(r, tps)
     };
-    let tps: Vec<(String, Vec<(f64, f64)>)> = curves
-        .iter()
-        .map(|(k, v)| {
-            let knee = knee(v, 0.05).map_or(String::new(), |b| format!(", knee at B{b}"));
-            (
-                format!("{}{knee}", label(k)),
-                v.iter().map(|p| (p.0 as f64, p.1)).collect(),
-            )
-        })
-        .collect();
-    let knees: Vec<(f64, f64)> = curves
-        .values()
-        .filter_map(|v| {
-            let b = knee(v, 0.05)?;
-            v.iter().find(|p| p.0 == b).map(|p| (b as f64, p.1))
-        })
-        .collect();
-    line_panel(
-        &left,
-        "tokens/s (sustained)",
-        "batch",
-        "tokens per second",
-        &tps,
-        true,
-        &knees,
+    let mut rows: BTreeMap<String, (Vec<Series>, Vec<Series>, Vec<(f64, f64)>)> = BTreeMap::new();
+    for (k, v) in &curves {
+        let (backend, op, prec, s, d, n) = k;
+        let line = if n != d {
+            format!("S{s} D{d} N{n}")
+        } else {
+            format!("S{s} D{d}")
+        };
+        let knee_at = knee(v, 0.05);
+        let label = knee_at.map_or(format!("{line}, no knee"), |b| format!("{line}, knee B{b}"));
+        let row = rows
+            .entry(format!("{backend} {op} {prec}"))
+            .or_default();
+        let mut tps = Series::new(label.clone(), line.clone());
+        let mut p99 = Series::new(label, line.clone());
+        for &(b, t, p) in v {
+            let (lo, hi) = band(k, b, t).unwrap_or((f64::NAN, f64::NAN));
+            tps.points.push(
+                Pt::new(b as f64, t)
+                    .band(lo, hi)
+                    .tip(format!("{backend} {op} {prec} {line} B{b}: {t:.0} tokens/s")),
+            );
+            p99.points.push(
+                Pt::new(b as f64, p).tip(format!("{backend} {op} {prec} {line} B{b}: p99 {p:.4} ms")),
+            );
+        }
+        if let Some(b) = knee_at {
+            if let Some(p) = v.iter().find(|p| p.0 == b) {
+                row.2.push((b as f64, p.1));
+            }
+        }
+        row.0.push(tps);
+        row.1.push(p99);
+    }
+    let mut panels = Vec::new();
+    for (name, (tps, p99, knees)) in rows {
+        let (tps, p99) = (facet(tps), facet(p99));
+        let n = tps.len();
+        for (i, (t, p)) in tps.into_iter().zip(p99).enumerate() {
+            let mut a = Panel::new(part(&format!("{name}: tokens/s (sustained)"), i, n), "batch", "tokens per second");
+            a.marks = knees
+                .iter()
+                .copied()
+                .filter(|k| t.iter().any(|s| s.points.iter().any(|p| (p.x, p.y) == *k)))
+                .collect();
+            a.series = t;
+            a.marks_label = "knee: no larger batch gains 5%".into();
+            let mut b = Panel::new(part(&format!("{name}: p99 latency"), i, n), "batch", "p99 latency (ms)");
+            b.series = p;
+            panels.push(a);
+            panels.push(b);
+        }
+    }
+    let rows = panels.len() / 2;
+    let canvas = Canvas::new(out.join("batching.svg"), (1300, 400 * rows as u32 + 50));
+    canvas.draw(|root, notes| {
+    let body = title(
+        root,
+        &format!("batching: throughput and tail latency{}", software_note(records)),
+        18.0,
     )?;
-    let p99: Vec<(String, Vec<(f64, f64)>)> = curves
-        .iter()
-        .map(|(k, v)| (label(k), v.iter().map(|p| (p.0 as f64, p.2)).collect()))
-        .collect();
-    line_panel(
-        &right,
-        "p99 latency",
-        "batch",
-        "p99 latency (ms)",
-        &p99,
-        true,
-        &[],
-    )?;
-    root.present()?;
-    Ok(vec![path.clone()])
+    
+    for (cell, p) in grid(&body, panels.len(), 2).iter().zip(&panels) {
+        draw(cell, p, notes)?;
+    }
+        Ok(())
+    })
 }

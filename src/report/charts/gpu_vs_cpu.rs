@@ -1,58 +1,155 @@
-//! The GPU's speedup over the CPU vs dim: where the crossover lies.
+//! The GPU's speedup over the CPU along the axis the sweep varies: where the
+//! crossover lies, a panel per op and precision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use plotters::prelude::*;
+use super::canvas::{title, Canvas};
+use super::panel::{draw, grid};
+use super::{facet, part, software_note, Chart, Panel, Pt, Series};
+use crate::backend::BackendKind;
+use crate::report::analysis::{p50, p50_ci};
+use crate::results::{PointId, Record};
 
-use super::{line_panel, software_note, Chart};
-use crate::report::analysis::speedups;
-use crate::results::Record;
+/// The axis a speedup line runs along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Along {
+    Dim,
+    Batch,
+    Seq,
+}
 
-/// GPU over CPU speedup vs dim, a line per (op, precision, batch, seq); 1 = crossover.
-pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
-    let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for (id, x) in speedups(records) {
-        lines
-            .entry(format!(
-                "{} {} B{} S{}",
-                id.op, id.precision, id.batch, id.seq
-            ))
-            .or_default()
-            .push((id.dim as f64, x));
+impl Along {
+    pub fn name(self) -> &'static str {
+        match self {
+            Along::Dim => "dim",
+            Along::Batch => "batch",
+            Along::Seq => "seq",
+        }
     }
-    lines.retain(|_, v| v.len() >= 2);
-    if lines.is_empty() {
+    pub fn of(self, id: &PointId) -> u32 {
+        match self {
+            Along::Dim => id.dim,
+            Along::Batch => id.batch,
+            Along::Seq => id.seq,
+        }
+    }
+    /// The line's label: the two axes it does not run along.
+    fn rest(self, id: &PointId) -> String {
+        match self {
+            Along::Dim => format!("B{} S{}", id.batch, id.seq),
+            Along::Batch => format!("S{} D{}", id.seq, id.dim),
+            Along::Seq => format!("B{} D{}", id.batch, id.dim),
+        }
+    }
+}
+
+/// The axis with the most distinct values among `ids` (dim on a tie: the
+/// seed's axis).
+pub fn varying_axis<'a>(ids: impl Iterator<Item = &'a PointId> + Clone) -> Along {
+    [Along::Dim, Along::Batch, Along::Seq]
+        .into_iter()
+        .rev()
+        .max_by_key(|a| ids.clone().map(|id| a.of(id)).collect::<BTreeSet<_>>().len())
+        .unwrap_or(Along::Dim)
+}
+
+/// GPU-over-CPU speedup (CPU p50 / GPU p50), a panel per op and precision, a
+/// line per the other two axes; bars span the ratio of the medians' 95% CIs;
+/// shapes measured on one backend only are marked; 1x drawn as a reference.
+pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
+    let on = |b: BackendKind, id: &PointId| PointId { backend: b, ..*id };
+    let by_id: BTreeMap<PointId, &Record> = records.iter().map(|r| (r.id, r)).collect();
+    // Every square shape either backend has a record of, keyed on the GPU.
+    let shapes: BTreeSet<PointId> = records
+        .iter()
+        .filter(|r| r.id.is_square())
+        .map(|r| on(BackendKind::Gpu, &r.id))
+        .filter(|id| {
+            by_id.contains_key(&on(BackendKind::Cpu, id)) && by_id.contains_key(id)
+        })
+        .collect();
+    let mut by_panel: BTreeMap<(String, String), Vec<PointId>> = BTreeMap::new();
+    for id in &shapes {
+        by_panel
+            .entry((id.op.name().into(), id.precision.name().into()))
+            .or_default()
+            .push(*id);
+    }
+    let mut panels = Vec::new();
+    for ((op, precision), ids) in by_panel {
+        let along = varying_axis(ids.iter());
+        let mut lines: BTreeMap<String, Series> = BTreeMap::new();
+        for id in &ids {
+            let (g, c) = (by_id[id], by_id[&on(BackendKind::Cpu, id)]);
+            let label = along.rest(id);
+            let s = lines
+                .entry(label.clone())
+                .or_insert_with(|| Series::new(label.clone(), label));
+            let x = along.of(id) as f64;
+            match (g.measured.is_some(), c.measured.is_some()) {
+                (true, true) => {
+                    let v = p50(c) / p50(g);
+                    let mut pt = Pt::new(x, v).tip(format!(
+                        "{op} {precision} {}: CPU {:.4} ms / GPU {:.4} ms = {v:.2}x",
+                        id.shape_label(),
+                        p50(c),
+                        p50(g)
+                    ));
+                    if let (Some(gc), Some(cc)) = (p50_ci(g), p50_ci(c)) {
+                        pt = pt.band(cc.0 / gc.1, cc.1 / gc.0);
+                    }
+                    s.points.push(pt);
+                }
+                _ => {
+                    let why = [g, c]
+                        .iter()
+                        .filter_map(|r| r.skipped.as_ref().map(|w| format!("{}: {w}", r.id.backend)))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    s.missing.push((x, why));
+                }
+            }
+        }
+        let series: Vec<Series> = lines.into_values().filter(|s| !s.points.is_empty()).collect();
+        if series.iter().all(|s| s.points.len() < 2) {
+            continue;
+        }
+        let groups = facet(series);
+        let n = groups.len();
+        for (i, g) in groups.into_iter().enumerate() {
+            let mut p = Panel::new(
+                part(&format!("{op} {precision}"), i, n),
+                along.name(),
+                "speedup (x)",
+            );
+            p.series = g;
+            p.refs.push((1.0, "1x: equal speed (crossover)".into()));
+            panels.push(p);
+        }
+    }
+    if panels.is_empty() {
         return Ok(vec![]);
     }
-    let path = out.join("gpu-vs-cpu.svg");
-    let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = lines.into_iter().take(12).collect();
-    for s in &mut series {
-        s.1.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    // The crossover line: speedup 1.
-    let xs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.0))
-        .collect();
-    let (x0, x1) = xs
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
-    series.push(("speedup 1 (crossover)".into(), vec![(x0, 1.0), (x1, 1.0)]));
-    line_panel(
-        &root,
+    let cols = panels.len().min(2);
+    let rows = panels.len().div_ceil(cols);
+    let canvas = Canvas::new(
+        out.join("gpu-vs-cpu.svg"),
+        (620 * cols as u32, 420 * rows as u32 + 50),
+    );
+    canvas.draw(|root, notes| {
+    let body = title(
+        root,
         &format!(
-            "GPU speedup over CPU (CPU p50 / GPU p50){}",
+            "GPU speedup over CPU (CPU p50 / GPU p50; above 1x the GPU is faster){}",
             software_note(records)
         ),
-        "dim",
-        "speedup (x)",
-        &series,
-        true,
-        &[],
+        18.0,
     )?;
-    root.present()?;
-    Ok(vec![path.clone()])
+    
+    for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
+        draw(cell, p, notes)?;
+    }
+        Ok(())
+    })
 }

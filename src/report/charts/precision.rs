@@ -1,83 +1,121 @@
-//! Precision: verification error and speed vs dim per backend, op and
-//! precision.
+//! Precision: the matmul's verification error vs dim (every shape of the
+//! run), and its speed vs dim, a panel per batch x seq; a colour per
+//! precision, CPU solid with circles, GPU dashed with triangles, so lines
+//! that coincide stay visible.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use plotters::prelude::*;
-
-use super::{line_panel, software_note, Chart, FONT};
-use crate::report::analysis::measured;
+use super::canvas::{title, Canvas};
+use super::panel::{draw, grid};
+use super::{facet, part, software_note, Chart, Marker, Panel, Pt, Series};
+use crate::backend::BackendKind;
+use crate::report::analysis::{measured, rate_band};
 use crate::results::Record;
-use crate::workload::Op;
+use crate::workload::{Op, Precision};
 
-/// Error (left) and speed (right) vs dim, a line per backend x op x precision.
+fn styled(backend: BackendKind, precision: Precision) -> Series {
+    let mut s = Series::new(format!("{backend} {precision}"), precision.name());
+    if backend == BackendKind::Gpu {
+        s.dashed = true;
+        s.marker = Marker::Triangle;
+    }
+    s
+}
+
+/// Error (the largest over every batch x seq, the bar spanning smallest to
+/// largest) and GFLOP/s per batch x seq, vs dim, for two precisions or more.
 pub fn precision(records: &[Record], out: &Path) -> Chart {
-    let precisions: std::collections::BTreeSet<crate::workload::Precision> =
-        measured(records).map(|r| r.id.precision).collect();
+    let mm: Vec<&Record> = measured(records).filter(|r| r.id.op == Op::Matmul).collect();
+    let precisions: BTreeSet<Precision> = mm.iter().map(|r| r.id.precision).collect();
     if precisions.len() < 2 {
         return Ok(vec![]);
     }
-    // The largest batch x seq of the run, so each line is one shape family.
-    let Some((b, s)) = measured(records)
-        .map(|r| (r.id.batch, r.id.seq))
-        .max_by_key(|&(b, s)| b as u64 * s as u64)
-    else {
-        return Ok(vec![]);
-    };
-    let mut err: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut speed: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in
-        measured(records).filter(|r| r.id.batch == b && r.id.seq == s && r.id.op != Op::Embedding)
-    {
-        let key = format!("{} {} {}", r.id.backend, r.id.op, r.id.precision);
-        let m = r.measured.as_ref().expect("filtered");
-        err.entry(key.clone())
-            .or_default()
-            .push((r.id.dim as f64, r.max_norm_err.unwrap_or(0.0).max(1e-12)));
+    // Error: per backend x precision x dim, over every shape.
+    let mut err: BTreeMap<(BackendKind, Precision), BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
+    for r in &mm {
+        if let Some(e) = r.max_norm_err {
+            err.entry((r.id.backend, r.id.precision))
+                .or_default()
+                .entry(r.id.dim)
+                .or_default()
+                .push(e.max(1e-12));
+        }
+    }
+    let err_series: Vec<Series> = err
+        .into_iter()
+        .map(|((b, p), by_dim)| {
+            let mut s = styled(b, p);
+            for (d, v) in by_dim {
+                let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &e| (a.min(e), b.max(e)));
+                s.points.push(Pt::new(d as f64, hi).band(lo, hi).tip(format!(
+                    "{b} {p} D{d}: largest normalised error {hi:.2e} over {} shapes (smallest {lo:.2e})",
+                    v.len()
+                )));
+            }
+            s
+        })
+        .collect();
+    let mut panels = Vec::new();
+    let groups = facet(err_series);
+    let n = groups.len();
+    for (i, g) in groups.into_iter().enumerate() {
+        let mut p = Panel::new(
+            part("kernel error, max |y - ref| / sum|x*w| (rounded inputs); bars: range over shapes", i, n),
+            "dim",
+            "normalised error",
+        );
+        p.series = g;
+        panels.push(p);
+    }
+    // Speed: a panel per batch x seq.
+    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Precision), Series>> = BTreeMap::new();
+    for r in &mm {
+        let m = r.measured.as_ref().expect("measured");
+        let (lo, hi) = rate_band(r, m.gflops).unwrap_or((f64::NAN, f64::NAN));
         speed
-            .entry(key)
+            .entry((r.id.batch, r.id.seq))
             .or_default()
-            .push((r.id.dim as f64, m.gflops));
+            .entry((r.id.backend, r.id.precision))
+            .or_insert_with(|| styled(r.id.backend, r.id.precision))
+            .points
+            .push(Pt::new(r.id.dim as f64, m.gflops).band(lo, hi).tip(format!(
+                "{} {} {}: {:.2} GFLOP/s",
+                r.id.backend,
+                r.id.precision,
+                r.id.shape_label(),
+                m.gflops
+            )));
     }
-    let sorted = |m: BTreeMap<String, Vec<(f64, f64)>>| -> Vec<(String, Vec<(f64, f64)>)> {
-        m.into_iter()
-            .map(|(k, mut v)| {
-                v.sort_by(|a, b| a.0.total_cmp(&b.0));
-                (k, v)
-            })
-            .collect()
-    };
-    let (err, speed) = (sorted(err), sorted(speed));
-    if err.is_empty() {
+    for ((b, s), lines) in speed {
+        let groups = facet(lines.into_values().collect());
+        let n = groups.len();
+        for (i, g) in groups.into_iter().enumerate() {
+            let mut p = Panel::new(part(&format!("speed at B{b} S{s}"), i, n), "dim", "GFLOP/s");
+            p.series = g;
+            panels.push(p);
+        }
+    }
+    if !panels.iter().any(Panel::has_data) {
         return Ok(vec![]);
     }
-    let path = out.join("precision.svg");
-    let root = SVGBackend::new(&path, (1200, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
+    let cols = panels.len().min(3);
+    let rows = panels.len().div_ceil(cols);
+    let canvas = Canvas::new(out.join("precision.svg"), (520 * cols as u32, 380 * rows as u32 + 50));
+    canvas.draw(|root, notes| {
+    let body = title(
+        root,
         &format!(
-            "{} at B{b} S{s}{}",
-            precisions
-                .iter()
-                .map(|p| p.label())
-                .collect::<Vec<_>>()
-                .join(" vs "),
+            "matmul precision: {}{}",
+            precisions.iter().map(|p| p.label()).collect::<Vec<_>>().join(" vs "),
             software_note(records)
         ),
-        (FONT, 18),
+        18.0,
     )?;
-    let (left, right) = root.split_horizontally(600);
-    line_panel(
-        &left,
-        "kernel error: max |y - ref| / sum|x*w| (rounded inputs)",
-        "dim",
-        "normalised error",
-        &err,
-        true,
-        &[],
-    )?;
-    line_panel(&right, "speed", "dim", "GFLOP/s", &speed, true, &[])?;
-    root.present()?;
-    Ok(vec![path.clone()])
+    
+    for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
+        draw(cell, p, notes)?;
+    }
+        Ok(())
+    })
 }

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use plotters::prelude::*;
-
-use super::{fmt_num, legend, log_range, software_note, Chart, FONT};
+use super::canvas::{title, Canvas};
+use super::panel::{draw, grid};
+use super::ticks::Scale as AxisScale;
+use super::{software_note, Chart, Marker, Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::report::analysis::measured;
 use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
@@ -21,25 +22,6 @@ pub fn precision_cost(records: &[Record], out: &Path) -> Chart {
     files.extend(tradeoff(records, out)?);
     files.extend(error_cdf(records, out)?);
     Ok(files)
-}
-
-/// One colour per precision, the same in every chart of the study (Okabe-Ito:
-/// distinguishable in colour-blind vision, none too pale on white).
-fn precision_color(p: Precision) -> RGBColor {
-    match p {
-        Precision::F32 => RGBColor(0, 0, 0),
-        Precision::F16 => RGBColor(0, 114, 178),
-        Precision::Bf16 => RGBColor(213, 94, 0),
-        Precision::Int8 => RGBColor(0, 158, 115),
-    }
-}
-
-/// One colour per backend on the trade-off chart.
-fn backend_color(b: BackendKind) -> RGBColor {
-    match b {
-        BackendKind::Cpu => RGBColor(0, 114, 178),
-        BackendKind::Gpu => RGBColor(204, 121, 167),
-    }
 }
 
 /// A precision placed on the trade-off chart: speed vs FP32, error, which.
@@ -70,72 +52,61 @@ fn tradeoff(records: &[Record], out: &Path) -> Chart {
     if by_op.is_empty() {
         return Ok(vec![]);
     }
-    let path = out.join("precision-tradeoff.svg");
-    let width = 560 * by_op.len() as u32;
-    let root = SVGBackend::new(&path, (width.max(700), 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
-        &format!(
-            "What each precision costs and buys ({dist} data, scale 1; median over shapes){}",
-            software_note(records)
-        ),
-        (FONT, 17),
-    )?;
-    let panels = root.split_evenly((1, by_op.len()));
-    for (area, (op, series)) in panels.iter().zip(&by_op) {
-        let all: Vec<(f64, f64)> = series.values().flatten().map(|p| (p.0, p.1)).collect();
-        let (lo, hi) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
-            (a.min(p.0), b.max(p.0))
-        });
-        let pad = ((hi - lo) * 0.15).max(0.1);
-        // Room on the right for the last point's label and the legend.
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("{op}"), (FONT, 16))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(74)
-            .build_cartesian_2d(
-                (lo - pad).max(0.0)..(hi + 3.0 * pad),
-                log_range(all.iter().map(|p| p.1)).log_scale(),
-            )?;
-        chart
-            .configure_mesh()
-            .x_desc("speed relative to FP32 on the same points (x)")
-            .y_desc("relative error ||y - y*|| / ||y*||")
-            .label_style((FONT, 12))
-            .light_line_style(TRANSPARENT)
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .draw()?;
+    let mut panels = Vec::new();
+    for (op, series) in &by_op {
+        let mut p = Panel::new(
+            format!("{op}: lines join each backend's Pareto front"),
+            "speed relative to FP32 on the same points (x)",
+            "relative error ||y - y*|| / ||y*||",
+        );
+        p.x_at_data = false;
+        p.y_scale = AxisScale::Log;
         for (backend, pts) in series {
-            let c = backend_color(*backend);
-            // CPU labels below their points, GPU labels above, so the two
-            // backends' labels of one precision do not print over each other.
-            let dy = if *backend == BackendKind::Cpu { 6 } else { -18 };
             let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
-            let mut front: Vec<(f64, f64)> =
-                xy.iter().copied().filter(|&p| !dominated(p, &xy)).collect();
-            front.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(front, c.stroke_width(2)))?
-                .label(format!("{backend}: Pareto front"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart.draw_series(pts.iter().map(|&(x, y, p)| {
-                EmptyElement::at((x, y))
-                    + Circle::new((0, 0), 5, c.filled())
-                    + Text::new(
-                        format!("{} {}", backend, p.label()),
-                        (7, dy),
-                        (FONT, 12).into_font(),
-                    )
-            }))?;
+            let mut front = Series::new(format!("{backend}: Pareto front"), backend.to_string());
+            front.marker = Marker::None;
+            front.dashed = *backend == BackendKind::Gpu;
+            front.points = xy
+                .iter()
+                .filter(|&&q| !dominated(q, &xy))
+                .map(|&(x, y)| Pt::new(x, y))
+                .collect();
+            p.series.push(front);
+            for &(x, y, prec) in pts {
+                let mut s = Series::new(format!("{backend} {}", prec.label()), prec.name());
+                s.line = false;
+                s.marker = if *backend == BackendKind::Gpu {
+                    Marker::Triangle
+                } else {
+                    Marker::Circle
+                };
+                s.points.push(Pt::new(x, y).tip(format!(
+                    "{op} {backend} {}: {x:.2}x the speed of FP32, relative error {y:.2e}",
+                    prec.label()
+                )));
+                p.series.push(s);
+            }
         }
-        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        panels.push(p);
     }
-    root.present()?;
-    Ok(vec![path.clone()])
+    let canvas = Canvas::new(
+        out.join("precision-tradeoff.svg"),
+        ((640 * panels.len() as u32).max(760), 560),
+    );
+    canvas.draw(|root, notes| {
+        let body = title(
+            root,
+            &format!(
+                "What each precision costs and buys ({dist} data, scale 1; median over shapes){}",
+                software_note(records)
+            ),
+            17.0,
+        )?;
+        for (cell, p) in grid(&body, panels.len(), panels.len()).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
+        Ok(())
+    })
 }
 
 /// The per-element normalised error's CDF, a line per precision (the median
@@ -161,63 +132,49 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
     if curves.is_empty() {
         return Ok(vec![]);
     }
-    let path = out.join("precision-error-cdf.svg");
-    let width = 560 * curves.len() as u32;
-    let root = SVGBackend::new(&path, (width.max(700), 520)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
-        &format!("Per-element error against the full-precision result ({dist} data, scale 1)"),
-        (FONT, 17),
-    )?;
-    let panels = root.split_evenly((1, curves.len()));
-    for (area, (op, by_p)) in panels.iter().zip(&curves) {
-        // Median over points of each level's error.
-        let lines: Vec<(Precision, Vec<(f64, f64)>)> = by_p
-            .iter()
-            .map(|(&p, cdfs)| {
-                let levels = cdfs.iter().map(Vec::len).min().unwrap_or(0);
-                let pts = (0..levels)
-                    .map(|i| {
-                        let q = cdfs[0][i][0];
-                        let e =
-                            crate::report::analysis::median(cdfs.iter().map(|c| c[i][1]).collect());
-                        (e, q)
-                    })
-                    .filter(|&(e, _)| e > 0.0)
-                    .collect();
-                (p, pts)
-            })
-            .collect();
-        let xr = log_range(lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)));
-        let mut chart = ChartBuilder::on(area)
-            .caption(format!("{op} (median over points)"), (FONT, 16))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
-            .build_cartesian_2d(xr.log_scale(), 0.0..1.02)?;
-        chart
-            .configure_mesh()
-            .x_desc("|y - y*| / sum|x*w| per element")
-            .y_desc("share of elements at or below")
-            .label_style((FONT, 12))
-            .light_line_style(TRANSPARENT)
-            .x_label_formatter(&|v| format!("{v:.0e}"))
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .draw()?;
-        for (p, pts) in &lines {
-            let c = precision_color(*p);
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
-                .label(p.label())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart.draw_series(pts.iter().map(|&pt| Circle::new(pt, 3, c.filled())))?;
+    let mut panels = Vec::new();
+    for (op, by_p) in &curves {
+        let mut p = Panel::new(
+            format!("{op} (median over points)"),
+            "|y - y*| / sum|x*w| per element",
+            "share of elements at or below",
+        );
+        p.x_at_data = false;
+        p.x_scale = AxisScale::Log;
+        p.y_scale = AxisScale::Linear;
+        p.y_from_zero = true;
+        for (&prec, cdfs) in by_p {
+            // Median over points of each level's error.
+            let levels = cdfs.iter().map(Vec::len).min().unwrap_or(0);
+            let mut s = Series::new(prec.label(), prec.name());
+            s.points = (0..levels)
+                .map(|i| {
+                    let q = cdfs[0][i][0];
+                    let e = crate::report::analysis::median(cdfs.iter().map(|c| c[i][1]).collect());
+                    (e, q)
+                })
+                .filter(|&(e, _)| e > 0.0)
+                .map(|(e, q)| Pt::new(e, q).tip(format!("{op} {}: {:.1}% of elements at or below {e:.2e}", prec.label(), q * 100.0)))
+                .collect();
+            p.series.push(s);
         }
-        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        panels.push(p);
     }
-    root.present()?;
-    Ok(vec![path.clone()])
+    let canvas = Canvas::new(
+        out.join("precision-error-cdf.svg"),
+        ((600 * panels.len() as u32).max(700), 520),
+    );
+    canvas.draw(|root, notes| {
+        let body = title(
+            root,
+            &format!("Per-element error against the full-precision result ({dist} data, scale 1)"),
+            17.0,
+        )?;
+        for (cell, p) in grid(&body, panels.len(), panels.len()).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
