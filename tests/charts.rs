@@ -77,7 +77,10 @@ fn parse(path: &Path) -> Svg {
         });
         rest = &rest[close..];
     }
-    let panels = match (s.find("<metadata id=\"kernel-lab-chart\">"), s.find("</metadata>")) {
+    let panels = match (
+        s.find("<metadata id=\"kernel-lab-chart\">"),
+        s.find("</metadata>"),
+    ) {
         (Some(a), Some(b)) => {
             let json = unescape(&s[a + "<metadata id=\"kernel-lab-chart\">".len()..b]);
             serde_json::from_str::<Vec<Value>>(&json).expect("metadata is JSON")
@@ -144,18 +147,25 @@ fn problems(path: &Path) -> Vec<String> {
                 .map(|v| v.as_str().unwrap())
                 .collect();
             if ticks.len() < 3 {
-                out.push(format!("{name} / {caption}: {axis} has {} labels: {ticks:?}", ticks.len()));
+                out.push(format!(
+                    "{name} / {caption}: {axis} has {} labels: {ticks:?}",
+                    ticks.len()
+                ));
             }
             for t in &ticks {
                 if !drawn.contains(t) {
-                    out.push(format!("{name} / {caption}: {axis} label {t:?} is not drawn"));
+                    out.push(format!(
+                        "{name} / {caption}: {axis} label {t:?} is not drawn"
+                    ));
                 }
             }
         }
         for s in p["series"].as_array().unwrap() {
             let s = s.as_str().unwrap();
             if !shown(s) && caption != "CDF" {
-                out.push(format!("{name} / {caption}: series {s:?} not in its legend"));
+                out.push(format!(
+                    "{name} / {caption}: series {s:?} not in its legend"
+                ));
             }
         }
     }
@@ -168,8 +178,18 @@ fn problems(path: &Path) -> Vec<String> {
 /// Renders `results` with the real binary into a fresh folder.
 fn plot(results: &Path, name: &str) -> PathBuf {
     let out = common::temp_dir(name);
-    let o = common::run(&["plot", results.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "plot {}: {}", results.display(), common::stderr(&o));
+    let o = common::run(&[
+        "plot",
+        results.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "plot {}: {}",
+        results.display(),
+        common::stderr(&o)
+    );
     out
 }
 
@@ -213,8 +233,16 @@ fn every_committed_chart_keeps_its_text_inside_and_labels_its_axes_and_series() 
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    assert!(charts >= 20, "only {charts} charts drawn from the committed results");
-    assert!(all.is_empty(), "{} problems:\n{}", all.len(), all.join("\n"));
+    assert!(
+        charts >= 20,
+        "only {charts} charts drawn from the committed results"
+    );
+    assert!(
+        all.is_empty(),
+        "{} problems:\n{}",
+        all.len(),
+        all.join("\n")
+    );
 }
 
 fn records(results: &Path) -> Vec<Value> {
@@ -279,7 +307,11 @@ fn no_series_is_dropped() {
             .insert((r["seq"].as_u64().unwrap(), r["batch"].as_u64().unwrap()));
     }
     for (name, seq_batch) in batches {
-        assert_eq!(series_count(&dir.join(&name)), 2 * seq_batch.len(), "{name}");
+        assert_eq!(
+            series_count(&dir.join(&name)),
+            2 * seq_batch.len(),
+            "{name}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,6 +29,24 @@ pub fn run(args: PlotArgs) -> anyhow::Result<ExitCode> {
         path: out.clone(),
         source,
     })?;
+    // The reports link to results.json beside them: a report written
+    // elsewhere gets a copy (never over another run's file).
+    let beside = out.join("results.json");
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if !beside.exists() {
+        std::fs::copy(&args.results, &beside).map_err(|source| kernel_lab::LabError::Io {
+            path: beside.clone(),
+            source,
+        })?;
+    } else if !same(&beside, &args.results)
+        && std::fs::read(&beside).ok() != std::fs::read(&args.results).ok()
+    {
+        eprintln!(
+            "note: {} holds other results; the report's links to results.json point there, not to {}",
+            beside.display(),
+            args.results.display()
+        );
+    }
     let charts = serde_json::from_value::<Spec>(results.spec.clone())
         .map(|s| s.charts)
         .unwrap_or_default();

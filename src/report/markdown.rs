@@ -13,11 +13,11 @@ fn mib(b: u64) -> f64 {
 /// The report's Markdown text.
 pub fn report(
     results: &ResultsFile,
+    quality: &[String],
     findings: &[String],
     charts: &[PathBuf],
     out: &Path,
 ) -> String {
-    let env = &results.environment;
     let spec = &results.spec;
     let mut s = String::new();
     let name = spec["name"].as_str().unwrap_or("experiment");
@@ -32,74 +32,18 @@ pub fn report(
             results.records.len()
         );
     }
+    if !quality.is_empty() {
+        let _ = writeln!(s, "## Run quality\n");
+        for q in quality {
+            let _ = writeln!(s, "- {q}");
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "## Environment\n");
-    match &env.gpu {
-        Some(g) => {
-            let soft = if g.software {
-                " — **a software device: its timings are a CPU imitating a GPU, not GPU speed**"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                s,
-                "- GPU: {} ({}, {}, driver {}){soft}",
-                g.name, g.api, g.device_type, g.driver
-            );
-            let _ = writeln!(s, "- GPU features: {}", g.features.join(", "));
-        }
-        None => {
-            let _ = writeln!(s, "- GPU: none used");
-        }
+    for line in environment(results) {
+        let _ = writeln!(s, "- {line}");
     }
-    let _ = writeln!(
-        s,
-        "- CPU: {} ({} threads; {})",
-        env.cpu.name,
-        env.cores,
-        env.cpu.features.join(" ")
-    );
-    let _ = writeln!(
-        s,
-        "- {}; kernel-lab {}{}; wgpu {}; started at unix time {}\n",
-        env.os,
-        env.crate_version,
-        env.git_commit
-            .as_deref()
-            .map_or(String::new(), |c| format!(" (commit {c})")),
-        env.wgpu_version,
-        env.timestamp_unix
-    );
-    for (backend, c) in &env.ceilings {
-        let _ = writeln!(
-            s,
-            "- {backend} ceilings (probed): copy {:.1} GB/s, FMA {:.1} GFLOP/s — {}",
-            c.copy_gbps, c.fma_gflops, c.method
-        );
-        if let Some(d) = &c.dispatch {
-            let _ = writeln!(
-                s,
-                "- {backend} launch costs (probed): empty dispatch {:.1} us, each of many in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us",
-                d.empty_dispatch_us, d.per_dispatch_in_pass_us, d.submit_round_trip_us, d.readback_round_trip_us
-            );
-        }
-    }
-    if !env.ceilings.is_empty() {
-        let _ = writeln!(s);
-    }
-    for (when, state) in [
-        ("before", &env.machine_before),
-        ("after", &env.machine_after),
-    ] {
-        if let Some(m) = state {
-            let _ = writeln!(s, "- machine {when} the run: {}", machine_line(m));
-        }
-    }
-    for w in &env.machine_warnings {
-        let _ = writeln!(s, "- **warning**: {w}");
-    }
-    if env.machine_before.is_some() || !env.machine_warnings.is_empty() {
-        let _ = writeln!(s);
-    }
+    let _ = writeln!(s);
 
     let _ = writeln!(s, "## Findings\n");
     if findings.is_empty() {
@@ -176,9 +120,9 @@ pub fn report(
                 let pct = pct.map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = writeln!(
                     s,
-                    "{point} {:.3} | {:.3} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
+                    "{point} {:.3} | {} | {} | {:.2} | {:.2} | {pct} | {:.0} | {:.1} ({:.1}) | {err} | {} | {} |",
                     m.latency_ms.p50,
-                    m.latency_ms.p99,
+                    p99_text(m),
                     m.samples,
                     m.gflops,
                     m.gbps,
@@ -193,7 +137,7 @@ pub fn report(
                 let _ = writeln!(
                     s,
                     "{point} - | - | 0 | - | - | - | - | - | {err} | {} | {} |",
-                    r.verified,
+                    verdict(r),
                     r.skipped
                         .as_ref()
                         .map_or(String::new(), |s| s.to_string().replace('|', "/"))
@@ -202,6 +146,91 @@ pub fn report(
         }
     }
     s
+}
+
+/// The environment's lines: devices, software, ceilings, machine state.
+pub fn environment(results: &ResultsFile) -> Vec<String> {
+    let env = &results.environment;
+    let mut v = Vec::new();
+    match &env.gpu {
+        Some(g) => {
+            let soft = if g.software {
+                " — **a software device: its timings are a CPU imitating a GPU, not GPU speed**"
+            } else {
+                ""
+            };
+            v.push(format!(
+                "GPU: {} ({}, {}, driver {}){soft}",
+                g.name, g.api, g.device_type, g.driver
+            ));
+            v.push(format!("GPU features: {}", g.features.join(", ")));
+        }
+        None => v.push("GPU: none used".into()),
+    }
+    let threads = env
+        .threads
+        .map_or(String::new(), |t| format!(", {t} used by the run"));
+    v.push(format!(
+        "CPU: {} ({} logical cores{threads}; {})",
+        env.cpu.name,
+        env.cores,
+        env.cpu.features.join(" ")
+    ));
+    v.push(format!(
+        "{}; kernel-lab {}{}; wgpu {}; started {}",
+        env.os,
+        env.crate_version,
+        env.git_commit
+            .as_deref()
+            .map_or(String::new(), |c| format!(" (commit {c})")),
+        env.wgpu_version,
+        crate::results::iso_time(env.timestamp_unix)
+    ));
+    for (backend, c) in &env.ceilings {
+        v.push(format!(
+            "{backend} ceilings (probed): copy {:.1} GB/s, FMA {:.1} GFLOP/s — {}",
+            c.copy_gbps, c.fma_gflops, c.method
+        ));
+        if let Some(d) = &c.dispatch {
+            v.push(format!(
+                "{backend} launch costs (probed): empty dispatch {:.1} us, each of many in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us",
+                d.empty_dispatch_us, d.per_dispatch_in_pass_us, d.submit_round_trip_us, d.readback_round_trip_us
+            ));
+        }
+    }
+    for (when, state) in [
+        ("before", &env.machine_before),
+        ("after", &env.machine_after),
+    ] {
+        if let Some(m) = state {
+            v.push(format!("machine {when} the run: {}", machine_line(m)));
+        }
+    }
+    for w in &env.machine_warnings {
+        v.push(format!("**warning**: {w}"));
+    }
+    v
+}
+
+/// What a point's verified column says: true, **failed**, or why it was not run.
+pub fn verdict(r: &crate::results::Record) -> String {
+    match (&r.measured, &r.skipped) {
+        (Some(_), _) => r.verified.to_string(),
+        (None, Some(s)) if s.kind == crate::results::SkipKind::VerificationFailed => {
+            "**failed**".into()
+        }
+        (None, Some(s)) if s.kind == crate::results::SkipKind::Cut => "not run (cut)".into(),
+        _ => "not run".into(),
+    }
+}
+
+/// A point's p99, or n/a with too few samples to have one.
+pub fn p99_text(m: &crate::results::Measured) -> String {
+    if m.samples < super::quality::MIN_SAMPLES_FOR_P99 {
+        "n/a".into()
+    } else {
+        format!("{:.3}", m.latency_ms.p99)
+    }
 }
 
 /// One line of a machine state: host load, governor and clock; GPU clocks,

@@ -1,14 +1,18 @@
 //! The report of a run: SVG charts, findings computed from the records, and
-//! `report.md` tying them together. `render` is what `run` and `plot` call.
+//! `report.md` and `report.html` tying them together (with an `index.html`
+//! of every run beside it under `out/`). `render` is what `run` and `plot`
+//! call.
 
 pub mod analysis;
 pub mod anchor_table;
 pub mod charts;
 pub mod device_check;
 pub mod findings;
+pub mod html;
 pub mod layers;
 pub mod markdown;
 pub mod precision_study;
+pub mod quality;
 #[cfg(test)]
 mod testdata;
 
@@ -36,6 +40,8 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
     let every = &results.records;
     let primary = analysis::on_primary_data(every);
     let records = &primary;
+    // One meaning per colour across this report.
+    charts::palette::reset();
     let mut files = Vec::new();
     for kind in kinds {
         let drawn = match kind {
@@ -67,8 +73,13 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             );
         }
     }
-    let text = markdown::report(results, &found, &files, out);
+    let previous = quality::previous_run(out, results);
+    let quality = quality::summary(results, previous.as_ref());
+    let text = markdown::report(results, &quality, &found, &files, out);
     let path = out.join("report.md");
     crate::atomic_file::write(&path, text.as_bytes())?;
+    let page = html::report(results, &quality, &found, &files)?;
+    crate::atomic_file::write(&out.join("report.html"), page.as_bytes())?;
+    html::write_index_beside(out)?;
     Ok(path)
 }

@@ -33,6 +33,10 @@ pub struct Environment {
     pub cpu: DeviceInfo,
     /// Logical cores.
     pub cores: usize,
+    /// The CPU threads the run used (its thread pool: `--threads`,
+    /// `RAYON_NUM_THREADS`, else the cores); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// Operating system and architecture.
     pub os: String,
     /// kernel-lab's version.
@@ -68,6 +72,7 @@ impl Environment {
             gpu,
             cpu,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: Some(rayon::current_num_threads()),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             crate_version: env!("CARGO_PKG_VERSION").into(),
             git_commit: option_env!("KERNEL_LAB_GIT_COMMIT").map(String::from),
@@ -82,6 +87,27 @@ impl Environment {
             machine_warnings: Vec::new(),
         }
     }
+}
+
+/// Seconds since the Unix epoch as ISO 8601 UTC (`2026-11-27T14:43:41Z`).
+pub fn iso_time(unix: u64) -> String {
+    let (days, secs) = ((unix / 86400) as i64, unix % 86400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// A results file.
@@ -157,5 +183,16 @@ impl ResultsFile {
             }
         }
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn iso_times_are_utc_dates() {
+        assert_eq!(super::iso_time(0), "1970-01-01T00:00:00Z");
+        // `date -u -d @1795790621`
+        assert_eq!(super::iso_time(1_795_790_621), "2026-11-27T14:43:41Z");
+        assert_eq!(super::iso_time(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

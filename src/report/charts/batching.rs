@@ -39,20 +39,18 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         };
         let knee_at = knee(v, 0.05);
         let label = knee_at.map_or(format!("{line}, no knee"), |b| format!("{line}, knee B{b}"));
-        let row = rows
-            .entry(format!("{backend} {op} {prec}"))
-            .or_default();
+        let row = rows.entry(format!("{backend} {op} {prec}")).or_default();
         let mut tps = Series::new(label.clone(), line.clone());
         let mut p99 = Series::new(label, line.clone());
         for &(b, t, p) in v {
             let (lo, hi) = band(k, b, t).unwrap_or((f64::NAN, f64::NAN));
-            tps.points.push(
-                Pt::new(b as f64, t)
-                    .band(lo, hi)
-                    .tip(format!("{backend} {op} {prec} {line} B{b}: {t:.0} tokens/s")),
-            );
+            tps.points
+                .push(Pt::new(b as f64, t).band(lo, hi).tip(format!(
+                    "{backend} {op} {prec} {line} B{b}: {t:.0} tokens/s"
+                )));
             p99.points.push(
-                Pt::new(b as f64, p).tip(format!("{backend} {op} {prec} {line} B{b}: p99 {p:.4} ms")),
+                Pt::new(b as f64, p)
+                    .tip(format!("{backend} {op} {prec} {line} B{b}: p99 {p:.4} ms")),
             );
         }
         if let Some(b) = knee_at {
@@ -68,7 +66,11 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         let (tps, p99) = (facet(tps), facet(p99));
         let n = tps.len();
         for (i, (t, p)) in tps.into_iter().zip(p99).enumerate() {
-            let mut a = Panel::new(part(&format!("{name}: tokens/s (sustained)"), i, n), "batch", "tokens per second");
+            let mut a = Panel::new(
+                part(&format!("{name}: tokens/s (sustained)"), i, n),
+                "batch",
+                "tokens per second",
+            );
             a.marks = knees
                 .iter()
                 .copied()
@@ -76,7 +78,11 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
                 .collect();
             a.series = t;
             a.marks_label = "knee: no larger batch gains 5%".into();
-            let mut b = Panel::new(part(&format!("{name}: p99 latency"), i, n), "batch", "p99 latency (ms)");
+            let mut b = Panel::new(
+                part(&format!("{name}: p99 latency"), i, n),
+                "batch",
+                "p99 latency (ms)",
+            );
             b.series = p;
             panels.push(a);
             panels.push(b);
@@ -85,15 +91,18 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
     let rows = panels.len() / 2;
     let canvas = Canvas::new(out.join("batching.svg"), (1300, 400 * rows as u32 + 50));
     canvas.draw(|root, notes| {
-    let body = title(
-        root,
-        &format!("batching: throughput and tail latency{}", software_note(records)),
-        18.0,
-    )?;
-    
-    for (cell, p) in grid(&body, panels.len(), 2).iter().zip(&panels) {
-        draw(cell, p, notes)?;
-    }
+        let body = title(
+            root,
+            &format!(
+                "batching: throughput and tail latency{}",
+                software_note(records)
+            ),
+            18.0,
+        )?;
+
+        for (cell, p) in grid(&body, panels.len(), 2).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
         Ok(())
     })
 }

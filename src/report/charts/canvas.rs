@@ -121,7 +121,10 @@ pub fn fit(text: &str, width: f64, size: f64) -> (String, f64) {
     }
     let per = s / 1.24 * 0.6;
     let keep = ((width / per) as usize).saturating_sub(3);
-    (format!("{}...", text.chars().take(keep).collect::<String>()), s)
+    (
+        format!("{}...", text.chars().take(keep).collect::<String>()),
+        s,
+    )
 }
 
 /// Draws `text` centred on top of `area`, over as many lines as it needs to

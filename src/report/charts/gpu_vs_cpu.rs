@@ -50,7 +50,12 @@ pub fn varying_axis<'a>(ids: impl Iterator<Item = &'a PointId> + Clone) -> Along
     [Along::Dim, Along::Batch, Along::Seq]
         .into_iter()
         .rev()
-        .max_by_key(|a| ids.clone().map(|id| a.of(id)).collect::<BTreeSet<_>>().len())
+        .max_by_key(|a| {
+            ids.clone()
+                .map(|id| a.of(id))
+                .collect::<BTreeSet<_>>()
+                .len()
+        })
         .unwrap_or(Along::Dim)
 }
 
@@ -65,9 +70,7 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
         .iter()
         .filter(|r| r.id.is_square())
         .map(|r| on(BackendKind::Gpu, &r.id))
-        .filter(|id| {
-            by_id.contains_key(&on(BackendKind::Cpu, id)) && by_id.contains_key(id)
-        })
+        .filter(|id| by_id.contains_key(&on(BackendKind::Cpu, id)) && by_id.contains_key(id))
         .collect();
     let mut by_panel: BTreeMap<(String, String), Vec<PointId>> = BTreeMap::new();
     for id in &shapes {
@@ -104,14 +107,19 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
                 _ => {
                     let why = [g, c]
                         .iter()
-                        .filter_map(|r| r.skipped.as_ref().map(|w| format!("{}: {w}", r.id.backend)))
+                        .filter_map(|r| {
+                            r.skipped.as_ref().map(|w| format!("{}: {w}", r.id.backend))
+                        })
                         .collect::<Vec<_>>()
                         .join("; ");
                     s.missing.push((x, why));
                 }
             }
         }
-        let series: Vec<Series> = lines.into_values().filter(|s| !s.points.is_empty()).collect();
+        let series: Vec<Series> = lines
+            .into_values()
+            .filter(|s| !s.points.is_empty())
+            .collect();
         if series.iter().all(|s| s.points.len() < 2) {
             continue;
         }
@@ -138,18 +146,18 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
         (620 * cols as u32, 420 * rows as u32 + 50),
     );
     canvas.draw(|root, notes| {
-    let body = title(
-        root,
-        &format!(
-            "GPU speedup over CPU (CPU p50 / GPU p50; above 1x the GPU is faster){}",
-            software_note(records)
-        ),
-        18.0,
-    )?;
-    
-    for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
-        draw(cell, p, notes)?;
-    }
+        let body = title(
+            root,
+            &format!(
+                "GPU speedup over CPU (CPU p50 / GPU p50; above 1x the GPU is faster){}",
+                software_note(records)
+            ),
+            18.0,
+        )?;
+
+        for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
         Ok(())
     })
 }

@@ -27,7 +27,6 @@ pub use seed::seed;
 
 use std::path::PathBuf;
 
-
 use crate::backend::BackendKind;
 use crate::results::Record;
 pub use panel::{Marker, Panel, Pt, Series};
@@ -84,7 +83,12 @@ mod tests {
     /// tick search endless; every panel over extreme values still draws.
     #[test]
     fn panels_over_extreme_values_still_draw() {
-        for ys in [[0.01, 1e308], [1e-320, 10.0], [f64::MAX, f64::MAX], [-f64::MAX, f64::MAX]] {
+        for ys in [
+            [0.01, 1e308],
+            [1e-320, 10.0],
+            [f64::MAX, f64::MAX],
+            [-f64::MAX, f64::MAX],
+        ] {
             let dir = std::env::temp_dir();
             let canvas = canvas::Canvas::new(
                 dir.join(format!("kernel-lab-extreme-{}.svg", std::process::id())),

@@ -3,8 +3,8 @@
 //! are not data, ticks from [`super::ticks`], and the legend beside the plot
 //! (never over the data), every entry in it sorted as the caller gave them.
 
-use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -288,7 +288,11 @@ pub fn draw(
         })
         .collect();
     if panel.series.iter().any(|s| !s.missing.is_empty()) {
-        rows.push(("x  not measured (cut or skipped)".into(), BLACK, Sample::Cross));
+        rows.push((
+            "x  not measured (cut or skipped)".into(),
+            BLACK,
+            Sample::Cross,
+        ));
     }
     for (_, what) in &panel.refs {
         rows.push((what.clone(), REFERENCE, Sample::Reference));
@@ -427,11 +431,20 @@ pub fn draw(
             chart.draw_series(std::iter::once(Cross::new(at, 5, c.stroke_width(2))))?;
             notes.tip(
                 chart.backend_coord(&at),
-                format!("{} at {} {}: {why}", s.label, panel.x_desc, ticks::fmt_num(*mx)),
+                format!(
+                    "{} at {} {}: {why}",
+                    s.label,
+                    panel.x_desc,
+                    ticks::fmt_num(*mx)
+                ),
             );
         }
     }
-    for &(mx, my) in panel.marks.iter().filter(|m| fits(m.0, &x) && fits(m.1, &y)) {
+    for &(mx, my) in panel
+        .marks
+        .iter()
+        .filter(|m| fits(m.0, &x) && fits(m.1, &y))
+    {
         chart.draw_series(std::iter::once(Circle::new(
             (x.t(mx), y.t(my)),
             9,
@@ -460,7 +473,10 @@ pub fn draw(
                         c.stroke_width(2),
                     ))?;
                 } else {
-                    legend.draw(&PathElement::new(vec![(sx, ly), (ex, ly)], c.stroke_width(2)))?;
+                    legend.draw(&PathElement::new(
+                        vec![(sx, ly), (ex, ly)],
+                        c.stroke_width(2),
+                    ))?;
                 }
                 let mid = ((sx + ex) / 2, ly);
                 match marker {
@@ -508,7 +524,10 @@ pub fn grid<'a>(
 ) -> Vec<DrawingArea<SVGBackend<'a>, Shift>> {
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols).max(1);
-    area.split_evenly((rows, cols)).into_iter().take(n).collect()
+    area.split_evenly((rows, cols))
+        .into_iter()
+        .take(n)
+        .collect()
 }
 
 /// Sorts labels the way a reader expects: numbers inside them by value
@@ -528,11 +547,11 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (ca, cb) = (chunks(a), chunks(b));
     for (x, y) in ca.iter().zip(&cb) {
         let o = match (x.0, y.0) {
-            (true, true) => x
-                .1
-                .parse::<u64>()
-                .unwrap_or(u64::MAX)
-                .cmp(&y.1.parse::<u64>().unwrap_or(u64::MAX)),
+            (true, true) => {
+                x.1.parse::<u64>()
+                    .unwrap_or(u64::MAX)
+                    .cmp(&y.1.parse::<u64>().unwrap_or(u64::MAX))
+            }
             _ => x.1.cmp(&y.1),
         };
         if o != std::cmp::Ordering::Equal {

@@ -26,7 +26,9 @@ fn styled(backend: BackendKind, precision: Precision) -> Series {
 /// Error (the largest over every batch x seq, the bar spanning smallest to
 /// largest) and GFLOP/s per batch x seq, vs dim, for two precisions or more.
 pub fn precision(records: &[Record], out: &Path) -> Chart {
-    let mm: Vec<&Record> = measured(records).filter(|r| r.id.op == Op::Matmul).collect();
+    let mm: Vec<&Record> = measured(records)
+        .filter(|r| r.id.op == Op::Matmul)
+        .collect();
     let precisions: BTreeSet<Precision> = mm.iter().map(|r| r.id.precision).collect();
     if precisions.len() < 2 {
         return Ok(vec![]);
@@ -61,7 +63,11 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     let n = groups.len();
     for (i, g) in groups.into_iter().enumerate() {
         let mut p = Panel::new(
-            part("kernel error, max |y - ref| / sum|x*w| (rounded inputs); bars: range over shapes", i, n),
+            part(
+                "kernel error, max |y - ref| / sum|x*w| (rounded inputs); bars: range over shapes",
+                i,
+                n,
+            ),
             "dim",
             "normalised error",
         );
@@ -69,7 +75,8 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         panels.push(p);
     }
     // Speed: a panel per batch x seq.
-    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Precision), Series>> = BTreeMap::new();
+    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Precision), Series>> =
+        BTreeMap::new();
     for r in &mm {
         let m = r.measured.as_ref().expect("measured");
         let (lo, hi) = rate_band(r, m.gflops).unwrap_or((f64::NAN, f64::NAN));
@@ -101,21 +108,28 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     }
     let cols = panels.len().min(3);
     let rows = panels.len().div_ceil(cols);
-    let canvas = Canvas::new(out.join("precision.svg"), (520 * cols as u32, 380 * rows as u32 + 50));
+    let canvas = Canvas::new(
+        out.join("precision.svg"),
+        (520 * cols as u32, 380 * rows as u32 + 50),
+    );
     canvas.draw(|root, notes| {
-    let body = title(
-        root,
-        &format!(
-            "matmul precision: {}{}",
-            precisions.iter().map(|p| p.label()).collect::<Vec<_>>().join(" vs "),
-            software_note(records)
-        ),
-        18.0,
-    )?;
-    
-    for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
-        draw(cell, p, notes)?;
-    }
+        let body = title(
+            root,
+            &format!(
+                "matmul precision: {}{}",
+                precisions
+                    .iter()
+                    .map(|p| p.label())
+                    .collect::<Vec<_>>()
+                    .join(" vs "),
+                software_note(records)
+            ),
+            18.0,
+        )?;
+
+        for (cell, p) in grid(&body, panels.len(), cols).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
         Ok(())
     })
 }

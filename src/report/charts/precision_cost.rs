@@ -154,7 +154,13 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
                     (e, q)
                 })
                 .filter(|&(e, _)| e > 0.0)
-                .map(|(e, q)| Pt::new(e, q).tip(format!("{op} {}: {:.1}% of elements at or below {e:.2e}", prec.label(), q * 100.0)))
+                .map(|(e, q)| {
+                    Pt::new(e, q).tip(format!(
+                        "{op} {}: {:.1}% of elements at or below {e:.2e}",
+                        prec.label(),
+                        q * 100.0
+                    ))
+                })
                 .collect();
             p.series.push(s);
         }

@@ -34,7 +34,9 @@ pub fn roofline(
     );
     memory.x_at_data = false;
     for backend in BackendKind::ALL {
-        let rs: Vec<&Record> = measured(records).filter(|r| r.id.backend == backend).collect();
+        let rs: Vec<&Record> = measured(records)
+            .filter(|r| r.id.backend == backend)
+            .collect();
         if rs.is_empty() {
             continue;
         }
@@ -55,19 +57,26 @@ pub fn roofline(
         let mut moved = pts.clone();
         for r in &rs {
             let mm = m(r);
-            let what = format!("{} {} {} {}", backend, r.id.op, r.id.precision, r.id.shape_label());
+            let what = format!(
+                "{} {} {} {}",
+                backend,
+                r.id.op,
+                r.id.precision,
+                r.id.shape_label()
+            );
             if mm.arithmetic_intensity > 0.0 && mm.gflops > 0.0 {
-                pts.points.push(Pt::new(mm.arithmetic_intensity, mm.gflops).tip(format!(
-                    "{what}: {:.2} GFLOP/s at {:.2} FLOP/byte",
-                    mm.gflops, mm.arithmetic_intensity
-                )));
+                pts.points
+                    .push(Pt::new(mm.arithmetic_intensity, mm.gflops).tip(format!(
+                        "{what}: {:.2} GFLOP/s at {:.2} FLOP/byte",
+                        mm.gflops, mm.arithmetic_intensity
+                    )));
             }
             let mib = mm.gbps * 1e9 * p50(r) * 1e-3 / 1048576.0;
             if mib > 0.0 && mm.gbps > 0.0 {
-                moved.points.push(Pt::new(mib, mm.gbps).tip(format!(
-                    "{what}: {:.1} GB/s moving {mib:.2} MiB",
-                    mm.gbps
-                )));
+                moved.points.push(
+                    Pt::new(mib, mm.gbps)
+                        .tip(format!("{what}: {:.1} GB/s moving {mib:.2} MiB", mm.gbps)),
+                );
             }
         }
         // Unjoined: neither panel's x orders the points into a line.
@@ -76,11 +85,17 @@ pub fn roofline(
         }
         if !pts.points.is_empty() {
             let xs: Vec<f64> = pts.points.iter().map(|p| p.x).collect();
-            let (lo, hi) = xs.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+            let (lo, hi) = xs
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
             let ridge = peak / bw;
             let (lo, hi) = ((lo / 2.0).min(ridge / 2.0), (hi * 2.0).max(ridge * 2.0));
             let mut roof = Series::new(
-                format!("{backend} roof: {} GB/s, {} GFLOP/s ({source})", fmt_num(bw), fmt_num(peak)),
+                format!(
+                    "{backend} roof: {} GB/s, {} GFLOP/s ({source})",
+                    fmt_num(bw),
+                    fmt_num(peak)
+                ),
                 backend.to_string(),
             );
             roof.marker = Marker::None;
@@ -106,21 +121,27 @@ pub fn roofline(
             memory.series.push(ceiling);
         }
     }
-    let panels: Vec<Panel> = [compute, memory].into_iter().filter(Panel::has_data).collect();
+    let panels: Vec<Panel> = [compute, memory]
+        .into_iter()
+        .filter(Panel::has_data)
+        .collect();
     if panels.is_empty() {
         return Ok(vec![]);
     }
     let canvas = Canvas::new(out.join("roofline.svg"), (700 * panels.len() as u32, 560));
     canvas.draw(|root, notes| {
-    let body = title(
-        root,
-        &format!("roofline: achieved against each backend's ceilings{}", software_note(records)),
-        18.0,
-    )?;
-    
-    for (cell, p) in grid(&body, panels.len(), 2).iter().zip(&panels) {
-        draw(cell, p, notes)?;
-    }
+        let body = title(
+            root,
+            &format!(
+                "roofline: achieved against each backend's ceilings{}",
+                software_note(records)
+            ),
+            18.0,
+        )?;
+
+        for (cell, p) in grid(&body, panels.len(), 2).iter().zip(&panels) {
+            draw(cell, p, notes)?;
+        }
         Ok(())
     })
 }

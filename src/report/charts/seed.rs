@@ -28,7 +28,11 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
     }
     let mut files = Vec::new();
     for ((op, backend, precision), rs) in groups {
-        let measured: Vec<&Record> = rs.iter().copied().filter(|r| r.measured.is_some()).collect();
+        let measured: Vec<&Record> = rs
+            .iter()
+            .copied()
+            .filter(|r| r.measured.is_some())
+            .collect();
         let dims: BTreeSet<u32> = measured.iter().map(|r| r.id.dim).collect();
         if dims.len() < 2 {
             continue;
@@ -60,10 +64,7 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
                     .collect()
             };
             let tip = |r: &Record, what: String| {
-                format!(
-                    "{op} {precision} {backend} {}: {what}",
-                    r.id.shape_label()
-                )
+                format!("{op} {precision} {backend} {}: {what}", r.id.shape_label())
             };
             let mem = series(&|r| {
                 let mib = r
@@ -74,13 +75,18 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
             });
             let lat = series(&|r| {
                 let (lo, hi) = p50_ci(r).unwrap_or((f64::NAN, f64::NAN));
-                Pt::new(r.id.dim as f64, p50(r))
-                    .band(lo, hi)
-                    .tip(tip(r, format!("p50 {:.4} ms (95% CI {lo:.4}..{hi:.4})", p50(r))))
+                Pt::new(r.id.dim as f64, p50(r)).band(lo, hi).tip(tip(
+                    r,
+                    format!("p50 {:.4} ms (95% CI {lo:.4}..{hi:.4})", p50(r)),
+                ))
             });
             for (what, y, s) in [
                 ("memory", "measured MiB", mem),
-                ("latency (bars: 95% CI of the median)", "p50 latency (ms)", lat),
+                (
+                    "latency (bars: 95% CI of the median)",
+                    "p50 latency (ms)",
+                    lat,
+                ),
             ] {
                 let groups = facet(s);
                 let n = groups.len();
@@ -99,27 +105,27 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
             ((560 * cols as u32).max(640), 380 * per_seq as u32 + 60),
         );
         files.extend(canvas.draw(|root, notes| {
-        let soft = if backend == BackendKind::Gpu && rs[0].software_device {
-            ", software device"
-        } else {
-            ""
-        };
-        let body = title(
-            root,
-            &format!(
-                "{op} {precision} on {backend} ({}{soft}): memory and latency vs dim",
-                rs[0].adapter
-            ),
-            18.0,
-        )?;
-        
-        // Column-major: each seq's panels stack in its column.
-        let cells = grid(&body, per_seq * cols, cols);
-        for (col, panels) in columns.iter().enumerate() {
-            for (row, p) in panels.iter().enumerate() {
-                draw(&cells[row * cols + col], p, notes)?;
+            let soft = if backend == BackendKind::Gpu && rs[0].software_device {
+                ", software device"
+            } else {
+                ""
+            };
+            let body = title(
+                root,
+                &format!(
+                    "{op} {precision} on {backend} ({}{soft}): memory and latency vs dim",
+                    rs[0].adapter
+                ),
+                18.0,
+            )?;
+
+            // Column-major: each seq's panels stack in its column.
+            let cells = grid(&body, per_seq * cols, cols);
+            for (col, panels) in columns.iter().enumerate() {
+                for (row, p) in panels.iter().enumerate() {
+                    draw(&cells[row * cols + col], p, notes)?;
+                }
             }
-        }
             Ok(())
         })?);
     }

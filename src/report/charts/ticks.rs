@@ -105,7 +105,9 @@ pub fn data_ticks(values: impl IntoIterator<Item = f64>, max: usize) -> Vec<f64>
         return v;
     }
     let step = (v.len() - 1) as f64 / (max - 1) as f64;
-    let mut out: Vec<f64> = (0..max).map(|i| v[(i as f64 * step).round() as usize]).collect();
+    let mut out: Vec<f64> = (0..max)
+        .map(|i| v[(i as f64 * step).round() as usize])
+        .collect();
     out.dedup();
     out
 }
@@ -138,8 +140,15 @@ mod tests {
     #[test]
     fn a_log_axis_inside_one_decade_still_has_three_labelled_ticks() {
         // seed-embedding-cpu-f16's latency panel: 0.11..0.19 ms had no tick.
-        assert!(log_ticks(0.11, 0.19).len() >= 3, "{:?}", log_ticks(0.11, 0.19));
-        assert_eq!(log_ticks(0.9, 110.0), vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
+        assert!(
+            log_ticks(0.11, 0.19).len() >= 3,
+            "{:?}",
+            log_ticks(0.11, 0.19)
+        );
+        assert_eq!(
+            log_ticks(0.9, 110.0),
+            vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
     }
 
     #[test]
@@ -152,14 +161,20 @@ mod tests {
 
     #[test]
     fn linear_ticks_step_one_two_five() {
-        assert_eq!(linear_ticks(90.0, 100.0), vec![90.0, 92.0, 94.0, 96.0, 98.0, 100.0]);
+        assert_eq!(
+            linear_ticks(90.0, 100.0),
+            vec![90.0, 92.0, 94.0, 96.0, 98.0, 100.0]
+        );
         let t = linear_ticks(-0.3, 1.2);
         assert!(t.contains(&0.0) && t.len() >= 4, "{t:?}");
     }
 
     #[test]
     fn data_ticks_keep_the_values_and_thin_past_the_limit() {
-        assert_eq!(data_ticks([256.0, 128.0, 256.0, 1024.0], 10), vec![128.0, 256.0, 1024.0]);
+        assert_eq!(
+            data_ticks([256.0, 128.0, 256.0, 1024.0], 10),
+            vec![128.0, 256.0, 1024.0]
+        );
         let many = data_ticks((1..=40).map(f64::from), 8);
         assert_eq!(many.len(), 8);
         assert_eq!((many[0], many[7]), (1.0, 40.0));
