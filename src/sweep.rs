@@ -69,8 +69,8 @@ pub trait Progress {
     fn start(&mut self, points: usize);
     /// Measuring `point` begins.
     fn point(&mut self, point: &PointId);
-    /// A point is done.
-    fn advance(&mut self);
+    /// A point is done: its record.
+    fn advance(&mut self, record: &Record);
     /// Something the user should know (a recreated device, a failed probe).
     fn note(&mut self, message: &str);
     /// The sweep is over.
@@ -87,7 +87,7 @@ pub struct Quiet {
 impl Progress for Quiet {
     fn start(&mut self, _: usize) {}
     fn point(&mut self, _: &PointId) {}
-    fn advance(&mut self) {}
+    fn advance(&mut self, _: &Record) {}
     fn note(&mut self, message: &str) {
         self.notes.push(message.to_string());
     }
@@ -320,6 +320,7 @@ impl Sweep<'_> {
             }
             ask_anchor(&mut file, anchor, &record);
             file.records.push(record);
+            let record = file.records.last().expect("just pushed");
             if let Ok(g) = &backends.gpu {
                 let tuned = g.autotuning();
                 if !tuned.is_empty() {
@@ -327,7 +328,7 @@ impl Sweep<'_> {
                 }
             }
             file.save(&path)?;
-            progress.advance();
+            progress.advance(record);
         }
         progress.finish();
         let after = MachineState::capture(backends.gpu_monitor());

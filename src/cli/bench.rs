@@ -10,6 +10,7 @@ use kernel_lab::models;
 use kernel_lab::results::Record;
 use kernel_lab::workload::{Data, Dist, Op, Precision, Scale, Shape, Workload, DEFAULT_VOCAB};
 
+use super::output::Format;
 use super::{device_label, open_backend, BackendArg, GpuArgs};
 
 /// Arguments of `bench`.
@@ -40,7 +41,8 @@ pub struct BenchArgs {
     /// Vocabulary size (rows of the embedding table).
     #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = clap::value_parser!(u32).range(1..))]
     vocab: u32,
-    /// Storage precision: f32 (fp32), f16 (fp16, half) or bf16 (bfloat16).
+    /// Storage precision: f32 (fp32), f16 (fp16, half), bf16 (bfloat16) or
+    /// int8 (INT8 weights, FP16 activations: W8A16).
     #[arg(long, default_value = "f32")]
     precision: Precision,
     /// Input data: uniform (the lab's historical data), normal, or llm
@@ -55,9 +57,13 @@ pub struct BenchArgs {
     backend: BackendArg,
     #[command(flatten)]
     gpu: GpuArgs,
-    /// Print exactly one JSON record.
-    #[arg(long)]
+    /// Print exactly one JSON record (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// table (the record in words), json (exactly one JSON record) or csv
+    /// (a header and one row).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Cheap sampling (a smoke test, not a measurement to quote).
     #[arg(long)]
     quick: bool,
@@ -117,6 +123,10 @@ impl BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let format = match (args.json, args.format) {
+        (true, _) => Format::Json,
+        (false, f) => f.unwrap_or_default(),
+    };
     let (work, layer) = match (&args.model, &args.layer, args.op, args.dim) {
         (Some(model), Some(layer), _, _) => {
             let model = models::find(model)?;
@@ -156,16 +166,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let backend = open_backend(args.backend, &args.gpu)?;
-    if !args.json {
+    if format == Format::Table {
         eprintln!("{}", device_label(backend.as_ref()));
         eprintln!("{}", memory_line(&work));
     }
     let mut record = measure_point(backend.as_ref(), &work, &args.sampling(), None);
     record.layer = layer;
-    if args.json {
-        println!("{}", serde_json::to_string(&record)?);
-    } else {
-        print_summary(&record);
+    match format {
+        Format::Table => print_summary(&record),
+        f => super::output::print(std::slice::from_ref(&record), f)?,
     }
     Ok(if record.skipped.is_some() {
         ExitCode::FAILURE

@@ -4,7 +4,9 @@
 mod bench;
 mod compare;
 mod devices;
+mod list;
 mod models;
+mod output;
 mod plot;
 mod run;
 
@@ -27,6 +29,10 @@ pub struct Cli {
     /// backend and prints where its results, charts and report are.
     #[command(subcommand)]
     command: Option<Command>,
+    /// CPU threads for the CPU backend, its ceilings and the anchor (default:
+    /// RAYON_NUM_THREADS, else every core); reports record the count used.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    threads: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,6 +49,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// List the model presets and their layers' shapes.
     Models(models::ModelsArgs),
+    /// List the experiment files: names, point counts, descriptions.
+    List(list::ListArgs),
     /// Write the report of a device check's folder (scripts/device-check):
     /// kernel-lab beside the vendor library, targets, launch costs, energy.
     DeviceReport(DeviceReportArgs),
@@ -293,6 +301,12 @@ fn device_label(b: &dyn Backend) -> String {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n as usize)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
+    }
     match cli.command {
         None => run::run(run::RunArgs::default()),
         Some(Command::Devices(a)) => devices::run(a),
@@ -301,6 +315,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Plot(a)) => plot::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Models(a)) => models::run(a),
+        Some(Command::List(a)) => list::run(a),
         Some(Command::DeviceReport(a)) => {
             let md = kernel_lab::report::device_check::render(&a.dir, a.anchor.as_deref())?;
             print!("{md}");

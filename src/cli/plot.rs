@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kernel_lab::experiment::Spec;
+use kernel_lab::experiment::{ChartKind, Spec};
 use kernel_lab::report;
 use kernel_lab::results::ResultsFile;
 
@@ -17,6 +17,18 @@ pub struct PlotArgs {
     /// Where to write the charts and report (default: beside the results).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Draw only these charts (comma-separated: seed, latency-distribution,
+    /// gpu-vs-cpu, batching, precision, precision-cost, roofline); default:
+    /// those the experiment names, else every one its data supports.
+    #[arg(long, value_delimiter = ',', value_parser = parse_chart)]
+    charts: Vec<ChartKind>,
+}
+
+/// Parses a chart's name as experiment files spell it.
+fn parse_chart(s: &str) -> Result<ChartKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        "unknown chart; one of: seed, latency-distribution, gpu-vs-cpu, batching, precision, precision-cost, roofline".to_string()
+    })
 }
 
 pub fn run(args: PlotArgs) -> anyhow::Result<ExitCode> {
@@ -47,9 +59,13 @@ pub fn run(args: PlotArgs) -> anyhow::Result<ExitCode> {
             args.results.display()
         );
     }
-    let charts = serde_json::from_value::<Spec>(results.spec.clone())
-        .map(|s| s.charts)
-        .unwrap_or_default();
+    let charts = if args.charts.is_empty() {
+        serde_json::from_value::<Spec>(results.spec.clone())
+            .map(|s| s.charts)
+            .unwrap_or_default()
+    } else {
+        args.charts
+    };
     let report = report::render(&results, &charts, &out)?;
     println!("report: {}", report.display());
     Ok(ExitCode::SUCCESS)

@@ -2,8 +2,11 @@
 //! default experiment): sweep the spec's points, writing results.json after
 //! every point, then the charts and report.md.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,35 +20,124 @@ use kernel_lab::report;
 use kernel_lab::results::{AnchorKind, Environment, PointId, Record, SkipKind};
 use kernel_lab::sweep::{self, Backends, Progress, Sweep};
 
+use super::output::Format;
 use super::GpuArgs;
+use kernel_lab::workload::{Op, Precision};
 
-/// The sweep's progress as an indicatif bar on stderr; notes print above it.
-struct Bar(ProgressBar);
+/// The sweep's progress on stderr. On a terminal: an indicatif bar with the
+/// point being measured and an ETA, redrawn every second (so a long
+/// autotuning still shows time passing). Elsewhere (a log, CI): a line per
+/// point as it starts and as it ends (p50, verified), and a line every 30 s
+/// while one point takes long.
+enum Bar {
+    Tty(ProgressBar),
+    Lines {
+        total: usize,
+        done: usize,
+        current: Arc<Mutex<Option<(String, Instant)>>>,
+    },
+}
+
+impl Bar {
+    fn new() -> Self {
+        if std::io::stderr().is_terminal() {
+            return Bar::Tty(ProgressBar::new(0));
+        }
+        let current: Arc<Mutex<Option<(String, Instant)>>> = Arc::default();
+        let watch = Arc::clone(&current);
+        // The heartbeat: says which point is still running, every 30 s.
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(30));
+            if let Some((label, since)) = watch.lock().ok().and_then(|g| g.clone()) {
+                let s = since.elapsed().as_secs();
+                if s >= 30 {
+                    eprintln!("  still measuring {label}: {s} s so far (sampling, or autotuning a new shape)");
+                }
+            }
+        });
+        Bar::Lines {
+            total: 0,
+            done: 0,
+            current,
+        }
+    }
+}
+
+fn label(p: &PointId) -> String {
+    format!("{} {} {} {}", p.backend, p.op, p.precision, p.shape_label())
+}
 
 impl Progress for Bar {
     fn start(&mut self, points: usize) {
-        self.0.set_length(points as u64);
-        self.0.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} points, {elapsed} elapsed, ETA {eta} {msg}",
-            )
-            .expect("a valid template"),
-        );
+        match self {
+            Bar::Tty(bar) => {
+                bar.set_length(points as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} points, {elapsed} elapsed, ETA {eta} {msg}",
+                    )
+                    .expect("a valid template"),
+                );
+                bar.enable_steady_tick(Duration::from_secs(1));
+            }
+            Bar::Lines { total, .. } => *total = points,
+        }
     }
     fn point(&mut self, p: &PointId) {
-        self.0.set_message(format!(
-            "{} {} {} B{} S{} D{}",
-            p.backend, p.op, p.precision, p.batch, p.seq, p.dim
-        ));
+        match self {
+            Bar::Tty(bar) => bar.set_message(label(p)),
+            Bar::Lines { current, .. } => {
+                if let Ok(mut c) = current.lock() {
+                    *c = Some((label(p), Instant::now()));
+                }
+            }
+        }
     }
-    fn advance(&mut self) {
-        self.0.inc(1);
+    fn advance(&mut self, r: &Record) {
+        match self {
+            Bar::Tty(bar) => bar.inc(1),
+            Bar::Lines {
+                total,
+                done,
+                current,
+            } => {
+                *done += 1;
+                let took = current
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                    .map_or(0.0, |(_, t)| t.elapsed().as_secs_f64());
+                let what = match &r.measured {
+                    Some(m) => format!(
+                        "p50 {}, {} samples, verified {}",
+                        super::output::duration(m.latency_ms.p50),
+                        m.samples,
+                        r.verified
+                    ),
+                    None => r
+                        .skipped
+                        .as_ref()
+                        .map_or("not measured".into(), |s| s.to_string()),
+                };
+                eprintln!("[{done}/{total}] {}: {what} ({took:.1} s)", label(&r.id));
+            }
+        }
     }
     fn note(&mut self, message: &str) {
-        self.0.println(format!("note: {message}"));
+        match self {
+            Bar::Tty(bar) => bar.println(format!("note: {message}")),
+            Bar::Lines { .. } => eprintln!("note: {message}"),
+        }
     }
     fn finish(&mut self) {
-        self.0.finish_and_clear();
+        match self {
+            Bar::Tty(bar) => bar.finish_and_clear(),
+            Bar::Lines { current, .. } => {
+                if let Ok(mut c) = current.lock() {
+                    *c = None;
+                }
+            }
+        }
     }
 }
 
@@ -79,6 +171,15 @@ pub struct RunArgs {
     /// Restrict the run to one backend.
     #[arg(long, value_enum)]
     backend: Option<RunBackend>,
+    /// Run only these ops of the spec (comma-separated: matmul,embedding).
+    #[arg(long, value_delimiter = ',')]
+    op: Vec<Op>,
+    /// Run only these precisions of the spec (comma-separated: f32,f16).
+    #[arg(long, value_delimiter = ',')]
+    precision: Vec<Precision>,
+    /// How the summary prints on stdout: an aligned table, JSON records, or CSV.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
     /// Much cheaper sampling (a smoke run, not numbers to quote).
     #[arg(long)]
     quick: bool,
@@ -196,11 +297,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(RunBackend::Cpu) => points.retain(|p| p.backend == BackendKind::Cpu),
         _ => {}
     }
+    if !args.op.is_empty() {
+        points.retain(|p| args.op.contains(&p.work.op));
+    }
+    if !args.precision.is_empty() {
+        points.retain(|p| args.precision.contains(&p.work.precision));
+    }
     if points.is_empty() {
         return Err(LabError::invalid(
             "spec",
             &spec.name,
-            "expands to no point (every point excluded, or filtered out by --backend)",
+            "expands to no point (every point excluded, or filtered out by --backend, --op or --precision)",
         )
         .into());
     }
@@ -325,14 +432,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sampling: &sampling,
         out: &out,
     };
-    let mut bar = Bar(ProgressBar::new(0));
+    let mut bar = Bar::new();
     let outcome = sweep.run(&mut backends, &mut anchor, env, resume, &mut bar)?;
     let results = outcome.results;
     let report = report::render(&results, &spec.charts, &out)?;
 
-    print_summary(&results.records);
-    println!("results: {}", out.join("results.json").display());
-    println!("report:  {}", report.display());
+    super::output::print(&results.records, args.format)?;
+    // On stdout with the table; on stderr where stdout is data.
+    let say = |line: String| {
+        if args.format == Format::Table {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    say(format!("results: {}", out.join("results.json").display()));
+    say(format!("report:  {}", report.display()));
+    say(format!("         {}", out.join("report.html").display()));
     if outcome.interrupted {
         eprintln!(
             "incomplete: resume with `kernel-lab run --resume {}`",
@@ -386,30 +502,5 @@ fn print_memory_needs(points: &[kernel_lab::experiment::Point]) {
             id.precision,
             id.shape_label()
         );
-    }
-}
-
-/// One line per point: what ran, how fast, whether it verified.
-pub fn print_summary(records: &[Record]) {
-    println!(
-        "{} {:>11} {:>11} {:>10} {:>12}  verified",
-        super::POINT_HEADER,
-        "p50 ms",
-        "p99 ms",
-        "GFLOP/s",
-        "tokens/s"
-    );
-    for r in records {
-        let point = super::point_columns(r);
-        match &r.measured {
-            Some(m) => println!(
-                "{point} {:>11.4} {:>11.4} {:>10.2} {:>12.0}  {}",
-                m.latency_ms.p50, m.latency_ms.p99, m.gflops, m.tokens_per_s, r.verified
-            ),
-            None => println!(
-                "{point}  skipped: {}",
-                r.skipped.as_ref().map_or(String::new(), |s| s.to_string())
-            ),
-        }
     }
 }

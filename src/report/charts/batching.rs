@@ -10,6 +10,9 @@ use super::{facet, part, software_note, Chart, Panel, Pt, Series};
 use crate::report::analysis::{batch_curves, knee, rate_band, BatchKey};
 use crate::results::Record;
 
+/// A row of the figure: tokens/s lines, p99 lines, the knees.
+type Row = (Vec<Series>, Vec<Series>, Vec<(f64, f64)>);
+
 /// Tokens/s (bars: from the median's 95% CI) and p99 vs batch, the knee
 /// (no larger batch gains 5%) ringed; a row per backend x op x precision, a
 /// line per seq and dim (faceted past eight).
@@ -29,7 +32,7 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
         })?;
         rate_band(r, tps)
     };
-    let mut rows: BTreeMap<String, (Vec<Series>, Vec<Series>, Vec<(f64, f64)>)> = BTreeMap::new();
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for (k, v) in &curves {
         let (backend, op, prec, s, d, n) = k;
         let line = if n != d {
