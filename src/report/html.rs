@@ -147,6 +147,23 @@ pub fn report(
             );
         }
     }
+    for t in super::seed_notebooks::tables(&results.records) {
+        let _ = writeln!(
+            s,
+            "<h2>{}</h2>\n<p>{}</p>\n<table><thead><tr>{}</tr></thead><tbody>",
+            esc(&t.title),
+            esc(&t.note),
+            t.headers.iter().map(|h| format!("<th>{}</th>", esc(h))).collect::<String>()
+        );
+        for r in &t.rows {
+            let _ = writeln!(
+                s,
+                "<tr>{}</tr>",
+                r.iter().map(|c| format!("<td>{}</td>", esc(c))).collect::<String>()
+            );
+        }
+        let _ = writeln!(s, "</tbody></table>");
+    }
     points_table(&mut s, results);
     let _ = writeln!(s, "<script>{SORT}</script>\n</body></html>");
     Ok(s)

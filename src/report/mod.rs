@@ -13,6 +13,7 @@ pub mod layers;
 pub mod markdown;
 pub mod precision_study;
 pub mod quality;
+pub mod seed_notebooks;
 #[cfg(test)]
 mod testdata;
 
