@@ -2,7 +2,7 @@
 //! records were measured, medians, GPU-over-CPU speedups and batching curves
 //! with their knees. Pure functions of the records; nothing here draws.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::BackendKind;
 use crate::results::{PointId, Record};
@@ -165,4 +165,52 @@ pub fn worst_tail(records: &[Record], backend: BackendKind) -> Option<(f64, &Rec
         })
         .filter(|x| x.0.is_finite())
         .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// The axis a speedup line runs along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Along {
+    Dim,
+    Batch,
+    Seq,
+}
+
+impl Along {
+    pub fn name(self) -> &'static str {
+        match self {
+            Along::Dim => "dim",
+            Along::Batch => "batch",
+            Along::Seq => "seq",
+        }
+    }
+    pub fn of(self, id: &PointId) -> u32 {
+        match self {
+            Along::Dim => id.dim,
+            Along::Batch => id.batch,
+            Along::Seq => id.seq,
+        }
+    }
+    /// The line's label: the two axes it does not run along.
+    pub fn rest(self, id: &PointId) -> String {
+        match self {
+            Along::Dim => format!("B{} S{}", id.batch, id.seq),
+            Along::Batch => format!("S{} D{}", id.seq, id.dim),
+            Along::Seq => format!("B{} D{}", id.batch, id.dim),
+        }
+    }
+}
+
+/// The axis with the most distinct values among `ids` (dim on a tie: the
+/// seed's axis).
+pub fn varying_axis<'a>(ids: impl Iterator<Item = &'a PointId> + Clone) -> Along {
+    [Along::Dim, Along::Batch, Along::Seq]
+        .into_iter()
+        .rev()
+        .max_by_key(|a| {
+            ids.clone()
+                .map(|id| a.of(id))
+                .collect::<BTreeSet<_>>()
+                .len()
+        })
+        .unwrap_or(Along::Dim)
 }

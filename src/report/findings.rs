@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::analysis::{
-    batch_curves, knee, measured, median, p50, request_ms, speedups, speedups_by,
+    batch_curves, knee, measured, median, p50, request_ms, speedups, speedups_by, varying_axis,
+    Along,
 };
 use crate::backend::{BackendKind, Ceilings};
 use crate::results::{PointId, Record, SkipKind};
@@ -48,6 +49,37 @@ pub fn loglog_slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// The least-squares log-log slope with the half-width of its 95% interval
+/// (Student's t on the fit's residuals; infinite with two points, which fit
+/// any line exactly).
+pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+        .map(|p| (p.0.ln(), p.1.ln()))
+        .collect();
+    let k = loglog_slope(points)?;
+    let n = pts.len();
+    if n < 3 {
+        return Some((k, f64::INFINITY));
+    }
+    let nf = n as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / nf,
+        pts.iter().map(|p| p.1).sum::<f64>() / nf,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let rss: f64 = pts
+        .iter()
+        .map(|p| (p.1 - my - k * (p.0 - mx)).powi(2))
+        .sum();
+    let se = (rss / (nf - 2.0) / sxx).sqrt();
+    // Two-sided 95% t quantiles for 1..=10 degrees of freedom, then ~normal.
+    const T: [f64; 10] = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
+    let t = T.get(n - 3).copied().unwrap_or(2.0);
+    Some((k, t * se))
+}
+
 fn device(records: &[Record], backend: BackendKind) -> String {
     records
         .iter()
@@ -65,6 +97,14 @@ fn device(records: &[Record], backend: BackendKind) -> String {
 /// The fitted exponent of latency vs dim, per backend, op and precision: one
 /// least-squares log-log slope per batch x seq group with three dims or more.
 pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<f64>> {
+    dim_fits(records)
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(|f| f.0).collect()))
+        .collect()
+}
+
+/// [`dim_exponents`] with each slope's 95% half-width.
+pub fn dim_fits(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<(f64, f64)>> {
     let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
     // Square projections only: the D^2 law is about one dim.
     for r in measured(records).filter(|r| r.id.is_square()) {
@@ -79,10 +119,10 @@ pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), 
             .or_default()
             .push((r.id.dim as f64, p50(r)));
     }
-    let mut fits: BTreeMap<(BackendKind, Op, String), Vec<f64>> = BTreeMap::new();
+    let mut fits: BTreeMap<(BackendKind, Op, String), Vec<(f64, f64)>> = BTreeMap::new();
     for ((b, op, p, _, _), pts) in groups {
         if pts.len() >= 3 {
-            if let Some(k) = loglog_slope(&pts) {
+            if let Some(k) = loglog_fit(&pts) {
                 fits.entry((b, op, p)).or_default().push(k);
             }
         }
@@ -90,25 +130,45 @@ pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), 
     fits
 }
 
-/// Latency vs dim: the fitted exponent per op, backend and precision.
+/// Latency vs dim: the fitted exponent per op, backend and precision, with
+/// its uncertainty: the range over batch x seq groups, or one group's 95%
+/// interval. The model is called confirmed only when that interval holds it
+/// and is narrow enough (0.5 wide or less) to have told it apart.
 fn dim_scaling(records: &[Record]) -> Vec<String> {
-    let fits = dim_exponents(records);
+    let fits = dim_fits(records);
     fits.into_iter()
-        .map(|((b, op, p), ks)| {
+        .map(|((b, op, p), fs)| {
             let model = if op == Op::Embedding { 1.0 } else { 2.0 };
-            let (lo, hi) = ks.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &k| (a.min(k), c.max(k)));
+            let ks: Vec<f64> = fs.iter().map(|f| f.0).collect();
             let m = median(ks.clone());
-            let verdict = if (m - model).abs() <= 0.25 {
-                "as the cost model predicts".to_string()
+            let (lo, hi, spread) = if fs.len() == 1 {
+                let (k, h) = fs[0];
+                (
+                    k - h,
+                    k + h,
+                    format!("one batch x seq group; 95% interval {:.2}..{:.2}", k - h, k + h),
+                )
+            } else {
+                let (lo, hi) = ks
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &k| (a.min(k), c.max(k)));
+                (
+                    lo,
+                    hi,
+                    format!("median of {} batch x seq groups, range {lo:.2}..{hi:.2}", ks.len()),
+                )
+            };
+            let verdict = if !(hi - lo).is_finite() || hi - lo > 0.5 {
+                format!(
+                    "too uncertain to test the model's {model} (the interval spans {:.2})",
+                    hi - lo
+                )
+            } else if (lo..=hi).contains(&model) || (m - model).abs() <= 0.1 {
+                "consistent with the cost model".to_string()
             } else if m < model {
                 format!("flatter than the model's {model}: fixed overheads dominate the small dims")
             } else {
                 format!("steeper than the model's {model}: larger dims fall out of cache")
-            };
-            let spread = if ks.len() == 1 {
-                "one batch x seq group".to_string()
-            } else {
-                format!("median of {} batch x seq groups, range {lo:.2}..{hi:.2}", ks.len())
             };
             format!(
                 "Latency of {op} {p} on {b} grows as dim^{m:.2} ({spread}); the {} model predicts dim^{model}: {verdict}.",
@@ -591,16 +651,217 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
     out
 }
 
+/// Latency against batch and against seq (the seed's other two axes): the
+/// fitted exponent where a line holds three values or more of that axis, the
+/// others fixed. Both multiply the rows, so the FLOP and byte models say 1;
+/// under 1 means the small end pays fixed costs (launch, threads, caches).
+fn batch_seq_scaling(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    for along in [Along::Batch, Along::Seq] {
+        let mut groups: Groups<(BackendKind, Op, String, u32, u32, u32), (f64, f64)> =
+            BTreeMap::new();
+        for r in measured(records) {
+            let (a, b) = match along {
+                Along::Batch => (r.id.seq, r.id.dim),
+                _ => (r.id.batch, r.id.dim),
+            };
+            groups
+                .entry((
+                    r.id.backend,
+                    r.id.op,
+                    r.id.precision.name().into(),
+                    a,
+                    b,
+                    r.id.out_dim,
+                ))
+                .or_default()
+                .push((along.of(&r.id) as f64, p50(r)));
+        }
+        let mut fits: Groups<(BackendKind, Op, String), f64> = BTreeMap::new();
+        for ((b, op, p, ..), pts) in groups {
+            let distinct: std::collections::BTreeSet<u64> =
+                pts.iter().map(|p| p.0 as u64).collect();
+            if distinct.len() >= 3 {
+                if let Some(k) = loglog_slope(&pts) {
+                    fits.entry((b, op, p)).or_default().push(k);
+                }
+            }
+        }
+        for ((b, op, p), ks) in fits {
+            let m = median(ks.clone());
+            let (lo, hi) = ks
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, c), &k| {
+                    (a.min(k), c.max(k))
+                });
+            let verdict = if m < 0.8 {
+                "sublinear: the small end pays fixed costs, so larger batches amortise them"
+            } else if m > 1.2 {
+                "superlinear: the larger working sets fall out of cache"
+            } else {
+                "close to linear, as the FLOP and byte models predict"
+            };
+            let spread = if ks.len() == 1 {
+                "one line".to_string()
+            } else {
+                format!("median of {} lines, range {lo:.2}..{hi:.2}", ks.len())
+            };
+            out.push(format!(
+                "Latency of {op} {p} on {b} grows as {}^{m:.2} ({spread}): {verdict}.",
+                along.name()
+            ));
+        }
+    }
+    out
+}
+
+/// What the memory is made of (the seed's memory question): the projection's
+/// activations and output grow as B*S*D and its weight as D^2; a gather's
+/// table (vocab x dim) outweighs everything else. Medians of each part's share
+/// of the modeled bytes, per op, and the measured total's exponent in dim.
+fn memory_parts(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by_op: Groups<Op, &Record> = BTreeMap::new();
+    for r in measured(records) {
+        by_op.entry(r.id.op).or_default().push(r);
+    }
+    for (op, rs) in by_op {
+        let share = |f: &dyn Fn(&crate::workload::MemoryModel) -> u64| {
+            median(
+                rs.iter()
+                    .filter_map(|r| {
+                        let m = &r.measured.as_ref()?.memory_bytes.model;
+                        (m.total > 0).then(|| 100.0 * f(m) as f64 / m.total as f64)
+                    })
+                    .collect(),
+            )
+        };
+        let parts = [
+            ("table", share(&|m| m.table)),
+            ("weight", share(&|m| m.weights)),
+            ("activations", share(&|m| m.activations + m.ids)),
+            ("output", share(&|m| m.output)),
+        ];
+        let listed: Vec<String> = parts
+            .iter()
+            .filter(|p| p.1 >= 0.5)
+            .map(|(n, v)| format!("{n} {v:.0}%"))
+            .collect();
+        let mut ranked = parts.to_vec();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // Within two points of each other, two parts share the lead.
+        let top = if ranked[0].1 - ranked[1].1 <= 2.0 {
+            format!("{} and {} dominate", ranked[0].0, ranked[1].0)
+        } else {
+            format!("{} dominates", ranked[0].0)
+        };
+        // Measured total vs dim, per backend x precision x batch x seq line.
+        let mut lines: Groups<(BackendKind, String, u32, u32), (f64, f64)> = BTreeMap::new();
+        for r in rs.iter().filter(|r| r.id.is_square()) {
+            let m = r.measured.as_ref().expect("measured");
+            lines
+                .entry((
+                    r.id.backend,
+                    r.id.precision.name().into(),
+                    r.id.batch,
+                    r.id.seq,
+                ))
+                .or_default()
+                .push((r.id.dim as f64, m.memory_bytes.measured.total as f64));
+        }
+        let ks: Vec<f64> = lines
+            .values()
+            .filter(|v| v.len() >= 3)
+            .filter_map(|v| loglog_slope(v))
+            .collect();
+        let growth = if ks.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the measured total grows as dim^{:.2} (median of {} lines)",
+                median(ks.clone()),
+                ks.len()
+            )
+        };
+        let model = match op {
+            Op::Embedding => "the table is vocab x dim whatever the batch, the output B*S*D",
+            _ => "activations and output are B*S*D each, the weight D*N",
+        };
+        out.push(format!(
+            "Memory of {op}: the modeled bytes are {} (medians over {} points), so the {top}; {model}{growth}.",
+            listed.join(", "),
+            rs.len(),
+        ));
+    }
+    out
+}
+
+/// The crossover along batch or seq, where the sweep varies that axis more
+/// than dim (the dim crossover is [`crossover`]'s).
+fn crossover_along(records: &[Record]) -> Vec<String> {
+    let sp = speedups(records);
+    let mut by: Groups<(Op, String), PointId> = BTreeMap::new();
+    for id in sp.keys() {
+        by.entry((id.op, id.precision.name().into()))
+            .or_default()
+            .push(*id);
+    }
+    let mut out = Vec::new();
+    for ((op, p), ids) in by {
+        let along = varying_axis(ids.iter());
+        if along == Along::Dim {
+            continue;
+        }
+        let mut lines: Groups<String, (u32, f64)> = BTreeMap::new();
+        for id in &ids {
+            lines
+                .entry(along.rest(id))
+                .or_default()
+                .push((along.of(id), sp[id]));
+        }
+        lines.retain(|_, v| v.len() >= 2);
+        if lines.is_empty() {
+            continue;
+        }
+        let mut wins = Vec::new();
+        for (line, v) in &mut lines {
+            v.sort_by_key(|x| x.0);
+            if let Some((x, s)) = v.iter().find(|x| x.1 >= 1.0) {
+                wins.push(format!("{line}: at {} {x} ({s:.2}x)", along.name()));
+            }
+        }
+        let text = if wins.is_empty() {
+            format!("the GPU overtakes the CPU in none of {} lines", lines.len())
+        } else {
+            format!(
+                "the GPU overtakes the CPU in {} of {} lines — {}",
+                wins.len(),
+                lines.len(),
+                wins.join("; ")
+            )
+        };
+        out.push(format!(
+            "GPU vs CPU for {op} {p} along {}: {text}; the GPU here is {}.",
+            along.name(),
+            device(records, BackendKind::Gpu)
+        ));
+    }
+    out
+}
+
 /// Every finding the records support, in report order.
 pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
     let mut all = Vec::new();
     all.extend(ceilings(records, probed));
     all.extend(dim_scaling(records));
+    all.extend(batch_seq_scaling(records));
     all.extend(batching(records));
+    all.extend(memory_parts(records));
     all.extend(memory(records));
     all.extend(tail(records));
     all.extend(precision(records));
     all.extend(crossover(records));
+    all.extend(crossover_along(records));
     all.extend(launch_floor(records, probed));
     all.extend(rectangular(records));
     all.extend(skipped(records));
@@ -619,6 +880,90 @@ mod tests {
             .collect();
         assert!((loglog_slope(&pts).unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(loglog_slope(&[(1.0, 1.0)]), None);
+    }
+
+    /// The seed's other axes: latency linear in batch is called so, a
+    /// crossover along batch is found where the sweep varies batch, and the
+    /// memory finding names the part that dominates.
+    #[test]
+    fn batch_scaling_crossover_along_batch_and_memory_parts() {
+        let mut rs = Vec::new();
+        for b in [1u32, 4, 16, 64] {
+            // CPU linear in batch; the GPU flat (launch-bound), so it wins from batch 16.
+            rs.push(synthetic(
+                Op::Matmul,
+                "cpu",
+                Precision::F32,
+                b,
+                128,
+                512,
+                0.1 * b as f64,
+            ));
+            rs.push(synthetic(
+                Op::Matmul,
+                "gpu",
+                Precision::F32,
+                b,
+                128,
+                512,
+                1.0,
+            ));
+            rs.push(synthetic(
+                Op::Embedding,
+                "cpu",
+                Precision::F32,
+                b,
+                128,
+                512,
+                0.01 * b as f64,
+            ));
+        }
+        let scaling = batch_seq_scaling(&rs).join("\n");
+        assert!(
+            scaling.contains(
+                "Latency of matmul f32 on cpu grows as batch^1.00 (one line): close to linear"
+            ),
+            "{scaling}"
+        );
+        assert!(
+            scaling.contains("matmul f32 on gpu grows as batch^0.00 (one line): sublinear"),
+            "{scaling}"
+        );
+        let along = crossover_along(&rs).join("\n");
+        assert!(
+            along.contains("matmul f32 along batch: the GPU overtakes the CPU in 1 of 1 lines — S128 D512: at batch 16 (1.60x)"),
+            "{along}"
+        );
+        let mem = memory_parts(&rs).join("\n");
+        // The synthetic table has 100 rows against 128 to 8192 output rows.
+        assert!(
+            mem.contains("Memory of embedding: the modeled bytes are table 10%, output 89%"),
+            "{mem}"
+        );
+        assert!(mem.contains("so the output dominates"), "{mem}");
+        assert!(mem.contains("Memory of matmul"), "{mem}");
+    }
+
+    /// A clean power law has a tight interval; three scattered points do not,
+    /// and the finding then refuses to call the model confirmed.
+    #[test]
+    fn an_exponent_from_few_noisy_points_is_called_uncertain() {
+        let clean: Vec<(f64, f64)> = [128.0, 256.0, 512.0, 1024.0]
+            .iter()
+            .map(|&d: &f64| (d, 1e-5 * d * d * (1.0 + 0.01 * (d / 128.0).log2().sin())))
+            .collect();
+        let (k, h) = loglog_fit(&clean).unwrap();
+        assert!((k - 2.0).abs() < 0.05 && h < 0.1, "{k} +- {h}");
+        let noisy = [(128.0, 1.0), (256.0, 9.0), (512.0, 6.0)];
+        let (_, h) = loglog_fit(&noisy).unwrap();
+        assert!(h > 1.0, "{h}");
+        let rs: Vec<Record> = noisy
+            .iter()
+            .map(|&(d, ms)| synthetic(Op::Matmul, "cpu", Precision::F32, 8, 512, d as u32, ms))
+            .collect();
+        let text = dim_scaling(&rs).join(" ");
+        assert!(text.contains("too uncertain"), "{text}");
+        assert!(!text.contains("consistent with"), "{text}");
     }
 
     use crate::report::testdata::synthetic;

@@ -153,13 +153,18 @@ pub fn report(
             "<h2>{}</h2>\n<p>{}</p>\n<table><thead><tr>{}</tr></thead><tbody>",
             esc(&t.title),
             esc(&t.note),
-            t.headers.iter().map(|h| format!("<th>{}</th>", esc(h))).collect::<String>()
+            t.headers
+                .iter()
+                .map(|h| format!("<th>{}</th>", esc(h)))
+                .collect::<String>()
         );
         for r in &t.rows {
             let _ = writeln!(
                 s,
                 "<tr>{}</tr>",
-                r.iter().map(|c| format!("<td>{}</td>", esc(c))).collect::<String>()
+                r.iter()
+                    .map(|c| format!("<td>{}</td>", esc(c)))
+                    .collect::<String>()
             );
         }
         let _ = writeln!(s, "</tbody></table>");

@@ -68,9 +68,9 @@ pub fn report(
     if let Some(anchors) = &results.anchors {
         s.push_str(&super::anchor_table::section(&results.records, anchors));
     }
-    s.push_str(&super::seed_notebooks::markdown(&super::seed_notebooks::tables(
-        &results.records,
-    )));
+    s.push_str(&super::seed_notebooks::markdown(
+        &super::seed_notebooks::tables(&results.records),
+    ));
 
     let _ = writeln!(s, "## Points\n");
     let _ = writeln!(

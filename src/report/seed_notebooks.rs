@@ -52,7 +52,13 @@ pub struct Table {
 }
 
 /// The seed's FP32 projection (square, uniform data) measured here on `backend`.
-fn ours<'a>(records: &'a [Record], backend: BackendKind, b: u32, s: u32, d: u32) -> Option<&'a Record> {
+fn ours<'a>(
+    records: &'a [Record],
+    backend: BackendKind,
+    b: u32,
+    s: u32,
+    d: u32,
+) -> Option<&'a Record> {
     measured(records).find(|r| {
         r.id.op == Op::Matmul
             && r.id.precision == Precision::F32
@@ -72,13 +78,20 @@ pub fn tables(records: &[Record]) -> Vec<Table> {
             for backend in BackendKind::ALL {
                 if let Some(r) = ours(records, backend, w.batch, w.seq, d) {
                     let m = r.measured.as_ref().expect("measured");
-                    let soft = if r.software_device { " (software GPU)" } else { "" };
+                    let soft = if r.software_device {
+                        " (software GPU)"
+                    } else {
+                        ""
+                    };
                     rows.push(vec![
                         format!("B{} S{} D{d}", w.batch, w.seq),
                         format!("{ms:.0}"),
                         format!("{backend}{soft}"),
                         format!("{:.3}", m.latency_ms.p50),
-                        format!("{:.3}..{:.3}", m.latency_ms.median_ci95[0], m.latency_ms.median_ci95[1]),
+                        format!(
+                            "{:.3}..{:.3}",
+                            m.latency_ms.median_ci95[0], m.latency_ms.median_ci95[1]
+                        ),
                         m.samples.to_string(),
                         format!("{:.2}x", ms / m.latency_ms.p50),
                     ]);
@@ -102,7 +115,11 @@ pub fn tables(records: &[Record]) -> Vec<Table> {
         if let Some(r) = ours(records, backend, w.batch, w.seq, w.dim) {
             let m = r.measured.as_ref().expect("measured");
             let l = &m.latency_ms;
-            let soft = if r.software_device { " (software GPU)" } else { "" };
+            let soft = if r.software_device {
+                " (software GPU)"
+            } else {
+                ""
+            };
             rows.push(vec![
                 format!("here, {backend}{soft}, {} samples", m.samples),
                 format!("{:.2}", l.mean),

@@ -8,56 +8,8 @@ use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
 use super::{facet, part, software_note, Chart, Panel, Pt, Series};
 use crate::backend::BackendKind;
-use crate::report::analysis::{p50, p50_ci};
+use crate::report::analysis::{p50, p50_ci, varying_axis};
 use crate::results::{PointId, Record};
-
-/// The axis a speedup line runs along.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Along {
-    Dim,
-    Batch,
-    Seq,
-}
-
-impl Along {
-    pub fn name(self) -> &'static str {
-        match self {
-            Along::Dim => "dim",
-            Along::Batch => "batch",
-            Along::Seq => "seq",
-        }
-    }
-    pub fn of(self, id: &PointId) -> u32 {
-        match self {
-            Along::Dim => id.dim,
-            Along::Batch => id.batch,
-            Along::Seq => id.seq,
-        }
-    }
-    /// The line's label: the two axes it does not run along.
-    fn rest(self, id: &PointId) -> String {
-        match self {
-            Along::Dim => format!("B{} S{}", id.batch, id.seq),
-            Along::Batch => format!("S{} D{}", id.seq, id.dim),
-            Along::Seq => format!("B{} D{}", id.batch, id.dim),
-        }
-    }
-}
-
-/// The axis with the most distinct values among `ids` (dim on a tie: the
-/// seed's axis).
-pub fn varying_axis<'a>(ids: impl Iterator<Item = &'a PointId> + Clone) -> Along {
-    [Along::Dim, Along::Batch, Along::Seq]
-        .into_iter()
-        .rev()
-        .max_by_key(|a| {
-            ids.clone()
-                .map(|id| a.of(id))
-                .collect::<BTreeSet<_>>()
-                .len()
-        })
-        .unwrap_or(Along::Dim)
-}
 
 /// GPU-over-CPU speedup (CPU p50 / GPU p50), a panel per op and precision, a
 /// line per the other two axes; bars span the ratio of the medians' 95% CIs;
