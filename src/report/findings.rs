@@ -651,6 +651,9 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
     out
 }
 
+/// A line along one axis: backend, op, precision and the other axes' values.
+type AxisLine = (BackendKind, Op, String, u32, u32, u32);
+
 /// Latency against batch and against seq (the seed's other two axes): the
 /// fitted exponent where a line holds three values or more of that axis, the
 /// others fixed. Both multiply the rows, so the FLOP and byte models say 1;
@@ -658,8 +661,7 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
 fn batch_seq_scaling(records: &[Record]) -> Vec<String> {
     let mut out = Vec::new();
     for along in [Along::Batch, Along::Seq] {
-        let mut groups: Groups<(BackendKind, Op, String, u32, u32, u32), (f64, f64)> =
-            BTreeMap::new();
+        let mut groups: Groups<AxisLine, (f64, f64)> = BTreeMap::new();
         for r in measured(records) {
             let (a, b) = match along {
                 Along::Batch => (r.id.seq, r.id.dim),

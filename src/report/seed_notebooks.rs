@@ -52,13 +52,7 @@ pub struct Table {
 }
 
 /// The seed's FP32 projection (square, uniform data) measured here on `backend`.
-fn ours<'a>(
-    records: &'a [Record],
-    backend: BackendKind,
-    b: u32,
-    s: u32,
-    d: u32,
-) -> Option<&'a Record> {
+fn ours(records: &[Record], backend: BackendKind, b: u32, s: u32, d: u32) -> Option<&Record> {
     measured(records).find(|r| {
         r.id.op == Op::Matmul
             && r.id.precision == Precision::F32
