@@ -203,20 +203,20 @@ fn svgs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Every results.json under results/ (the device checks' folders included).
 fn committed() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for machine in std::fs::read_dir("results").unwrap() {
-        let machine = machine.unwrap().path();
-        if !machine.is_dir() {
-            continue;
-        }
-        for run in std::fs::read_dir(&machine).unwrap() {
-            let f = run.unwrap().path().join("results.json");
-            if f.is_file() {
-                v.push(f);
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name().is_some_and(|n| n == "results.json") {
+                out.push(p);
             }
         }
     }
+    let mut v = Vec::new();
+    walk(Path::new("results"), &mut v);
     v.sort();
     v
 }

@@ -56,6 +56,21 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
                     .tip(format!("{backend} {op} {prec} {line} B{b}: p99 {p:.4} ms")),
             );
         }
+        // Batches of this line that were cut or skipped: marked where they would be.
+        for r in records.iter().filter(|r| {
+            r.measured.is_none()
+                && r.id.backend == *backend
+                && r.id.op == *op
+                && r.id.precision.name() == prec
+                && (r.id.seq, r.id.dim, r.id.out_dim) == (*s, *d, *n)
+        }) {
+            let why = r
+                .skipped
+                .as_ref()
+                .map_or("not measured".into(), |w| w.to_string());
+            tps.missing.push((r.id.batch as f64, why.clone()));
+            p99.missing.push((r.id.batch as f64, why));
+        }
         if let Some(b) = knee_at {
             if let Some(p) = v.iter().find(|p| p.0 == b) {
                 row.2.push((b as f64, p.1));

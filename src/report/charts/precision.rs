@@ -1,4 +1,4 @@
-//! Precision: the matmul's verification error vs dim (every shape of the
+//! Precision: the projections' verification error vs dim (every shape of the
 //! run), and its speed vs dim, a panel per batch x seq; a colour per
 //! precision, CPU solid with circles, GPU dashed with triangles, so lines
 //! that coincide stay visible.
@@ -14,8 +14,15 @@ use crate::report::analysis::{measured, rate_band};
 use crate::results::Record;
 use crate::workload::{Op, Precision};
 
-fn styled(backend: BackendKind, precision: Precision) -> Series {
-    let mut s = Series::new(format!("{backend} {precision}"), precision.name());
+fn styled(backend: BackendKind, op: Op, precision: Precision, ops: usize) -> Series {
+    let mut s = if ops > 1 {
+        Series::new(
+            format!("{backend} {op} {precision}"),
+            format!("{op} {precision}"),
+        )
+    } else {
+        Series::new(format!("{backend} {precision}"), precision.name())
+    };
     if backend == BackendKind::Gpu {
         s.dashed = true;
         s.marker = Marker::Triangle;
@@ -27,17 +34,18 @@ fn styled(backend: BackendKind, precision: Precision) -> Series {
 /// largest) and GFLOP/s per batch x seq, vs dim, for two precisions or more.
 pub fn precision(records: &[Record], out: &Path) -> Chart {
     let mm: Vec<&Record> = measured(records)
-        .filter(|r| r.id.op == Op::Matmul)
+        .filter(|r| r.id.op.uses_weight())
         .collect();
     let precisions: BTreeSet<Precision> = mm.iter().map(|r| r.id.precision).collect();
     if precisions.len() < 2 {
         return Ok(vec![]);
     }
+    let ops = mm.iter().map(|r| r.id.op).collect::<BTreeSet<Op>>().len();
     // Error: per backend x precision x dim, over every shape.
-    let mut err: BTreeMap<(BackendKind, Precision), BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
+    let mut err: BTreeMap<(BackendKind, Op, Precision), BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for r in &mm {
         if let Some(e) = r.max_norm_err {
-            err.entry((r.id.backend, r.id.precision))
+            err.entry((r.id.backend, r.id.op, r.id.precision))
                 .or_default()
                 .entry(r.id.dim)
                 .or_default()
@@ -46,12 +54,12 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     }
     let err_series: Vec<Series> = err
         .into_iter()
-        .map(|((b, p), by_dim)| {
-            let mut s = styled(b, p);
+        .map(|((b, op, p), by_dim)| {
+            let mut s = styled(b, op, p, ops);
             for (d, v) in by_dim {
                 let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(a, b), &e| (a.min(e), b.max(e)));
                 s.points.push(Pt::new(d as f64, hi).band(lo, hi).tip(format!(
-                    "{b} {p} D{d}: largest normalised error {hi:.2e} over {} shapes (smallest {lo:.2e})",
+                    "{b} {op} {p} D{d}: largest normalised error {hi:.2e} over {} shapes (smallest {lo:.2e})",
                     v.len()
                 )));
             }
@@ -75,7 +83,7 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         panels.push(p);
     }
     // Speed: a panel per batch x seq.
-    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Precision), Series>> =
+    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Op, Precision), Series>> =
         BTreeMap::new();
     for r in &mm {
         let m = r.measured.as_ref().expect("measured");
@@ -83,8 +91,8 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         speed
             .entry((r.id.batch, r.id.seq))
             .or_default()
-            .entry((r.id.backend, r.id.precision))
-            .or_insert_with(|| styled(r.id.backend, r.id.precision))
+            .entry((r.id.backend, r.id.op, r.id.precision))
+            .or_insert_with(|| styled(r.id.backend, r.id.op, r.id.precision, ops))
             .points
             .push(Pt::new(r.id.dim as f64, m.gflops).band(lo, hi).tip(format!(
                 "{} {} {}: {:.2} GFLOP/s",
@@ -93,6 +101,26 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
                 r.id.shape_label(),
                 m.gflops
             )));
+    }
+    for r in records
+        .iter()
+        .filter(|r| r.measured.is_none() && r.id.op.uses_weight())
+    {
+        if !precisions.contains(&r.id.precision) {
+            continue;
+        }
+        speed
+            .entry((r.id.batch, r.id.seq))
+            .or_default()
+            .entry((r.id.backend, r.id.op, r.id.precision))
+            .or_insert_with(|| styled(r.id.backend, r.id.op, r.id.precision, ops))
+            .missing
+            .push((
+                r.id.dim as f64,
+                r.skipped
+                    .as_ref()
+                    .map_or("not measured".into(), |w| w.to_string()),
+            ));
     }
     for ((b, s), lines) in speed {
         let groups = facet(lines.into_values().collect());
@@ -116,7 +144,7 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         let body = title(
             root,
             &format!(
-                "matmul precision: {}{}",
+                "projection precision: {}{}",
                 precisions
                     .iter()
                     .map(|p| p.label())
