@@ -1,6 +1,8 @@
 //! The CPU's ceilings: a parallel copy of a buffer larger than the last-level
-//! cache (memory bandwidth), and independent FMA chains on every thread in the
-//! widest vector unit the CPU has (AVX-512, else AVX2+FMA, else scalar).
+//! cache (memory bandwidth), the same copy within each core's cache (the
+//! ceiling of work that fits there), and independent FMA chains on every
+//! thread in the widest vector unit the CPU has (AVX-512, else AVX2+FMA, else
+//! scalar).
 
 use std::time::Instant;
 
@@ -10,6 +12,10 @@ use super::Ceilings;
 
 /// Bytes copied by the bandwidth probe: far beyond any cache.
 const COPY_BYTES: usize = 256 << 20;
+/// Bytes each thread copies back and forth in the in-cache probe: source and
+/// destination together 256 KiB, inside any current core's L2 (or, on older
+/// cores, its share of L3), yet large enough to stream.
+const CACHE_COPY_BYTES: usize = 128 << 10;
 /// Independent accumulators per thread: enough to cover FMA latency x units.
 const CHAINS: usize = 12;
 
@@ -27,6 +33,33 @@ fn copy_gbps(reps: usize) -> f64 {
     }
     std::hint::black_box(&dst);
     2.0 * COPY_BYTES as f64 / best / 1e9
+}
+
+/// Best in-cache copy bandwidth over `reps` runs, GB/s (read + write): each
+/// thread copies its own small buffer, warm, many times.
+fn cache_copy_gbps(reps: usize) -> f64 {
+    let threads = rayon::current_num_threads();
+    let rounds = 400;
+    let mut best = f64::MAX;
+    let mut bufs: Vec<(Vec<u8>, Vec<u8>)> = (0..threads)
+        .map(|i| (vec![i as u8; CACHE_COPY_BYTES], vec![0u8; CACHE_COPY_BYTES]))
+        .collect();
+    for _ in 0..reps {
+        let t = Instant::now();
+        bufs.par_iter_mut().for_each(|(s, d)| {
+            for r in 0..rounds {
+                // Alternate directions so neither buffer stays read-only.
+                if r % 2 == 0 {
+                    d.copy_from_slice(s);
+                } else {
+                    s.copy_from_slice(d);
+                }
+                std::hint::black_box(&*d);
+            }
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (threads * rounds * CACHE_COPY_BYTES) as f64 / best / 1e9
 }
 
 /// Runs `iters` steps of CHAINS independent FMA chains; returns (a checksum, lanes).
@@ -110,15 +143,27 @@ fn fma_gflops(reps: usize) -> (f64, u64) {
 /// Probes the host CPU.
 pub fn probe() -> Ceilings {
     let copy = copy_gbps(5);
+    let cache = cache_copy_gbps(5);
     let (fma, lanes) = fma_gflops(3);
     Ceilings {
         copy_gbps: copy,
         fma_gflops: fma,
         method: format!(
-            "copy of {} MiB on {} threads, best of 5; {CHAINS} independent {lanes}-lane f32 FMA chains per thread, best of 3; wall time",
+            "copy of {} MiB on {} threads, best of 5; in-cache copy of {} KiB per thread, best of 5; {CHAINS} independent {lanes}-lane f32 FMA chains per thread, best of 3; wall time",
             COPY_BYTES >> 20,
-            rayon::current_num_threads()
+            rayon::current_num_threads(),
+            CACHE_COPY_BYTES >> 10
         ),
         dispatch: None,
+        cache_copy_gbps: Some(cache),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_in_cache_copy_measures_a_bandwidth() {
+        let g = super::cache_copy_gbps(1);
+        assert!(g.is_finite() && g > 0.1, "{g}");
     }
 }

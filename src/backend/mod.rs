@@ -172,6 +172,11 @@ pub struct Ceilings {
     /// What launching work costs (GPUs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<DispatchCosts>,
+    /// Copy bandwidth within the cache, GB/s: the ceiling of work whose bytes
+    /// fit there, where the memory copy's reads over 100% (CPU only; absent
+    /// in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_copy_gbps: Option<f64>,
 }
 
 /// A GPU's fixed costs of launching work, microseconds: the floor under any

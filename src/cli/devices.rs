@@ -100,8 +100,12 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
     );
     for (which, c) in &ceilings {
         println!(
-            "ceilings ({which}): copy {:.1} GB/s, FMA {:.1} GFLOP/s ({})",
-            c.copy_gbps, c.fma_gflops, c.method
+            "ceilings ({which}): copy {:.1} GB/s{}, FMA {:.1} GFLOP/s ({})",
+            c.copy_gbps,
+            c.cache_copy_gbps
+                .map_or(String::new(), |g| format!(" (in cache {g:.1} GB/s)")),
+            c.fma_gflops,
+            c.method
         );
         if let Some(d) = &c.dispatch {
             println!(

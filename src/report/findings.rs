@@ -634,10 +634,16 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
                 .expect("non-empty");
             // The copy probe streams from memory; a gather whose rows and output
             // stay in cache can move modeled bytes faster than that.
-            let note = if best.0 > 100.0 {
-                " (over 100%: the bytes it touches fit in cache, so memory bandwidth does not bound it there)"
-            } else {
-                ""
+            let note = match (best.0 > 100.0, c.cache_copy_gbps, op.uses_weight()) {
+                (true, Some(cache), false) => {
+                    let gbps = best.1.measured.as_ref().map_or(0.0, |m| m.gbps);
+                    format!(
+                        " (over 100%: the bytes it touches fit in cache, where the ceiling is the in-cache copy, {cache:.1} GB/s; against that it reaches {:.1}%)",
+                        100.0 * gbps / cache
+                    )
+                }
+                (true, ..) => " (over 100%: the bytes it touches fit in cache, so memory bandwidth does not bound it there)".to_string(),
+                _ => String::new(),
             };
             out.push(format!(
                 "{op} on {backend} reaches a median {med:.1}% of the probed {what} ({ceiling}) over {} points; best {:.1}% at {} {}{note}.",
@@ -944,6 +950,31 @@ mod tests {
         );
         assert!(mem.contains("so the output dominates"), "{mem}");
         assert!(mem.contains("Memory of matmul"), "{mem}");
+    }
+
+    /// A gather over the memory copy's ceiling is measured against the
+    /// in-cache copy instead, where the run probed it.
+    #[test]
+    fn a_gather_over_the_memory_ceiling_is_set_against_the_cache_ceiling() {
+        let mut r = synthetic(Op::Embedding, "cpu", Precision::F32, 8, 512, 128, 0.01);
+        let m = r.measured.as_mut().unwrap();
+        m.gbps = 60.0;
+        m.pct_of_copy_bandwidth = Some(300.0);
+        let probed = BTreeMap::from([(
+            BackendKind::Cpu,
+            Ceilings {
+                copy_gbps: 20.0,
+                fma_gflops: 100.0,
+                method: "test".into(),
+                dispatch: None,
+                cache_copy_gbps: Some(120.0),
+            },
+        )]);
+        let text = ceilings(&[r], &probed).join(" ");
+        assert!(
+            text.contains("the in-cache copy, 120.0 GB/s; against that it reaches 50.0%"),
+            "{text}"
+        );
     }
 
     /// A clean power law has a tight interval; three scattered points do not,

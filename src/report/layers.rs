@@ -253,6 +253,7 @@ mod tests {
                 fma_gflops: 100.0,
                 method: "test".into(),
                 dispatch: None,
+                cache_copy_gbps: None,
             },
         )]);
         let text = regimes(&gpt2_decode(), &ceilings).join("\n");

@@ -191,8 +191,13 @@ pub fn environment(results: &ResultsFile) -> Vec<String> {
     ));
     for (backend, c) in &env.ceilings {
         v.push(format!(
-            "{backend} ceilings (probed): copy {:.1} GB/s, FMA {:.1} GFLOP/s — {}",
-            c.copy_gbps, c.fma_gflops, c.method
+            "{backend} ceilings (probed): copy {:.1} GB/s{}, FMA {:.1} GFLOP/s — {}",
+            c.copy_gbps,
+            c.cache_copy_gbps.map_or(String::new(), |g| format!(
+                " (within the cache {g:.1} GB/s)"
+            )),
+            c.fma_gflops,
+            c.method
         ));
         if let Some(d) = &c.dispatch {
             v.push(format!(

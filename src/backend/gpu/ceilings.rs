@@ -202,6 +202,7 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
     let dispatch = dispatch_costs(&probe, &fma, &fma_bind, &dst, &check)?;
     Ok(Ceilings {
         dispatch: Some(dispatch),
+        cache_copy_gbps: None,
         copy_gbps: 2.0 * bytes as f64 / copy_s / 1e9,
         fma_gflops: flops / fma_s / 1e9,
         method: format!(

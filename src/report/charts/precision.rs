@@ -83,8 +83,8 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         panels.push(p);
     }
     // Speed: a panel per batch x seq.
-    let mut speed: BTreeMap<(u32, u32), BTreeMap<(BackendKind, Op, Precision), Series>> =
-        BTreeMap::new();
+    type Lines = BTreeMap<(BackendKind, Op, Precision), Series>;
+    let mut speed: BTreeMap<(u32, u32), Lines> = BTreeMap::new();
     for r in &mm {
         let m = r.measured.as_ref().expect("measured");
         let (lo, hi) = rate_band(r, m.gflops).unwrap_or((f64::NAN, f64::NAN));

@@ -28,7 +28,7 @@ pub fn roofline(
     );
     compute.x_at_data = false;
     let mut memory = Panel::new(
-        "memory: GB/s vs bytes each call moves (above a copy ceiling: in cache)",
+        "memory: GB/s vs bytes each call moves (above the copy ceiling: in cache)",
         "MiB moved per call",
         "GB/s",
     );
@@ -119,6 +119,16 @@ pub fn roofline(
             ceiling.points = vec![Pt::new(lo, bw), Pt::new(hi, bw)];
             memory.series.push(moved);
             memory.series.push(ceiling);
+            if let Some(cache) = ceilings.get(&backend).and_then(|c| c.cache_copy_gbps) {
+                let mut line = Series::new(
+                    format!("{backend} in-cache copy {} GB/s (probed)", fmt_num(cache)),
+                    format!("{backend} cache"),
+                );
+                line.marker = Marker::None;
+                line.dashed = true;
+                line.points = vec![Pt::new(lo, cache), Pt::new(hi, cache)];
+                memory.series.push(line);
+            }
         }
     }
     let panels: Vec<Panel> = [compute, memory]
