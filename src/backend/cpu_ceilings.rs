@@ -42,15 +42,24 @@ fn cache_copy_gbps(reps: usize) -> f64 {
     // About 50 ms per repetition at 100 GB/s: long enough that thread
     // wake-ups and a neighbour's burst do not decide it.
     let rounds = 2000;
-    let mut best = f64::MAX;
-    let mut bufs: Vec<(Vec<u8>, Vec<u8>)> = (0..threads)
-        .map(|i| (vec![i as u8; CACHE_COPY_BYTES], vec![0u8; CACHE_COPY_BYTES]))
+    // One allocation per thread, the destination 17 cache lines past a 4 KiB
+    // multiple from the source. With two separate 128 KiB buffers, this probe
+    // read 14 GB/s inside a run (after the heap had grown) and 130-170 GB/s
+    // in a fresh `devices --probe` on the same machine: buffers a multiple of
+    // 4 KiB apart let loads alias earlier stores (4K aliasing), the likely
+    // cause. Skewed, it reads 155-165 GB/s in both.
+    const SKEW: usize = 17 * 64;
+    let mut bufs: Vec<Vec<u8>> = (0..threads)
+        .map(|i| vec![i as u8; 2 * CACHE_COPY_BYTES + SKEW + 4096])
         .collect();
+    let mut best = f64::MAX;
     for _ in 0..reps {
         let t = Instant::now();
-        bufs.par_iter_mut().for_each(|(s, d)| {
+        bufs.par_iter_mut().for_each(|b| {
+            let (s, d) = b.split_at_mut(CACHE_COPY_BYTES + SKEW);
+            let (s, d) = (&mut s[..CACHE_COPY_BYTES], &mut d[..CACHE_COPY_BYTES]);
             for r in 0..rounds {
-                // Alternate directions so neither buffer stays read-only.
+                // Alternate directions so neither half stays read-only.
                 if r % 2 == 0 {
                     d.copy_from_slice(s);
                 } else {
