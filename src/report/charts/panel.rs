@@ -147,6 +147,8 @@ impl Axis {
         }
     }
 
+    /// `at_data` also marks the horizontal axis, whose labels sit side by
+    /// side (and are thinned where they would touch).
     fn new(values: &[f64], scale: Scale, at_data: bool, from_zero: bool) -> Axis {
         let log = ticks::is_log(scale, values);
         let (mut lo, mut hi) = ticks::extent(values.iter().copied(), log).unwrap_or((0.0, 1.0));
@@ -198,11 +200,18 @@ impl Axis {
         };
         // Ticks that fall outside the padded range (a forced 1-2-5 fill) go.
         let range = (a - pad)..(b + pad);
-        let ticks = t
+        let ticks: Vec<(f64, String)> = t
             .into_iter()
             .filter(|v| range.contains(&tf(*v)))
             .map(|v| (tf(v), ticks::fmt_num(v)))
             .collect();
+        // A label takes about 2% of a panel's width per character.
+        let chars = ticks.iter().map(|t| t.1.len()).max().unwrap_or(1) as f64;
+        let ticks = if at_data {
+            spaced(ticks, (range.end - range.start) * (0.02 * chars).max(0.05))
+        } else {
+            ticks
+        };
         Axis { log, range, ticks }
     }
 
@@ -255,6 +264,35 @@ impl Ranged for Keyed {
     fn range(&self) -> std::ops::Range<f64> {
         self.range.clone()
     }
+}
+
+/// Drops ticks closer than `gap` (drawing units) to the one kept before them,
+/// so data values such as 90, 96 and 100 cannot print over each other; the
+/// last tick is kept (its neighbour goes instead), and at least three remain
+/// where three were given.
+fn spaced(ticks: Vec<(f64, String)>, gap: f64) -> Vec<(f64, String)> {
+    if ticks.len() <= 3 {
+        return ticks;
+    }
+    let mut kept: Vec<(f64, String)> = Vec::new();
+    let last = ticks.len() - 1;
+    let all = ticks.clone();
+    for (i, t) in ticks.into_iter().enumerate() {
+        match kept.last() {
+            Some(k) if t.0 - k.0 < gap => {
+                if i == last && kept.len() > 1 {
+                    kept.pop();
+                    kept.push(t);
+                }
+            }
+            _ => kept.push(t),
+        }
+    }
+    if kept.len() < 3 {
+        // First, middle and last: three labels however crowded.
+        return vec![all[0].clone(), all[last / 2].clone(), all[last].clone()];
+    }
+    kept
 }
 
 /// A legend row: text, colour and how its sample is drawn.
@@ -573,6 +611,19 @@ mod tests {
         let mut v = vec!["cpu f16 S1024", "cpu f16 S512", "cpu f32 S512"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["cpu f16 S512", "cpu f16 S1024", "cpu f32 S512"]);
+    }
+
+    #[test]
+    fn thinning_keeps_three_ticks() {
+        let t: Vec<(f64, String)> = (0..4).map(|i| (i as f64, i.to_string())).collect();
+        assert_eq!(spaced(t, 1.5).len(), 3);
+    }
+
+    #[test]
+    fn close_data_ticks_do_not_overprint() {
+        let a = Axis::new(&[90.0, 90.5, 96.0, 100.0], Scale::Auto, true, false);
+        let labels: Vec<&str> = a.ticks.iter().map(|t| t.1.as_str()).collect();
+        assert_eq!(labels, ["90", "96", "100"]);
     }
 
     #[test]
