@@ -8,7 +8,7 @@ use clap::Args;
 use kernel_lab::backend::BackendKind;
 use kernel_lab::experiment::Spec;
 
-use super::output::Format;
+use super::output::{csv_cell, Format};
 
 /// Arguments of `list`.
 #[derive(Args, Debug)]
@@ -82,15 +82,15 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         Format::Csv => {
             println!("file,name,points,gpu_points,cpu_points,description");
             for e in &entries {
-                println!(
-                    "{},{},{},{},{},\"{}\"",
-                    e.file,
-                    e.name,
-                    e.points,
-                    e.gpu_points,
-                    e.cpu_points,
-                    e.description.replace('"', "\"\"")
-                );
+                let cells = [
+                    csv_cell(&e.file),
+                    csv_cell(&e.name),
+                    e.points.to_string(),
+                    e.gpu_points.to_string(),
+                    e.cpu_points.to_string(),
+                    csv_cell(&e.description),
+                ];
+                println!("{}", cells.join(","));
             }
         }
         Format::Table => {

@@ -90,24 +90,16 @@ fn row(r: &Record, exact: bool) -> Vec<String> {
     });
     match &r.measured {
         Some(m) => {
-            let p99_ok = m.samples >= kernel_lab::report::quality::MIN_SAMPLES_FOR_P99;
+            let p99 = kernel_lab::report::quality::shown_p99(m);
             if exact {
                 v.push(m.latency_ms.p50.to_string());
-                v.push(if p99_ok {
-                    m.latency_ms.p99.to_string()
-                } else {
-                    String::new()
-                });
+                v.push(p99.map_or(String::new(), |p| p.to_string()));
                 v.push(m.samples.to_string());
                 v.push(m.gflops.to_string());
                 v.push(m.tokens_per_s.to_string());
             } else {
                 v.push(duration(m.latency_ms.p50));
-                v.push(if p99_ok {
-                    duration(m.latency_ms.p99)
-                } else {
-                    "n/a".into()
-                });
+                v.push(p99.map_or("n/a".into(), duration));
                 v.push(m.samples.to_string());
                 v.push(format!("{:.2}", m.gflops));
                 v.push(format!("{:.0}", m.tokens_per_s));
@@ -126,7 +118,7 @@ fn row(r: &Record, exact: bool) -> Vec<String> {
     v
 }
 
-fn csv_cell(s: &str) -> String {
+pub fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -8,17 +8,11 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::markdown::{environment, verdict};
-use super::quality::MIN_SAMPLES_FOR_P99;
+use super::quality::{shown_p99, MIN_SAMPLES_FOR_P99};
 use crate::error::Result;
 use crate::results::{iso_time, ResultsFile};
 
-/// HTML-escapes text.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use super::charts::canvas::escape as esc;
 
 /// Escapes `s`, then turns its Markdown `**bold**` and `` `code` `` into tags.
 fn inline(s: &str) -> String {
@@ -223,11 +217,7 @@ fn points_table(s: &mut String, results: &ResultsFile) {
         s.push_str(&num(lat.map(|l| l.p50), 4));
         s.push_str(&num(lat.map(|l| l.median_ci95[0]), 4));
         s.push_str(&num(lat.map(|l| l.median_ci95[1]), 4));
-        s.push_str(&num(
-            m.filter(|m| m.samples >= MIN_SAMPLES_FOR_P99)
-                .map(|m| m.latency_ms.p99),
-            4,
-        ));
+        s.push_str(&num(m.and_then(shown_p99), 4));
         s.push_str(&num(lat.map(|l| l.cv * 100.0), 1));
         s.push_str(&num(m.map(|m| m.samples as f64), 0));
         s.push_str(&num(m.map(|m| m.gflops), 2));

@@ -234,11 +234,7 @@ pub fn verdict(r: &crate::results::Record) -> String {
 
 /// A point's p99, or n/a with too few samples to have one.
 pub fn p99_text(m: &crate::results::Measured) -> String {
-    if m.samples < super::quality::MIN_SAMPLES_FOR_P99 {
-        "n/a".into()
-    } else {
-        format!("{:.3}", m.latency_ms.p99)
-    }
+    super::quality::shown_p99(m).map_or("n/a".into(), |p| format!("{p:.3}"))
 }
 
 /// One line of a machine state: host load, governor and clock; GPU clocks,

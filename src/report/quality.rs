@@ -9,6 +9,11 @@ use crate::results::{ResultsFile, SkipKind};
 
 /// Samples below which a point's p99 is not shown (it would be its maximum).
 pub const MIN_SAMPLES_FOR_P99: usize = 10;
+/// A point's p99 where it has the samples for one (else it would be its maximum).
+pub fn shown_p99(m: &crate::results::Measured) -> Option<f64> {
+    (m.samples >= MIN_SAMPLES_FOR_P99).then_some(m.latency_ms.p99)
+}
+
 /// A coefficient of variation above this makes a point noisy.
 pub const NOISY_CV: f64 = 0.10;
 

@@ -21,16 +21,25 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
     if curves.is_empty() {
         return Ok(vec![]);
     }
+    // The measured record of each curve point, looked up once, not per point.
+    let by_point: BTreeMap<(BatchKey, u32), &Record> = records
+        .iter()
+        .filter(|r| r.measured.is_some())
+        .map(|r| {
+            let id = &r.id;
+            let key = (
+                id.backend,
+                id.op,
+                id.precision.name().to_string(),
+                id.seq,
+                id.dim,
+                id.out_dim,
+            );
+            ((key, id.batch), r)
+        })
+        .collect();
     let band = |k: &BatchKey, b: u32, tps: f64| -> Option<(f64, f64)> {
-        let (backend, op, prec, s, d, n) = k;
-        let r = records.iter().find(|r| {
-            r.measured.is_some()
-                && r.id.backend == *backend
-                && r.id.op == *op
-                && r.id.precision.name() == prec
-                && (r.id.seq, r.id.dim, r.id.out_dim, r.id.batch) == (*s, *d, *n, b)
-        })?;
-        rate_band(r, tps)
+        rate_band(by_point.get(&(k.clone(), b))?, tps)
     };
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for (k, v) in &curves {

@@ -3,7 +3,7 @@
 //! `<metadata>` block naming each panel's ticks and series, which the tests
 //! check against the text actually drawn. Also titles that fit their canvas.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -94,7 +94,7 @@ impl Canvas {
     }
 }
 
-/// XML-escapes text.
+/// XML-escapes text (SVG and HTML alike).
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -161,9 +161,4 @@ pub fn title<'a>(
         y += line_h;
     }
     Ok(area.split_vertically((y + 4) as u32).1)
-}
-
-/// The path `out/name`.
-pub fn file(out: &Path, name: &str) -> PathBuf {
-    out.join(name)
 }

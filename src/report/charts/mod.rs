@@ -30,7 +30,6 @@ use std::path::PathBuf;
 use crate::backend::BackendKind;
 use crate::results::Record;
 pub use panel::{Marker, Panel, Pt, Series};
-pub use ticks::fmt_num;
 
 /// What a chart function returns: the files it wrote (none when the records
 /// hold no data for it).

@@ -502,15 +502,14 @@ pub fn draw(
         let (sx, ex) = (4, 24);
         match sample {
             Sample::Line(dashed, marker, joined) => {
-                if !*joined {
-                } else if *dashed {
+                if *joined && *dashed {
                     legend.draw(&DashedPathElement::new(
                         vec![(sx, ly), (ex, ly)],
                         5,
                         3,
                         c.stroke_width(2),
                     ))?;
-                } else {
+                } else if *joined {
                     legend.draw(&PathElement::new(
                         vec![(sx, ly), (ex, ly)],
                         c.stroke_width(2),

@@ -40,7 +40,9 @@ pub fn roofline(
         if rs.is_empty() {
             continue;
         }
-        let m = |r: &&Record| r.measured.clone().expect("measured");
+        fn m<'a>(r: &&'a Record) -> &'a crate::results::Measured {
+            r.measured.as_ref().expect("measured")
+        }
         let best_bw = rs.iter().map(|r| m(r).gbps).fold(0.0, f64::max);
         let best_fl = rs.iter().map(|r| m(r).gflops).fold(0.0, f64::max);
         let (bw, peak, source) = match ceilings.get(&backend) {
