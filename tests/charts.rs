@@ -126,6 +126,32 @@ fn problems(path: &Path) -> Vec<String> {
             ));
         }
     }
+    // Labels on one line (a horizontal axis' ticks) must not run into each other.
+    // (y, font size) -> the labels' horizontal extents on that line.
+    type Line<'a> = Vec<(f64, f64, &'a str)>;
+    let mut rows: BTreeMap<(i64, i64), Line> = BTreeMap::new();
+    for t in svg.texts.iter().filter(|t| !t.rotated) {
+        let w = t.content.chars().count() as f64 * t.size * 0.5;
+        let x0 = match t.anchor.as_str() {
+            "middle" => t.x - w / 2.0,
+            "end" => t.x - w,
+            _ => t.x,
+        };
+        rows.entry((t.y.round() as i64, (t.size * 10.0) as i64))
+            .or_default()
+            .push((x0, x0 + w, t.content.as_str()));
+    }
+    for row in rows.values_mut() {
+        row.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in row.windows(2) {
+            if pair[0].1 > pair[1].0 + 1.0 {
+                out.push(format!(
+                    "{name}: {:?} and {:?} print over each other",
+                    pair[0].2, pair[1].2
+                ));
+            }
+        }
+    }
     let drawn: BTreeSet<&str> = svg.texts.iter().map(|t| t.content.as_str()).collect();
     let shown = |label: &str| {
         drawn.contains(label)

@@ -15,13 +15,14 @@ const PALETTE: [RGBColor; 12] = [
     RGBColor(0, 140, 100),   // bluish green
     RGBColor(170, 68, 153),  // reddish purple
     RGBColor(0, 0, 0),       // black
-    RGBColor(190, 110, 0),   // dark orange
     RGBColor(86, 60, 160),   // violet
     RGBColor(140, 86, 75),   // brown
-    RGBColor(200, 30, 60),   // crimson
     RGBColor(30, 110, 130),  // teal
+    RGBColor(200, 30, 60),   // crimson
     RGBColor(110, 110, 110), // grey
     RGBColor(60, 120, 30),   // olive green
+    // Last: beside vermillion it reads as its shade.
+    RGBColor(190, 110, 0), // dark orange
 ];
 
 thread_local! {

@@ -147,9 +147,9 @@ impl Axis {
         }
     }
 
-    /// `at_data` also marks the horizontal axis, whose labels sit side by
-    /// side (and are thinned where they would touch).
-    fn new(values: &[f64], scale: Scale, at_data: bool, from_zero: bool) -> Axis {
+    /// Ticks at the data's values with `at_data`; a `horizontal` axis's
+    /// labels sit side by side, and are thinned where they would touch.
+    fn new(values: &[f64], scale: Scale, at_data: bool, from_zero: bool, horizontal: bool) -> Axis {
         let log = ticks::is_log(scale, values);
         let (mut lo, mut hi) = ticks::extent(values.iter().copied(), log).unwrap_or((0.0, 1.0));
         if from_zero && !log {
@@ -207,7 +207,7 @@ impl Axis {
             .collect();
         // A label takes about 2% of a panel's width per character.
         let chars = ticks.iter().map(|t| t.1.len()).max().unwrap_or(1) as f64;
-        let ticks = if at_data {
+        let ticks = if horizontal {
             spaced(ticks, (range.end - range.start) * (0.02 * chars).max(0.05))
         } else {
             ticks
@@ -369,8 +369,8 @@ pub fn draw(
         .chain(panel.refs.iter().map(|r| r.0))
         .filter(|v| v.is_finite())
         .collect();
-    let x = Axis::new(&xs, panel.x_scale, panel.x_at_data, false);
-    let y = Axis::new(&ys, panel.y_scale, false, panel.y_from_zero);
+    let x = Axis::new(&xs, panel.x_scale, panel.x_at_data, false, true);
+    let y = Axis::new(&ys, panel.y_scale, false, panel.y_from_zero, false);
     let fits = |v: f64, a: &Axis| v.is_finite() && (!a.log || v > 0.0);
 
     let xk: Vec<f64> = x.ticks.iter().map(|t| t.0).collect();
@@ -618,18 +618,35 @@ mod tests {
         assert_eq!(spaced(t, 1.5).len(), 3);
     }
 
+    /// The error CDF's axis over seven decades printed 21 labels into each other.
+    #[test]
+    fn a_log_axis_over_many_decades_labels_decades() {
+        let a = Axis::new(&[2e-10, 1.2e-3], Scale::Log, false, false, true);
+        let labels: Vec<&str> = a.ticks.iter().map(|t| t.1.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["1e-9", "1e-8", "1e-7", "1e-6", "1e-5", "1e-4", "0.001"]
+        );
+    }
+
     #[test]
     fn close_data_ticks_do_not_overprint() {
-        let a = Axis::new(&[90.0, 90.5, 96.0, 100.0], Scale::Auto, true, false);
+        let a = Axis::new(&[90.0, 90.5, 96.0, 100.0], Scale::Auto, true, false, true);
         let labels: Vec<&str> = a.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, ["90", "96", "100"]);
     }
 
     #[test]
     fn an_axis_over_two_dims_still_has_three_ticks_and_no_fractional_dim() {
-        let a = Axis::new(&[128.0, 256.0], Scale::Auto, true, false);
+        let a = Axis::new(&[128.0, 256.0], Scale::Auto, true, false, true);
         assert!(a.ticks.len() >= 3, "{:?}", a.ticks);
-        let a = Axis::new(&[128.0, 256.0, 512.0, 1024.0], Scale::Auto, true, false);
+        let a = Axis::new(
+            &[128.0, 256.0, 512.0, 1024.0],
+            Scale::Auto,
+            true,
+            false,
+            true,
+        );
         let labels: Vec<&str> = a.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, ["128", "256", "512", "1024"]);
     }

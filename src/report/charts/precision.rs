@@ -82,17 +82,34 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
         p.series = g;
         panels.push(p);
     }
-    // Speed: a panel per batch x seq.
-    type Lines = BTreeMap<(BackendKind, Op, Precision), Series>;
+    // Speed: a panel per batch x seq, a line per backend x op x precision, and
+    // per N where a projection is not square (several N share a dim: one
+    // line each, not a vertical stroke through them).
+    type Lines = BTreeMap<(BackendKind, Op, Precision, Option<u32>), Series>;
     let mut speed: BTreeMap<(u32, u32), Lines> = BTreeMap::new();
+    fn line<'a>(
+        speed: &'a mut BTreeMap<(u32, u32), Lines>,
+        r: &Record,
+        ops: usize,
+    ) -> &'a mut Series {
+        let id = &r.id;
+        let n = (id.out_dim != id.dim).then_some(id.out_dim);
+        speed
+            .entry((id.batch, id.seq))
+            .or_default()
+            .entry((id.backend, id.op, id.precision, n))
+            .or_insert_with(|| {
+                let mut s = styled(id.backend, id.op, id.precision, ops);
+                if let Some(n) = n {
+                    s.label = format!("{} N{n}", s.label);
+                }
+                s
+            })
+    }
     for r in &mm {
         let m = r.measured.as_ref().expect("measured");
         let (lo, hi) = rate_band(r, m.gflops).unwrap_or((f64::NAN, f64::NAN));
-        speed
-            .entry((r.id.batch, r.id.seq))
-            .or_default()
-            .entry((r.id.backend, r.id.op, r.id.precision))
-            .or_insert_with(|| styled(r.id.backend, r.id.op, r.id.precision, ops))
+        line(&mut speed, r, ops)
             .points
             .push(Pt::new(r.id.dim as f64, m.gflops).band(lo, hi).tip(format!(
                 "{} {} {}: {:.2} GFLOP/s",
@@ -102,25 +119,16 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
                 m.gflops
             )));
     }
-    for r in records
-        .iter()
-        .filter(|r| r.measured.is_none() && r.id.op.uses_weight())
-    {
-        if !precisions.contains(&r.id.precision) {
-            continue;
-        }
-        speed
-            .entry((r.id.batch, r.id.seq))
-            .or_default()
-            .entry((r.id.backend, r.id.op, r.id.precision))
-            .or_insert_with(|| styled(r.id.backend, r.id.op, r.id.precision, ops))
+    for r in records.iter().filter(|r| {
+        r.measured.is_none() && r.id.op.uses_weight() && precisions.contains(&r.id.precision)
+    }) {
+        let why = r
+            .skipped
+            .as_ref()
+            .map_or("not measured".into(), |w| w.to_string());
+        line(&mut speed, r, ops)
             .missing
-            .push((
-                r.id.dim as f64,
-                r.skipped
-                    .as_ref()
-                    .map_or("not measured".into(), |w| w.to_string()),
-            ));
+            .push((r.id.dim as f64, why));
     }
     for ((b, s), lines) in speed {
         let groups = facet(lines.into_values().collect());

@@ -40,8 +40,9 @@ pub fn is_log(scale: Scale, values: &[f64]) -> bool {
     }
 }
 
-/// Ticks at 1, 2 and 5 times each power of ten within `lo..=hi` (1 to 9 when
-/// that gives fewer than three, linear steps when even that does).
+/// Ticks at 1, 2 and 5 times each power of ten within `lo..=hi` (decades
+/// alone over more than four decades; 1 to 9 when 1-2-5 gives fewer than
+/// three, linear steps when even that does).
 pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let within = |mults: &[f64]| -> Vec<f64> {
         let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
@@ -58,6 +59,13 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         v
     };
     let v = within(&[1.0, 2.0, 5.0]);
+    if v.len() > 12 {
+        // Many decades: 1-2-5 would crowd a panel; decades alone still read.
+        let d = within(&[1.0]);
+        if d.len() >= 3 {
+            return d;
+        }
+    }
     if v.len() >= 3 {
         return v;
     }
