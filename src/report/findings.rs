@@ -521,14 +521,30 @@ fn launch_floor(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) ->
     out
 }
 
+/// A rectangular projection set against square ones of its size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RectVsSquare {
+    /// The rectangular point.
+    pub rect: PointId,
+    /// The square points its rate was set against: the two whose K x N
+    /// bracket its own, or the one nearest (within 2x) outside them.
+    pub squares: Vec<PointId>,
+    /// How much faster the squares run per unit of the bound at its size;
+    /// above 1, the rectangular point is slower.
+    pub ratio: f64,
+}
+
 /// Rectangular projections against square ones of the same size class: for
-/// each measured rectangular point, the square point on the same backend,
-/// precision, batch and seq whose K x N is nearest (in ratio, and within 2x),
-/// and how much
-/// faster the square one ran per unit of its bound — per FLOP when several
-/// rows share the weight, per byte in decode (one row per sequence, S = 1),
-/// where the weight's bytes bound it. Above 1, the rectangular point is slower.
-pub fn rect_vs_square(records: &[Record]) -> Vec<(PointId, PointId, f64)> {
+/// each measured rectangular point, the rate that square points on the same
+/// backend, precision, batch and seq reach at its size (K x N) — between the
+/// square just smaller and the one just larger, interpolated in log size, or
+/// the nearest square within 2x where it lies beyond them — per FLOP when
+/// several rows share the weight, per byte in decode (one row per sequence,
+/// S = 1), where the weight's bytes bound it. Interpolating matters where
+/// the squares are far apart: a 1024 x 2304 QKV is 1.8x smaller than the
+/// 2048 square and 2.3x larger than the 1024 one, and a larger product runs
+/// faster per FLOP, so the nearest square alone favours one side.
+pub fn rect_vs_square(records: &[Record]) -> Vec<RectVsSquare> {
     let rate = |r: &Record| {
         let m = r.measured.as_ref().expect("measured");
         if r.id.seq == 1 {
@@ -537,50 +553,76 @@ pub fn rect_vs_square(records: &[Record]) -> Vec<(PointId, PointId, f64)> {
             m.gflops
         }
     };
-    let squares: Vec<&Record> = measured(records)
+    let size = |id: &PointId| (id.dim as f64 * id.out_dim as f64).ln();
+    let mut squares: Vec<&Record> = measured(records)
         .filter(|r| r.id.op.uses_weight() && r.id.is_square())
         .collect();
+    squares.sort_by(|a, b| size(&a.id).total_cmp(&size(&b.id)));
     let mut out = Vec::new();
     for r in measured(records).filter(|r| r.id.op.uses_weight() && !r.id.is_square()) {
-        let size = |id: &PointId| (id.dim as f64 * id.out_dim as f64).ln();
-        let same = |q: &&&Record| {
-            let (a, b) = (&q.id, &r.id);
-            (a.backend, a.op, a.precision, a.batch, a.seq)
-                == (b.backend, b.op, b.precision, b.batch, b.seq)
+        let same: Vec<&Record> = squares
+            .iter()
+            .copied()
+            .filter(|q| {
+                let (a, b) = (&q.id, &r.id);
+                (a.backend, a.op, a.precision, a.batch, a.seq)
+                    == (b.backend, b.op, b.precision, b.batch, b.seq)
+            })
+            .collect();
+        let s = size(&r.id);
+        let below = same.iter().rev().find(|q| size(&q.id) <= s);
+        let above = same.iter().find(|q| size(&q.id) >= s);
+        let (squares, square_rate) = match (below, above) {
+            (Some(a), Some(b)) if a.id != b.id => {
+                let t = (s - size(&a.id)) / (size(&b.id) - size(&a.id));
+                let rate = (rate(a).ln() + t * (rate(b).ln() - rate(a).ln())).exp();
+                (vec![a.id, b.id], rate)
+            }
+            (Some(q), _) | (None, Some(q)) if (size(&q.id) - s).abs() <= 2f64.ln() + 1e-9 => {
+                (vec![q.id], rate(q))
+            }
+            _ => continue,
         };
-        if let Some(q) = squares.iter().filter(same).min_by(|a, b| {
-            (size(&a.id) - size(&r.id))
-                .abs()
-                .total_cmp(&(size(&b.id) - size(&r.id)).abs())
-        }) {
-            out.push((r.id, q.id, rate(q) / rate(r)));
-        }
+        out.push(RectVsSquare {
+            rect: r.id,
+            squares,
+            ratio: square_rate / rate(r),
+        });
     }
     out
 }
 
 /// The rectangular-vs-square comparison in words, per backend and precision.
 fn rectangular(records: &[Record]) -> Vec<String> {
-    let mut groups: Groups<(BackendKind, String), (PointId, PointId, f64)> = BTreeMap::new();
-    for (rect, square, x) in rect_vs_square(records) {
+    let mut groups: Groups<(BackendKind, String), RectVsSquare> = BTreeMap::new();
+    for c in rect_vs_square(records) {
         groups
-            .entry((rect.backend, rect.precision.name().to_string()))
+            .entry((c.rect.backend, c.rect.precision.name().to_string()))
             .or_default()
-            .push((rect, square, x));
+            .push(c);
     }
     groups
         .into_iter()
         .map(|((b, p), v)| {
-            let med = median(v.iter().map(|x| x.2).collect());
-            let worst = v.iter().max_by(|a, c| a.2.total_cmp(&c.2)).expect("non-empty");
-            let over = v.iter().filter(|x| x.2 > 1.2).count();
+            let med = median(v.iter().map(|c| c.ratio).collect());
+            let worst = v
+                .iter()
+                .max_by(|a, c| a.ratio.total_cmp(&c.ratio))
+                .expect("non-empty");
+            let over = v.iter().filter(|c| c.ratio > 1.2).count();
+            let against = worst
+                .squares
+                .iter()
+                .map(|q| format!("D{}", q.dim))
+                .collect::<Vec<_>>()
+                .join(" and ");
             format!(
-                "Rectangular projections {p} on {b}: the nearest-size square projection runs a median {med:.2}x as fast per FLOP \
-                 (per byte in decode) over {} points, {over} of them beyond 1.2x; the worst is {} against {} ({:.2}x).",
+                "Rectangular projections {p} on {b}: square projections of the same size (K x N between two squares', \
+                 interpolated) run a median {med:.2}x as fast per FLOP (per byte in decode) over {} points, {over} of them \
+                 beyond 1.2x; the worst is {} against {against} ({:.2}x).",
                 v.len(),
-                worst.0.shape_label(),
-                worst.1.shape_label(),
-                worst.2
+                worst.rect.shape_label(),
+                worst.ratio
             )
         })
         .collect()
@@ -879,6 +921,48 @@ pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::testdata::layer;
+
+    /// A rectangular point between two squares is set against the rate the
+    /// squares reach at its size (interpolated in log size), one beyond them
+    /// against the nearest within 2x, none further; only the same batch,
+    /// seq and precision count.
+    #[test]
+    fn rectangular_points_meet_the_squares_at_their_size() {
+        let with = |mut r: Record, gflops: f64| {
+            r.measured.as_mut().unwrap().gflops = gflops;
+            r
+        };
+        let sq = |d: u32, g: f64| with(layer("sq", "cpu", (1, 64, d, d), 1.0), g);
+        let rect = |k: u32, n: u32, g: f64| with(layer("r", "cpu", (1, 64, k, n), 1.0), g);
+        let rs = vec![
+            sq(1024, 100.0),
+            sq(2048, 400.0),
+            // 1024 x 4096 is 2048 x 2048 in size: the square's own rate.
+            rect(1024, 4096, 200.0),
+            // 1024 x 2048 lies halfway (in log size) from 1024^2 to 2048^2: 200.
+            rect(1024, 2048, 100.0),
+            // Beyond the largest square by 1.5x: the nearest, 400.
+            rect(2048, 3072, 400.0),
+            // Beyond it by 4x: no square of its size.
+            rect(2048, 8192, 1.0),
+            // Another seq: no squares at all.
+            with(layer("r", "cpu", (1, 65, 1024, 2048), 1.0), 1.0),
+        ];
+        let got: Vec<(u32, u32, usize, f64)> = rect_vs_square(&rs)
+            .iter()
+            .map(|c| (c.rect.dim, c.rect.out_dim, c.squares.len(), c.ratio))
+            .collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!((got[0].0, got[0].1, got[0].2), (1024, 4096, 1), "{got:?}");
+        assert!((got[0].3 - 2.0).abs() < 1e-9, "{got:?}");
+        assert_eq!((got[1].0, got[1].1, got[1].2), (1024, 2048, 2), "{got:?}");
+        assert!((got[1].3 - 2.0).abs() < 1e-9, "{got:?}");
+        assert_eq!(got[2], (2048, 3072, 1, 1.0), "{got:?}");
+        let text = rectangular(&rs).join(" ");
+        assert!(text.contains("median 2.00x"), "{text}");
+        assert!(text.contains("2 of them beyond 1.2x"), "{text}");
+    }
 
     #[test]
     fn slope_of_a_power_law_is_its_exponent() {
