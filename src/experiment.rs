@@ -507,6 +507,13 @@ impl Spec {
                 &format!("{origin}: at least one sample is needed"),
             ));
         }
+        if s.rounds == 0 {
+            return Err(LabError::invalid(
+                "sampling.rounds",
+                "0",
+                &format!("{origin}: at least one pass over the points is needed"),
+            ));
+        }
         if s.max_ms.is_nan()
             || s.max_ms <= 0.0
             || s.min_ms < 0.0

@@ -36,6 +36,12 @@ pub struct Sampling {
     pub batch_mode: bool,
     /// End-to-end requests (upload + kernel + readback) to time.
     pub phase_runs: u32,
+    /// Passes a sweep makes over its points: each point is measured this many
+    /// times, every other pass in reverse order, and its samples pooled, each
+    /// pass with [`Sampling::for_round`]'s share of the budgets. On a machine
+    /// whose speed drifts over minutes (a shared VM), points measured far
+    /// apart in time compare fairly only so.
+    pub rounds: u32,
 }
 
 impl Default for Sampling {
@@ -51,6 +57,7 @@ impl Default for Sampling {
             cold_cache: false,
             batch_mode: true,
             phase_runs: 3,
+            rounds: 1,
         }
     }
 }
@@ -69,6 +76,27 @@ impl Sampling {
             cold_cache: false,
             batch_mode: true,
             phase_runs: 1,
+            rounds: 1,
+        }
+    }
+
+    /// One pass's share of a sampling of `rounds` passes: its sample counts
+    /// and time budgets divided by the rounds (at least one sample), the
+    /// warm-up unchanged. Throughput and end-to-end phases are measured in
+    /// the first pass only (`first`), so a later pass only adds latency
+    /// samples.
+    pub fn for_round(&self, first: bool) -> Sampling {
+        let r = self.rounds.max(1);
+        let split = |v: u32| v.div_ceil(r).max(1);
+        Sampling {
+            min_samples: split(self.min_samples),
+            max_samples: split(self.max_samples),
+            min_ms: self.min_ms / r as f64,
+            max_ms: self.max_ms / r as f64,
+            batch_mode: self.batch_mode && first,
+            phase_runs: if first { self.phase_runs } else { 0 },
+            rounds: 1,
+            ..self.clone()
         }
     }
 }
@@ -89,6 +117,7 @@ impl Sampling {
             cold_cache: false,
             batch_mode: false,
             phase_runs: 0,
+            rounds: 1,
         }
     }
 }
@@ -225,6 +254,40 @@ pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
 
 #[cfg(test)]
 mod tests {
+    /// A pass of three takes a third of the sample counts (at least one) and
+    /// time budgets; throughput and phases only in the first pass.
+    #[test]
+    fn a_round_takes_its_share_of_the_budgets() {
+        let s = Sampling {
+            min_samples: 10,
+            max_samples: 200,
+            min_ms: 60.0,
+            max_ms: 900.0,
+            rounds: 3,
+            ..Sampling::default()
+        };
+        let first = s.for_round(true);
+        assert_eq!((first.min_samples, first.max_samples), (4, 67));
+        assert_eq!((first.min_ms, first.max_ms), (20.0, 300.0));
+        assert!(first.batch_mode && first.phase_runs == s.phase_runs && first.rounds == 1);
+        let later = s.for_round(false);
+        assert!(!later.batch_mode && later.phase_runs == 0);
+        let one = Sampling {
+            max_samples: 1,
+            min_samples: 0,
+            rounds: 4,
+            ..Sampling::default()
+        };
+        assert_eq!(
+            (
+                one.for_round(false).max_samples,
+                one.for_round(false).min_samples
+            ),
+            (1, 1)
+        );
+        assert_eq!(Sampling::default().for_round(true), Sampling::default());
+    }
+
     use super::*;
 
     fn cfg() -> Sampling {

@@ -208,6 +208,43 @@ fn measure_inner(
     Ok(())
 }
 
+/// Adds a later pass's measurement of the same point to `record`: the raw
+/// samples pooled, the latency summaries, rates and noise warning computed
+/// over all of them, the timestamp fallbacks added up, `rounds` counted. A
+/// later pass that failed verification or was not measured leaves the samples
+/// as they were and says so in a warning (verification runs every pass).
+pub fn pool_round(record: &mut Record, later: Record, work: &Workload) {
+    const MS: f64 = 1e-6;
+    let Some(m) = record.measured.as_mut() else {
+        return;
+    };
+    let Some(l) = later.measured else {
+        let why = later
+            .skipped
+            .map_or_else(|| "not measured".to_string(), |s| s.to_string());
+        record
+            .warnings
+            .push(format!("round {} not pooled: {why}", m.rounds + 1));
+        return;
+    };
+    m.raw_ns.extend(l.raw_ns);
+    m.raw_wall_ns.extend(l.raw_wall_ns);
+    for (fault, n) in l.timestamp_fallbacks {
+        *m.timestamp_fallbacks.entry(fault).or_default() += n;
+    }
+    let samples = |v: &[u64]| Samples::new(v.iter().map(|&x| x as f64)).expect("round 1's samples");
+    m.latency_ms = stats::summarize(&samples(&m.raw_ns)).scaled(MS);
+    m.wall_latency_ms = stats::summarize(&samples(&m.raw_wall_ns)).scaled(MS);
+    m.samples = m.raw_ns.len();
+    let seconds = m.latency_ms.p50 / 1e3;
+    m.gflops = work.flops() as f64 / seconds / 1e9;
+    m.gbps = work.bytes_moved() as f64 / seconds / 1e9;
+    m.tokens_per_s = work.shape.tokens() as f64 / seconds;
+    m.rounds += 1;
+    record.warnings.retain(|w| !w.starts_with("noisy:"));
+    record.warnings.extend(noise_warning(&m.latency_ms));
+}
+
 fn apply_accuracy(record: &mut Record, a: &Accuracy) {
     record.max_abs_err = Some(a.max_abs_err);
     record.max_norm_err = Some(a.max_norm_err);
@@ -341,6 +378,7 @@ fn summarize(
         raw_wall_ns,
         timestamp_fallbacks: fallbacks_by_reason(&m.samples),
         energy: None,
+        rounds: 1,
     }
 }
 

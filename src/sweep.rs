@@ -242,12 +242,18 @@ impl Sweep<'_> {
 
         // Cheap points first within each family, so the estimate for an expensive
         // point comes from a measured neighbour.
-        let mut order: Vec<&Point> = points.iter().filter(|p| !done.contains(&p.id())).collect();
-        order.sort_by(|a, b| {
+        let mut sorted: Vec<&Point> = points.iter().collect();
+        sorted.sort_by(|a, b| {
             (a.backend.name(), a.work.op.name(), a.work.precision.name())
                 .cmp(&(b.backend.name(), b.work.op.name(), b.work.precision.name()))
                 .then(cost(&a.work).total_cmp(&cost(&b.work)))
         });
+        let order: Vec<&Point> = sorted
+            .iter()
+            .copied()
+            .filter(|p| !done.contains(&p.id()))
+            .collect();
+        let first_round = self.sampling.for_round(true);
 
         progress.start(order.len());
         let mut estimator = CostEstimator::default();
@@ -290,12 +296,8 @@ impl Sweep<'_> {
                         ),
                     );
                 }
-                match try_measure_point(
-                    backend,
-                    w,
-                    self.sampling,
-                    Some(spec.budget.max_run_seconds),
-                ) {
+                match try_measure_point(backend, w, &first_round, Some(spec.budget.max_run_seconds))
+                {
                     Ok(r) => break r,
                     Err(lost) => {
                         // Only the GPU can be lost. Reopen it once and retry the point.
@@ -330,6 +332,9 @@ impl Sweep<'_> {
             file.save(&path)?;
             progress.advance(record);
         }
+        if !interrupted {
+            interrupted = self.later_rounds(&sorted, backends, &mut file, &path, progress)?;
+        }
         progress.finish();
         let after = MachineState::capture(backends.gpu_monitor());
         let env = &mut file.environment;
@@ -346,6 +351,80 @@ impl Sweep<'_> {
             results: file,
             interrupted,
         })
+    }
+}
+
+impl Sweep<'_> {
+    /// Passes 2.. of `sampling.rounds`: every measured point of `sorted` that
+    /// has had fewer passes is measured again (verified again) with its
+    /// share of the budgets, every other pass in reverse order so drift that
+    /// grows with time weighs on cheap and costly points alike, and its
+    /// samples are pooled into its record; the file is saved after each.
+    /// Points cut, skipped or failed in the first pass are not run again.
+    /// Returns whether a stop request ended it.
+    fn later_rounds(
+        &self,
+        sorted: &[&Point],
+        backends: &mut Backends,
+        file: &mut ResultsFile,
+        path: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        let sampling = self.sampling.for_round(false);
+        for round in 2..=self.sampling.rounds {
+            let mut pass: Vec<(&Point, usize)> = sorted
+                .iter()
+                .filter_map(|p| {
+                    let i = file.records.iter().position(|r| r.id == p.id())?;
+                    let m = file.records[i].measured.as_ref()?;
+                    (m.rounds < round).then_some((*p, i))
+                })
+                .collect();
+            if round % 2 == 0 {
+                pass.reverse();
+            }
+            if pass.is_empty() {
+                continue;
+            }
+            progress.note(&format!(
+                "round {round} of {}: {} measured point(s), {}",
+                self.sampling.rounds,
+                pass.len(),
+                if round % 2 == 0 {
+                    "costliest first"
+                } else {
+                    "cheapest first"
+                }
+            ));
+            progress.start(pass.len());
+            for (p, i) in pass {
+                if STOP.load(Ordering::SeqCst) {
+                    return Ok(true);
+                }
+                progress.point(&p.id());
+                let backend = match (p.backend, &backends.gpu) {
+                    (BackendKind::Cpu, _) => backends.cpu.as_ref(),
+                    (BackendKind::Gpu, Ok(g)) => g.as_ref(),
+                    (BackendKind::Gpu, Err(_)) => continue,
+                };
+                let later = match try_measure_point(backend, &p.work, &sampling, None) {
+                    Ok(r) => r,
+                    Err(lost) => {
+                        progress.note(&format!("{lost}; round {round} skips the GPU's points"));
+                        backends.gpu = Err(lost.to_string());
+                        continue;
+                    }
+                };
+                let record = &mut file.records[i];
+                crate::measure_point::pool_round(record, later, &p.work);
+                if let Some(c) = file.environment.ceilings.get(&p.backend) {
+                    record.apply_ceilings(c);
+                }
+                file.save(path)?;
+                progress.advance(&file.records[i]);
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -186,6 +186,66 @@ fn set_and_backend_narrow_the_sweep() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `sampling.rounds`: every measured point is measured once per pass (each
+/// pass with its share of the sample budget), its samples pooled into one
+/// record whose median and rates are those of the pool, and the run says
+/// which pass it is in.
+#[test]
+fn rounds_pool_every_pass_into_each_record() {
+    let dir = temp_dir("rounds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("rounds.toml");
+    std::fs::write(
+        &spec,
+        "name = \"rounds\"\n[axes]\nop = [\"matmul\", \"embedding\"]\nbackend = [\"cpu\"]\n\
+         batch = [1, 3]\nseq = [5]\ndim = [17]\nvocab = [50]\n\
+         [sampling]\nwarmup_runs = 1\nmin_samples = 6\nmax_samples = 6\nmin_ms = 0\nmax_ms = 5000\n\
+         batch_mode = false\nphase_runs = 0\nrounds = 3\n",
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let out = kernel_lab(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("round 2 of 3: 4 measured point(s), costliest first"),
+        "{log}"
+    );
+    assert!(
+        log.contains("round 3 of 3: 4 measured point(s), cheapest first"),
+        "{log}"
+    );
+    let results = ResultsFile::load(&out_dir.join("results.json")).unwrap();
+    assert_eq!(results.records.len(), 4);
+    for r in &results.records {
+        let m = r.measured.as_ref().expect("measured");
+        // Two samples a pass (6 / 3), three passes.
+        assert_eq!(
+            (m.rounds, m.samples, m.raw_ns.len()),
+            (3, 6, 6),
+            "{:?}",
+            r.id
+        );
+        assert_eq!(m.latency_ms.count, 6);
+        let mut sorted = m.raw_ns.clone();
+        sorted.sort_unstable();
+        let p50_ms = (sorted[2] + sorted[3]) as f64 / 2.0 * 1e-6;
+        assert!(
+            (m.latency_ms.p50 - p50_ms).abs() <= 1e-9 * p50_ms,
+            "{:?}",
+            r.id
+        );
+        let rate = (r.id.batch * r.id.seq) as f64 / (p50_ms * 1e-3);
+        assert!((m.tokens_per_s - rate).abs() <= 1e-6 * rate, "{:?}", r.id);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_spec_files_name_the_problem_in_one_line() {
     let dir = temp_dir("bad");

@@ -71,6 +71,7 @@ impl Progress for Bar {
     fn start(&mut self, points: usize) {
         match self {
             Bar::Tty(bar) => {
+                bar.reset();
                 bar.set_length(points as u64);
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -80,7 +81,10 @@ impl Progress for Bar {
                 );
                 bar.enable_steady_tick(Duration::from_secs(1));
             }
-            Bar::Lines { total, .. } => *total = points,
+            Bar::Lines { total, done, .. } => {
+                *total = points;
+                *done = 0;
+            }
         }
     }
     fn point(&mut self, p: &PointId) {

@@ -360,6 +360,18 @@ pub struct Measured {
     /// Energy while the op ran back to back (NVIDIA GPUs with an energy counter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<crate::energy::Energy>,
+    /// Passes of the sweep whose samples are pooled here (`sampling.rounds`;
+    /// absent, 1).
+    #[serde(default = "one_round", skip_serializing_if = "is_one_round")]
+    pub rounds: u32,
+}
+
+fn one_round() -> u32 {
+    1
+}
+
+fn is_one_round(r: &u32) -> bool {
+    *r == 1
 }
 
 impl Record {
