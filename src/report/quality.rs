@@ -75,6 +75,14 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
             measured.len(),
             NOISY_CV * 100.0
         ));
+        let pooled = measured.iter().map(|(_, m)| m.rounds).max().unwrap_or(1);
+        if pooled > 1 {
+            out.push(format!(
+                "Points pool up to {pooled} passes over the sweep (`sampling.rounds`), measured minutes apart: \
+                 their CV includes the machine's drift between passes, which one pass would hide, and each \
+                 median is the pool's."
+            ));
+        }
         let short = measured
             .iter()
             .filter(|(_, m)| m.samples < MIN_SAMPLES_FOR_P99)
@@ -141,4 +149,38 @@ pub fn previous_run(out: &Path, results: &ResultsFile) -> Option<ResultsFile> {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::backend::Backend;
+    use crate::report::testdata::synthetic;
+    use crate::workload::{Op, Precision};
+
+    fn file(rounds: u32) -> ResultsFile {
+        let mut r = synthetic(Op::Matmul, "cpu", Precision::F32, 1, 8, 64, 1.0);
+        r.measured.as_mut().unwrap().rounds = rounds;
+        ResultsFile {
+            schema_version: crate::results::SCHEMA_VERSION,
+            spec: serde_json::Value::Null,
+            environment: crate::results::Environment::capture(
+                None,
+                CpuBackend::new().device().clone(),
+            ),
+            complete: true,
+            records: vec![r],
+            anchors: None,
+        }
+    }
+
+    /// Pooled passes are named, since their CV means something else; a run of
+    /// one pass says nothing of them.
+    #[test]
+    fn pooled_passes_are_said_to_include_drift() {
+        let said = |rounds| summary(&file(rounds), None).join(" ");
+        assert!(said(3).contains("pool up to 3 passes"), "{}", said(3));
+        assert!(!said(1).contains("passes"), "{}", said(1));
+    }
 }
