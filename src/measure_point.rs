@@ -14,7 +14,7 @@ use crate::memory;
 use crate::prepared_op::{PreparedOp, Sample, TimestampFault};
 use crate::reference::{self, Accuracy};
 use crate::results::{
-    Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
+    LatencyMs, Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
 };
 use crate::stats::{self, Samples};
 use crate::workload::{Inputs, Workload, DEFAULT_SEED};
@@ -214,7 +214,6 @@ fn measure_inner(
 /// later pass that failed verification or was not measured leaves the samples
 /// as they were and says so in a warning (verification runs every pass).
 pub fn pool_round(record: &mut Record, later: Record, work: &Workload) {
-    const MS: f64 = 1e-6;
     let Some(m) = record.measured.as_mut() else {
         return;
     };
@@ -232,14 +231,10 @@ pub fn pool_round(record: &mut Record, later: Record, work: &Workload) {
     for (fault, n) in l.timestamp_fallbacks {
         *m.timestamp_fallbacks.entry(fault).or_default() += n;
     }
-    let samples = |v: &[u64]| Samples::new(v.iter().map(|&x| x as f64)).expect("round 1's samples");
-    m.latency_ms = stats::summarize(&samples(&m.raw_ns)).scaled(MS);
-    m.wall_latency_ms = stats::summarize(&samples(&m.raw_wall_ns)).scaled(MS);
+    m.latency_ms = latency_of(&m.raw_ns);
+    m.wall_latency_ms = latency_of(&m.raw_wall_ns);
     m.samples = m.raw_ns.len();
-    let seconds = m.latency_ms.p50 / 1e3;
-    m.gflops = work.flops() as f64 / seconds / 1e9;
-    m.gbps = work.bytes_moved() as f64 / seconds / 1e9;
-    m.tokens_per_s = work.shape.tokens() as f64 / seconds;
+    (m.gflops, m.gbps, m.tokens_per_s) = rates(work, m.latency_ms.p50);
     m.rounds += 1;
     record.warnings.retain(|w| !w.starts_with("noisy:"));
     record.warnings.extend(noise_warning(&m.latency_ms));
@@ -307,6 +302,25 @@ fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
     w
 }
 
+const MS: f64 = 1e-6;
+
+/// The latency summary of raw samples in nanoseconds, in milliseconds.
+fn latency_of(raw_ns: &[u64]) -> LatencyMs {
+    // measure::run always returns at least one sample, and pooling only adds.
+    let s = Samples::new(raw_ns.iter().map(|&v| v as f64)).expect("at least one sample");
+    stats::summarize(&s).scaled(MS)
+}
+
+/// GFLOP/s, GB/s and tokens/s of `work` at a median of `p50_ms`.
+fn rates(work: &Workload, p50_ms: f64) -> (f64, f64, f64) {
+    let seconds = p50_ms / 1e3;
+    (
+        work.flops() as f64 / seconds / 1e9,
+        work.bytes_moved() as f64 / seconds / 1e9,
+        work.shape.tokens() as f64 / seconds,
+    )
+}
+
 fn summarize(
     work: &Workload,
     kernel: &dyn PreparedOp,
@@ -316,14 +330,10 @@ fn summarize(
     sampling: &Sampling,
     host_peak_alloc: Option<u64>,
 ) -> Measured {
-    const MS: f64 = 1e-6;
     let raw_ns: Vec<u64> = m.samples.iter().map(|s| s.best_ns()).collect();
     let raw_wall_ns: Vec<u64> = m.samples.iter().map(|s| s.wall_ns).collect();
-    // measure::run always returns at least one sample.
-    let best = Samples::new(raw_ns.iter().map(|&v| v as f64)).expect("at least one sample");
-    let wall = Samples::new(raw_wall_ns.iter().map(|&v| v as f64)).expect("at least one sample");
-    let latency = stats::summarize(&best).scaled(MS);
-    let seconds = latency.p50 / 1e3;
+    let latency = latency_of(&raw_ns);
+    let (gflops, gbps, tokens_per_s) = rates(work, latency.p50);
     let flops = work.flops() as f64;
     let tokens = work.shape.tokens() as f64;
 
@@ -350,7 +360,7 @@ fn summarize(
         samples: raw_ns.len(),
         stop_rule: m.stop,
         latency_ms: latency,
-        wall_latency_ms: stats::summarize(&wall).scaled(MS),
+        wall_latency_ms: latency_of(&raw_wall_ns),
         prepare_ms: prepare_ns as f64 * MS,
         compile_ms: None,
         first_run_ms: first_ns as f64 * MS,
@@ -358,9 +368,9 @@ fn summarize(
         cold_cache: sampling.cold_cache,
         phases_ms,
         throughput,
-        gflops: flops / seconds / 1e9,
-        gbps: work.bytes_moved() as f64 / seconds / 1e9,
-        tokens_per_s: tokens / seconds,
+        gflops,
+        gbps,
+        tokens_per_s,
         arithmetic_intensity: work.arithmetic_intensity(),
         pct_of_copy_bandwidth: None,
         pct_of_fma_peak: None,

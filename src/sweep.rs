@@ -371,11 +371,18 @@ impl Sweep<'_> {
         progress: &mut dyn Progress,
     ) -> Result<bool> {
         let sampling = self.sampling.for_round(false);
+        // Later passes add no records, so each point's index holds throughout.
+        let index: HashMap<PointId, usize> = file
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i))
+            .collect();
         for round in 2..=self.sampling.rounds {
             let mut pass: Vec<(&Point, usize)> = sorted
                 .iter()
                 .filter_map(|p| {
-                    let i = file.records.iter().position(|r| r.id == p.id())?;
+                    let i = *index.get(&p.id())?;
                     let m = file.records[i].measured.as_ref()?;
                     (m.rounds < round).then_some((*p, i))
                 })
