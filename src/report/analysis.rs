@@ -154,9 +154,10 @@ pub fn rate_band(r: &Record, rate: f64) -> Option<(f64, f64)> {
     Some((rate * p50 / hi, rate * p50 / lo))
 }
 
-/// The point of `backend` with the worst tail (largest p99 over p50) among
-/// those with 20 samples or more: the one the report's tail finding names.
-pub fn worst_tail(records: &[Record], backend: BackendKind) -> Option<(f64, &Record)> {
+/// p99 over p50 of every point of `backend` with 20 samples or more whose
+/// ratio is a number (an edited file can hold a p50 of zero): the points the
+/// report's tail finding summarises.
+pub fn tail_ratios(records: &[Record], backend: BackendKind) -> Vec<(f64, &Record)> {
     measured(records)
         .filter(|r| r.id.backend == backend && r.measured.as_ref().is_some_and(|m| m.samples >= 20))
         .map(|r| {
@@ -164,6 +165,14 @@ pub fn worst_tail(records: &[Record], backend: BackendKind) -> Option<(f64, &Rec
             (l.p99 / l.p50, r)
         })
         .filter(|x| x.0.is_finite())
+        .collect()
+}
+
+/// The point of `backend` with the worst tail (largest p99 over p50) among
+/// those [`tail_ratios`] keeps: the one the report's tail finding names.
+pub fn worst_tail(records: &[Record], backend: BackendKind) -> Option<(f64, &Record)> {
+    tail_ratios(records, backend)
+        .into_iter()
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 

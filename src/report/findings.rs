@@ -284,20 +284,11 @@ fn memory(records: &[Record]) -> Vec<String> {
 fn tail(records: &[Record]) -> Vec<String> {
     let mut out = Vec::new();
     for backend in BackendKind::ALL {
-        let ratios: Vec<(f64, &Record)> = measured(records)
-            .filter(|r| {
-                r.id.backend == backend && r.measured.as_ref().is_some_and(|m| m.samples >= 20)
-            })
-            .map(|r| {
-                let l = &r.measured.as_ref().expect("filtered").latency_ms;
-                (l.p99 / l.p50, r)
-            })
-            .collect();
-        if ratios.is_empty() {
+        let ratios = crate::report::analysis::tail_ratios(records, backend);
+        let Some(worst) = crate::report::analysis::worst_tail(records, backend) else {
             continue;
-        }
+        };
         let med = median(ratios.iter().map(|r| r.0).collect());
-        let worst = crate::report::analysis::worst_tail(records, backend).expect("non-empty");
         let wl = &worst.1.measured.as_ref().expect("filtered").latency_ms;
         out.push(format!(
             "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} {} \
@@ -962,6 +953,23 @@ mod tests {
         let text = rectangular(&rs).join(" ");
         assert!(text.contains("median 2.00x"), "{text}");
         assert!(text.contains("2 of them beyond 1.2x"), "{text}");
+    }
+
+    /// A p50 of zero (an edited file) makes p99/p50 no number: the tail
+    /// finding leaves that point out instead of panicking, and says nothing
+    /// of a backend left with no point.
+    #[test]
+    fn tail_leaves_out_points_whose_ratio_is_no_number() {
+        let zero_p50 = |mut r: Record| {
+            r.measured.as_mut().unwrap().latency_ms.p50 = 0.0;
+            r
+        };
+        let sound = synthetic(Op::Matmul, "cpu", Precision::F32, 1, 8, 64, 1.0);
+        let broken = zero_p50(synthetic(Op::Matmul, "cpu", Precision::F32, 2, 8, 64, 1.0));
+        let text = tail(&[sound.clone(), broken.clone()]).join(" ");
+        assert!(text.contains("over 1 points"), "{text}");
+        assert!(text.contains(&sound.id.shape_label()), "{text}");
+        assert!(tail(&[broken]).is_empty());
     }
 
     #[test]
