@@ -66,6 +66,9 @@ fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
     let cpu = CpuBackend::new();
     let w = rect(Op::Matmul, Precision::F16, 1, 1, 4096, 4096, 1);
     assert_eq!(cpu.describe(&w), "skinny-f32acc f16");
+    // INT8 weights take the same path, widened from int8 as they are read.
+    let w8 = rect(Op::Matmul, Precision::Int8, 1, 1, 4096, 4096, 1);
+    assert_eq!(cpu.describe(&w8), "skinny-w8-f32acc int8");
     let inputs = Inputs::generate(&w, 7);
     let mut op = cpu.prepare(&w, &inputs).unwrap();
     op.run().unwrap();

@@ -120,10 +120,15 @@ impl Backend for CpuBackend {
 /// The implementation that runs `work` on the CPU.
 fn describe(work: &Workload) -> String {
     let m = work.mkn().0;
-    let matmul = if work.precision == Precision::Int8 {
+    let int8 = work.precision == Precision::Int8;
+    let matmul = if skinny(work.precision, m as usize) {
+        if int8 {
+            "skinny-w8-f32acc"
+        } else {
+            "skinny-f32acc"
+        }
+    } else if int8 {
         "w8-dequant+gemm-f32"
-    } else if skinny(work.precision, m as usize) {
-        "skinny-f32acc"
     } else if work.precision == Precision::F32 {
         "gemm"
     } else {
@@ -144,13 +149,11 @@ const SKINNY_ROWS: usize = 16;
 /// Whether an `m`-row output in `precision` takes [`matmul_skinny`]: few
 /// rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against 19.0 ms
 /// through `gemm` in f32; 4.7 to 6.5 ms since the loop is compiled for AVX2
-/// and FMA). Every type but INT8 (whose weight takes
-/// [`matmul_w8`]) follows the same rule: both paths accumulate in f32.
-fn skinny(precision: Precision, m: usize) -> bool {
-    match precision {
-        Precision::F32 | Precision::F16 | Precision::Bf16 => m <= SKINNY_ROWS,
-        Precision::Int8 => false,
-    }
+/// and FMA). Every type follows the same rule, INT8 weights included (read
+/// as int8 and widened in L1 instead of a widened f32 copy of the weight
+/// written and read again): both paths accumulate in f32.
+fn skinny(_precision: Precision, m: usize) -> bool {
+    m <= SKINNY_ROWS
 }
 
 /// A storage element type the CPU kernels are written once for.
@@ -200,6 +203,48 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
                     .for_each(|(d, src)| Self::narrow(src, d))
             },
         )
+    }
+}
+
+/// A weight element the skinny loop widens to f32 as it reads it: the
+/// storage types, and an INT8 weight's quantized values (its scales are
+/// applied to the sums).
+pub trait WeightElement: Copy + Sync {
+    /// `src` as f32: itself, or widened into `buf`.
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
+    /// [`WeightElement::as_f32`] inlined into code compiled for F16C.
+    ///
+    /// # Safety
+    /// The CPU must have F16C.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn as_f32_f16c<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        Self::as_f32(src, buf)
+    }
+}
+
+impl<T: Element> WeightElement for T {
+    #[inline(always)]
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        Element::as_f32(src, buf)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn as_f32_f16c<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        // SAFETY: the caller's CPU has F16C.
+        unsafe { Element::as_f32_f16c(src, buf) }
+    }
+}
+
+/// INT8 widens exactly (|q| <= 127), element by element over zipped slices,
+/// which the compiler vectorises (sign-extend, convert).
+impl WeightElement for i8 {
+    #[inline(always)]
+    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
+        for (d, &q) in buf.iter_mut().zip(src) {
+            *d = q as f32;
+        }
+        &buf[..src.len()]
     }
 }
 
@@ -581,7 +626,15 @@ const KU: usize = 4;
 /// accumulators fit in [`SKINNY_ACC_BYTES`]) and a range of K, and the
 /// ranges' partial sums are added at the end. Here (B1 S1 K4096 N4096 FP16,
 /// `bench`), blocks of 1024 columns, a 2 KiB run per row, read 8 GB/s.
-fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) {
+/// An INT8 weight passes its per-column `scales`, applied to the sums.
+fn matmul_skinny<T: Element, W: WeightElement>(
+    x: &[T],
+    w: &[W],
+    scales: Option<&[f32]>,
+    y: &mut [T],
+    k: usize,
+    n: usize,
+) {
     let mut xs = vec![0f32; x.len()];
     T::widen(x, &mut xs);
     let m = (y.len() / n).max(1);
@@ -620,7 +673,12 @@ fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) 
         }
         let c0 = b * width;
         let cols = width.min(n - c0);
-        for (r, out) in first.chunks_exact(cols).enumerate() {
+        for (r, out) in first.chunks_exact_mut(cols).enumerate() {
+            if let Some(scales) = scales {
+                for (a, &s) in out.iter_mut().zip(&scales[c0..c0 + cols]) {
+                    *a *= s;
+                }
+            }
             T::narrow(out, &mut y[r * n + c0..r * n + c0 + cols]);
         }
     }
@@ -631,9 +689,9 @@ fn matmul_skinny<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize) 
 /// on 256-bit vectors where the CPU has AVX2, FMA and F16C (checked at run
 /// time, so one binary serves every x86-64), else in whatever the build
 /// targets (FMA is baseline on aarch64).
-fn skinny_block<T: Element>(
+fn skinny_block<W: WeightElement>(
     xs: &[f32],
-    w: &[T],
+    w: &[W],
     k: usize,
     n: usize,
     m: usize,
@@ -648,7 +706,7 @@ fn skinny_block<T: Element>(
         // SAFETY: the three features were detected on this CPU just now.
         return unsafe { skinny_block_avx2(xs, w, k, n, m, cs, ks) };
     }
-    skinny_block_body::<T, { cfg!(target_arch = "aarch64") }, false>(xs, w, k, n, m, cs, ks)
+    skinny_block_body::<W, { cfg!(target_arch = "aarch64") }, false>(xs, w, k, n, m, cs, ks)
 }
 
 /// [`skinny_block_body`] compiled for AVX2, FMA and F16C.
@@ -657,16 +715,16 @@ fn skinny_block<T: Element>(
 /// The CPU must have AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn skinny_block_avx2<T: Element>(
+unsafe fn skinny_block_avx2<W: WeightElement>(
     xs: &[f32],
-    w: &[T],
+    w: &[W],
     k: usize,
     n: usize,
     m: usize,
     cs: Range<usize>,
     ks: Range<usize>,
 ) -> Vec<f32> {
-    skinny_block_body::<T, true, true>(xs, w, k, n, m, cs, ks)
+    skinny_block_body::<W, true, true>(xs, w, k, n, m, cs, ks)
 }
 
 /// `acc + x * v`, fused (one rounding) when `FMA`.
@@ -681,14 +739,17 @@ fn madd<const FMA: bool>(acc: f32, x: f32, v: f32) -> f32 {
 
 /// `src` as f32 through F16C where `F16C` says the code is compiled for it.
 #[inline(always)]
-fn as_f32_in<'a, T: Element, const F16C: bool>(src: &'a [T], buf: &'a mut [f32]) -> &'a [f32] {
+fn as_f32_in<'a, W: WeightElement, const F16C: bool>(
+    src: &'a [W],
+    buf: &'a mut [f32],
+) -> &'a [f32] {
     #[cfg(target_arch = "x86_64")]
     if F16C {
         // SAFETY: F16C is true only in `skinny_block_avx2`, which runs only
         // where the CPU has F16C.
-        return unsafe { T::as_f32_f16c(src, buf) };
+        return unsafe { W::as_f32_f16c(src, buf) };
     }
-    T::as_f32(src, buf)
+    W::as_f32(src, buf)
 }
 
 /// The skinny block's loop: [`KU`] rows of w at a time, widened to f32 a tile
@@ -698,9 +759,9 @@ fn as_f32_in<'a, T: Element, const F16C: bool>(src: &'a [T], buf: &'a mut [f32])
 /// Written over zipped slices so the compiler vectorises it without bounds
 /// checks.
 #[inline(always)]
-fn skinny_block_body<T: Element, const FMA: bool, const F16C: bool>(
+fn skinny_block_body<W: WeightElement, const FMA: bool, const F16C: bool>(
     xs: &[f32],
-    w: &[T],
+    w: &[W],
     k: usize,
     n: usize,
     m: usize,
@@ -725,10 +786,10 @@ fn skinny_block_body<T: Element, const FMA: bool, const F16C: bool>(
             let (b1, rest) = rest.split_at_mut(tile);
             let (b2, b3) = rest.split_at_mut(tile);
             let (w0, w1, w2, w3) = (
-                as_f32_in::<T, F16C>(seg(0), &mut b0[..tw]),
-                as_f32_in::<T, F16C>(seg(1), &mut b1[..tw]),
-                as_f32_in::<T, F16C>(seg(2), &mut b2[..tw]),
-                as_f32_in::<T, F16C>(seg(3), &mut b3[..tw]),
+                as_f32_in::<W, F16C>(seg(0), &mut b0[..tw]),
+                as_f32_in::<W, F16C>(seg(1), &mut b1[..tw]),
+                as_f32_in::<W, F16C>(seg(2), &mut b2[..tw]),
+                as_f32_in::<W, F16C>(seg(3), &mut b3[..tw]),
             );
             let mut pairs = acc.chunks_exact_mut(2 * cols);
             for (p, two) in pairs.by_ref().enumerate() {
@@ -767,7 +828,7 @@ fn skinny_block_body<T: Element, const FMA: bool, const F16C: bool>(
         while t0 < cols {
             let tw = tile.min(cols - t0);
             let wrow =
-                as_f32_in::<T, F16C>(&w[kk * n + c0 + t0..kk * n + c0 + t0 + tw], &mut bufs[..tw]);
+                as_f32_in::<W, F16C>(&w[kk * n + c0 + t0..kk * n + c0 + t0 + tw], &mut bufs[..tw]);
             for (r, out) in acc.chunks_exact_mut(cols).enumerate() {
                 let xv = xs[r * k + kk];
                 for (a, &wv) in out[t0..t0 + tw].iter_mut().zip(wrow) {
@@ -786,7 +847,7 @@ fn skinny_block_body<T: Element, const FMA: bool, const F16C: bool>(
 fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize, scratch: &mut Scratch) {
     let m = y.len() / n;
     if skinny(T::PRECISION, m) {
-        return matmul_skinny(x, w, y, k, n);
+        return matmul_skinny(x, w, None, y, k, n);
     }
     T::gemm(x, w, y, k, n, scratch)
 }
@@ -795,7 +856,8 @@ fn matmul<T: Element>(x: &[T], w: &[T], y: &mut [T], k: usize, n: usize, scratch
 /// weight-only engines compute it: the activations widened to f32 once, the
 /// int8 weight a panel of rows at a time (exact: |q| <= 127), f32 products
 /// accumulated by `gemm` into an f32 output, each column's scale applied to
-/// its sum, and the result rounded to the output type.
+/// its sum, and the result rounded to the output type. Few rows (decode) take
+/// [`matmul_skinny`], which widens the int8 rows in L1 as it reads them.
 fn matmul_w8<T: Element>(
     x: &[T],
     qw: &QuantizedWeight,
@@ -805,6 +867,9 @@ fn matmul_w8<T: Element>(
     s: &mut Scratch,
 ) {
     let m = y.len() / n;
+    if skinny(Precision::Int8, m) {
+        return matmul_skinny(x, &qw.q, Some(&qw.scales), y, k, n);
+    }
     gemm_widened(
         x,
         m,
@@ -933,7 +998,7 @@ mod tests {
         let round = |v: Vec<f32>| -> Vec<T> { v.into_iter().map(T::from_f32).collect() };
         let (x, w) = (round(values(m * k, 1)), round(values(k * n, 2)));
         let mut y = vec![T::default(); m * n];
-        matmul_skinny(&x, &w, &mut y, k, n);
+        matmul_skinny(&x, &w, None, &mut y, k, n);
         for r in 0..m {
             for c in 0..n {
                 let (mut exact, mut mag) = (0f64, 0f64);
@@ -954,11 +1019,44 @@ mod tests {
         }
     }
 
+    /// The skinny product with an INT8 weight: FP16 activations times the
+    /// quantized values, each column's sum scaled, against an f64 sum of the
+    /// same, within K + 1 f32 roundings of the scaled sum of magnitudes plus
+    /// the FP16 output's rounding.
+    fn check_skinny_w8(m: usize, k: usize, n: usize) {
+        let x: Vec<f16> = values(m * k, 5).into_iter().map(f16::from_f32).collect();
+        let q: Vec<i8> = values(k * n, 6)
+            .into_iter()
+            .map(|v| (v * 127.0).round() as i8)
+            .collect();
+        let scales: Vec<f32> = values(n, 7).into_iter().map(|v| 0.5 + v.abs()).collect();
+        let mut y = vec![f16::ZERO; m * n];
+        matmul_skinny(&x, &q, Some(&scales), &mut y, k, n);
+        for r in 0..m {
+            for c in 0..n {
+                let (mut exact, mut mag) = (0f64, 0f64);
+                for i in 0..k {
+                    let p = x[r * k + i].to_f64() * q[i * n + c] as f64 * scales[c] as f64;
+                    exact += p;
+                    mag += p.abs();
+                }
+                let got = y[r * n + c].to_f64();
+                let bound = mag * (k + 1) as f64 * f32::EPSILON as f64 / 2.0
+                    + exact.abs() * f16::EPSILON.to_f64() / 2.0
+                    + 1e-30;
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "w8 m {m} k {k} n {n}: y[{r}, {c}] = {got}, exact {exact}, bound {bound}"
+                );
+            }
+        }
+    }
+
     /// Every path through the skinny kernel: odd and even row counts (the
     /// pair loop and its remainder), K not a multiple of four (the row tail)
     /// and split between tasks (partial sums added), N under one tile, over
     /// one tile, and wider than one task's accumulators (several column
-    /// blocks), in every precision it serves.
+    /// blocks), in every precision it serves, INT8 weights included.
     #[test]
     fn skinny_matches_an_exact_sum_on_every_path() {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -979,6 +1077,7 @@ mod tests {
                 check_skinny::<f32>(m, k, n, 0.0);
                 check_skinny::<f16>(m, k, n, f16::EPSILON.to_f64() / 2.0);
                 check_skinny::<bf16>(m, k, n, bf16::EPSILON.to_f64() / 2.0);
+                check_skinny_w8(m, k, n);
             }
         });
     }
