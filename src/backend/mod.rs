@@ -7,6 +7,7 @@
 
 pub mod cpu;
 mod cpu_ceilings;
+mod cpu_skinny;
 pub mod gpu;
 
 pub use crate::prepared_op::{MemoryUse, OneTimeCosts, Phases, PreparedOp, Sample, TimingMethod};
