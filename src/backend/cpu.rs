@@ -11,7 +11,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::cpu_skinny::matmul_skinny;
+use super::cpu_skinny::{matmul_skinny, WeightElement};
 use super::{
     Backend, BackendKind, DeviceInfo, DeviceLimits, MemoryUse, Phases, PreparedOp, Sample,
     TimingMethod, CACHE_FLUSH_BYTES,
@@ -150,14 +150,14 @@ const SKINNY_ROWS: usize = 16;
 /// rows (here at B8 S1 K4096 N4096, `bench`: 9.2 and 10.0 ms against 19.0 ms
 /// through `gemm` in f32; 4.7 to 6.5 ms since the loop is compiled for AVX2
 /// and FMA). Every type follows the same rule, INT8 weights included (read
-/// as int8 and widened in L1 instead of a widened f32 copy of the weight
-/// written and read again): both paths accumulate in f32.
+/// as int8 and widened as they are loaded, instead of a widened f32 copy of
+/// the weight written and read again): both paths accumulate in f32.
 fn skinny(_precision: Precision, m: usize) -> bool {
     m <= SKINNY_ROWS
 }
 
 /// A storage element type the CPU kernels are written once for.
-pub trait Element: Copy + Default + Send + Sync + 'static {
+pub trait Element: WeightElement + Default + Send + 'static {
     /// The precision it stores.
     const PRECISION: Precision;
     /// Converts from the f32 the inputs are generated in.
@@ -172,18 +172,6 @@ pub trait Element: Copy + Default + Send + Sync + 'static {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = Self::from_f32(v);
         }
-    }
-    /// `src` as f32: itself, or widened into `buf`.
-    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
-    /// [`Element::as_f32`] inlined into code compiled for F16C, where FP16
-    /// widens 8 elements an instruction without a call per chunk.
-    ///
-    /// # Safety
-    /// The CPU must have F16C.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn as_f32_f16c<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        Self::as_f32(src, buf)
     }
     /// `y[m, n] = x[m, k] @ w[k, n]` through `gemm`, accumulating in f32;
     /// `scratch` holds whatever widened copies the type needs. Narrow types
@@ -359,9 +347,6 @@ impl Element for f32 {
     fn widen(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
-    fn as_f32<'a>(src: &'a [Self], _: &'a mut [f32]) -> &'a [f32] {
-        src
-    }
     fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
         let m = y.len() / n;
         // SAFETY: the slices hold m*k, k*n and m*n elements; y is its own Vec.
@@ -383,30 +368,6 @@ impl Element for f16 {
     fn widen(src: &[Self], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
     }
-    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        src.convert_to_f32_slice(buf);
-        buf
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn as_f32_f16c<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
-        let n = src.len().min(buf.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n elements of both slices; unaligned loads and
-            // stores; the caller's CPU has F16C.
-            unsafe {
-                let h = _mm_loadu_si128(src.as_ptr().add(i).cast::<__m128i>());
-                _mm256_storeu_ps(buf.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
-            }
-            i += 8;
-        }
-        for (d, s) in buf[i..n].iter_mut().zip(&src[i..n]) {
-            *d = s.to_f32();
-        }
-        &buf[..n]
-    }
 }
 
 impl Element for bf16 {
@@ -427,10 +388,6 @@ impl Element for bf16 {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = s.to_f32();
         }
-    }
-    fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        Self::widen(src, buf);
-        &buf[..src.len()]
     }
 }
 
