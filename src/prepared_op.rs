@@ -120,7 +120,11 @@ pub struct MemoryUse {
     pub weights: u64,
     /// Output.
     pub output: u64,
-    /// Anything else the backend keeps (uniforms, staging, timestamp buffers).
+    /// Anything else the backend keeps for the op (uniforms, staging and
+    /// timestamp buffers on the GPU; the f32 copies narrow types are widened
+    /// into on the CPU). Not the buffer cold-cache timing writes between
+    /// samples: that is the harness's, and runs before 2026-11-27 counted it
+    /// here.
     pub other: u64,
     /// The sum of the above.
     pub total: u64,

@@ -1085,6 +1085,49 @@ fn the_memory_record_separates_the_op_from_the_harness() {
     let _ = n("process_peak_rss");
 }
 
+/// Cold-cache timing writes a 256 MiB buffer between samples: the harness's,
+/// not the op's, so it stays out of the op's memory (it once made a 4 MiB
+/// layer read as allocating 65x its model, put down to staging buffers).
+#[test]
+fn cold_cache_timing_leaves_the_flush_buffer_out_of_the_ops_memory() {
+    for backend in ["cpu", "gpu"] {
+        let o = kernel_lab()
+            .args([
+                "bench",
+                "--op",
+                "matmul",
+                "--batch",
+                "1",
+                "--seq",
+                "1",
+                "--dim",
+                "256",
+                "--backend",
+                backend,
+                "--cold-cache",
+                "--json",
+                "--max-time-ms",
+                "50",
+            ])
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        if r["backend"] != backend || r["cold_cache"] != true {
+            // No GPU here (the CPU stood in, or the point was skipped).
+            assert!(
+                backend == "gpu" && std::env::var_os("KERNEL_LAB_REQUIRE_GPU").is_none(),
+                "{r}"
+            );
+            continue;
+        }
+        let other = r["memory_bytes"]["measured"]["other"].as_u64().unwrap();
+        assert!(other < 16 << 20, "{backend}: other {other} bytes: {r}");
+        let ratio = r["memory_bytes"]["measured_over_model"].as_f64().unwrap();
+        assert!(ratio < 3.0, "{backend}: {ratio}x the model");
+    }
+}
+
 /// Issue 12, case 11: points skipped for a reason that may have gone (here no
 /// GPU: WGPU_BACKEND named none) run again with `--resume --retry-skipped`,
 /// and the measured ones are kept as they were.

@@ -629,7 +629,8 @@ impl<T: Element> PreparedOp for CpuOp<'_, T> {
                 + self.qw.q.capacity() as u64
                 + self.qw.scales.capacity() as u64 * 4,
             output: self.y.capacity() as u64 * e,
-            other: self.flush.capacity() as u64 + self.scratch.bytes(),
+            // Not `flush`: the harness's cache-flush buffer, no part of the op.
+            other: self.scratch.bytes(),
             ..Default::default()
         }
         .summed()

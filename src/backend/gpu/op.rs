@@ -664,9 +664,8 @@ impl PreparedOp for GpuOp<'_> {
         let mut mem = MemoryUse {
             table: total(&self.table),
             weights: total(&self.w),
-            other: self.staging.size()
-                + size(&self.flush)
-                + self.queries.as_ref().map_or(0, |_| QUERY_BYTES),
+            // Not `flush`: the harness's cache-flush buffer, no part of the op.
+            other: self.staging.size() + self.queries.as_ref().map_or(0, |_| QUERY_BYTES),
             ..Default::default()
         };
         if let Some(report) = self.ctx.device.generate_allocator_report() {
