@@ -44,8 +44,7 @@ impl WeightElement for f32 {
 impl WeightElement for f16 {
     #[inline(always)]
     fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        Element::widen(src, &mut buf[..src.len()]);
-        &buf[..src.len()]
+        widened(src, buf)
     }
     /// F16C's `vcvtph2ps`: eight halves in one instruction.
     #[cfg(target_arch = "x86_64")]
@@ -59,8 +58,7 @@ impl WeightElement for f16 {
 impl WeightElement for bf16 {
     #[inline(always)]
     fn as_f32<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32] {
-        Element::widen(src, &mut buf[..src.len()]);
-        &buf[..src.len()]
+        widened(src, buf)
     }
     /// A BF16 is the top half of an f32: zero-extend to 32 bits, shift up 16.
     #[cfg(target_arch = "x86_64")]
@@ -91,6 +89,14 @@ impl WeightElement for i8 {
         // SAFETY: 8 readable bytes at p; the CPU has AVX2 (the caller's contract).
         unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast::<__m128i>()))) }
     }
+}
+
+/// `src` widened into the front of `buf` by [`Element::widen`].
+#[inline(always)]
+fn widened<'a, T: Element>(src: &[T], buf: &'a mut [f32]) -> &'a [f32] {
+    let out = &mut buf[..src.len()];
+    T::widen(src, out);
+    out
 }
 
 /// Bytes of f32 accumulators one task of [`matmul_skinny`] keeps: a share of
@@ -227,6 +233,13 @@ fn madd<const FMA: bool>(acc: f32, x: f32, v: f32) -> f32 {
     }
 }
 
+/// `acc + x[0] * v[0] + ... + x[3] * v[3]`, added in that order.
+#[inline(always)]
+fn madd4<const FMA: bool>(acc: f32, x: [f32; KU], v: [f32; KU]) -> f32 {
+    let s = madd::<FMA>(madd::<FMA>(acc, x[0], v[0]), x[1], v[1]);
+    madd::<FMA>(madd::<FMA>(s, x[2], v[2]), x[3], v[3])
+}
+
 /// `a0[j] += x . (w0[j], w1[j], w2[j], w3[j])` for every column `j` of the
 /// tile (and `a1` with `z` when `TWO`), in the order of the portable loop:
 /// eight columns at a time, each row of w loaded and widened in a register
@@ -288,11 +301,9 @@ unsafe fn add4_avx2<W: WeightElement, const TWO: bool>(
         }
         for c in 0..len - j {
             let v = [tail[0][c], tail[1][c], tail[2][c], tail[3][c]];
-            let s = madd::<true>(madd::<true>(a0[j + c], x[0], v[0]), x[1], v[1]);
-            a0[j + c] = madd::<true>(madd::<true>(s, x[2], v[2]), x[3], v[3]);
+            a0[j + c] = madd4::<true>(a0[j + c], x, v);
             if TWO {
-                let s = madd::<true>(madd::<true>(a1[j + c], z[0], v[0]), z[1], v[1]);
-                a1[j + c] = madd::<true>(madd::<true>(s, z[2], v[2]), z[3], v[3]);
+                a1[j + c] = madd4::<true>(a1[j + c], z, v);
             }
         }
     }
@@ -385,10 +396,8 @@ fn skinny_block_body<W: WeightElement, const FMA: bool, const AVX2: bool>(
                     .zip(w2)
                     .zip(w3)
                 {
-                    let s0 = madd::<FMA>(madd::<FMA>(*a0, x[0], v0), x[1], v1);
-                    *a0 = madd::<FMA>(madd::<FMA>(s0, x[2], v2), x[3], v3);
-                    let s1 = madd::<FMA>(madd::<FMA>(*a1, z[0], v0), z[1], v1);
-                    *a1 = madd::<FMA>(madd::<FMA>(s1, z[2], v2), z[3], v3);
+                    *a0 = madd4::<FMA>(*a0, x, [v0, v1, v2, v3]);
+                    *a1 = madd4::<FMA>(*a1, z, [v0, v1, v2, v3]);
                 }
             }
             let last = pairs.into_remainder();
@@ -397,8 +406,7 @@ fn skinny_block_body<W: WeightElement, const FMA: bool, const AVX2: bool>(
                 for ((((a, &v0), &v1), &v2), &v3) in
                     last[t0..t0 + tw].iter_mut().zip(w0).zip(w1).zip(w2).zip(w3)
                 {
-                    let s = madd::<FMA>(madd::<FMA>(*a, x[0], v0), x[1], v1);
-                    *a = madd::<FMA>(madd::<FMA>(s, x[2], v2), x[3], v3);
+                    *a = madd4::<FMA>(*a, x, [v0, v1, v2, v3]);
                 }
             }
             t0 += tw;
