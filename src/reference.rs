@@ -4,7 +4,10 @@
 //! Error is measured per element as `|y - ref| / scale`, where `scale` is
 //! `sum_k |x_ik * w_kj|` for a projection (the quantity the rounding error of a dot
 //! product is proportional to) and `|ref|` for a gather. This normalisation stays
-//! meaningful where `ref` crosses zero, unlike `|y - ref| / |ref|`.
+//! meaningful where `ref` crosses zero, unlike `|y - ref| / |ref|`. Below the
+//! formats' normal range rounding is absolute, not relative (see
+//! [`underflow_allowance`]): there the normaliser grows by that allowance over
+//! the tolerance, so that `normalised error <= tolerance` stays the whole check.
 
 use std::borrow::Cow;
 
@@ -17,6 +20,11 @@ use crate::workload::{Inputs, Op, Precision, Workload};
 const U32: f64 = 5.960_464_477_539_063e-8;
 /// Unit roundoff of f16 (2^-11).
 const U16: f64 = 4.882_812_5e-4;
+
+/// Smallest positive normal f32 (2^-126): an f32 product below it is subnormal or flushed.
+const F32_MIN_NORMAL: f64 = 1.175_494_350_822_287_5e-38;
+/// Smallest positive normal f16 (2^-14).
+const F16_MIN_NORMAL: f64 = 6.103_515_625e-5;
 
 /// Above this many multiply-adds the reference is computed on a sample of rows.
 const FULL_REFERENCE_MACS: u64 = 1 << 28;
@@ -69,6 +77,42 @@ pub fn tolerance_f16_accumulation(op: Op, k: u64) -> f64 {
         return 0.0;
     }
     8.0 * (k as f64).sqrt() * U16 + U16
+}
+
+/// The absolute error, past `tol * scale`, that underflow lets a correct
+/// kernel add to one output element whose f64 result is `expected`.
+///
+/// The relative bounds of [`tolerance`] hold only above the formats' smallest
+/// normal values. Below them a result is rounded to a fixed spacing (f16's
+/// subnormals are 2^-24 apart) or flushed to zero, which WGSL allows: either
+/// way off by less than the smallest normal. So an output whose value lies
+/// below its format's normal range (f16: 6.1e-5, reached by a one-deep
+/// projection or by cancellation) may be off by that much; every accumulated
+/// product may underflow too (f32: 2^-126 each, k of them and the INT8 column
+/// scale; in an f16 accumulator 2^-14, in the probabilistic sqrt(k) of
+/// [`tolerance_f16_accumulation`]). A gather copies and is allowed nothing.
+pub fn underflow_allowance(
+    work: &Workload,
+    accumulation: Accumulation,
+    tol: f64,
+    expected: f64,
+    scale: f64,
+) -> f64 {
+    if !work.op.uses_weight() {
+        return 0.0;
+    }
+    let k = work.mkn().1 as f64;
+    let accumulate = match accumulation {
+        Accumulation::F32 => (k + 1.0) * F32_MIN_NORMAL,
+        Accumulation::F16 => 8.0 * k.sqrt() * F16_MIN_NORMAL,
+    };
+    let min_normal = work.precision.min_normal();
+    let stored = if expected.abs() + tol * scale + accumulate < min_normal {
+        min_normal
+    } else {
+        0.0
+    };
+    accumulate + stored
 }
 
 /// How a kernel accumulates its dot products (which sets the tolerance).
@@ -271,9 +315,17 @@ pub fn verify_sampled(
                 continue;
             }
             let abs = (g - expected).abs();
-            // A zero scale means an exact zero is expected: any error is infinite relative error.
-            let rel = if scale[c] > 0.0 {
-                abs / scale[c]
+            // Below the normal range the allowance is absolute: folded into the
+            // normaliser so that `rel <= tol` means `abs <= tol * scale + allowance`.
+            let allowance = underflow_allowance(work, accumulation, tol, expected, scale[c]);
+            let normaliser = if tol > 0.0 {
+                scale[c] + allowance / tol
+            } else {
+                scale[c]
+            };
+            // A zero normaliser means an exact zero is expected: any error is infinite relative error.
+            let rel = if normaliser > 0.0 {
+                abs / normaliser
             } else if abs == 0.0 {
                 0.0
             } else {
@@ -413,6 +465,54 @@ mod tests {
         };
         assert!(verify(&work32, &inputs, &[70000.0, 0.0]).verified);
         assert!(!verify(&work32, &inputs, &[f32::INFINITY, 0.0]).verified);
+    }
+
+    /// Below f16's normal range (6.1e-5) a result is rounded to 2^-24 steps or
+    /// flushed to zero, both correct; a wrong value there, or an error of the
+    /// same absolute size on a normal-range result, still fails.
+    #[test]
+    fn subnormal_outputs_are_allowed_their_absolute_rounding_and_nothing_more() {
+        for p in [Precision::F16, Precision::Int8] {
+            let work = Workload {
+                op: Op::Matmul,
+                precision: p,
+                shape: Shape::rect(1, 1, 1, 3, 1).unwrap(),
+                data: Default::default(),
+            };
+            // One-deep: y = x * w, exact in f32; columns 0 and 2 are subnormal in f16.
+            let inputs = Inputs {
+                x: vec![0.01],
+                w: vec![0.003, 0.5, -0.0021],
+                ..Default::default()
+            };
+            let exact = reference_output(&work, &inputs);
+            let want = |c: usize| {
+                let x = p.round(0.01) as f64;
+                x * p.stored_weight(&inputs.w, 3)[c] as f64
+            };
+            assert!(want(0).abs() < 6.1e-5 && want(2).abs() < 6.1e-5);
+            let stored: Vec<f32> = exact.iter().map(|&v| p.round(v)).collect();
+            // The stored subnormal is off by more than the relative bound allows:
+            // without the allowance this output would fail.
+            let rel = (stored[0] as f64 - want(0)).abs() / want(0).abs();
+            assert!(rel > tolerance(Op::Matmul, p, 1), "{p}: {rel}");
+            assert!(verify(&work, &inputs, &stored).verified, "{p} rounded");
+            let flushed = [0.0, stored[1], -0.0];
+            assert!(verify(&work, &inputs, &flushed).verified, "{p} flushed");
+            // Off by two smallest normals at a subnormal result: wrong.
+            let mut bad = stored.clone();
+            bad[2] += 2.0 * p.min_normal() as f32;
+            let acc = verify(&work, &inputs, &bad);
+            assert!(!acc.verified, "{p}: {acc:?}");
+            assert!(acc.failure.unwrap().contains("column 2"));
+            // The same absolute error (1e-5, under the smallest normal) on the
+            // normal-range result 0.005 is 2e-3 relative: wrong.
+            let mut bad = stored.clone();
+            bad[1] += 1e-5;
+            let acc = verify(&work, &inputs, &bad);
+            assert!(!acc.verified, "{p}: {acc:?}");
+            assert!(acc.failure.unwrap().contains("column 1"));
+        }
     }
 
     #[test]

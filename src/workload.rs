@@ -168,6 +168,17 @@ impl Precision {
         }
     }
 
+    /// The smallest positive normal value of the stored output (2^-14 for
+    /// f16, 2^-126 for f32 and bf16). Below it a result is subnormal: rounded
+    /// to a fixed absolute spacing, not a relative one, or flushed to zero,
+    /// which WGSL allows a GPU to do.
+    pub fn min_normal(self) -> f64 {
+        match self {
+            Precision::F32 | Precision::Bf16 => 2f64.powi(-126),
+            Precision::F16 | Precision::Int8 => 2f64.powi(-14),
+        }
+    }
+
     /// The smallest magnitude that rounds to infinity when stored: half an
     /// ulp past the largest finite value (65520 for f16).
     pub fn overflow_threshold(self) -> f64 {
@@ -830,6 +841,16 @@ mod tests {
         );
         assert_eq!(Precision::F16.overflow_threshold(), 65520.0);
         assert_eq!(Precision::Int8.overflow_threshold(), 65520.0);
+        assert_eq!(
+            Precision::F16.min_normal() as f32,
+            f16::MIN_POSITIVE.to_f32()
+        );
+        assert_eq!(Precision::Int8.min_normal(), Precision::F16.min_normal());
+        assert_eq!(Precision::F32.min_normal() as f32, f32::MIN_POSITIVE);
+        assert_eq!(
+            Precision::Bf16.min_normal() as f32,
+            bf16::MIN_POSITIVE.to_f32()
+        );
         let f32_max = f32::MAX as f64;
         assert_eq!(
             Precision::F32.overflow_threshold(),

@@ -11,7 +11,7 @@ use kernel_lab::backend::gpu::GpuOptions;
 use kernel_lab::backend::Backend;
 use kernel_lab::models;
 use kernel_lab::reference;
-use kernel_lab::workload::{Inputs, Op, Precision, Shape, Workload};
+use kernel_lab::workload::{Inputs, Op, Precision, Scale, Shape, Workload};
 
 fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workload {
     Workload {
@@ -23,13 +23,17 @@ fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workloa
 }
 
 /// Rectangular shapes, none a tile multiple: K 100 -> N 301, a narrow output
-/// (N 3), a wide one (N 1000 from K 17), odd sizes for packed halves.
-const RECT: [(u32, u32, u32, u32); 5] = [
+/// (N 3), a wide one (N 1000 from K 17), odd sizes for packed halves, and
+/// one- and two-deep projections whose 3000 outputs reach down into f16's
+/// subnormal range (below 6.1e-5, rounded in absolute steps).
+const RECT: [(u32, u32, u32, u32); 7] = [
     (3, 7, 100, 301),
     (1, 65, 129, 3),
     (2, 5, 17, 1000),
     (1, 1, 33, 65),
     (2, 3, 301, 100),
+    (3, 1, 1, 1000),
+    (1, 3, 2, 999),
 ];
 
 fn rectangular_cases(backend: &dyn Backend) {
@@ -76,6 +80,44 @@ fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
     // f16 storage with f32 accumulation: the output rounding (u16 / 2 relative)
     // dominates; accumulating in f16 measured 1.6e-3 here.
     assert!(acc.max_norm_err < 2.5e-4, "{acc:?}");
+}
+
+/// One- and two-deep projections of small activations (x in +-1e-3, some of
+/// them f16 subnormals): hundreds of the 3000 outputs land below f16's
+/// smallest normal, 6.1e-5, where rounding is in absolute steps of 2^-24 (or
+/// a flush to zero). They verify in every precision; the relative bound alone
+/// failed them.
+fn subnormal_cases(backend: &dyn Backend) {
+    for p in Precision::ALL {
+        for op in [Op::Matmul, Op::EmbedProject] {
+            for (b, s, k, n) in [(3, 1, 1, 1000), (1, 3, 2, 999)] {
+                let mut work = rect(op, p, b, s, k, n, 50);
+                work.data.scale = Scale::new(1e-3).unwrap();
+                if p == Precision::F16 {
+                    let inputs = Inputs::generate(&work, 42);
+                    let cpu = CpuBackend::new();
+                    let mut op = cpu.prepare(&work, &inputs).unwrap();
+                    op.run().unwrap();
+                    let out = op.output().unwrap();
+                    let below = out.iter().filter(|v| v.abs() < 6.1e-5).count();
+                    assert!(below >= 100, "{below} of {} outputs subnormal", out.len());
+                }
+                assert_verified(backend, &work);
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_outputs_in_the_subnormal_range_verify() {
+    subnormal_cases(&CpuBackend::new());
+}
+
+#[test]
+fn gpu_outputs_in_the_subnormal_range_verify_on_every_adapter() {
+    for backend in every_gpu() {
+        subnormal_cases(&backend);
+    }
 }
 
 #[test]
