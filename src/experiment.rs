@@ -533,6 +533,19 @@ impl Spec {
                 "must be positive",
             ));
         }
+        // Every shape the axes make, so that an impossible one names the file.
+        self.workloads().map_err(|e| match e {
+            LabError::Invalid {
+                field,
+                value,
+                reason,
+            } => LabError::Invalid {
+                field,
+                value,
+                reason: format!("{origin}: {reason}"),
+            },
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -930,14 +943,13 @@ seq = 2048
         assert!(points
             .iter()
             .all(|p| p.work.mkn() != (64 * 2048, 768, 50257)));
-        // Without the exclusion the size is rejected, naming it.
+        // Without the exclusion the size is rejected, naming it and the file.
         let all = spec.split("[[exclude]]").next().unwrap();
-        let err = Spec::parse(all, "t", &[])
-            .unwrap()
-            .expand()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("B64 S2048 D768 N50257"), "{err}");
+        let err = Spec::parse(all, "t.toml", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("B64 S2048 D768 N50257") && err.contains("t.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1091,8 +1103,17 @@ max_ms = 100
         let text = GOOD
             .replace("seq = [3]", "seq = [70000]")
             .replace("dim = [4, 5]", "dim = [70000]");
-        let spec = Spec::parse(&text, "big.toml", &[]).unwrap();
-        assert!(spec.expand().unwrap_err().to_string().contains("2^32"));
+        let err = Spec::parse(&text, "big.toml", &[]).unwrap_err().to_string();
+        assert!(err.contains("2^32") && err.contains("big.toml"), "{err}");
+        // The weight of a square projection names both of its sizes.
+        let text = GOOD.replace("dim = [4, 5]", "dim = [70000]");
+        let err = Spec::parse(&text, "wide.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wide.toml") && err.contains("70000 x 70000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -332,8 +332,8 @@ impl Shape {
         }
         if dim as u64 * out_dim as u64 > u32::MAX as u64 {
             return Err(LabError::invalid(
-                "out_dim",
-                &out_dim.to_string(),
+                "dim x out_dim",
+                &format!("{dim} x {out_dim}"),
                 &format!(
                     "a {dim}x{out_dim} weight exceeds the 2^32 elements addressable by a kernel"
                 ),
@@ -341,8 +341,8 @@ impl Shape {
         }
         if vocab as u64 * dim as u64 > u32::MAX as u64 {
             return Err(LabError::invalid(
-                "vocab",
-                &vocab.to_string(),
+                "vocab x dim",
+                &format!("{vocab} x {dim}"),
                 &format!("a {vocab}x{dim} table exceeds the 2^32 elements addressable by a kernel"),
             ));
         }
