@@ -103,6 +103,9 @@ pub struct Panel {
     /// Points ringed in black, and what the ring means.
     pub marks: Vec<(f64, f64)>,
     pub marks_label: String,
+    /// Named positions along a linear x axis (a model's layers at 1, 2, ...):
+    /// when set, the x ticks are exactly these names.
+    pub x_names: Vec<(f64, String)>,
 }
 
 impl Panel {
@@ -119,6 +122,7 @@ impl Panel {
             refs: Vec::new(),
             marks: Vec::new(),
             marks_label: String::new(),
+            x_names: Vec::new(),
         }
     }
 
@@ -213,6 +217,21 @@ impl Axis {
             ticks
         };
         Axis { log, range, ticks }
+    }
+
+    /// A linear axis whose ticks are `names` at their positions, half a step
+    /// of room at each end.
+    fn named(names: &[(f64, String)]) -> Axis {
+        let (lo, hi) = names
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), n| {
+                (a.min(n.0), b.max(n.0))
+            });
+        Axis {
+            log: false,
+            range: (lo - 0.5)..(hi + 0.5),
+            ticks: names.to_vec(),
+        }
     }
 
     fn label(&self, v: f64) -> String {
@@ -369,7 +388,11 @@ pub fn draw(
         .chain(panel.refs.iter().map(|r| r.0))
         .filter(|v| v.is_finite())
         .collect();
-    let x = Axis::new(&xs, panel.x_scale, panel.x_at_data, false, true);
+    let x = if panel.x_names.is_empty() {
+        Axis::new(&xs, panel.x_scale, panel.x_at_data, false, true)
+    } else {
+        Axis::named(&panel.x_names)
+    };
     let y = Axis::new(&ys, panel.y_scale, false, panel.y_from_zero, false);
     let fits = |v: f64, a: &Axis| v.is_finite() && (!a.log || v > 0.0);
 
