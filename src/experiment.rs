@@ -249,6 +249,10 @@ pub struct Spec {
     /// (`"torch"`: PyTorch, see anchor_helper.rs); absent: no anchor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<crate::results::AnchorKind>,
+    /// Models of this file's own (`[[model]]` tables with the presets' fields,
+    /// see experiments/models.toml), for the `model` axis beside the presets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model: Vec<crate::models::Model>,
 }
 
 fn yes() -> bool {
@@ -266,7 +270,7 @@ pub struct Point {
     pub layer: Option<LayerRef>,
 }
 
-/// A layer of a model preset.
+/// A layer of a model (a preset or the spec's own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LayerRef {
     /// The model's name.
@@ -347,7 +351,9 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
                     .name()
                     .into(),
             ),
-            "model" => toml::Value::String(crate::models::find(v)?.name.clone()),
+            // A name that is no preset may be a model of the file's own, which
+            // validation checks.
+            "model" => toml::Value::String(v.to_string()),
             "layer" => toml::Value::String(v.to_string()),
             "dist" => toml::Value::String(
                 v.parse::<Dist>()
@@ -433,6 +439,17 @@ impl Spec {
 
     fn validate(&self, origin: &str) -> Result<()> {
         let a = &self.axes;
+        let mut own = std::collections::HashSet::new();
+        for m in &self.model {
+            m.validate(origin)?;
+            if !own.insert(m.name.as_str()) {
+                return Err(LabError::invalid(
+                    "model.name",
+                    &m.name,
+                    &format!("{origin}: two models have this name"),
+                ));
+            }
+        }
         self.validate_models(origin)?;
         let mut lens = vec![
             ("backend", a.backend.len()),
@@ -579,7 +596,7 @@ impl Spec {
         let models = a
             .model
             .iter()
-            .map(|m| crate::models::find(m))
+            .map(|m| crate::models::find_in(&self.model, m))
             .collect::<Result<Vec<_>>>()?;
         for layer in &a.layer {
             if !models.iter().any(|m| m.layer(layer).is_ok()) {
@@ -607,15 +624,15 @@ impl Spec {
         for &precision in &a.precision {
             if !a.model.is_empty() {
                 for name in &a.model {
-                    let model = crate::models::find(name)?;
+                    let model = crate::models::find_in(&self.model, name)?;
                     let layers = model
                         .layers
                         .iter()
                         .filter(|l| a.layer.is_empty() || a.layer.contains(&l.layer));
                     for layer in layers {
                         let label = LayerRef {
-                            model: &model.name,
-                            layer: &layer.layer,
+                            model: crate::models::intern(&model.name),
+                            layer: crate::models::intern(&layer.layer),
                         };
                         for &seq in &a.seq {
                             for &batch in &a.batch {
@@ -744,16 +761,16 @@ mod tests {
                 "{set}"
             );
         }
-        for bad in [
-            "precision=f64",
-            "batch=0",
-            "nope=1",
-            "batch",
-            "model=gpt5",
-            "scale=-1",
-        ] {
+        for bad in ["precision=f64", "batch=0", "nope=1", "batch", "scale=-1"] {
             assert!(parse_override(bad).is_err(), "{bad}");
         }
+        // An unknown model is the spec's to know (it may define its own), and
+        // validation rejects it.
+        let spec = "name = \"t\"\n[axes]\nmodel = [\"gpt2-small\"]\nseq = [1]\nbatch = [1]\n";
+        let err = Spec::parse(spec, "t.toml", &["model=gpt5".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gpt5") && err.contains("presets are"), "{err}");
     }
 
     #[test]
@@ -997,6 +1014,160 @@ precision = "f16"
 [sampling]
 max_ms = 100
 "#;
+
+    /// A model of the file's own: two blocks of a projection pair and a lookup.
+    const OWN: &str = r#"
+name = "own"
+[[model]]
+name = "my-net"
+blocks = 2
+layers = [
+    { layer = "embedding", op = "embedding", dim = 96, vocab = 1000, per_pass = 1 },
+    { layer = "up", op = "matmul", dim = 96, out_dim = 384, per_pass = 2 },
+    { layer = "down", op = "matmul", dim = 384, out_dim = 96, per_pass = 2 },
+]
+[axes]
+model = ["my-net", "gpt2-small"]
+backend = ["cpu"]
+seq = [1]
+batch = [1, 4]
+"#;
+
+    #[test]
+    fn a_files_own_model_expands_beside_the_presets() {
+        let spec = Spec::parse(OWN, "own.toml", &[]).unwrap();
+        let points = spec.expand().unwrap();
+        let mine: Vec<_> = points
+            .iter()
+            .filter_map(|p| p.layer.filter(|l| l.model == "my-net"))
+            .map(|l| l.label())
+            .collect();
+        // Three layers at two batches.
+        assert_eq!(mine.len(), 6, "{mine:?}");
+        assert!(mine.contains(&"my-net/down".to_string()));
+        let down = points
+            .iter()
+            .find(|p| p.layer.is_some_and(|l| l.label() == "my-net/down"))
+            .unwrap();
+        assert_eq!(down.work.mkn(), (1, 384, 96));
+        assert_eq!(down.work.shape.vocab, 1000, "the model's vocabulary");
+        assert!(points
+            .iter()
+            .any(|p| p.layer.is_some_and(|l| l.model == "gpt2-small")));
+        // The axis may name it with --set, a layer axis picks its layers, and
+        // the spec keeps the model for the results file.
+        let set = ["model=my-net".to_string(), "layer=up".to_string()];
+        let only = Spec::parse(OWN, "own.toml", &set).unwrap();
+        let labels: Vec<String> = only
+            .expand()
+            .unwrap()
+            .iter()
+            .map(|p| p.layer.unwrap().label())
+            .collect();
+        assert_eq!(labels, ["my-net/up", "my-net/up"]);
+        let json = serde_json::to_value(&only).unwrap();
+        assert_eq!(json["model"][0]["name"], "my-net");
+        // An unknown name lists the file's models with the presets.
+        let err = Spec::parse(OWN, "own.toml", &["model=my-nett".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("my-nett") && err.contains("my-net,") && err.contains("gpt2-small"),
+            "{err}"
+        );
+    }
+
+    /// The README's example of a model of one's own is a valid one.
+    #[test]
+    fn the_readmes_own_model_parses() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let block = readme
+            .split("```toml")
+            .find(|b| b.trim_start().starts_with("[[model]]"))
+            .and_then(|b| b.split("```").next())
+            .expect("README shows a [[model]] table");
+        let text = format!(
+            "name = \"r\"\n{block}\n[axes]\nmodel = [\"qwen2.5-0.5b\"]\nseq = [1]\nbatch = [1]\n"
+        );
+        let points = Spec::parse(&text, "README.md", &[])
+            .unwrap()
+            .expand()
+            .unwrap();
+        assert!(points
+            .iter()
+            .any(|p| p.layer.is_some_and(|l| l.label() == "qwen2.5-0.5b/lm-head")));
+    }
+
+    #[test]
+    fn a_files_own_model_is_checked_and_errors_name_the_file() {
+        for (from, to, needles) in [
+            (
+                "name = \"my-net\"",
+                "name = \"gpt2-small\"",
+                &["gpt2-small", "preset"][..],
+            ),
+            (
+                "name = \"my-net\"",
+                "name = \"../x\"",
+                &["model.name", "../x"],
+            ),
+            ("blocks = 2", "blocks = 0", &["model.blocks"]),
+            (
+                ", out_dim = 96,",
+                ",",
+                &["layers.out_dim (down)", "output width"],
+            ),
+            ("vocab = 1000,", "", &["layers.vocab (embedding)"]),
+            (
+                "dim = 96, vocab",
+                "dim = 96, out_dim = 5, vocab",
+                &["layers.out_dim (embedding)"],
+            ),
+            (
+                "layer = \"down\"",
+                "layer = \"up\"",
+                &["layers.layer", "two layers"],
+            ),
+            (
+                "per_pass = 1 }",
+                "per_pass = 0 }",
+                &["per_pass", "at least once"],
+            ),
+            (
+                "dim = 384, out_dim",
+                "dim = 0, out_dim",
+                &["layers.dim (down)"],
+            ),
+            (
+                "op = \"matmul\", dim = 96",
+                "op = \"embed-project\", dim = 96",
+                &["layers.op (up)"],
+            ),
+        ] {
+            assert!(OWN.contains(from), "{from}");
+            let text = OWN.replacen(from, to, 1);
+            let err = Spec::parse(&text, "own.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains("own.toml"), "{to}: {err}");
+            for n in needles {
+                assert!(err.contains(n), "{to}: `{n}` not in {err}");
+            }
+        }
+        // Two models of one name.
+        let model = OWN
+            .split("[axes]")
+            .next()
+            .unwrap()
+            .split("[[model]]")
+            .nth(1)
+            .unwrap();
+        let twice = OWN.replacen("[axes]", &format!("[[model]]{model}[axes]"), 1);
+        let err = Spec::parse(&twice, "own.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two models have this name"), "{err}");
+    }
 
     #[test]
     fn expands_the_cartesian_product_minus_exclusions() {

@@ -1,9 +1,12 @@
 //! Model presets: real models' inference layers as the lab's ops, read from
 //! `experiments/models.toml` (carried in the binary), so a user can measure
 //! "my model's layers" by name: `bench --model llama-3-8b --layer qkv`, or the
-//! `model` and `layer` axes of a spec.
+//! `model` and `layer` axes of a spec. A spec may define models of its own
+//! (`[[model]]` tables, the presets' fields), found before the presets by
+//! [`find_in`]; its results file carries them, so its report finds them too.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +42,9 @@ pub struct Layer {
 pub struct Model {
     /// Its name (`gpt2-small`, `llama-3-8b`, ...).
     pub name: String,
-    /// The published configuration its sizes come from.
+    /// The published configuration its sizes come from (may be empty in a
+    /// spec's own model).
+    #[serde(default)]
     pub config: String,
     /// Transformer blocks.
     pub blocks: u32,
@@ -75,7 +80,145 @@ pub fn find(name: &str) -> Result<&'static Model> {
     })
 }
 
+/// The model named `name`: one of `own` (a spec's models), else a preset.
+pub fn find_in<'a>(own: &'a [Model], name: &str) -> Result<&'a Model> {
+    if let Some(m) = own.iter().find(|m| m.name == name) {
+        return Ok(m);
+    }
+    find(name).map_err(|e| {
+        if own.is_empty() {
+            return e;
+        }
+        let names: Vec<&str> = own
+            .iter()
+            .chain(presets())
+            .map(|m| m.name.as_str())
+            .collect();
+        LabError::invalid(
+            "model",
+            name,
+            &format!(
+                "not a model of this file or a preset; models are {}",
+                names.join(", ")
+            ),
+        )
+    })
+}
+
+/// `s` as a string that lives as long as the program, each distinct one
+/// allocated once: the layer labels of a spec's own models (points name
+/// their layer by `&'static str`, as the presets do).
+pub fn intern(s: &str) -> &'static str {
+    static SEEN: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = seen.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
 impl Model {
+    /// Checks a spec's own model: a plain name that no preset has, at least
+    /// one layer, layer names unique, and each layer complete for its op
+    /// (a lookup's vocab, a projection's out_dim, sizes and runs per pass at
+    /// least 1). `origin` names the file in errors.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |field: &str, value: &str, why: &str| {
+            Err(LabError::invalid(
+                &format!("model.{field}"),
+                value,
+                &format!("{origin}: model `{}`: {why}", self.name),
+            ))
+        };
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if self.name.is_empty() || !self.name.chars().all(plain) || self.name.contains("..") {
+            return bad(
+                "name",
+                &self.name,
+                "a name of letters, digits, '-', '_' or '.'",
+            );
+        }
+        if presets().iter().any(|m| m.name == self.name) {
+            return bad(
+                "name",
+                &self.name,
+                "a preset has this name; give yours another",
+            );
+        }
+        if self.blocks == 0 {
+            return bad("blocks", "0", "a model has at least one block");
+        }
+        if self.layers.is_empty() {
+            return bad("layers", "[]", "a model needs at least one layer");
+        }
+        let mut names = HashSet::new();
+        for l in &self.layers {
+            if l.layer.is_empty() || !l.layer.chars().all(plain) {
+                return bad(
+                    "layers.layer",
+                    &l.layer,
+                    "a name of letters, digits, '-', '_' or '.'",
+                );
+            }
+            if !names.insert(l.layer.as_str()) {
+                return bad("layers.layer", &l.layer, "two layers have this name");
+            }
+            let what = |field: &str| format!("layers.{field} ({})", l.layer);
+            if l.per_pass == 0 {
+                return bad(
+                    &what("per_pass"),
+                    "0",
+                    "a layer runs at least once per pass",
+                );
+            }
+            match l.op {
+                Op::Embedding => {
+                    if l.vocab.is_none() {
+                        return bad(&what("vocab"), "none", "a lookup needs its table's rows");
+                    }
+                    if let Some(n) = l.out_dim {
+                        return bad(
+                            &what("out_dim"),
+                            &n.to_string(),
+                            "a lookup is as wide as its table (dim)",
+                        );
+                    }
+                }
+                Op::Matmul => {
+                    if l.out_dim.is_none() {
+                        return bad(
+                            &what("out_dim"),
+                            "none",
+                            "a projection needs its output width",
+                        );
+                    }
+                }
+                Op::EmbedProject => {
+                    return bad(
+                        &what("op"),
+                        l.op.name(),
+                        "a layer is an embedding or a matmul",
+                    );
+                }
+            }
+            for (field, v) in [
+                ("dim", Some(l.dim)),
+                ("out_dim", l.out_dim),
+                ("vocab", l.vocab),
+            ] {
+                if v == Some(0) {
+                    return bad(&what(field), "0", "sizes must be at least 1");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Its layer named `name`.
     pub fn layer(&self, name: &str) -> Result<&Layer> {
         self.layers.iter().find(|l| l.layer == name).ok_or_else(|| {
@@ -193,6 +336,40 @@ mod tests {
                 assert!(l.per_pass % m.blocks == 0 || once, "{} {}", m.name, l.layer);
             }
         }
+    }
+
+    #[test]
+    fn interned_names_are_allocated_once() {
+        let a = intern(&String::from("my-net/qkv"));
+        let b = intern("my-net/qkv");
+        assert_eq!(a, "my-net/qkv");
+        assert!(std::ptr::eq(a, b));
+        assert!(!std::ptr::eq(a, intern("my-net/up")));
+    }
+
+    #[test]
+    fn a_files_own_models_come_before_the_presets() {
+        let mut own: Model = toml::from_str(
+            "name = \"mine\"\nblocks = 1\nlayers = [{ layer = \"up\", op = \"matmul\", dim = 8, out_dim = 16, per_pass = 1 }]",
+        )
+        .unwrap();
+        assert_eq!(
+            find_in(std::slice::from_ref(&own), "mine").unwrap().name,
+            "mine"
+        );
+        assert_eq!(
+            find_in(std::slice::from_ref(&own), "gpt2-small")
+                .unwrap()
+                .blocks,
+            12
+        );
+        own.validate("f.toml").unwrap();
+        own.name = "llama-3-8b".into();
+        assert!(own
+            .validate("f.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("preset"));
     }
 
     #[test]

@@ -186,6 +186,51 @@ fn set_and_backend_narrow_the_sweep() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A model defined in the spec itself sweeps like a preset: its records are
+/// labelled with its layers, its results file carries it, and the report (and
+/// a re-render from the file alone) breaks a forward pass down by its layers.
+#[test]
+fn a_specs_own_model_is_measured_and_broken_down() {
+    let dir = temp_dir("own-model");
+    let spec = data("own-model.toml");
+    let out = kernel_lab(&["run", &spec, "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = ResultsFile::load(&dir.join("results.json")).unwrap();
+    let mut labels: Vec<&str> = results
+        .records
+        .iter()
+        .filter_map(|r| r.layer.as_deref())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    assert_eq!(labels, ["my-net/down", "my-net/embedding", "my-net/up"]);
+    assert!(results.records.iter().all(|r| r.verified));
+    assert_eq!(results.models()[0].name, "my-net");
+    let breakdown = |dir: &Path| {
+        let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        report
+            .lines()
+            .filter(|l| l.contains("my-net f32 on cpu") && l.contains("forward pass"))
+            .count()
+    };
+    assert_eq!(breakdown(&dir), 1);
+    let svg = std::fs::read_to_string(dir.join("precision.svg")).unwrap();
+    assert!(svg.contains("my-net: time by layer, cpu B2 S1"));
+    // The results file alone is enough to draw it again.
+    let again = temp_dir("own-model-plot");
+    let results_json = dir.join("results.json");
+    let out = kernel_lab(&[
+        "plot",
+        results_json.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(breakdown(&again), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
+}
+
 /// `sampling.rounds`: every measured point is measured once per pass (each
 /// pass with its share of the sample budget), its samples pooled into one
 /// record whose median and rates are those of the pool, and the run says

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::analysis::{measured, median, p50};
 use crate::backend::{BackendKind, Ceilings};
-use crate::models;
+use crate::models::{self, Model};
 use crate::results::{PointId, Record};
 use crate::workload::Precision;
 
@@ -21,7 +21,7 @@ pub type Breakdown = Result<Vec<(String, f64)>, Vec<String>>;
 
 /// Each layer's share of a forward pass, for every regime whose layers were
 /// all measured; `Err` lists the missing ones.
-pub fn pass_breakdown(records: &[Record]) -> BTreeMap<Regime, Breakdown> {
+pub fn pass_breakdown(records: &[Record], own: &[Model]) -> BTreeMap<Regime, Breakdown> {
     let mut regimes: BTreeMap<Regime, ()> = BTreeMap::new();
     for r in records {
         if let Some(model) = r.layer.as_deref().and_then(|l| l.split('/').next()) {
@@ -41,7 +41,7 @@ pub fn pass_breakdown(records: &[Record]) -> BTreeMap<Regime, Breakdown> {
     let mut out = BTreeMap::new();
     for (key, ()) in regimes {
         let (model, backend, precision, batch, seq) = &key;
-        let Ok(preset) = models::find(model) else {
+        let Ok(preset) = models::find_in(own, model) else {
             continue;
         };
         let mut times = Vec::new();
@@ -78,10 +78,10 @@ fn regime_name(batch: u32, seq: u32) -> String {
 }
 
 /// One sentence per complete regime: the pass's time and each layer's share.
-fn breakdown(records: &[Record]) -> Vec<String> {
+fn breakdown(records: &[Record], own: &[Model]) -> Vec<String> {
     let mut out = Vec::new();
     let mut incomplete: BTreeMap<(String, BackendKind), usize> = BTreeMap::new();
-    for ((model, backend, precision, batch, seq), times) in pass_breakdown(records) {
+    for ((model, backend, precision, batch, seq), times) in pass_breakdown(records, own) {
         let Ok(mut times) = times else {
             *incomplete.entry((model, backend)).or_default() += 1;
             continue;
@@ -164,9 +164,14 @@ fn regimes(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<
     out
 }
 
-/// The model-layer findings of a run (none when no record came from a preset).
-pub fn findings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
-    let mut out = breakdown(records);
+/// The model-layer findings of a run (none when no record came from a
+/// model's layer); `own` holds the spec's own models.
+pub fn findings(
+    records: &[Record],
+    probed: &BTreeMap<BackendKind, Ceilings>,
+    own: &[Model],
+) -> Vec<String> {
+    let mut out = breakdown(records, own);
     out.extend(regimes(records, probed));
     out
 }
@@ -204,7 +209,7 @@ mod tests {
     #[test]
     fn a_pass_is_the_sum_of_each_layer_times_its_runs() {
         let rs = gpt2_decode();
-        let all = pass_breakdown(&rs);
+        let all = pass_breakdown(&rs, &[]);
         let key = (
             "gpt2-small".to_string(),
             BackendKind::Cpu,
@@ -228,7 +233,7 @@ mod tests {
         // The synthetic medians sit 1% above the values given.
         let want = 1.01 * (0.01 + 1.2 + 0.6 + 2.4 + 2.4 + 3.4);
         assert!((total - want).abs() < 1e-3 * want, "{total} vs {want}");
-        let text = findings(&rs, &BTreeMap::new()).join("\n");
+        let text = findings(&rs, &BTreeMap::new(), &[]).join("\n");
         assert!(
             text.contains("lm-head 34.0%, mlp-up 24.0%, mlp-down 24.0%, qkv 12.0%"),
             "{text}"
@@ -238,10 +243,45 @@ mod tests {
             .into_iter()
             .filter(|r| !r.layer.as_deref().unwrap().ends_with("qkv"))
             .collect();
-        assert_eq!(pass_breakdown(&partial)[&key], Err(vec!["qkv".to_string()]));
-        assert!(findings(&partial, &BTreeMap::new())
+        assert_eq!(
+            pass_breakdown(&partial, &[])[&key],
+            Err(vec!["qkv".to_string()])
+        );
+        assert!(findings(&partial, &BTreeMap::new(), &[])
             .join("\n")
             .contains("1 regime(s) have no breakdown"));
+    }
+
+    /// A spec's own model: its layers break a pass down as a preset's do,
+    /// found through the model the results file carries.
+    #[test]
+    fn a_specs_own_model_is_broken_down_too() {
+        let own: Model = toml::from_str(
+            r#"
+name = "my-net"
+blocks = 2
+layers = [
+    { layer = "up", op = "matmul", dim = 96, out_dim = 384, per_pass = 2 },
+    { layer = "down", op = "matmul", dim = 384, out_dim = 96, per_pass = 2 },
+]
+"#,
+        )
+        .unwrap();
+        let mut rs = vec![
+            layer("my-net/up", "cpu", (1, 1, 96, 384), 3.0),
+            layer("my-net/down", "cpu", (1, 1, 384, 96), 1.0),
+        ];
+        // A model without a table or LM head measures at the default vocabulary.
+        for r in &mut rs {
+            r.id.vocab = own.vocab();
+        }
+        let text = findings(&rs, &BTreeMap::new(), std::slice::from_ref(&own)).join("\n");
+        assert!(text.contains("my-net f32 on cpu"), "{text}");
+        assert!(text.contains("up 75.0%, down 25.0%"), "{text}");
+        // Without the model no breakdown is made up.
+        assert!(!findings(&rs, &BTreeMap::new(), &[])
+            .join("\n")
+            .contains("my-net f32"));
     }
 
     #[test]

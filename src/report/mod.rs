@@ -41,6 +41,8 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
     let every = &results.records;
     let primary = analysis::on_primary_data(every);
     let records = &primary;
+    // The spec's own models, which layer labels may name beside the presets.
+    let own = results.models();
     // One meaning per colour across this report.
     charts::palette::reset();
     let mut files = Vec::new();
@@ -50,7 +52,7 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
             ChartKind::LatencyDistribution => charts::latency_distribution(records, out),
             ChartKind::GpuVsCpu => charts::gpu_vs_cpu(records, out),
             ChartKind::Batching => charts::batching(records, out),
-            ChartKind::Precision => charts::precision(records, out),
+            ChartKind::Precision => charts::precision(records, &own, out),
             ChartKind::PrecisionCost => charts::precision_cost(every, out),
             ChartKind::Roofline => charts::roofline(records, &results.environment.ceilings, out),
         };
@@ -59,7 +61,11 @@ pub fn render(results: &ResultsFile, kinds: &[ChartKind], out: &Path) -> Result<
         );
     }
     let mut found = findings::findings(records, &results.environment.ceilings);
-    found.extend(layers::findings(records, &results.environment.ceilings));
+    found.extend(layers::findings(
+        records,
+        &results.environment.ceilings,
+        &own,
+    ));
     found.extend(precision_study::findings(every));
     found.extend(anchor_table::findings(records, results.anchors.as_ref()));
     if primary.len() < every.len() {

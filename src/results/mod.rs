@@ -129,6 +129,15 @@ pub struct ResultsFile {
 }
 
 impl ResultsFile {
+    /// The spec's own models (`[[model]]`), which its layer labels may name
+    /// beside the presets; none where the spec has none (or they do not parse).
+    pub fn models(&self) -> Vec<crate::models::Model> {
+        self.spec
+            .get("model")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
     /// Saves to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).expect("results serialise");

@@ -14,7 +14,7 @@ use super::panel::{draw, grid};
 use super::ticks::Scale as AxisScale;
 use super::{facet, part, software_note, Chart, Marker, Panel, Pt, Series};
 use crate::backend::BackendKind;
-use crate::models;
+use crate::models::{self, Model};
 use crate::report::analysis::{measured, p50, p50_ci, rate_band};
 use crate::results::{PointId, Record};
 use crate::workload::{Data, Op, Precision};
@@ -37,7 +37,7 @@ fn styled(backend: BackendKind, op: Op, precision: Precision, ops: usize) -> Ser
 
 /// Error (the largest over every batch x seq, the bar spanning smallest to
 /// largest) and GFLOP/s per batch x seq, vs dim, for two precisions or more.
-pub fn precision(records: &[Record], out: &Path) -> Chart {
+pub fn precision(records: &[Record], own: &[Model], out: &Path) -> Chart {
     let mm: Vec<&Record> = measured(records)
         .filter(|r| r.id.op.uses_weight())
         .collect();
@@ -89,7 +89,7 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
     }
     // Layer names along x need wider panels than dims do.
     let mut col_w = 520;
-    if let Some(by_layer) = layer_panels(records, &precisions) {
+    if let Some(by_layer) = layer_panels(records, &precisions, own) {
         panels.extend(by_layer);
         col_w = 660;
     } else {
@@ -130,8 +130,13 @@ pub fn precision(records: &[Record], out: &Path) -> Chart {
 /// the model's projections along x in the preset's order, ms per call (p50,
 /// the bar its 95% CI) on a log axis, a line per precision, so the gap between
 /// the lines is what each precision saves on that layer. `None` unless every
-/// projection of the records is a known preset's layer.
-fn layer_panels(records: &[Record], precisions: &BTreeSet<Precision>) -> Option<Vec<Panel>> {
+/// projection of the records is a layer of a known model (a preset or one of
+/// `own`, the spec's).
+fn layer_panels(
+    records: &[Record],
+    precisions: &BTreeSet<Precision>,
+    own: &[Model],
+) -> Option<Vec<Panel>> {
     let rs: Vec<&Record> = records
         .iter()
         .filter(|r| r.id.op.uses_weight() && precisions.contains(&r.id.precision))
@@ -140,7 +145,7 @@ fn layer_panels(records: &[Record], precisions: &BTreeSet<Precision>) -> Option<
     let mut placed = Vec::new();
     for r in rs {
         let (model, layer) = r.layer.as_deref()?.split_once('/')?;
-        let preset = models::find(model).ok()?;
+        let preset = models::find_in(own, model).ok()?;
         let at = preset.layers.iter().position(|l| l.layer == layer)?;
         placed.push((r, model, layer, at));
     }
@@ -335,7 +340,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("kernel-lab-prec-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let files = precision(rs, &dir).unwrap();
+        let files = precision(rs, &[], &dir).unwrap();
         assert_eq!(files.len(), 1, "{files:?}");
         let svg = std::fs::read_to_string(&files[0]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
