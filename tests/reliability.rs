@@ -509,6 +509,17 @@ fn unreadable_results_are_refused_untouched_and_resume_keeps_one_spec() {
         assert!(!o.status.success(), "{a:?} was accepted");
         assert!(err.contains(expect), "{a:?}: {err}");
     }
+    // The results file given for its folder: named, and the folder offered.
+    let o = kernel_lab()
+        .args(["run", "--resume", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("is a file") && err.contains(&format!("(here {})", out.display())),
+        "{err}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
 
     // Case 1: a record missing one measured field, and a newer schema.

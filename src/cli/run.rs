@@ -225,6 +225,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
+            if dir.is_file() {
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                return Err(LabError::invalid(
+                    "--resume",
+                    &dir.display().to_string(),
+                    &format!(
+                        "is a file; give the run's folder, the one holding results.json{}",
+                        parent.map_or(String::new(), |p| format!(" (here {})", p.display()))
+                    ),
+                )
+                .into());
+            }
             claim = Some(out_dir::claim(dir, Intent::Resume)?);
             let mut file = sweep::load_for_resume(dir)?;
             if args.retry_skipped {
