@@ -246,8 +246,9 @@ fn open_backend(arg: BackendArg, gpu: &GpuArgs) -> anyhow::Result<Box<dyn Backen
     let open_gpu = || gpu.open();
     let flags = gpu.gpu_only_flags();
     if arg == BackendArg::Cpu && !flags.is_empty() {
+        let verb = if flags.len() == 1 { "applies" } else { "apply" };
         eprintln!(
-            "note: {} apply to the GPU backend only; ignored with --backend cpu",
+            "note: {} {verb} to the GPU backend only; ignored with --backend cpu",
             flags.join(", ")
         );
     }
