@@ -290,6 +290,26 @@ fn load_results(dir: &Path) -> Result<Vec<(String, ResultsFile)>> {
 /// text. `anchor` overrides `dir/torch_gpu.jsonl` (the report then says the
 /// vendor numbers come from another call).
 pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
+    // A check cut short still has its log; a folder with none of these is
+    // not a check's, and gets no report of "not measured" everywhere.
+    const MARKS: [&str; 6] = [
+        "log.txt",
+        "results",
+        "devices.json",
+        "torch_gpu.jsonl",
+        "coop.jsonl",
+        "gather.jsonl",
+    ];
+    if !MARKS.iter().any(|m| dir.join(m).exists()) {
+        return Err(LabError::invalid(
+            "device-report",
+            &dir.display().to_string(),
+            &format!(
+                "holds nothing a device check writes ({}): give the folder scripts/device-check filled",
+                MARKS.join(", ")
+            ),
+        ));
+    }
     let files = load_results(&dir.join("results"))?;
     let own = dir.join("torch_gpu.jsonl");
     let (vendor_path, same_call) = match anchor {
@@ -620,6 +640,22 @@ mod tests {
 {"op": "matmul", "precision": "f32", "batch": 1, "seq": 4096, "dim": 4096, "vocab": 32000, "out_dim": 4096, "p50_ms": 3.0, "gbps": 66.5, "gflops": 45408.0}
 {"op": "embedding", "precision": "f16", "batch": 8, "seq": 512, "dim": 128, "out_dim": 128, "skipped": "OutOfMemoryError: ..."}
 "#;
+
+    /// A folder no check wrote is refused and gets no report; one holding
+    /// only the log of a check cut short still gets one.
+    #[test]
+    fn a_folder_without_a_checks_files_is_refused() {
+        let dir = std::env::temp_dir().join(format!("kernel-lab-dr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        let err = render(&dir, None).unwrap_err().to_string();
+        assert!(err.contains("holds nothing a device check writes"), "{err}");
+        assert!(!dir.join("device-report.md").exists());
+        std::fs::write(dir.join("log.txt"), "device-check: started\n").unwrap();
+        let md = render(&dir, None).unwrap();
+        assert!(md.contains("not measured"), "{md}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_the_anchor_lines() {
