@@ -160,6 +160,43 @@ fn run_writes_results_charts_and_report() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SLOWER"));
+    // --json: the same verdicts and exit code, as one document.
+    let out = kernel_lab(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let measured = results
+        .records
+        .iter()
+        .filter(|r| r.measured.is_some())
+        .count();
+    assert_eq!(doc["matched"], measured);
+    assert_eq!(doc["regressions"], measured);
+    assert!(doc["warnings"].is_array());
+    let points = doc["points"].as_array().unwrap();
+    assert_eq!(points.len(), measured);
+    for p in points {
+        assert_eq!(p["verdict"], "SLOWER", "{p}");
+        let ratio = p["ratio"].as_f64().unwrap();
+        assert!((ratio - 2.0).abs() < 1e-9, "{p}");
+        assert!(
+            p["op"].is_string() && p["a_p50_ms"].as_f64().unwrap() > 0.0,
+            "{p}"
+        );
+    }
+    let out = kernel_lab(&[
+        "compare",
+        a.to_str().unwrap(),
+        a.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["regressions"], 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

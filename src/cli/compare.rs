@@ -4,7 +4,8 @@
 //! and the difference is significant, so CI can gate on it; 3 when some point
 //! has too few samples for the test to reach significance at all (it says
 //! "inconclusive", never "same"). Warns when the two runs' machines or builds
-//! differ (cores, CPU, GPU, build, probed ceilings).
+//! differ (cores, CPU, GPU, build, probed ceilings). `--json` prints the same
+//! as one document for programs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +28,20 @@ pub struct CompareArgs {
     /// Significance level of the Mann-Whitney test.
     #[arg(long, default_value_t = 0.01, value_parser = super::fraction)]
     alpha: f64,
+    /// Print one JSON document (every matched point with its verdict, the
+    /// counts, the machine warnings) instead of the table; same exit codes.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One matched point: both medians, their ratio, the test's p and the verdict.
+struct Row<'a> {
+    record: &'a Record,
+    a_p50_ms: f64,
+    b_p50_ms: f64,
+    ratio: f64,
+    p: f64,
+    verdict: &'static str,
 }
 
 /// A point measured on the same device: only those are compared.
@@ -45,25 +60,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| r.measured.is_some())
         .map(|r| (key(r), r))
         .collect();
-    for w in environment_differences(&a, &b) {
+    let warnings = environment_differences(&a, &b);
+    for w in &warnings {
         eprintln!("warning: {w}; a difference may be the machine's, not the code's");
     }
-    let mut regressions = 0;
-    let mut inconclusive = 0;
-    let mut matched = 0;
-    println!(
-        "{} {:>11} {:>11} {:>7} {:>9}  verdict",
-        super::POINT_HEADER,
-        "a p50 ms",
-        "b p50 ms",
-        "b/a",
-        "p"
-    );
+    let mut rows = Vec::new();
     for r in b.records.iter().filter(|r| r.measured.is_some()) {
         let Some(old) = base.get(&key(r)) else {
             continue;
         };
-        matched += 1;
         let (ma, mb) = (
             old.measured.as_ref().expect("filtered"),
             r.measured.as_ref().expect("filtered"),
@@ -74,26 +79,82 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let p = mann_whitney_p(&sa, &sb);
         let significant = p < args.alpha;
         let verdict = if !can_reach(sa.len(), sb.len(), args.alpha) {
-            inconclusive += 1;
             "inconclusive (n too small)"
         } else if significant && ratio > 1.0 + args.threshold {
-            regressions += 1;
             "SLOWER"
         } else if significant && ratio < 1.0 - args.threshold {
             "faster"
         } else {
             "same"
         };
-        println!(
-            "{} {:>11.4} {:>11.4} {:>7.3} {:>9.2e}  {verdict}",
-            super::point_columns(r),
-            ma.latency_ms.p50,
-            mb.latency_ms.p50,
+        rows.push(Row {
+            record: r,
+            a_p50_ms: ma.latency_ms.p50,
+            b_p50_ms: mb.latency_ms.p50,
             ratio,
-            p
-        );
+            p,
+            verdict,
+        });
     }
-    println!("{matched} matching point(s), {regressions} slower than {:.0}% beyond the baseline (Mann-Whitney p < {})", args.threshold * 100.0, args.alpha);
+    let matched = rows.len();
+    let regressions = rows.iter().filter(|r| r.verdict == "SLOWER").count();
+    let inconclusive = rows
+        .iter()
+        .filter(|r| r.verdict.starts_with("inconclusive"))
+        .count();
+    if args.json {
+        let points: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let mut v = serde_json::to_value(row.record.id).expect("an id serialises");
+                let o = v.as_object_mut().expect("an id is an object");
+                o.insert("layer".into(), row.record.layer.clone().into());
+                o.insert("adapter".into(), row.record.adapter.clone().into());
+                o.insert("a_p50_ms".into(), finite(row.a_p50_ms));
+                o.insert("b_p50_ms".into(), finite(row.b_p50_ms));
+                o.insert("ratio".into(), finite(row.ratio));
+                o.insert("p".into(), finite(row.p));
+                o.insert(
+                    "verdict".into(),
+                    row.verdict.split(' ').next().unwrap_or("").into(),
+                );
+                v
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "a": args.a.display().to_string(),
+            "b": args.b.display().to_string(),
+            "threshold": args.threshold,
+            "alpha": args.alpha,
+            "matched": matched,
+            "regressions": regressions,
+            "inconclusive": inconclusive,
+            "warnings": warnings,
+            "points": points,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    } else {
+        println!(
+            "{} {:>11} {:>11} {:>7} {:>9}  verdict",
+            super::POINT_HEADER,
+            "a p50 ms",
+            "b p50 ms",
+            "b/a",
+            "p"
+        );
+        for row in &rows {
+            println!(
+                "{} {:>11.4} {:>11.4} {:>7.3} {:>9.2e}  {}",
+                super::point_columns(row.record),
+                row.a_p50_ms,
+                row.b_p50_ms,
+                row.ratio,
+                row.p,
+                row.verdict
+            );
+        }
+        println!("{matched} matching point(s), {regressions} slower than {:.0}% beyond the baseline (Mann-Whitney p < {})", args.threshold * 100.0, args.alpha);
+    }
     if matched == 0 {
         anyhow::bail!(
             "no point of {} matches one of {}",
@@ -101,7 +162,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             args.a.display()
         );
     }
-    if inconclusive > 0 {
+    if inconclusive > 0 && !args.json {
         println!(
             "{inconclusive} point(s) inconclusive: too few samples for any difference to reach p < {} (take more samples; --quick gives 3-4)",
             args.alpha
@@ -114,6 +175,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A number for JSON, or null where it is none (an edited file's zero median).
+fn finite(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)
 }
 
 /// Whether samples of these sizes can reach significance at `alpha` at all:
