@@ -268,6 +268,7 @@ fn gemm_widened<T: Element>(
                 k,
                 panel.as_ptr(),
                 k0 > 0,
+                gemm_parallelism(m, rows, n),
             )
         }
         k0 += rows;
@@ -298,28 +299,18 @@ fn warm_gemm_threads() {
         let mut c = [0.0f32; D * D];
         // SAFETY: D x D row-major operands, no aliasing; one thread each.
         unsafe {
-            gemm::gemm(
+            gemm_raw(
                 D,
                 D,
                 D,
                 c.as_mut_ptr(),
-                1,
-                D as isize,
-                false,
                 a.as_ptr(),
-                1,
-                D as isize,
+                D,
                 b.as_ptr(),
-                1,
-                D as isize,
-                0.0,
-                1.0,
-                false,
-                false,
                 false,
                 gemm::Parallelism::None,
-            );
-        }
+            )
+        };
     });
 }
 
@@ -334,7 +325,8 @@ fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
 
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` through `gemm`'s f32 kernel,
 /// row-major with row strides `lda`, `n` and `n`; with `accumulate` the
-/// product is added to `dst`.
+/// product is added to `dst`; over `parallelism`'s threads (see
+/// [`gemm_parallelism`]).
 ///
 /// # Safety
 /// `lhs` covers `(m - 1) * lda + k` elements, `rhs` `k * n` and `dst` `m * n`;
@@ -349,6 +341,7 @@ unsafe fn gemm_raw(
     lda: usize,
     rhs: *const f32,
     accumulate: bool,
+    parallelism: gemm::Parallelism,
 ) {
     // SAFETY: the caller's contract (row-major: column stride 1).
     unsafe {
@@ -371,7 +364,7 @@ unsafe fn gemm_raw(
             false,
             false,
             false,
-            gemm_parallelism(m, k, n),
+            parallelism,
         );
     }
 }
@@ -390,7 +383,19 @@ impl Element for f32 {
     fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, _: &mut Scratch) {
         let m = y.len() / n;
         // SAFETY: the slices hold m*k, k*n and m*n elements; y is its own Vec.
-        unsafe { gemm_raw(m, k, n, y.as_mut_ptr(), x.as_ptr(), k, w.as_ptr(), false) }
+        unsafe {
+            gemm_raw(
+                m,
+                k,
+                n,
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                k,
+                w.as_ptr(),
+                false,
+                gemm_parallelism(m, k, n),
+            )
+        }
     }
 }
 

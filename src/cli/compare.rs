@@ -41,7 +41,37 @@ struct Row<'a> {
     b_p50_ms: f64,
     ratio: f64,
     p: f64,
-    verdict: &'static str,
+    verdict: Verdict,
+}
+
+/// What the test says of one point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Too few samples for any difference to reach significance.
+    Inconclusive,
+    Slower,
+    Faster,
+    Same,
+}
+
+impl Verdict {
+    /// Its word in JSON, and the table's first word.
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Slower => "SLOWER",
+            Verdict::Faster => "faster",
+            Verdict::Same => "same",
+        }
+    }
+
+    /// Its words in the table.
+    fn words(self) -> &'static str {
+        match self {
+            Verdict::Inconclusive => "inconclusive (n too small)",
+            v => v.name(),
+        }
+    }
 }
 
 /// A point measured on the same device: only those are compared.
@@ -79,13 +109,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let p = mann_whitney_p(&sa, &sb);
         let significant = p < args.alpha;
         let verdict = if !can_reach(sa.len(), sb.len(), args.alpha) {
-            "inconclusive (n too small)"
+            Verdict::Inconclusive
         } else if significant && ratio > 1.0 + args.threshold {
-            "SLOWER"
+            Verdict::Slower
         } else if significant && ratio < 1.0 - args.threshold {
-            "faster"
+            Verdict::Faster
         } else {
-            "same"
+            Verdict::Same
         };
         rows.push(Row {
             record: r,
@@ -97,11 +127,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let matched = rows.len();
-    let regressions = rows.iter().filter(|r| r.verdict == "SLOWER").count();
-    let inconclusive = rows
-        .iter()
-        .filter(|r| r.verdict.starts_with("inconclusive"))
-        .count();
+    let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
+    let (regressions, inconclusive) = (count(Verdict::Slower), count(Verdict::Inconclusive));
     if args.json {
         let points: Vec<serde_json::Value> = rows
             .iter()
@@ -114,10 +141,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 o.insert("b_p50_ms".into(), finite(row.b_p50_ms));
                 o.insert("ratio".into(), finite(row.ratio));
                 o.insert("p".into(), finite(row.p));
-                o.insert(
-                    "verdict".into(),
-                    row.verdict.split(' ').next().unwrap_or("").into(),
-                );
+                o.insert("verdict".into(), row.verdict.name().into());
                 v
             })
             .collect();
@@ -150,7 +174,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 row.b_p50_ms,
                 row.ratio,
                 row.p,
-                row.verdict
+                row.verdict.words()
             );
         }
         println!("{matched} matching point(s), {regressions} slower than {:.0}% beyond the baseline (Mann-Whitney p < {})", args.threshold * 100.0, args.alpha);
