@@ -103,6 +103,18 @@ impl GpuMonitor {
         })
     }
 
+    /// The SM clock now, MHz: one reading, cheap enough to take between samples.
+    pub fn sm_clock_mhz(&self) -> Option<u32> {
+        let d = self.nvml.device_by_index(self.index).ok()?;
+        d.clock_info(Clock::SM).ok()
+    }
+
+    /// The highest SM clock the card may run at, MHz.
+    pub fn max_sm_clock_mhz(&self) -> Option<u32> {
+        let d = self.nvml.device_by_index(self.index).ok()?;
+        d.max_clock_info(Clock::SM).ok()
+    }
+
     /// Device memory not allocated now, bytes (NVML's "free" framebuffer).
     pub fn free_memory(&self) -> Option<u64> {
         let d = self.nvml.device_by_index(self.index).ok()?;

@@ -21,6 +21,7 @@ pub mod prepared_op;
 pub mod reference;
 pub mod report;
 pub mod results;
+pub mod sample_clocks;
 pub mod stats;
 pub mod sweep;
 pub mod workload;

@@ -158,7 +158,14 @@ pub struct Measurement {
     pub batch: Option<BatchResult>,
     /// End-to-end phases, one per request.
     pub phases: Vec<Phases>,
+    /// The device's clock, MHz, read before the first sample, after every
+    /// [`CLOCK_EVERY`]-th and after the last (empty where nothing can read it).
+    #[serde(default)]
+    pub clocks_mhz: Vec<u32>,
 }
+
+/// Samples between two readings of the device's clock while sampling.
+pub const CLOCK_EVERY: usize = 16;
 
 /// Whether sampling may stop now, and by which rule. Pure, for testing.
 pub fn should_stop(s: &Sampling, times_ns: &[f64], elapsed: Duration) -> Option<StopRule> {
@@ -182,6 +189,17 @@ pub fn should_stop(s: &Sampling, times_ns: &[f64], elapsed: Duration) -> Option<
 /// Warms `kernel` up, samples it until a stopping rule fires, then measures
 /// throughput and phases as `s` asks.
 pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
+    run_watched(kernel, s, &|| None)
+}
+
+/// [`run`], reading the device's clock with `clock` between samples (never
+/// inside one): before the first, after every [`CLOCK_EVERY`]-th and after
+/// the last, into [`Measurement::clocks_mhz`].
+pub fn run_watched(
+    kernel: &mut dyn PreparedOp,
+    s: &Sampling,
+    clock: &dyn Fn() -> Option<u32>,
+) -> Result<Measurement> {
     let warm_start = Instant::now();
     let mut warmup_runs = 0;
     while warmup_runs < s.warmup_runs {
@@ -194,6 +212,7 @@ pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
 
     let mut samples = Vec::new();
     let mut times = Vec::new();
+    let mut clocks_mhz: Vec<u32> = clock().into_iter().collect();
     let start = Instant::now();
     let mut excluded = Duration::ZERO;
     let stop = loop {
@@ -206,7 +225,14 @@ pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
         let sample = kernel.run()?;
         times.push(sample.best_ns() as f64);
         samples.push(sample);
-        if let Some(rule) = should_stop(s, &times, start.elapsed().saturating_sub(excluded)) {
+        let stop = should_stop(s, &times, start.elapsed().saturating_sub(excluded));
+        if stop.is_some() || samples.len() % CLOCK_EVERY == 0 {
+            // Outside the budget, like a flush: the reading is no part of sampling.
+            let t = Instant::now();
+            clocks_mhz.extend(clock());
+            excluded += t.elapsed();
+        }
+        if let Some(rule) = stop {
             break rule;
         }
     };
@@ -249,6 +275,7 @@ pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
         stop,
         batch,
         phases,
+        clocks_mhz,
     })
 }
 
@@ -537,5 +564,35 @@ mod tests {
         let b = m.batch.unwrap();
         assert_eq!(b.per_dispatch_ns, 500_000.0);
         assert_eq!(m.phases.len(), 2);
+    }
+
+    /// The clock is read before the first sample, after every 16th and after
+    /// the last, once where the last is a 16th; never in the warm-up or the
+    /// batch. Planted: a reading after every sample, or none at the end ->
+    /// the counts differ -> fails.
+    #[test]
+    fn the_clock_is_read_between_samples_and_at_both_ends() {
+        use std::cell::Cell;
+        for (n, reads) in [(40, 4), (32, 3), (1, 2)] {
+            let calls = Cell::new(0u32);
+            let clock = || {
+                calls.set(calls.get() + 1);
+                Some(1000 + calls.get())
+            };
+            let s = Sampling {
+                warmup_runs: 5,
+                min_samples: n,
+                max_samples: n,
+                min_ms: 0.0,
+                phase_runs: 1,
+                ..Default::default()
+            };
+            let m = run_watched(&mut Fixed(1_000, 0), &s, &clock).unwrap();
+            assert_eq!(m.samples.len(), n as usize);
+            assert_eq!(m.clocks_mhz.len(), reads, "{n} samples");
+            assert_eq!(m.clocks_mhz[0], 1001, "the first reading comes first");
+        }
+        let m = run(&mut Fixed(1_000, 0), &Sampling::tuning()).unwrap();
+        assert!(m.clocks_mhz.is_empty(), "nothing to read it");
     }
 }

@@ -16,6 +16,7 @@ use crate::reference::{self, Accuracy};
 use crate::results::{
     LatencyMs, Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
 };
+use crate::sample_clocks::{SampleClocks, WARNING_PREFIX as SLOW_CLOCK};
 use crate::stats::{self, Samples};
 use crate::workload::{Inputs, Workload, DEFAULT_SEED};
 
@@ -181,7 +182,9 @@ fn measure_inner(
     }
 
     let timed_start = memory::reset_peak();
-    let m = measure::run(kernel.as_mut(), sampling)?;
+    let monitor = backend.monitor();
+    let clock = || monitor.and_then(|m| m.sm_clock_mhz());
+    let m = measure::run_watched(kernel.as_mut(), sampling, &clock)?;
     let timed_peak = memory::peak_bytes().map(|p| p.saturating_sub(timed_start));
     overall = overall.max(memory::peak_bytes());
     let host_peak_alloc = overall.map(|p| p.saturating_sub(heap_before));
@@ -195,11 +198,13 @@ fn measure_inner(
         host_peak_alloc,
     );
     measured.compile_ms = costs.map(|c| c.compile_ns as f64 * 1e-6);
+    measured.sm_clock_mhz =
+        SampleClocks::from_readings(&m.clocks_mhz, monitor.and_then(|m| m.max_sm_clock_mhz()));
     let mem = &mut measured.memory_bytes;
     mem.inputs_bytes = Some(inputs.bytes());
     mem.verification_peak_alloc = verification_peak;
     mem.timed_peak_alloc = timed_peak;
-    if let Some(monitor) = backend.monitor() {
+    if let Some(monitor) = monitor {
         let per_run_ns = measured.latency_ms.p50 * 1e6;
         measured.energy = crate::energy::measure(kernel.as_mut(), monitor, work, per_run_ns)?;
     }
@@ -236,8 +241,17 @@ pub fn pool_round(record: &mut Record, later: Record, work: &Workload) {
     m.samples = m.raw_ns.len();
     (m.gflops, m.gbps, m.tokens_per_s) = rates(work, m.latency_ms.p50);
     m.rounds += 1;
-    record.warnings.retain(|w| !w.starts_with("noisy:"));
+    m.sm_clock_mhz = match (m.sm_clock_mhz, l.sm_clock_mhz) {
+        (Some(a), Some(b)) => Some(a.pooled(b)),
+        (a, b) => a.or(b),
+    };
+    record
+        .warnings
+        .retain(|w| !w.starts_with("noisy:") && !w.starts_with(SLOW_CLOCK));
     record.warnings.extend(noise_warning(&m.latency_ms));
+    record
+        .warnings
+        .extend(m.sm_clock_mhz.and_then(|c| c.warning()));
 }
 
 fn apply_accuracy(record: &mut Record, a: &Accuracy) {
@@ -280,6 +294,7 @@ fn noise_warning(l: &stats::Summary) -> Option<String> {
 fn warnings(measured: &Measured, m: &Measurement) -> Vec<String> {
     let mut w = Vec::new();
     w.extend(noise_warning(&measured.latency_ms));
+    w.extend(measured.sm_clock_mhz.and_then(|c| c.warning()));
     if m.stop == StopRule::MaxTime && m.samples.len() < 10 {
         w.push(format!(
             "time budget allowed only {} sample(s)",
@@ -388,6 +403,7 @@ fn summarize(
         raw_wall_ns,
         timestamp_fallbacks: fallbacks_by_reason(&m.samples),
         energy: None,
+        sm_clock_mhz: None,
         rounds: 1,
     }
 }
@@ -460,5 +476,41 @@ mod tests {
             "a rejected interval falls back to wall time"
         );
         assert!(fallbacks_by_reason(&samples[..1]).is_empty());
+    }
+
+    /// Pooling a later round widens the clock span and replaces the slow-clock
+    /// warning by one over both rounds. Planted: the later round's clocks
+    /// ignored -> its dip is missed -> fails.
+    #[test]
+    fn pooled_rounds_pool_their_clocks_and_rewarn() {
+        use super::pool_round;
+        use crate::report::testdata::synthetic;
+        use crate::sample_clocks::{SampleClocks, WARNING_PREFIX};
+        use crate::workload::{Op, Precision, Shape, Workload};
+        let point = |clocks: &[u32]| {
+            let mut r = synthetic(Op::Embedding, "gpu", Precision::F16, 1, 8, 64, 0.1);
+            let m = r.measured.as_mut().unwrap();
+            m.sm_clock_mhz = SampleClocks::from_readings(clocks, Some(1980));
+            r.warnings.extend(m.sm_clock_mhz.and_then(|c| c.warning()));
+            r
+        };
+        let work = Workload {
+            op: Op::Embedding,
+            precision: Precision::F16,
+            shape: Shape::new(1, 8, 64, 100).unwrap(),
+            data: Default::default(),
+        };
+        let mut first = point(&[1980, 1700]);
+        assert!(first.warnings.is_empty());
+        pool_round(&mut first, point(&[345, 1980]), &work);
+        let c = first.measured.as_ref().unwrap().sm_clock_mhz.unwrap();
+        assert_eq!((c.first, c.min, c.last, c.readings), (1980, 345, 1980, 4));
+        let slow: Vec<_> = first
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with(WARNING_PREFIX))
+            .collect();
+        assert_eq!(slow.len(), 1, "{:?}", first.warnings);
+        assert!(slow[0].contains("345 MHz"), "{}", slow[0]);
     }
 }

@@ -441,22 +441,34 @@ fn forced_coop(md: &mut String, forced: &[Record], refused: &[(String, String)],
     }
 }
 
-/// The largest gathers beside gathers that move the same bytes another way.
+/// The largest gathers beside gathers that move the same bytes another way,
+/// with each one's first call, warm-up and cache mode and the SM clock over
+/// its samples: what tells a slow kernel from a slow card.
 fn gather_twins(md: &mut String, gathers: &[Record], copy: Option<f64>) {
     let _ = writeln!(
         md,
-        "\n## Gathers beside same-bytes twins (`gather.jsonl`)\n\n| point | vocab | dist | verified | median ms | GB/s | of the device copy |\n|---|---:|---|---|---:|---:|---:|"
+        "\n## Gathers beside same-bytes twins (`gather.jsonl`)\n\n| point | vocab | dist | verified | first call ms | warm-up, caches | median ms | GB/s | of the device copy | SM clock over the samples, MHz |\n|---|---:|---|---|---:|---|---:|---:|---:|---|"
     );
     for r in gathers {
         let Some(m) = &r.measured else { continue };
         let share = copy.map_or("—".to_string(), |c| format!("{:.0}%", m.gbps / c * 100.0));
+        let clocks = m.sm_clock_mhz.map_or("—".to_string(), |c| {
+            let max = c.card_max.map_or(String::new(), |x| format!(" of {x}"));
+            format!(
+                "{}-{}{max} (first {}, last {})",
+                c.min, c.max, c.first, c.last
+            )
+        });
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.4} | {:.0} | {share} |",
+            "| {} | {} | {} | {} | {:.4} | {} runs, {} | {:.4} | {:.0} | {share} | {clocks} |",
             record_key(r),
             r.id.vocab,
             r.id.dist.name(),
             if r.verified { "yes" } else { "no" },
+            m.first_run_ms,
+            m.warmup_runs,
+            if m.cold_cache { "flushed" } else { "warm" },
             m.latency_ms.p50,
             m.gbps
         );
@@ -618,13 +630,29 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
             any = true;
             let _ = writeln!(md, "- {name}: {w}");
         }
+        let slow: Vec<u32> = f
+            .records
+            .iter()
+            .filter_map(|r| r.measured.as_ref()?.sm_clock_mhz)
+            .filter(|c| c.warning().is_some())
+            .map(|c| c.min)
+            .collect();
+        if let Some(lowest) = slow.iter().min() {
+            any = true;
+            let _ = writeln!(
+                md,
+                "- {name}: {} point(s) sampled with the SM clock under {:.0}% of the card's maximum (lowest reading {lowest} MHz; each record's warnings say which)",
+                slow.len(),
+                crate::sample_clocks::SLOW_CLOCK_SHARE * 100.0
+            );
+        }
         if !f.complete {
             any = true;
             let _ = writeln!(md, "- {name}: incomplete (stopped at its share of the budget; resume with `kernel-lab run --resume`)");
         }
     }
     if !any {
-        let _ = writeln!(md, "- nothing: every device timestamp was believable, no machine warning, every run complete");
+        let _ = writeln!(md, "- nothing: every device timestamp was believable, no machine warning, no slow GPU clock, every run complete");
     }
 }
 
@@ -794,5 +822,45 @@ mod tests {
                 .all(|v| v.met.is_none() && v.measured == "not measured"),
             "{none:?}"
         );
+    }
+
+    /// A point sampled on a slow card is named among the doubts, and the
+    /// gather table shows each twin's first call, warm-up and clocks.
+    /// Planted: the doubts' clock check dropped -> "nothing" -> fails.
+    #[test]
+    fn slow_clocks_are_doubts_and_the_gather_table_shows_them() {
+        use crate::sample_clocks::SampleClocks;
+        let mut files = gathers(&[
+            (1024, Precision::F16, 1300.0),
+            (512, Precision::F32, 3700.0),
+        ]);
+        let recs = &mut files[0].1.records;
+        let clocks = [[1980, 345, 1410], [1980, 1965, 1980]];
+        for (r, c) in recs.iter_mut().zip(clocks) {
+            r.measured.as_mut().unwrap().sm_clock_mhz = SampleClocks::from_readings(&c, Some(1980));
+        }
+        let mut md = String::new();
+        doubts(&mut md, &files);
+        assert!(
+            md.contains("device-gpu: 1 point(s) sampled with the SM clock under 80%")
+                && md.contains("lowest reading 345 MHz"),
+            "{md}"
+        );
+        assert!(!md.contains("- nothing"), "{md}");
+        let mut md = String::new();
+        gather_twins(&mut md, &files[0].1.records, Some(4200.0));
+        assert!(
+            md.contains("345-1980 of 1980 (first 1980, last 1410)"),
+            "{md}"
+        );
+        let mut quiet = gathers(&[(512, Precision::F32, 3700.0)]);
+        quiet[0].1.records[0]
+            .measured
+            .as_mut()
+            .unwrap()
+            .sm_clock_mhz = SampleClocks::from_readings(&[1980], Some(1980));
+        let mut md = String::new();
+        doubts(&mut md, &quiet);
+        assert!(md.contains("- nothing"), "{md}");
     }
 }

@@ -15,7 +15,7 @@ pub mod precision_study;
 pub mod quality;
 pub mod seed_notebooks;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 
 use std::path::{Path, PathBuf};
 

@@ -86,6 +86,7 @@ pub fn synthetic(
             raw_wall_ns: raw,
             timestamp_fallbacks: Default::default(),
             energy: None,
+            sm_clock_mhz: None,
             rounds: 1,
         }),
     }

@@ -360,6 +360,9 @@ pub struct Measured {
     /// Energy while the op ran back to back (NVIDIA GPUs with an energy counter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<crate::energy::Energy>,
+    /// The GPU's SM clock between the samples (NVIDIA GPUs, through NVML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<crate::sample_clocks::SampleClocks>,
     /// Passes of the sweep whose samples are pooled here (`sampling.rounds`;
     /// absent, 1).
     #[serde(default = "one_round", skip_serializing_if = "is_one_round")]
