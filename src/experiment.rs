@@ -381,7 +381,7 @@ impl Spec {
         let syntax = |e: toml::de::Error| {
             let at = e.span().map(|s| line_col(text, s.start));
             // The offending line itself names the key, which the parser's message may not.
-            let place = at.map_or(String::new(), |(l, c)| {
+            let (place, line) = at.map_or((String::new(), String::new()), |(l, c)| {
                 let line: String = text
                     .lines()
                     .nth(l - 1)
@@ -390,12 +390,12 @@ impl Spec {
                     .chars()
                     .take(60)
                     .collect();
-                format!(":{l}:{c} (`{line}`)")
+                (format!(":{l}:{c}"), format!(" (line: {line})"))
             });
             LabError::invalid(
                 "experiment",
                 &format!("{origin}{place}"),
-                e.message().trim(),
+                &format!("{}{line}", e.message().trim()),
             )
         };
         let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;

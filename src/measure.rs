@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::prepared_op::{Phases, PreparedOp, Sample};
+use crate::sample_clocks::SLOW_CLOCK_SHARE;
 use crate::stats::mean_stddev;
 
 /// How a point is sampled.
@@ -162,6 +163,10 @@ pub struct Measurement {
     /// [`CLOCK_EVERY`]-th and after the last (empty where nothing can read it).
     #[serde(default)]
     pub clocks_mhz: Vec<u32>,
+    /// Busy warm-up spent lifting a clock that read low after the warm-up,
+    /// milliseconds (`None` when none was needed or possible).
+    #[serde(default)]
+    pub clock_lift_ms: Option<f64>,
 }
 
 /// Samples between two readings of the device's clock while sampling.
@@ -186,33 +191,69 @@ pub fn should_stop(s: &Sampling, times_ns: &[f64], elapsed: Duration) -> Option<
     None
 }
 
+/// The device's clock as the engine may read it between runs.
+#[derive(Clone, Copy)]
+pub struct Clock<'a> {
+    /// The clock now, MHz (`None` when it cannot be read).
+    pub read: &'a dyn Fn() -> Option<u32>,
+    /// The highest clock the device may run at, MHz.
+    pub max_mhz: Option<u32>,
+}
+
+fn no_reading() -> Option<u32> {
+    None
+}
+
+impl Clock<'_> {
+    /// No clock to read (the CPU, and every GPU without a driver monitor).
+    pub const NONE: Clock<'static> = Clock {
+        read: &no_reading,
+        max_mhz: None,
+    };
+}
+
+/// The longest busy warm-up spent lifting a low clock, milliseconds.
+pub const LIFT_MAX_MS: f64 = 500.0;
+/// Each busy warm-up batch runs about this long, milliseconds.
+const LIFT_BATCH_MS: f64 = 10.0;
+/// Batches in a row that may leave the clock no higher before the lift stops
+/// (a card held down by its power limit climbs no further).
+const LIFT_FLAT_BATCHES: u32 = 5;
+
 /// Warms `kernel` up, samples it until a stopping rule fires, then measures
 /// throughput and phases as `s` asks.
 pub fn run(kernel: &mut dyn PreparedOp, s: &Sampling) -> Result<Measurement> {
-    run_watched(kernel, s, &|| None)
+    run_watched(kernel, s, Clock::NONE)
 }
 
-/// [`run`], reading the device's clock with `clock` between samples (never
-/// inside one): before the first, after every [`CLOCK_EVERY`]-th and after
-/// the last, into [`Measurement::clocks_mhz`].
+/// [`run`], watching the device's clock: after the warm-up, a clock under
+/// [`SLOW_CLOCK_SHARE`] of its maximum is lifted by back-to-back batches (at
+/// most [`LIFT_MAX_MS`]; never when `s` asks for no warm-up), and it is read
+/// between samples (never inside one): before the first, after every
+/// [`CLOCK_EVERY`]-th and after the last, into [`Measurement::clocks_mhz`].
 pub fn run_watched(
     kernel: &mut dyn PreparedOp,
     s: &Sampling,
-    clock: &dyn Fn() -> Option<u32>,
+    clock: Clock<'_>,
 ) -> Result<Measurement> {
     let warm_start = Instant::now();
     let mut warmup_runs = 0;
+    let mut last_ns = None;
     while warmup_runs < s.warmup_runs {
-        kernel.run()?;
+        last_ns = Some(kernel.run()?.best_ns());
         warmup_runs += 1;
         if warm_start.elapsed().as_secs_f64() * 1e3 >= s.warmup_ms {
             break;
         }
     }
+    let clock_lift_ms = match last_ns {
+        Some(ns) => lift_clock(kernel, clock, ns)?,
+        None => None,
+    };
 
     let mut samples = Vec::new();
     let mut times = Vec::new();
-    let mut clocks_mhz: Vec<u32> = clock().into_iter().collect();
+    let mut clocks_mhz: Vec<u32> = (clock.read)().into_iter().collect();
     let start = Instant::now();
     let mut excluded = Duration::ZERO;
     let stop = loop {
@@ -229,7 +270,7 @@ pub fn run_watched(
         if stop.is_some() || samples.len() % CLOCK_EVERY == 0 {
             // Outside the budget, like a flush: the reading is no part of sampling.
             let t = Instant::now();
-            clocks_mhz.extend(clock());
+            clocks_mhz.extend((clock.read)());
             excluded += t.elapsed();
         }
         if let Some(rule) = stop {
@@ -276,7 +317,41 @@ pub fn run_watched(
         batch,
         phases,
         clocks_mhz,
+        clock_lift_ms,
     })
+}
+
+/// Runs `kernel` back to back while `clock` reads under [`SLOW_CLOCK_SHARE`]
+/// of its maximum, until it does not, [`LIFT_MAX_MS`] have passed, or
+/// [`LIFT_FLAT_BATCHES`] batches in a row raised it no further; batches of
+/// about [`LIFT_BATCH_MS`] at `run_ns` a run. Returns the milliseconds spent,
+/// `None` when the clock read high enough (or could not be read) to begin with.
+fn lift_clock(kernel: &mut dyn PreparedOp, clock: Clock<'_>, run_ns: u64) -> Result<Option<f64>> {
+    let Some(max) = clock.max_mhz else {
+        return Ok(None);
+    };
+    let Some(mut now) = (clock.read)() else {
+        return Ok(None);
+    };
+    let target = (SLOW_CLOCK_SHARE * max as f64).ceil() as u32;
+    if now >= target {
+        return Ok(None);
+    }
+    let per_batch = (LIFT_BATCH_MS * 1e6 / run_ns.max(1) as f64).clamp(1.0, 10_000.0) as u32;
+    let t = Instant::now();
+    let (mut best, mut flat) = (now, 0);
+    while now < target && flat < LIFT_FLAT_BATCHES && t.elapsed().as_secs_f64() * 1e3 < LIFT_MAX_MS
+    {
+        kernel.run_batch(per_batch)?;
+        // A reading that fails ends the lift.
+        now = (clock.read)().unwrap_or(target);
+        if now > best {
+            (best, flat) = (now, 0);
+        } else {
+            flat += 1;
+        }
+    }
+    Ok(Some(t.elapsed().as_secs_f64() * 1e3))
 }
 
 #[cfg(test)]
@@ -587,12 +662,66 @@ mod tests {
                 phase_runs: 1,
                 ..Default::default()
             };
-            let m = run_watched(&mut Fixed(1_000, 0), &s, &clock).unwrap();
+            let clock = Clock {
+                read: &clock,
+                max_mhz: None,
+            };
+            let m = run_watched(&mut Fixed(1_000, 0), &s, clock).unwrap();
             assert_eq!(m.samples.len(), n as usize);
             assert_eq!(m.clocks_mhz.len(), reads, "{n} samples");
             assert_eq!(m.clocks_mhz[0], 1001, "the first reading comes first");
         }
         let m = run(&mut Fixed(1_000, 0), &Sampling::tuning()).unwrap();
         assert!(m.clocks_mhz.is_empty(), "nothing to read it");
+    }
+
+    /// A clock that reads low after the warm-up is lifted by busy batches
+    /// until it reads 80% of its maximum, or stops rising, before the first
+    /// sample; a high clock, an unknown maximum or a no-warm-up sampling are
+    /// left alone. Planted: the lift skipped, or run without the flat-batch
+    /// stop -> the reading counts differ -> fails.
+    #[test]
+    fn a_low_clock_is_lifted_before_sampling() {
+        use std::cell::Cell;
+        let s = Sampling {
+            warmup_runs: 1,
+            min_samples: 4,
+            max_samples: 4,
+            min_ms: 0.0,
+            phase_runs: 0,
+            batch_mode: false,
+            ..Default::default()
+        };
+        // Readings: the lift's own until it stops, then 2 around 4 samples.
+        type Reading<'a> = &'a dyn Fn(u32) -> u32;
+        let cases: [(Reading, Option<u32>, u32, bool, u32); 5] = [
+            (&|i| 345 + 500 * i, Some(1980), 1, true, 4 + 2),
+            (&|_| 900, Some(1980), 1, true, 1 + LIFT_FLAT_BATCHES + 2),
+            (&|_| 1980, Some(1980), 1, false, 1 + 2),
+            (&|_| 345, None, 1, false, 2),
+            (&|_| 345, Some(1980), 0, false, 2),
+        ];
+        for (n, (at, max_mhz, warmup_runs, lifted, reads)) in cases.into_iter().enumerate() {
+            let calls = Cell::new(0u32);
+            let read = || {
+                let v = at(calls.get());
+                calls.set(calls.get() + 1);
+                Some(v)
+            };
+            let clock = Clock {
+                read: &read,
+                max_mhz,
+            };
+            let s = Sampling {
+                warmup_runs,
+                ..s.clone()
+            };
+            let m = run_watched(&mut Fixed(1_000_000, 0), &s, clock).unwrap();
+            assert_eq!(m.clock_lift_ms.is_some(), lifted, "case {n}");
+            assert_eq!(calls.get(), reads, "case {n}: readings");
+            if n == 0 {
+                assert_eq!(m.clocks_mhz[0], 345 + 500 * 4, "sampling began lifted");
+            }
+        }
     }
 }

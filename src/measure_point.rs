@@ -183,8 +183,12 @@ fn measure_inner(
 
     let timed_start = memory::reset_peak();
     let monitor = backend.monitor();
-    let clock = || monitor.and_then(|m| m.sm_clock_mhz());
-    let m = measure::run_watched(kernel.as_mut(), sampling, &clock)?;
+    let read = || monitor.and_then(|m| m.sm_clock_mhz());
+    let clock = measure::Clock {
+        read: &read,
+        max_mhz: monitor.and_then(|m| m.max_sm_clock_mhz()),
+    };
+    let m = measure::run_watched(kernel.as_mut(), sampling, clock)?;
     let timed_peak = memory::peak_bytes().map(|p| p.saturating_sub(timed_start));
     overall = overall.max(memory::peak_bytes());
     let host_peak_alloc = overall.map(|p| p.saturating_sub(heap_before));
@@ -199,7 +203,10 @@ fn measure_inner(
     );
     measured.compile_ms = costs.map(|c| c.compile_ns as f64 * 1e-6);
     measured.sm_clock_mhz =
-        SampleClocks::from_readings(&m.clocks_mhz, monitor.and_then(|m| m.max_sm_clock_mhz()));
+        SampleClocks::from_readings(&m.clocks_mhz, clock.max_mhz).map(|c| SampleClocks {
+            lifted_ms: m.clock_lift_ms,
+            ..c
+        });
     let mem = &mut measured.memory_bytes;
     mem.inputs_bytes = Some(inputs.bytes());
     mem.verification_peak_alloc = verification_peak;

@@ -18,7 +18,7 @@ pub const SLOW_CLOCK_SHARE: f64 = 0.8;
 pub const WARNING_PREFIX: &str = "slow GPU clock:";
 
 /// The SM clock over one point's samples, MHz.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampleClocks {
     /// Read just before the first sample (after the warm-up).
     pub first: u32,
@@ -33,6 +33,10 @@ pub struct SampleClocks {
     /// The highest SM clock the card may run at, where the driver says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_max: Option<u32>,
+    /// Busy warm-up run before the samples because the clock read under
+    /// [`SLOW_CLOCK_SHARE`] of the maximum after the warm-up, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_ms: Option<f64>,
 }
 
 impl SampleClocks {
@@ -47,6 +51,7 @@ impl SampleClocks {
             last,
             readings: readings.len() as u32,
             card_max,
+            lifted_ms: None,
         })
     }
 
@@ -60,6 +65,10 @@ impl SampleClocks {
             last: later.last,
             readings: self.readings + later.readings,
             card_max: self.card_max.or(later.card_max),
+            lifted_ms: match (self.lifted_ms, later.lifted_ms) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            },
         }
     }
 
@@ -71,8 +80,11 @@ impl SampleClocks {
         if self.min as f64 >= SLOW_CLOCK_SHARE * card_max as f64 {
             return None;
         }
+        let lift = self.lifted_ms.map_or(String::new(), |ms| {
+            format!("; {ms:.0} ms of back-to-back runs before the samples did not keep it up")
+        });
         Some(format!(
-            "{WARNING_PREFIX} the SM clock read {} MHz between samples ({} before the first, {} after the last; the card's maximum is {card_max} MHz): the card was still ramping up from idle, or was held down (power, heat; see the machine state's throttle reasons), so these timings may be slower than the card",
+            "{WARNING_PREFIX} the SM clock read {} MHz between samples ({} before the first, {} after the last; the card's maximum is {card_max} MHz{lift}): the card was still ramping up from idle, or was held down (power, heat; see the machine state's throttle reasons), so these timings may be slower than the card",
             self.min,
             self.first,
             self.last
@@ -104,6 +116,14 @@ mod tests {
         );
         let steady = SampleClocks::from_readings(&[1980, 1600, 1755], Some(1980)).unwrap();
         assert_eq!(steady.warning(), None, "1600 of 1980 is above 80%");
+        let lifted = SampleClocks {
+            lifted_ms: Some(212.0),
+            ..dipped
+        };
+        assert!(lifted
+            .warning()
+            .unwrap()
+            .contains("212 ms of back-to-back runs"));
         let unknown = SampleClocks::from_readings(&[345], None).unwrap();
         assert_eq!(unknown.warning(), None, "no maximum, no verdict");
     }

@@ -131,7 +131,10 @@ fn a_dry_run_measures_verifies_and_packs_every_step() {
     // When each gather ran, to lay it beside nvidia-smi's clock log.
     let times = std::fs::read_to_string(root.join("gather.times")).expect("gather.times");
     assert_eq!(times.lines().count(), 2, "{times}");
-    assert!(times.lines().all(|l| l.contains(" --precision ")), "{times}");
+    assert!(
+        times.lines().all(|l| l.contains(" --precision ")),
+        "{times}"
+    );
 
     let mut gpu_points = 0;
     for exp in [

@@ -454,8 +454,11 @@ fn gather_twins(md: &mut String, gathers: &[Record], copy: Option<f64>) {
         let share = copy.map_or("—".to_string(), |c| format!("{:.0}%", m.gbps / c * 100.0));
         let clocks = m.sm_clock_mhz.map_or("—".to_string(), |c| {
             let max = c.card_max.map_or(String::new(), |x| format!(" of {x}"));
+            let lift = c
+                .lifted_ms
+                .map_or(String::new(), |ms| format!(", lifted {ms:.0} ms first"));
             format!(
-                "{}-{}{max} (first {}, last {})",
+                "{}-{}{max} (first {}, last {}{lift})",
                 c.min, c.max, c.first, c.last
             )
         });
@@ -851,6 +854,20 @@ mod tests {
         gather_twins(&mut md, &files[0].1.records, Some(4200.0));
         assert!(
             md.contains("345-1980 of 1980 (first 1980, last 1410)"),
+            "{md}"
+        );
+        files[0].1.records[0]
+            .measured
+            .as_mut()
+            .unwrap()
+            .sm_clock_mhz = Some(SampleClocks {
+            lifted_ms: Some(87.4),
+            ..SampleClocks::from_readings(&[1650, 1980], Some(1980)).unwrap()
+        });
+        let mut md = String::new();
+        gather_twins(&mut md, &files[0].1.records, None);
+        assert!(
+            md.contains("(first 1650, last 1980, lifted 87 ms first)"),
             "{md}"
         );
         let mut quiet = gathers(&[(512, Precision::F32, 3700.0)]);
