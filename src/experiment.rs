@@ -301,6 +301,29 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// A TOML file's parse error in one line: `what` `origin:line:col`, the
+/// parser's words, and the offending line itself (which names the key where
+/// the parser's message may not).
+pub(crate) fn toml_error(what: &str, text: &str, origin: &str, e: &toml::de::Error) -> LabError {
+    let at = e.span().map(|s| line_col(text, s.start));
+    let (place, line) = at.map_or((String::new(), String::new()), |(l, c)| {
+        let line: String = text
+            .lines()
+            .nth(l - 1)
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(60)
+            .collect();
+        (format!(":{l}:{c}"), format!(" (line: {line})"))
+    });
+    LabError::invalid(
+        what,
+        &format!("{origin}{place}"),
+        &format!("{}{line}", e.message().trim()),
+    )
+}
+
 /// Parses one `--set axis=v1,v2` into the axis and a TOML array.
 fn parse_override(set: &str) -> Result<(String, toml::Value)> {
     let (axis, values) = set
@@ -378,26 +401,7 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
 impl Spec {
     /// Parses a spec's text; `origin` names it in errors (a path).
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Spec> {
-        let syntax = |e: toml::de::Error| {
-            let at = e.span().map(|s| line_col(text, s.start));
-            // The offending line itself names the key, which the parser's message may not.
-            let (place, line) = at.map_or((String::new(), String::new()), |(l, c)| {
-                let line: String = text
-                    .lines()
-                    .nth(l - 1)
-                    .unwrap_or("")
-                    .trim()
-                    .chars()
-                    .take(60)
-                    .collect();
-                (format!(":{l}:{c}"), format!(" (line: {line})"))
-            });
-            LabError::invalid(
-                "experiment",
-                &format!("{origin}{place}"),
-                &format!("{}{line}", e.message().trim()),
-            )
-        };
+        let syntax = |e: toml::de::Error| toml_error("experiment", text, origin, &e);
         let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
         if !overrides.is_empty() {
             let axes = table
@@ -439,17 +443,7 @@ impl Spec {
 
     fn validate(&self, origin: &str) -> Result<()> {
         let a = &self.axes;
-        let mut own = std::collections::HashSet::new();
-        for m in &self.model {
-            m.validate(origin)?;
-            if !own.insert(m.name.as_str()) {
-                return Err(LabError::invalid(
-                    "model.name",
-                    &m.name,
-                    &format!("{origin}: two models have this name"),
-                ));
-            }
-        }
+        crate::models::validate_own(&self.model, origin)?;
         self.validate_models(origin)?;
         let mut lens = vec![
             ("backend", a.backend.len()),

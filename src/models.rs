@@ -6,6 +6,7 @@
 //! [`find_in`]; its results file carries them, so its report finds them too.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,51 @@ pub fn find_in<'a>(own: &'a [Model], name: &str) -> Result<&'a Model> {
             ),
         )
     })
+}
+
+/// Checks a file's own models: each as [`Model::validate`] does, and no two
+/// with one name. `origin` names the file in errors.
+pub fn validate_own(own: &[Model], origin: &str) -> Result<()> {
+    let mut names = HashSet::new();
+    for m in own {
+        m.validate(origin)?;
+        if !names.insert(m.name.as_str()) {
+            return Err(LabError::invalid(
+                "model.name",
+                &m.name,
+                &format!("{origin}: two models have this name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `[[model]]` tables of the TOML file at `path` (an experiment file, or
+/// a file of models alone; its other tables are not read), checked as
+/// [`validate_own`] does: what `bench --models-from` and `models
+/// --models-from` know beside the presets.
+pub fn load_own(path: &Path) -> Result<Vec<Model>> {
+    #[derive(Deserialize)]
+    struct Own {
+        #[serde(default)]
+        model: Vec<Model>,
+    }
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let own: Own = toml::from_str(&text)
+        .map_err(|e| crate::experiment::toml_error("models file", &text, &origin, &e))?;
+    if own.model.is_empty() {
+        return Err(LabError::invalid(
+            "models file",
+            &origin,
+            "it has no [[model]] table",
+        ));
+    }
+    validate_own(&own.model, &origin)?;
+    Ok(own.model)
 }
 
 /// `s` as a string that lives as long as the program, each distinct one

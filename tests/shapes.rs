@@ -263,3 +263,76 @@ fn bench_runs_a_preset_layer_and_lists_the_presets() {
     let err = stderr(&bad);
     assert!(err.contains("mlp-gate") && err.contains("mlp-up"), "{err}");
 }
+
+/// A model of one's own, defined in an experiment file, is benched and
+/// listed by name with --models-from; without the file its name is refused
+/// with the way to give it, and a file with no models is refused in one line.
+/// Planted: --models-from ignored (presets only) -> the bench is refused -> fails.
+#[test]
+fn bench_and_models_know_a_files_own_models() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/own-model.toml");
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--model",
+            "my-net",
+            "--layer",
+            "down",
+            "--batch",
+            "3",
+            "--seq",
+            "1",
+            "--precision",
+            "bf16",
+            "--backend",
+            "cpu",
+            "--json",
+            "--quick",
+        ];
+        args.extend_from_slice(extra);
+        kernel_lab(&args).output().unwrap()
+    };
+    let out = bench(&["--models-from", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["dim"].as_u64(), r["out_dim"].as_u64()),
+        (Some(384), Some(96))
+    );
+    assert_eq!(r["layer"], "my-net/down");
+    assert_eq!(r["verified"], true);
+
+    let out = bench(&[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`my-net`") && err.contains("--models-from"),
+        "{err}"
+    );
+
+    let out = kernel_lab(&["models", "--models-from", file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("my-net (2 blocks)") && text.contains("384 -> 96"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gpt2-small"),
+        "lists the file's models: {text}"
+    );
+
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny.toml");
+    let out = kernel_lab(&["models", "--models-from", tiny])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("tiny.toml") && err.contains("no [[model]] table"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -19,13 +19,18 @@ pub struct BenchArgs {
     /// Operation: embedding, matmul or embed-project.
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]
     op: Option<Op>,
-    /// A model preset (`kernel-lab models` lists them); with --layer, instead
-    /// of --op, --dim, --out-dim and --vocab.
+    /// A model preset (`kernel-lab models` lists them), or a model of the
+    /// --models-from file; with --layer, instead of --op, --dim, --out-dim and
+    /// --vocab.
     #[arg(long, requires = "layer")]
     model: Option<String>,
-    /// The preset's layer to measure (qkv, attn-out, mlp-up, mlp-down, lm-head, ...).
+    /// The model's layer to measure (qkv, attn-out, mlp-up, mlp-down, lm-head, ...).
     #[arg(long, requires = "model")]
     layer: Option<String>,
+    /// A TOML file whose `[[model]]` tables --model may name beside the
+    /// presets: an experiment file that defines models, or a file of models alone.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    models_from: Option<std::path::PathBuf>,
     /// Batch size.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
@@ -127,9 +132,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         (true, _) => Format::Json,
         (false, f) => f.unwrap_or_default(),
     };
+    let own = match &args.models_from {
+        Some(path) => models::load_own(path)?,
+        None => Vec::new(),
+    };
     let (work, layer) = match (&args.model, &args.layer, args.op, args.dim) {
         (Some(model), Some(layer), _, _) => {
-            let model = models::find(model)?;
+            let model = models::find_in(&own, model).map_err(|e| {
+                if own.is_empty() {
+                    anyhow::anyhow!(
+                        "{e} (a model of your own: --models-from FILE, the file that defines it)"
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
             let layer = model.layer(layer)?;
             let mut work = layer.work(model, args.precision, args.batch, args.seq)?;
             work.data = Data {

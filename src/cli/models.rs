@@ -1,5 +1,6 @@
-//! `kernel-lab models`: the model presets (experiments/models.toml), each layer
-//! with its op and sizes, and where the sizes come from.
+//! `kernel-lab models`: the model presets (experiments/models.toml), or the
+//! models a file defines (`--models-from`), each layer with its op and sizes,
+//! and where the sizes come from.
 
 use std::process::ExitCode;
 
@@ -13,15 +14,26 @@ pub struct ModelsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// List the `[[model]]` tables of this TOML file (an experiment file, or a
+    /// file of models alone), checked, instead of the presets.
+    #[arg(long, value_name = "FILE")]
+    models_from: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
-    let presets = models::presets();
+    let own;
+    let listed = match &args.models_from {
+        Some(path) => {
+            own = models::load_own(path)?;
+            own.as_slice()
+        }
+        None => models::presets(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(presets)?);
+        println!("{}", serde_json::to_string_pretty(listed)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for m in presets {
+    for m in listed {
         println!("{} ({} blocks)", m.name, m.blocks);
         println!("  {}", m.config);
         println!(
