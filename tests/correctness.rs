@@ -183,6 +183,31 @@ fn ceilings_are_probed_on_every_backend() {
     }
 }
 
+/// The cooperative matrices' ceiling is probed exactly where the coop matmul
+/// could run, checks its own result, and never fails the other ceilings.
+/// CI's Mesa 22 lavapipe offers none; `scripts/newer-lavapipe` runs this test
+/// where 8x8x8 fragments are offered (planted there: one of the eight
+/// multiply-adds dropped from the shader -> "computed 56 ... not 64" -> fails).
+#[test]
+fn the_coop_ceiling_is_probed_where_cooperative_matrices_are_offered() {
+    for backend in every_gpu() {
+        let name = backend.device().name.clone();
+        let c = backend
+            .probe_ceilings()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!c.method.contains("probe failed"), "{name}: {}", c.method);
+        match (backend.coop_status(), &c.coop) {
+            (Ok(()), Some(k)) => {
+                assert!(k.gflops > 0.0 && k.lds_gflops > 0.0, "{name}: {k:?}");
+                assert!(matches!(k.fragment, 8 | 16), "{name}: {k:?}");
+                assert!(k.method.contains("results checked"), "{name}: {k:?}");
+            }
+            (Err(_), None) => {}
+            (status, coop) => panic!("{name}: coop status {status:?} but probe {coop:?}"),
+        }
+    }
+}
+
 /// Every matmul configuration the autotuner may pick (tile sizes, families),
 /// on every adapter, checked and trusted, f16 and packed f16, whole and chunked; configurations
 /// this adapter cannot run (subgroups without SUBGROUP, cooperative matrices

@@ -167,6 +167,7 @@ pub fn probe() -> Ceilings {
         ),
         dispatch: None,
         cache_copy_gbps: Some(cache),
+        coop: None,
     }
 }
 

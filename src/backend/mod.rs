@@ -178,6 +178,25 @@ pub struct Ceilings {
     /// in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_copy_gbps: Option<f64>,
+    /// The cooperative matrices' multiply-add throughput (GPUs that offer
+    /// them to the coop matmul; absent elsewhere and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coop: Option<CoopCeiling>,
+}
+
+/// What a GPU's cooperative matrices (tensor cores) run through wgpu: f16 x
+/// f16 -> f32 multiply-adds, GFLOP/s (a multiply-add counts 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoopCeiling {
+    /// Edge of the fragments probed (the coop matmul's: 16, or 8).
+    pub fragment: u32,
+    /// With the operands in registers: the bare multiply-add rate.
+    pub gflops: f64,
+    /// With the operands reloaded from workgroup memory every step, as a
+    /// matmul's inner loop does.
+    pub lds_gflops: f64,
+    /// How they were measured.
+    pub method: String,
 }
 
 /// A GPU's fixed costs of launching work, microseconds: the floor under any

@@ -107,6 +107,12 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
             c.fma_gflops,
             c.method
         );
+        if let Some(k) = &c.coop {
+            println!(
+                "cooperative matrices ({which}): {:.1} GFLOP/s with operands in registers, {:.1} GFLOP/s reloading them from workgroup memory ({})",
+                k.gflops, k.lds_gflops, k.method
+            );
+        }
         if let Some(d) = &c.dispatch {
             println!(
                 "launch costs ({which}): empty dispatch {:.1} us, per dispatch in one pass {:.2} us, submission round trip {:.1} us, readback round trip {:.1} us ({})",

@@ -353,7 +353,7 @@ pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
         };
         let _ = writeln!(md, "- vendor anchor: {} — {from}", vendor.header);
     }
-    launch_costs(&mut md, dir);
+    launch_costs(&mut md, dir, &vendor);
 
     let coop = std::fs::read_to_string(dir.join("coop.jsonl")).map(|t| bench_lines(&t));
     let gathers = std::fs::read_to_string(dir.join("gather.jsonl")).map(|t| bench_lines(&t).0);
@@ -478,7 +478,7 @@ fn gather_twins(md: &mut String, gathers: &[Record], copy: Option<f64>) {
     }
 }
 
-fn launch_costs(md: &mut String, dir: &Path) {
+fn launch_costs(md: &mut String, dir: &Path, vendor: &Vendor) {
     let Ok(text) = std::fs::read_to_string(dir.join("devices.json")) else {
         return;
     };
@@ -496,6 +496,28 @@ fn launch_costs(md: &mut String, dir: &Path) {
             f("copy_gbps"),
             f("fma_gflops")
         );
+        if let Some(k) = c.get("coop") {
+            let g = |key: &str| k.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            // The vendor's HGEMM on the target's square, where the anchor ran it.
+            let hgemm = vendor
+                .points
+                .get(&key("matmul", "f16", 1, 4096, 4096, 4096))
+                .and_then(|p| p.gflops)
+                .map_or(String::new(), |h| {
+                    format!(
+                        " ({:.0}% and {:.0}% of cuBLAS HGEMM's {h:.0} GFLOP/s at 4096^3)",
+                        g("gflops") / h * 100.0,
+                        g("lds_gflops") / h * 100.0
+                    )
+                });
+            let _ = writeln!(
+                md,
+                "- {which} cooperative matrices (`devices --probe`, {}x{0} f16 -> f32 fragments): {:.0} GFLOP/s with the operands in registers, {:.0} GFLOP/s reloading them from workgroup memory every step{hgemm}: the most the coop matmul can reach through wgpu here",
+                g("fragment"),
+                g("gflops"),
+                g("lds_gflops")
+            );
+        }
         if let Some(d) = c.get("dispatch") {
             let g = |k: &str| d.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
             let _ = writeln!(
@@ -879,5 +901,36 @@ mod tests {
         let mut md = String::new();
         doubts(&mut md, &quiet);
         assert!(md.contains("- nothing"), "{md}");
+    }
+
+    /// The coop ceiling from `devices.json` is stated beside the launch costs.
+    /// Planted: the coop line dropped -> fails.
+    #[test]
+    fn the_coop_ceiling_is_reported() {
+        let dir = std::env::temp_dir().join(format!("kl-coop-ceiling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let devices = r#"{"ceilings": {"gpu": {"copy_gbps": 3900.0, "fma_gflops": 51000.0, "method": "m",
+            "coop": {"fragment": 16, "gflops": 412345.0, "lds_gflops": 201234.0, "method": "m"}}}}"#;
+        std::fs::write(dir.join("devices.json"), devices).unwrap();
+        let mut md = String::new();
+        launch_costs(&mut md, &dir, &Vendor::default());
+        assert!(
+            md.contains("16x16 f16 -> f32 fragments): 412345 GFLOP/s with the operands in registers, 201234 GFLOP/s reloading them from workgroup memory every step: the most"),
+            "{md}"
+        );
+        let hgemm = 721479.0;
+        let text = format!(
+            "{JSONL}{{\"op\": \"matmul\", \"precision\": \"f16\", \"batch\": 1, \"seq\": 4096, \"dim\": 4096, \"out_dim\": 4096, \"p50_ms\": 0.1905, \"gbps\": 528.0, \"gflops\": {hgemm}}}\n"
+        );
+        let vendor = Vendor::parse(&text, "test").unwrap();
+        let mut md = String::new();
+        launch_costs(&mut md, &dir, &vendor);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let want = format!(
+            "({:.0}% and {:.0}% of cuBLAS HGEMM's {hgemm:.0} GFLOP/s at 4096^3)",
+            412345.0 / hgemm * 100.0,
+            201234.0 / hgemm * 100.0
+        );
+        assert!(md.contains(&want), "{want} in {md}");
     }
 }

@@ -1094,6 +1094,7 @@ mod tests {
                 method: "test".into(),
                 dispatch: None,
                 cache_copy_gbps: Some(120.0),
+                coop: None,
             },
         )]);
         let text = ceilings(&[r], &probed).join(" ");

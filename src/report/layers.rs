@@ -294,6 +294,7 @@ layers = [
                 method: "test".into(),
                 dispatch: None,
                 cache_copy_gbps: None,
+                coop: None,
             },
         )]);
         let text = regimes(&gpt2_decode(), &ceilings).join("\n");

@@ -200,13 +200,19 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
     }
     let flops = fma_groups as f64 * 256.0 * iters as f64 * FLOPS_PER_STEP;
     let dispatch = dispatch_costs(&probe, &fma, &fma_bind, &dst, &check)?;
+    // An experimental path: its failure is said, not the ceilings' end.
+    let (coop, coop_note) = match super::coop_probe::probe(ctx) {
+        Ok(c) => (c, String::new()),
+        Err(e) => (None, format!("; the cooperative-matrix probe failed: {e}")),
+    };
     Ok(Ceilings {
         dispatch: Some(dispatch),
         cache_copy_gbps: None,
+        coop,
         copy_gbps: 2.0 * bytes as f64 / copy_s / 1e9,
         fma_gflops: flops / fma_s / 1e9,
         method: format!(
-            "vec4 copy of {} MiB, best of 5; {} invocations x {iters} steps of 8 vec4 FMA chains, best of 3; {timing}",
+            "vec4 copy of {} MiB, best of 5; {} invocations x {iters} steps of 8 vec4 FMA chains, best of 3; {timing}{coop_note}",
             bytes >> 20,
             fma_groups * 256
         ),

@@ -236,7 +236,8 @@ impl GpuContext {
                     // SAFETY: the token acknowledges that wgpu's experimental
                     // cooperative-matrix support may have bugs. Only the coop matmul
                     // uses it, and its every result is verified against the f64
-                    // reference before it is timed or chosen.
+                    // reference before it is timed or chosen, and the coop
+                    // ceiling probe, which checks its own exact result.
                     unsafe { wgpu::ExperimentalFeatures::enabled() }
                 } else {
                     wgpu::ExperimentalFeatures::disabled()

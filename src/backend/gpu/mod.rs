@@ -13,6 +13,7 @@ pub mod autotune;
 mod ceilings;
 pub mod chunks;
 pub mod context;
+mod coop_probe;
 mod op;
 mod options;
 pub mod pipelines;
