@@ -207,6 +207,45 @@ fn run_writes_results_charts_and_report() {
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["regressions"], 0);
+    assert_eq!(doc["slow_gpu_clock"], 0);
+
+    // A point whose samples ran on a slow GPU clock (as NVML would record it)
+    // is marked in both forms: its verdict may be the card's state. Planted:
+    // compare ignoring sm_clock_mhz -> no mark -> fails.
+    let mut clocked = results.clone();
+    let first = clocked
+        .records
+        .iter_mut()
+        .find(|r| r.measured.is_some())
+        .unwrap();
+    first.measured.as_mut().unwrap().sm_clock_mhz =
+        kernel_lab::sample_clocks::SampleClocks::from_readings(&[1980, 345, 1980], Some(1980));
+    let c = dir.join("clocked.json");
+    clocked.save(&c).unwrap();
+    let out = kernel_lab(&["compare", a.to_str().unwrap(), c.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.contains("^ sampled on a slow GPU clock in b")
+            && table.contains("1 point(s) sampled on a slow GPU clock"),
+        "{table}"
+    );
+    let out = kernel_lab(&[
+        "compare",
+        c.to_str().unwrap(),
+        a.to_str().unwrap(),
+        "--json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["slow_gpu_clock"], 1);
+    let marked: Vec<&serde_json::Value> = doc["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["slow_gpu_clock"] != serde_json::json!([]))
+        .collect();
+    assert_eq!(marked.len(), 1, "{doc}");
+    assert_eq!(marked[0]["slow_gpu_clock"], serde_json::json!(["a"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

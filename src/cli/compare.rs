@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use kernel_lab::results::{PointId, Record, ResultsFile};
+use kernel_lab::results::{Measured, PointId, Record, ResultsFile};
 use kernel_lab::stats::mann_whitney_p;
 
 /// Arguments of `compare`.
@@ -42,6 +42,18 @@ struct Row<'a> {
     ratio: f64,
     p: f64,
     verdict: Verdict,
+    /// The sides ("a", "b") whose samples ran on a slow GPU clock.
+    slow_clock: Vec<&'static str>,
+}
+
+/// The sides of a matched point whose samples ran with the GPU's clock under
+/// its warning share (`sample_clocks`): a verdict there may be the card's.
+fn slow_clock_sides(a: &Measured, b: &Measured) -> Vec<&'static str> {
+    [("a", a), ("b", b)]
+        .into_iter()
+        .filter(|(_, m)| m.sm_clock_mhz.is_some_and(|c| c.warning().is_some()))
+        .map(|(side, _)| side)
+        .collect()
 }
 
 /// What the test says of one point.
@@ -124,11 +136,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             ratio,
             p,
             verdict,
+            slow_clock: slow_clock_sides(ma, mb),
         });
     }
     let matched = rows.len();
     let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
     let (regressions, inconclusive) = (count(Verdict::Slower), count(Verdict::Inconclusive));
+    let slow_clock = rows.iter().filter(|r| !r.slow_clock.is_empty()).count();
     if args.json {
         let points: Vec<serde_json::Value> = rows
             .iter()
@@ -142,6 +156,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 o.insert("ratio".into(), finite(row.ratio));
                 o.insert("p".into(), finite(row.p));
                 o.insert("verdict".into(), row.verdict.name().into());
+                o.insert("slow_gpu_clock".into(), row.slow_clock.clone().into());
                 v
             })
             .collect();
@@ -153,6 +168,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             "matched": matched,
             "regressions": regressions,
             "inconclusive": inconclusive,
+            "slow_gpu_clock": slow_clock,
             "warnings": warnings,
             "points": points,
         });
@@ -176,8 +192,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 row.p,
                 row.verdict.words()
             );
+            if !row.slow_clock.is_empty() {
+                println!(
+                    "    ^ sampled on a slow GPU clock in {}: this verdict may be the card's state, not the code's",
+                    row.slow_clock.join(" and ")
+                );
+            }
         }
         println!("{matched} matching point(s), {regressions} slower than {:.0}% beyond the baseline (Mann-Whitney p < {})", args.threshold * 100.0, args.alpha);
+        if slow_clock > 0 {
+            println!("{slow_clock} point(s) sampled on a slow GPU clock in one file or both (marked ^): their verdicts may be the card's state, not the code's");
+        }
     }
     if matched == 0 {
         anyhow::bail!(
