@@ -401,6 +401,18 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
 impl Spec {
     /// Parses a spec's text; `origin` names it in errors (a path).
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Spec> {
+        Self::parse_with_models(text, origin, overrides, &[])
+    }
+
+    /// [`Spec::parse`], with `models` (another file's, `run --models-from`)
+    /// joining the spec's own before it is checked: its `model` axis (or a
+    /// `--set model=...`) may name them, and the results file carries them.
+    pub fn parse_with_models(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+        models: &[crate::models::Model],
+    ) -> Result<Spec> {
         let syntax = |e: toml::de::Error| toml_error("experiment", text, origin, &e);
         let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
         if !overrides.is_empty() {
@@ -428,17 +440,32 @@ impl Spec {
                 )
             })?
         };
-        spec.validate(origin)?;
+        let mut spec = spec;
+        if models.is_empty() {
+            spec.validate(origin)?;
+        } else {
+            spec.model.extend_from_slice(models);
+            spec.validate(&format!("{origin} (with --models-from)"))?;
+        }
         Ok(spec)
     }
 
     /// Reads and parses a spec file.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Spec> {
+        Self::load_with_models(path, overrides, &[])
+    }
+
+    /// [`Spec::load`] with another file's models ([`Spec::parse_with_models`]).
+    pub fn load_with_models(
+        path: &Path,
+        overrides: &[String],
+        models: &[crate::models::Model],
+    ) -> Result<Spec> {
         let text = std::fs::read_to_string(path).map_err(|source| LabError::Io {
             path: path.into(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string(), overrides)
+        Self::parse_with_models(&text, &path.display().to_string(), overrides, models)
     }
 
     fn validate(&self, origin: &str) -> Result<()> {

@@ -317,6 +317,80 @@ fn a_specs_own_model_is_measured_and_broken_down() {
     let _ = std::fs::remove_dir_all(&again);
 }
 
+/// A shipped experiment runs on a model of another file's with --models-from:
+/// the records carry its layers and the results file its definition; a name
+/// it shares with the spec's own is refused, and so is a resume that would
+/// change the recorded models. Planted: --models-from ignored -> "not a model
+/// of this file or a preset" -> fails.
+#[test]
+fn run_takes_a_model_from_another_file() {
+    let dir = temp_dir("models-from");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("experiments/decode-precision.toml")
+        .display()
+        .to_string();
+    let models = data("own-model.toml");
+    let out = kernel_lab(&[
+        "run",
+        &spec,
+        "--models-from",
+        &models,
+        "--set",
+        "model=my-net",
+        "--set",
+        "batch=1",
+        "--set",
+        "precision=f32",
+        "--backend",
+        "cpu",
+        "--quick",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = ResultsFile::load(&dir.join("results.json")).unwrap();
+    assert_eq!(results.records.len(), 3, "embedding, up and down");
+    assert!(results
+        .records
+        .iter()
+        .all(|r| r.verified && r.layer.as_deref().is_some_and(|l| l.starts_with("my-net/"))));
+    assert_eq!(results.models()[0].name, "my-net");
+
+    // The spec that defines my-net, given my-net again.
+    let twice = temp_dir("models-from-twice");
+    let out = kernel_lab(&[
+        "run",
+        &models,
+        "--models-from",
+        &models,
+        "--out",
+        twice.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("`my-net`")
+            && err.contains("two models have this name")
+            && err.contains("--models-from"),
+        "{err}"
+    );
+    let out = kernel_lab(&[
+        "run",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--models-from",
+        &models,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a resumed run keeps the models"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&twice);
+}
+
 /// `sampling.rounds`: every measured point is measured once per pass (each
 /// pass with its share of the sample budget), its samples pooled into one
 /// record whose median and rates are those of the pool, and the run says

@@ -18,10 +18,13 @@ pub enum Format {
     Csv,
 }
 
-/// A latency in the unit that fits it: `850.0 us`, `12.35 ms`, `1.204 s`.
+/// A latency in the unit that fits it: `47 ns`, `850.0 us`, `12.35 ms`, `1.204 s`.
 pub fn duration(ms: f64) -> String {
     if !ms.is_finite() {
         "-".into()
+    } else if ms < 1e-3 {
+        // Under a microsecond "0.0 us" would hide the value.
+        format!("{:.0} ns", ms * 1e6)
     } else if ms < 1.0 {
         format!("{:.1} us", ms * 1e3)
     } else if ms < 1000.0 {
@@ -194,6 +197,8 @@ mod tests {
     #[test]
     fn durations_pick_their_unit() {
         assert_eq!(duration(0.85), "850.0 us");
+        assert_eq!(duration(0.000047), "47 ns");
+        assert_eq!(duration(0.001), "1.0 us");
         assert_eq!(duration(12.345), "12.35 ms");
         assert_eq!(duration(1204.0), "1.204 s");
     }

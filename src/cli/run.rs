@@ -190,6 +190,11 @@ pub struct RunArgs {
     /// Override an axis: --set dim=128,256 (repeatable).
     #[arg(long = "set", value_name = "AXIS=V1,V2")]
     overrides: Vec<String>,
+    /// A TOML file whose `[[model]]` tables join the spec's own, so its
+    /// `model` axis (or --set model=...) may name them: any shipped experiment
+    /// on a model of yours, without editing it.
+    #[arg(long, value_name = "FILE")]
+    models_from: Option<PathBuf>,
     /// Continue an interrupted run in this folder, skipping the points its
     /// results.json already holds (the spec comes from that file unless given).
     #[arg(long, value_name = "DIR")]
@@ -258,8 +263,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let own = match &args.models_from {
+        Some(path) => kernel_lab::models::load_own(path)?,
+        None => Vec::new(),
+    };
     let spec = match (&args.spec, &resume) {
-        (Some(path), _) => Spec::load(path, &args.overrides)?,
+        (Some(path), _) => Spec::load_with_models(path, &args.overrides, &own)?,
         // A resumed run continues the experiment it recorded.
         (None, Some(r)) => serde_json::from_value::<Spec>(r.spec.clone()).map_err(|e| {
             LabError::invalid(
@@ -268,10 +277,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 &format!("its spec does not parse: {e}"),
             )
         })?,
-        (None, None) => Spec::parse(
+        (None, None) => Spec::parse_with_models(
             DEFAULT_SPEC,
             "experiments/default.toml (built in)",
             &args.overrides,
+            &own,
         )?,
     };
     if let Some(r) = &resume {
@@ -283,6 +293,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "--set",
                 &args.overrides.join(" "),
                 &format!("a resumed run keeps the spec recorded in {dir}/results.json; start a new run (another --out) to change it"),
+            )
+            .into());
+        }
+        if let (None, Some(m)) = (&args.spec, &args.models_from) {
+            return Err(LabError::invalid(
+                "--models-from",
+                &m.display().to_string(),
+                &format!("a resumed run keeps the models recorded in {dir}/results.json; start a new run (another --out) to change them"),
             )
             .into());
         }
