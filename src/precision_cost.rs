@@ -197,6 +197,31 @@ impl CostAccumulator {
         self.max
     }
 
+    /// Adds the rows another accumulator saw (a block of rows checked on
+    /// another thread): merged in row order, the sums are the same whatever
+    /// the number of threads.
+    pub fn merge(&mut self, other: &CostAccumulator) {
+        for (a, b) in self.hist.iter_mut().zip(&other.hist) {
+            *a += b;
+        }
+        self.max = self.max.max(other.max);
+        self.diff2 += other.diff2;
+        self.ref2 += other.ref2;
+        self.cos_min = self.cos_min.min(other.cos_min);
+        self.cos_sum += other.cos_sum;
+        self.cos_rows += other.cos_rows;
+        self.non_finite += other.non_finite;
+        self.elements += other.elements;
+        let add = |a: &mut Option<(u64, u64)>, b: Option<(u64, u64)>| {
+            if let (Some((agree, rows)), Some((more, more_rows))) = (a, b) {
+                *agree += more;
+                *rows += more_rows;
+            }
+        };
+        add(&mut self.top1, other.top1);
+        add(&mut self.top5, other.top5);
+    }
+
     /// The cost of every row added.
     pub fn finish(&self) -> PrecisionCost {
         let share =

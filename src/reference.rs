@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::precision_cost::{CostAccumulator, PrecisionCost};
@@ -262,87 +263,153 @@ pub fn verify_sampled(
         return acc;
     }
     let rounded = p != Precision::F32;
-    let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
     let wq: Cow<[f32]> = if rounded && work.op.uses_weight() {
         Cow::Owned(p.stored_weight(&inputs.w, n as usize))
     } else {
         Cow::Borrowed(&inputs.w)
     };
-    let overflow_at = p.overflow_threshold();
     let rows = rows_to_check(work, sampled);
     acc.rows_checked = rows.len() as u64;
-    let n = n as usize;
-    let mut cost = CostAccumulator::new(work.op.uses_weight(), n);
-    let (mut want, mut scale) = (vec![0.0f64; n], vec![0.0f64; n]);
-    let (mut full, mut full_scale) = (vec![0.0f64; n], vec![0.0f64; n]);
-    for r in rows {
-        let x = activation_row(work, inputs, r);
-        let got = &output[r as usize * n..(r as usize + 1) * n];
-        if rounded {
-            reference_row(work, &round(x), &wq, &mut want, &mut scale);
-            reference_row(work, x, &inputs.w, &mut full, &mut full_scale);
-            cost.add_row(got, &full, &full_scale);
-        } else {
-            reference_row(work, x, &inputs.w, &mut want, &mut scale);
-            cost.add_row(got, &want, &scale);
-        }
-        for c in 0..n {
-            let g = got[c] as f64;
-            let expected = want[c];
-            // Past the format's largest finite value the stored result is
-            // infinite; an f16 accumulator can overflow on the way there.
-            let overflows = !expected.is_finite()
-                || expected.abs() + tol * scale[c] >= overflow_at
-                || (accumulation == Accumulation::F16 && scale[c] >= overflow_at);
-            if !g.is_finite() {
-                if overflows {
-                    acc.overflows += 1;
-                } else if acc.verified {
-                    acc.verified = false;
-                    acc.failure = Some(format!(
-                        "non-finite output {g} at row {r}, column {c}, where {expected} was expected"
-                    ));
-                }
-                continue;
-            }
-            if !expected.is_finite() {
-                if acc.verified {
-                    acc.verified = false;
-                    acc.failure = Some(format!(
-                        "row {r}, column {c}: got {g}, but an input rounded to {p} is infinite, so {expected} was expected"
-                    ));
-                }
-                continue;
-            }
-            let abs = (g - expected).abs();
-            // Below the normal range the allowance is absolute: folded into the
-            // normaliser so that `rel <= tol` means `abs <= tol * scale + allowance`.
-            let allowance = underflow_allowance(work, accumulation, tol, expected, scale[c]);
-            let normaliser = if tol > 0.0 {
-                scale[c] + allowance / tol
-            } else {
-                scale[c]
-            };
-            // A zero normaliser means an exact zero is expected: any error is infinite relative error.
-            let rel = if normaliser > 0.0 {
-                abs / normaliser
-            } else if abs == 0.0 {
-                0.0
-            } else {
-                f64::INFINITY
-            };
-            acc.max_abs_err = acc.max_abs_err.max(abs);
-            acc.max_norm_err = acc.max_norm_err.max(rel);
-            if rel > tol && acc.verified {
-                acc.verified = false;
-                acc.failure = Some(format!(
-                    "row {r}, column {c}: got {g}, expected {expected}, normalised error {rel:.3e} > tolerance {tol:.3e}"
-                ));
-            }
+    let block = Block {
+        work,
+        inputs,
+        output,
+        wq: &wq,
+        rounded,
+        accumulation,
+        tol,
+        n: n as usize,
+    };
+    // Blocks of rows on every thread, merged in row order: the first failure
+    // is the first in row order and the cost's sums do not depend on the
+    // number of threads.
+    let blocks: Vec<BlockFindings> = rows
+        .par_chunks(VERIFY_BLOCK_ROWS)
+        .map(|rows| block.check(rows))
+        .collect();
+    let mut cost = CostAccumulator::new(work.op.uses_weight(), n as usize);
+    for b in blocks {
+        cost.merge(&b.cost);
+        acc.max_abs_err = acc.max_abs_err.max(b.max_abs_err);
+        acc.max_norm_err = acc.max_norm_err.max(b.max_norm_err);
+        acc.overflows += b.overflows;
+        if acc.verified && b.failure.is_some() {
+            acc.verified = false;
+            acc.failure = b.failure;
         }
     }
     acc.cost = cost.finish();
     acc
+}
+
+/// Rows one verification task checks.
+const VERIFY_BLOCK_ROWS: usize = 64;
+
+/// What a block of rows is checked against, shared by every task.
+struct Block<'a> {
+    work: &'a Workload,
+    inputs: &'a Inputs,
+    output: &'a [f32],
+    /// The weight as stored (rounded to the point's precision).
+    wq: &'a [f32],
+    rounded: bool,
+    accumulation: Accumulation,
+    tol: f64,
+    n: usize,
+}
+
+/// What one block of rows showed.
+struct BlockFindings {
+    cost: CostAccumulator,
+    max_abs_err: f64,
+    max_norm_err: f64,
+    overflows: u64,
+    /// The block's first failure, in row order.
+    failure: Option<String>,
+}
+
+impl Block<'_> {
+    /// Checks `rows` in order.
+    fn check(&self, rows: &[u64]) -> BlockFindings {
+        let (work, inputs, n, tol) = (self.work, self.inputs, self.n, self.tol);
+        let p = work.precision;
+        let overflow_at = p.overflow_threshold();
+        let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
+        let mut f = BlockFindings {
+            cost: CostAccumulator::new(work.op.uses_weight(), n),
+            max_abs_err: 0.0,
+            max_norm_err: 0.0,
+            overflows: 0,
+            failure: None,
+        };
+        let (mut want, mut scale) = (vec![0.0f64; n], vec![0.0f64; n]);
+        let (mut full, mut full_scale) = (vec![0.0f64; n], vec![0.0f64; n]);
+        for &r in rows {
+            let x = activation_row(work, inputs, r);
+            let got = &self.output[r as usize * n..(r as usize + 1) * n];
+            if self.rounded {
+                reference_row(work, &round(x), self.wq, &mut want, &mut scale);
+                reference_row(work, x, &inputs.w, &mut full, &mut full_scale);
+                f.cost.add_row(got, &full, &full_scale);
+            } else {
+                reference_row(work, x, &inputs.w, &mut want, &mut scale);
+                f.cost.add_row(got, &want, &scale);
+            }
+            for c in 0..n {
+                let g = got[c] as f64;
+                let expected = want[c];
+                // Past the format's largest finite value the stored result is
+                // infinite; an f16 accumulator can overflow on the way there.
+                let overflows = !expected.is_finite()
+                    || expected.abs() + tol * scale[c] >= overflow_at
+                    || (self.accumulation == Accumulation::F16 && scale[c] >= overflow_at);
+                if !g.is_finite() {
+                    if overflows {
+                        f.overflows += 1;
+                    } else if f.failure.is_none() {
+                        f.failure = Some(format!(
+                            "non-finite output {g} at row {r}, column {c}, where {expected} was expected"
+                        ));
+                    }
+                    continue;
+                }
+                if !expected.is_finite() {
+                    if f.failure.is_none() {
+                        f.failure = Some(format!(
+                            "row {r}, column {c}: got {g}, but an input rounded to {p} is infinite, so {expected} was expected"
+                        ));
+                    }
+                    continue;
+                }
+                let abs = (g - expected).abs();
+                // Below the normal range the allowance is absolute: folded into the
+                // normaliser so that `rel <= tol` means `abs <= tol * scale + allowance`.
+                let allowance =
+                    underflow_allowance(work, self.accumulation, tol, expected, scale[c]);
+                let normaliser = if tol > 0.0 {
+                    scale[c] + allowance / tol
+                } else {
+                    scale[c]
+                };
+                // A zero normaliser means an exact zero is expected: any error is infinite relative error.
+                let rel = if normaliser > 0.0 {
+                    abs / normaliser
+                } else if abs == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                };
+                f.max_abs_err = f.max_abs_err.max(abs);
+                f.max_norm_err = f.max_norm_err.max(rel);
+                if rel > tol && f.failure.is_none() {
+                    f.failure = Some(format!(
+                        "row {r}, column {c}: got {g}, expected {expected}, normalised error {rel:.3e} > tolerance {tol:.3e}"
+                    ));
+                }
+            }
+        }
+        f
+    }
 }
 
 /// The whole output's f64 reference (inputs rounded as stored), as f32: what a
@@ -414,6 +481,45 @@ mod tests {
             out[3] += 0.25;
             assert!(!verify(&work, &inputs, &out).verified, "{op}");
         }
+    }
+
+    /// Rows are checked in parallel blocks: the failure reported is the first
+    /// in row order, and the whole verdict (errors, cost, its sums) is the
+    /// same on one thread and on four. Planted: blocks merged last-first ->
+    /// row 250 is reported -> fails.
+    #[test]
+    fn parallel_verification_reports_the_first_failure_and_does_not_depend_on_threads() {
+        let work = Workload {
+            op: Op::EmbedProject,
+            precision: Precision::F16,
+            shape: Shape::rect(3, 100, 24, 40, 77).unwrap(),
+            data: Default::default(),
+        };
+        let inputs = Inputs::generate(&work, 3);
+        let mut out = reference_output(&work, &inputs);
+        let on = |threads: usize, out: &[f32]| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| verify(&work, &inputs, out))
+        };
+        let (one, four) = (on(1, &out), on(4, &out));
+        assert!(one.verified, "{one:?}");
+        assert_eq!(one, four);
+        assert_eq!(one.rows_checked, 300);
+        out[250 * 40 + 3] += 0.5;
+        out[70 * 40 + 9] += 0.5;
+        let (one, four) = (on(1, &out), on(4, &out));
+        assert!(!one.verified);
+        assert!(
+            one.failure
+                .as_deref()
+                .unwrap()
+                .starts_with("row 70, column 9"),
+            "{one:?}"
+        );
+        assert_eq!(one, four);
     }
 
     #[test]
