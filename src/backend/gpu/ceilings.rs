@@ -66,6 +66,29 @@ impl Probe<'_> {
     }
 }
 
+/// Deepens a probe's loop from `iters` steps (at most `max`) until one run,
+/// timed by `time` in seconds, takes ~10 ms, so launch costs do not count;
+/// then the best of three runs at that depth: the steps and the seconds.
+pub(super) fn deepen(
+    mut iters: u32,
+    max: u32,
+    mut time: impl FnMut(u32) -> Result<f64>,
+) -> Result<(u32, f64)> {
+    let mut best = loop {
+        let t = time(iters)?;
+        if t >= 0.005 || iters >= max {
+            break t;
+        }
+        iters = (iters as f64 * (0.01 / t.max(1e-7)))
+            .min(max as f64)
+            .max(iters as f64 * 2.0) as u32;
+    };
+    for _ in 0..2 {
+        best = best.min(time(iters)?);
+    }
+    Ok((iters, best))
+}
+
 fn buffer(ctx: &GpuContext, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
@@ -184,20 +207,10 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
     // FMA: at most one invocation per word (each writes its own word); deepen
     // the chains until a run takes ~10 ms, so launch overhead does not count.
     let fma_groups = (words / 256).clamp(1, 4096);
-    let mut iters = 64u32;
-    let mut fma_s = loop {
+    let (iters, fma_s) = deepen(64, 1 << 22, |iters| {
         probe.set_params([words, iters, 0, 0]);
-        let t = probe.time(&fma, &fma_bind, fma_groups)?;
-        if t >= 0.005 || iters >= 1 << 22 {
-            break t;
-        }
-        iters = (iters as f64 * (0.01 / t.max(1e-7)))
-            .min((1 << 22) as f64)
-            .max(iters as f64 * 2.0) as u32;
-    };
-    for _ in 0..2 {
-        fma_s = fma_s.min(probe.time(&fma, &fma_bind, fma_groups)?);
-    }
+        probe.time(&fma, &fma_bind, fma_groups)
+    })?;
     let flops = fma_groups as f64 * 256.0 * iters as f64 * FLOPS_PER_STEP;
     let dispatch = dispatch_costs(&probe, &fma, &fma_bind, &dst, &check)?;
     // An experimental path: its failure is said, not the ceilings' end.

@@ -127,20 +127,7 @@ pub(super) fn probe(ctx: &GpuContext) -> Result<Option<CoopCeiling>> {
             let sample = submit_timed(ctx, queries.as_ref(), encoder.finish())?;
             Ok(sample.best_ns() as f64 * 1e-9)
         };
-        // Deepen the loop until a run takes ~10 ms, so launch costs do not count.
-        let mut iters = 16u32;
-        let mut best = loop {
-            let t = time(iters)?;
-            if t >= 0.005 || iters >= 1 << 20 {
-                break t;
-            }
-            iters = (iters as f64 * (0.01 / t.max(1e-7)))
-                .min((1 << 20) as f64)
-                .max(iters as f64 * 2.0) as u32;
-        };
-        for _ in 0..2 {
-            best = best.min(time(iters)?);
-        }
+        let (iters, best) = super::ceilings::deepen(16, 1 << 20, time)?;
         check_result(ctx, &out, &check, iters, f, name)?;
         let flops =
             (GROUPS * SUBGROUPS) as f64 * iters as f64 * ACCUMULATORS * 2.0 * (f as f64).powi(3);
