@@ -84,7 +84,7 @@ impl SampleClocks {
             format!("; {ms:.0} ms of back-to-back runs before the samples did not keep it up")
         });
         Some(format!(
-            "{WARNING_PREFIX} the SM clock read {} MHz between samples ({} before the first, {} after the last; the card's maximum is {card_max} MHz{lift}): the card was still ramping up from idle, or was held down (power, heat; see the machine state's throttle reasons), so these timings may be slower than the card",
+            "{WARNING_PREFIX} the SM clock read {} MHz between samples ({} before the first, {} after the last; the card's maximum is {card_max} MHz{lift}): the card was still waking from idle, its driver kept it low under so light a load, or power or heat held it down (see the machine state's throttle reasons), so these timings may be slower than the card at full clock",
             self.min,
             self.first,
             self.last
