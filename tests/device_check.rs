@@ -273,3 +273,93 @@ fn skipped_steps_are_logged_and_not_run() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Where nvidia-smi is present (here a stand-in on PATH that prints rows in
+/// its CSV form), the script logs the card's clocks for the whole check, stops
+/// the logger when it ends, and the report lays the log beside each gather.
+/// Planted: the logger left running -> its marker is still found -> fails;
+/// the report's clock section dropped -> fails.
+#[test]
+fn the_cards_clock_log_is_kept_and_laid_beside_the_gathers() {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = GpuBackend::open(&AdapterChoice::Best, GpuOptions::default()) {
+        common::no_gpu(e);
+        return;
+    }
+    let fake = temp_dir("fake-nvidia-smi");
+    std::fs::create_dir_all(&fake).unwrap();
+    let smi = fake.join("nvidia-smi");
+    // The logger's command line holds the stand-in's path.
+    let marker = smi.display().to_string();
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\ncase \"$*\" in\n  *-lms*) echo 'timestamp, pstate, clocks.current.sm [MHz], clocks.current.memory [MHz], power.draw [W], utilization.gpu [%], temperature.gpu, clocks_event_reasons.active'\n    while true; do echo \"$(date '+%Y/%m/%d %H:%M:%S.%3N'), P0, 1980 MHz, 3201 MHz, 431.50 W, 100 %, 47, 0x0000000000000000\"; sleep 0.02; done ;;\n  *-q*) echo 'Fake GPU' ;;\n  *) echo 'name, driver_version'; echo 'Fake GPU, 1.0' ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = temp_dir("device-check-smi");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new(root.join("scripts/device-check"))
+        .args([
+            "--bin",
+            env!("CARGO_BIN_EXE_kernel-lab"),
+            "--out",
+            out.to_str().unwrap(),
+            "--dry-run",
+            "--budget",
+            "120",
+            "--skip",
+            "devices,device-square,coop,checks,device-gpu,precision,device-gpu-cpu",
+        ])
+        .env("PATH", path)
+        .env("KERNEL_LAB_CACHE_DIR", test_cache_dir())
+        .env_remove("OUT")
+        .output()
+        .expect("the script runs");
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("gather: done"), "{log}");
+    // The logger ended with the script.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", &marker]).output();
+    if let Ok(left) = left {
+        assert!(
+            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+            "the clock logger outlived the script"
+        );
+    }
+    let unpacked = temp_dir("device-check-smi-unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .arg("xzf")
+        .arg(out.join("device-check.tgz"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .expect("tar runs");
+    assert!(tar.success());
+    let dir = unpacked.join("device-check");
+    let csv = std::fs::read_to_string(dir.join("nvidia-smi-log.csv")).unwrap();
+    assert!(
+        csv.lines().filter(|l| l.contains("1980 MHz")).count() >= 2,
+        "{csv}"
+    );
+    let report = std::fs::read_to_string(dir.join("device-report.md")).unwrap();
+    assert!(
+        report.contains("## The card's clock while each gather ran"),
+        "{report}"
+    );
+    let rows = report
+        .lines()
+        .filter(|l| l.starts_with("| `--precision") && l.contains("1980-1980"))
+        .count();
+    assert_eq!(rows, 2, "{report}");
+    for d in [fake, out, unpacked] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -406,6 +406,10 @@ pub fn render(dir: &Path, anchor: Option<&Path>) -> Result<String> {
     if let Some((file, g)) = &gathers {
         gather_twins(&mut md, file, g, vendor.best_copy_gbps());
     }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    if let Some(t) = super::clock_log::render(&read("gather.times"), &read("nvidia-smi-log.csv")) {
+        md.push_str(&t);
+    }
     tuning(&mut md, &files);
     cold_and_energy(&mut md, &files);
     doubts(&mut md, &files);

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod anchor_table;
 pub mod charts;
+pub mod clock_log;
 pub mod device_check;
 pub mod findings;
 pub mod html;
