@@ -83,6 +83,29 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
                  median is the pool's."
             ));
         }
+        // NVIDIA only: the SM clock read between samples (`sample_clocks`).
+        let slow: Vec<_> = measured
+            .iter()
+            .filter_map(|(r, m)| {
+                m.sm_clock_mhz
+                    .filter(|c| c.warning().is_some())
+                    .map(|c| (r, c))
+            })
+            .collect();
+        if let Some((r, c)) = slow.iter().min_by_key(|(_, c)| c.min) {
+            out.push(format!(
+                "{} of {} measured points were sampled with the GPU's SM clock under {:.0}% of its maximum; the lowest {} MHz{} at {} {} {} {}: **their timings may be the card's state, not the kernel's** (each record's warnings say more).",
+                slow.len(),
+                measured.len(),
+                crate::sample_clocks::SLOW_CLOCK_SHARE * 100.0,
+                c.min,
+                c.card_max.map_or(String::new(), |m| format!(" of {m}")),
+                r.id.backend,
+                r.id.op,
+                r.id.precision,
+                r.id.shape_label()
+            ));
+        }
         let short = measured
             .iter()
             .filter(|(_, m)| m.samples < MIN_SAMPLES_FOR_P99)
@@ -182,5 +205,29 @@ mod tests {
         let said = |rounds| summary(&file(rounds), None).join(" ");
         assert!(said(3).contains("pool up to 3 passes"), "{}", said(3));
         assert!(!said(1).contains("passes"), "{}", said(1));
+    }
+
+    /// Points sampled on a slow GPU clock are counted, the lowest named; a
+    /// run without clock readings says nothing of clocks. Planted: the count
+    /// dropped -> fails.
+    #[test]
+    fn slow_clock_points_are_counted() {
+        use crate::sample_clocks::SampleClocks;
+        let mut f = file(1);
+        let said = |f: &ResultsFile| summary(f, None).join(" ");
+        assert!(!said(&f).contains("SM clock"), "{}", said(&f));
+        let mut slow = f.records[0].clone();
+        slow.measured.as_mut().unwrap().sm_clock_mhz =
+            SampleClocks::from_readings(&[1410, 1020, 1755], Some(1980));
+        let mut fine = f.records[0].clone();
+        fine.measured.as_mut().unwrap().sm_clock_mhz =
+            SampleClocks::from_readings(&[1980, 1755], Some(1980));
+        f.records = vec![slow, fine];
+        let text = said(&f);
+        assert!(
+            text.contains("1 of 2 measured points were sampled with the GPU's SM clock under 80%")
+                && text.contains("the lowest 1020 MHz of 1980"),
+            "{text}"
+        );
     }
 }
