@@ -18,15 +18,17 @@ const MAX_COPY_BYTES: u64 = 256 << 20;
 /// FLOPs per invocation and chain step: 8 chains x vec4 x (mul + add).
 const FLOPS_PER_STEP: f64 = 8.0 * 4.0 * 2.0;
 
-struct Probe<'a> {
-    ctx: &'a GpuContext,
+/// What every probe times with: the device, its timestamp queries, and a
+/// 16-byte uniform of parameters at binding 2.
+pub(super) struct Probe<'a> {
+    pub(super) ctx: &'a GpuContext,
     queries: Option<TimestampQueries>,
     params: wgpu::Buffer,
 }
 
 impl Probe<'_> {
     /// Runs one dispatch and returns its seconds (device time if available).
-    fn time(
+    pub(super) fn time(
         &self,
         pipeline: &wgpu::ComputePipeline,
         bind: &wgpu::BindGroup,
@@ -59,10 +61,49 @@ impl Probe<'_> {
         Ok(sample.best_ns() as f64 * 1e-9)
     }
 
-    fn set_params(&self, words: [u32; 4]) {
+    pub(super) fn set_params(&self, words: [u32; 4]) {
         self.ctx
             .queue
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&words));
+    }
+
+    /// `pipeline`'s bind group: `input` at binding 0, `output` at 1, the
+    /// parameters at 2 (every probe kernel's layout).
+    pub(super) fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        self.ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: input.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: output.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: self.params.as_entire_binding(),
+                    },
+                ],
+            })
+    }
+
+    /// How the probes are timed, in words.
+    pub(super) fn timing(&self) -> &'static str {
+        if self.queries.is_some() {
+            "pass timestamps"
+        } else {
+            "wall time"
+        }
     }
 }
 
@@ -89,7 +130,12 @@ pub(super) fn deepen(
     Ok((iters, best))
 }
 
-fn buffer(ctx: &GpuContext, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+pub(super) fn buffer(
+    ctx: &GpuContext,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
@@ -149,41 +195,17 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
             })
     };
     let (copy, fma) = (pipeline("copy"), pipeline("fma_chain"));
-    let bind = |p: &wgpu::ComputePipeline| {
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: src.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: dst.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: params.as_entire_binding(),
-                },
-            ],
-        })
-    };
-    let (copy_bind, fma_bind) = (bind(&copy), bind(&fma));
     let queries = ctx
         .features
         .contains(wgpu::Features::TIMESTAMP_QUERY)
         .then(|| TimestampQueries::new(&ctx.device, ctx.timestamp_period_ns));
-    let timing = if queries.is_some() {
-        "pass timestamps"
-    } else {
-        "wall time"
-    };
     let probe = Probe {
         ctx,
         queries,
         params,
     };
+    let timing = probe.timing();
+    let (copy_bind, fma_bind) = (probe.bind(&copy, &src, &dst), probe.bind(&fma, &src, &dst));
 
     // Copy: a grid-stride loop over every word.
     let groups = words
@@ -214,7 +236,7 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
     let flops = fma_groups as f64 * 256.0 * iters as f64 * FLOPS_PER_STEP;
     let dispatch = dispatch_costs(&probe, &fma, &fma_bind, &dst, &check)?;
     // An experimental path: its failure is said, not the ceilings' end.
-    let (coop, coop_note) = match super::coop_probe::probe(ctx) {
+    let (coop, coop_note) = match super::coop_probe::probe(&probe) {
         Ok(c) => (c, String::new()),
         Err(e) => (None, format!("; the cooperative-matrix probe failed: {e}")),
     };

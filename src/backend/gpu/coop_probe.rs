@@ -5,9 +5,9 @@
 //! the coop matmul's distance is the kernel's and how much the path's (naga's
 //! translation, the driver's). Every run checks its own result (exact in f32).
 
+use super::ceilings::{buffer, Probe};
 use super::readback::map_read;
 use super::support::{coop_fragment, coop_status, subgroup_max};
-use super::timestamps::{submit_timed, TimestampQueries};
 use super::{GpuContext, ShaderChecks};
 use crate::backend::CoopCeiling;
 use crate::error::{LabError, Result};
@@ -35,9 +35,10 @@ pub(super) fn expected(iters: u32, f: u32) -> f32 {
     ACCUMULATORS as f32 * iters as f32 * f as f32 / 16.0
 }
 
-/// Probes the cooperative matrices on `ctx`; `Ok(None)` where the adapter
-/// offers none the coop matmul could use.
-pub(super) fn probe(ctx: &GpuContext) -> Result<Option<CoopCeiling>> {
+/// Probes the cooperative matrices on `probe`'s device; `Ok(None)` where the
+/// adapter offers none the coop matmul could use.
+pub(super) fn probe(probe: &Probe<'_>) -> Result<Option<CoopCeiling>> {
+    let ctx = probe.ctx;
     if coop_status(ctx).is_err() {
         return Ok(None);
     }
@@ -45,41 +46,31 @@ pub(super) fn probe(ctx: &GpuContext) -> Result<Option<CoopCeiling>> {
         return Ok(None);
     };
     let wg = SUBGROUPS * subgroup_max(ctx);
-    let usage = |u| wgpu::BufferUsages::STORAGE | u;
-    let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
-        ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage,
-            mapped_at_creation: false,
-        })
-    };
+    let storage = |u| wgpu::BufferUsages::STORAGE | u;
     let out_bytes = (GROUPS * SUBGROUPS) as u64 * 4;
-    let inp = buffer("coop probe in", 16, usage(wgpu::BufferUsages::COPY_DST));
+    let inp = buffer(
+        ctx,
+        "coop probe in",
+        16,
+        storage(wgpu::BufferUsages::COPY_DST),
+    );
     let out = buffer(
+        ctx,
         "coop probe out",
         out_bytes,
-        usage(wgpu::BufferUsages::COPY_SRC),
+        storage(wgpu::BufferUsages::COPY_SRC),
     );
     let check = buffer(
+        ctx,
         "coop probe check",
         out_bytes,
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    );
-    let params = buffer(
-        "coop probe params",
-        16,
-        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     );
     ctx.queue.write_buffer(
         &inp,
         0,
         bytemuck::cast_slice(&[1.0f32 / 16.0, 1.0, 0.0, 0.0]),
     );
-    let queries = ctx
-        .features
-        .contains(wgpu::Features::TIMESTAMP_QUERY)
-        .then(|| TimestampQueries::new(&ctx.device, ctx.timestamp_period_ns));
 
     let mut rates = [0.0; 2];
     let mut steps = [0; 2];
@@ -93,39 +84,10 @@ pub(super) fn probe(ctx: &GpuContext) -> Result<Option<CoopCeiling>> {
         let pipeline = ctx
             .pipeline(name, source(f), &constants, ShaderChecks::NoLoopBounding)?
             .pipeline;
-        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: inp.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: out.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: params.as_entire_binding(),
-                },
-            ],
-        });
-        let time = |iters: u32| -> Result<f64> {
-            ctx.queue
-                .write_buffer(&params, 0, bytemuck::cast_slice(&[iters, 0, 0, 0]));
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(name),
-                    timestamp_writes: queries.as_ref().map(|q| q.pass_writes()),
-                });
-                pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(GROUPS, 1, 1);
-            }
-            let sample = submit_timed(ctx, queries.as_ref(), encoder.finish())?;
-            Ok(sample.best_ns() as f64 * 1e-9)
+        let bind = probe.bind(&pipeline, &inp, &out);
+        let time = |iters: u32| {
+            probe.set_params([iters, 0, 0, 0]);
+            probe.time(&pipeline, &bind, GROUPS)
         };
         let (iters, best) = super::ceilings::deepen(16, 1 << 20, time)?;
         check_result(ctx, &out, &check, iters, f, name)?;
@@ -142,7 +104,7 @@ pub(super) fn probe(ctx: &GpuContext) -> Result<Option<CoopCeiling>> {
             "{GROUPS} workgroups of {SUBGROUPS} subgroups, {f}x{f}x{f} f16 x f16 -> f32 fragments, 8 independent accumulators each; {} steps with the operands in registers, {} reloading them from workgroup memory every step; best of 3; results checked; {}",
             steps[0],
             steps[1],
-            if queries.is_some() { "pass timestamps" } else { "wall time" }
+            probe.timing()
         ),
     }))
 }
