@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::results::Record;
+
 /// Below this share of the card's maximum SM clock, a point's samples get a
 /// warning: a loaded GPU under its power limit stays well above it.
 pub const SLOW_CLOCK_SHARE: f64 = 0.8;
@@ -72,14 +74,21 @@ impl SampleClocks {
         }
     }
 
+    /// Whether the clock read below [`SLOW_CLOCK_SHARE`] of the card's
+    /// maximum (never where the maximum is unknown).
+    pub fn is_slow(&self) -> bool {
+        self.card_max
+            .is_some_and(|m| m > 0 && (self.min as f64) < SLOW_CLOCK_SHARE * m as f64)
+    }
+
     /// The warning for samples taken with the clock below
     /// [`SLOW_CLOCK_SHARE`] of the card's maximum; `None` when it stayed
     /// above, or the maximum is unknown.
     pub fn warning(&self) -> Option<String> {
-        let card_max = self.card_max.filter(|&m| m > 0)?;
-        if self.min as f64 >= SLOW_CLOCK_SHARE * card_max as f64 {
+        if !self.is_slow() {
             return None;
         }
+        let card_max = self.card_max?;
         let lift = self.lifted_ms.map_or(String::new(), |ms| {
             format!("; {ms:.0} ms of back-to-back runs before the samples did not keep it up")
         });
@@ -90,6 +99,17 @@ impl SampleClocks {
             self.last
         ))
     }
+}
+
+/// The measured records whose samples ran on a slow clock, slowest first.
+pub fn slow_points(records: &[Record]) -> Vec<(&Record, SampleClocks)> {
+    let mut slow: Vec<_> = records
+        .iter()
+        .filter_map(|r| Some((r, r.measured.as_ref()?.sm_clock_mhz?)))
+        .filter(|(_, c)| c.is_slow())
+        .collect();
+    slow.sort_by_key(|(_, c)| c.min);
+    slow
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ struct Row<'a> {
 fn slow_clock_sides(a: &Measured, b: &Measured) -> Vec<&'static str> {
     [("a", a), ("b", b)]
         .into_iter()
-        .filter(|(_, m)| m.sm_clock_mhz.is_some_and(|c| c.warning().is_some()))
+        .filter(|(_, m)| m.sm_clock_mhz.is_some_and(|c| c.is_slow()))
         .map(|(side, _)| side)
         .collect()
 }

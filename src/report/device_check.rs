@@ -672,14 +672,9 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
             any = true;
             let _ = writeln!(md, "- {name}: {w}");
         }
-        let slow: Vec<u32> = f
-            .records
-            .iter()
-            .filter_map(|r| r.measured.as_ref()?.sm_clock_mhz)
-            .filter(|c| c.warning().is_some())
-            .map(|c| c.min)
-            .collect();
-        if let Some(lowest) = slow.iter().min() {
+        let slow = crate::sample_clocks::slow_points(&f.records);
+        if let Some((_, lowest)) = slow.first() {
+            let lowest = lowest.min;
             any = true;
             let _ = writeln!(
                 md,

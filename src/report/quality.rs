@@ -84,15 +84,8 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
             ));
         }
         // NVIDIA only: the SM clock read between samples (`sample_clocks`).
-        let slow: Vec<_> = measured
-            .iter()
-            .filter_map(|(r, m)| {
-                m.sm_clock_mhz
-                    .filter(|c| c.warning().is_some())
-                    .map(|c| (r, c))
-            })
-            .collect();
-        if let Some((r, c)) = slow.iter().min_by_key(|(_, c)| c.min) {
+        let slow = crate::sample_clocks::slow_points(rs);
+        if let Some((r, c)) = slow.first() {
             out.push(format!(
                 "{} of {} measured points were sampled with the GPU's SM clock under {:.0}% of its maximum; the lowest {} MHz{} at {} {} {} {}: **their timings may be the card's state, not the kernel's** (each record's warnings say more).",
                 slow.len(),
