@@ -428,7 +428,7 @@ impl Spec {
         }
         // Re-serialising keeps the error positions of a file without overrides
         // exact: parse the original text when nothing was overridden.
-        let spec: Spec = if overrides.is_empty() {
+        let mut spec: Spec = if overrides.is_empty() {
             toml::from_str(text).map_err(syntax)?
         } else {
             let merged = toml::to_string(&table).expect("a parsed table serialises");
@@ -440,7 +440,6 @@ impl Spec {
                 )
             })?
         };
-        let mut spec = spec;
         if models.is_empty() {
             spec.validate(origin)?;
         } else {

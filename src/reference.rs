@@ -275,10 +275,8 @@ pub fn verify_sampled(
         inputs,
         output,
         wq: &wq,
-        rounded,
         accumulation,
         tol,
-        n: n as usize,
     };
     // Blocks of rows on every thread, merged in row order: the first failure
     // is the first in row order and the cost's sums do not depend on the
@@ -312,10 +310,8 @@ struct Block<'a> {
     output: &'a [f32],
     /// The weight as stored (rounded to the point's precision).
     wq: &'a [f32],
-    rounded: bool,
     accumulation: Accumulation,
     tol: f64,
-    n: usize,
 }
 
 /// What one block of rows showed.
@@ -331,8 +327,11 @@ struct BlockFindings {
 impl Block<'_> {
     /// Checks `rows` in order.
     fn check(&self, rows: &[u64]) -> BlockFindings {
-        let (work, inputs, n, tol) = (self.work, self.inputs, self.n, self.tol);
+        let (work, inputs, tol) = (self.work, self.inputs, self.tol);
         let p = work.precision;
+        let n = work.mkn().2 as usize;
+        // Inputs rounded to the point's precision, as the backend stored them.
+        let rounded = p != Precision::F32;
         let overflow_at = p.overflow_threshold();
         let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| p.round(x)).collect() };
         let mut f = BlockFindings {
@@ -347,7 +346,7 @@ impl Block<'_> {
         for &r in rows {
             let x = activation_row(work, inputs, r);
             let got = &self.output[r as usize * n..(r as usize + 1) * n];
-            if self.rounded {
+            if rounded {
                 reference_row(work, &round(x), self.wq, &mut want, &mut scale);
                 reference_row(work, x, &inputs.w, &mut full, &mut full_scale);
                 f.cost.add_row(got, &full, &full_scale);
