@@ -1,4 +1,6 @@
-//! Energy per point, from the GPU driver's energy counter (NVML, NVIDIA only).
+//! Energy per point, from the GPU driver's energy counter (NVML on NVIDIA;
+//! hwmon's `energy1_input` on Intel's discrete cards and the AMD cards that
+//! have one).
 //!
 //! After a point's latency samples, the op runs back to back in batches for a
 //! window of at least [`WINDOW_MS`] while the card's millijoule counter is read

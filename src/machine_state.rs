@@ -1,5 +1,5 @@
 //! The state of the machine around a run: the CPU's frequency governor and
-//! clock, the load average, and (on NVIDIA) the GPU's clocks, power limit,
+//! clock, the load average, and (NVIDIA, AMD, Intel) the GPU's clocks, power limit,
 //! temperature and throttle reasons. Captured before and after every run and
 //! kept in the results' environment, so a slow point can be told apart from a
 //! loaded or throttling machine; [`warnings`] says when that was the case.
@@ -27,7 +27,7 @@ pub struct HostState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
     pub host: HostState,
-    /// The GPU as its driver reports it (NVIDIA only).
+    /// The GPU as its driver reports it (NVML on NVIDIA, the kernel's files on AMD and Intel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuState>,
 }

@@ -46,6 +46,13 @@ fn devices_lists_adapters_with_features_and_the_cpu() {
             // A software device (lavapipe) is labelled as such.
             assert_eq!(first["software"], true);
             assert!(text.contains("software device"), "{text}");
+            // Whatever card the machine has, a software device is never
+            // credited with its driver's clocks or energy.
+            assert!(
+                text.contains("driver readings: none (a software device)"),
+                "{text}"
+            );
+            assert_eq!(first["vendor_id"], 0x10005, "Mesa's vendor id");
         }
     }
 }

@@ -40,6 +40,9 @@ impl CpuBackend {
                     threads: Some(threads as u64),
                     ..Default::default()
                 },
+                vendor_id: None,
+                device_id: None,
+                pci_bus_id: None,
             },
         }
     }

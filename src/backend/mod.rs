@@ -95,6 +95,16 @@ pub struct DeviceInfo {
     pub features: Vec<String>,
     /// Limits that matter here, by wgpu's names.
     pub limits: DeviceLimits,
+    /// The PCI vendor id the graphics API reports (0x10de NVIDIA, 0x1002 AMD,
+    /// 0x8086 Intel; Mesa's software devices 0x10005).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<u32>,
+    /// The PCI device id the graphics API reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<u32>,
+    /// The card's PCI address (`0000:01:00.0`), where the API reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
 }
 
 /// The limits of a device that matter here: wgpu's for a GPU (by wgpu's

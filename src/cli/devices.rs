@@ -8,6 +8,7 @@ use clap::Args;
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuOptions};
 use kernel_lab::backend::{Backend, BackendKind, Ceilings, DeviceInfo};
+use kernel_lab::gpu_monitor::{self, GpuMonitor};
 
 /// Arguments of `devices`.
 #[derive(Args, Debug)]
@@ -56,10 +57,20 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
             ""
         };
         println!("[{i}] {} — {} {}{soft}", a.name, a.api, a.device_type);
+        let pci = match (a.vendor_id, a.device_id) {
+            (Some(v), Some(d)) if v <= 0xffff => format!(
+                "  PCI {v:04x}:{d:04x}{}",
+                a.pci_bus_id
+                    .as_ref()
+                    .map_or(String::new(), |b| format!(" at {b}"))
+            ),
+            _ => String::new(),
+        };
         println!(
-            "    driver: {}",
+            "    driver: {}{pci}",
             if a.driver.is_empty() { "?" } else { &a.driver }
         );
+        println!("    driver readings: {}", driver_readings(a));
         let has = |f: &str| {
             if a.features.iter().any(|x| x == f) {
                 "yes"
@@ -128,6 +139,45 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A limit the device reports, or `?`.
+/// What the GPU's driver will tell a run of this adapter: its clocks, power
+/// and whether it has an energy counter (energy per point needs one).
+fn driver_readings(a: &DeviceInfo) -> String {
+    let Some(m) = GpuMonitor::open(a) else {
+        return if a.software {
+            "none (a software device)".into()
+        } else {
+            match a.vendor_id {
+                Some(gpu_monitor::NVIDIA) => {
+                    "none (NVML, libnvidia-ml.so.1, not found or not this card)".into()
+                }
+                Some(gpu_monitor::AMD | gpu_monitor::INTEL) => {
+                    "none (no DRM card under /sys/class/drm is surely this adapter)".into()
+                }
+                _ => "none (clocks and energy are read on NVIDIA, AMD and Intel cards)".into(),
+            }
+        };
+    };
+    let Some(s) = m.state() else {
+        return "none (the driver answered nothing)".into();
+    };
+    let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
+    let watts = |v: Option<f64>| v.map_or("?".to_string(), |w| format!("{w:.0}"));
+    format!(
+        "{}: SM {} of {} MHz, {} W of {} W, {} C; energy counter: {}",
+        s.source.as_deref().unwrap_or("driver"),
+        opt(s.sm_clock_mhz),
+        opt(s.max_sm_clock_mhz),
+        watts(s.power_w),
+        watts(s.power_limit_w),
+        opt(s.temperature_c),
+        if m.energy_mj().is_some() {
+            "yes (energy per point is measured)"
+        } else {
+            "no (no energy per point)"
+        }
+    )
+}
+
 fn known<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("?".to_string(), |v| v.to_string())
 }

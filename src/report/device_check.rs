@@ -457,7 +457,7 @@ fn forced_coop(md: &mut String, forced: &[Record], refused: &[(String, String)],
 fn gather_twins(md: &mut String, file: &str, gathers: &[Record], copy: Option<f64>) {
     let _ = writeln!(
         md,
-        "\n## Gathers beside same-bytes twins (`{file}`)\n\nThe first call, the median of the timed samples (device timestamps), and the energy window's calls run back to back (host wall time over at least 300 ms, NVIDIA only): three views of one kernel on one point.\n\n| point | vocab | dist | verified | first call ms | warm-up, caches | median ms | back to back, ms a call | GB/s | of the device copy | SM clock over the samples, MHz |\n|---|---:|---|---|---:|---|---:|---:|---:|---:|---|"
+        "\n## Gathers beside same-bytes twins (`{file}`)\n\nThe first call, the median of the timed samples (device timestamps), and the energy window's calls run back to back (host wall time over at least 300 ms, where the card has an energy counter): three views of one kernel on one point.\n\n| point | vocab | dist | verified | first call ms | warm-up, caches | median ms | back to back, ms a call | GB/s | of the device copy | SM clock over the samples, MHz |\n|---|---:|---|---|---:|---|---:|---:|---:|---:|---|"
     );
     for r in gathers {
         let Some(m) = &r.measured else { continue };

@@ -83,7 +83,7 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
                  median is the pool's."
             ));
         }
-        // NVIDIA only: the SM clock read between samples (`sample_clocks`).
+        // The SM clock read between samples where the driver gives it (`sample_clocks`).
         let slow = crate::sample_clocks::slow_points(rs);
         if let Some((r, c)) = slow.first() {
             out.push(format!(

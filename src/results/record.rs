@@ -357,10 +357,10 @@ pub struct Measured {
     /// wall time instead, by reason (absent when there were none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timestamp_fallbacks: BTreeMap<TimestampFault, u32>,
-    /// Energy while the op ran back to back (NVIDIA GPUs with an energy counter).
+    /// Energy while the op ran back to back (GPUs whose driver has an energy counter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<crate::energy::Energy>,
-    /// The GPU's SM clock between the samples (NVIDIA GPUs, through NVML).
+    /// The GPU's SM clock between the samples (NVML on NVIDIA; the shader or GT clock from the kernel's files on AMD and Intel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sm_clock_mhz: Option<crate::sample_clocks::SampleClocks>,
     /// Passes of the sweep whose samples are pooled here (`sampling.rounds`;

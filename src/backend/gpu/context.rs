@@ -214,6 +214,9 @@ pub fn describe(
             cooperative_matrix_configs: Some(super::support::coop_configurations(adapter)),
             threads: None,
         },
+        vendor_id: Some(info.vendor),
+        device_id: Some(info.device),
+        pci_bus_id: Some(info.device_pci_bus_id.clone()).filter(|b| !b.is_empty()),
     }
 }
 

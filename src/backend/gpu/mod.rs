@@ -43,7 +43,7 @@ pub struct GpuBackend {
     ctx: GpuContext,
     options: GpuOptions,
     tuner: Tuner,
-    /// The driver's view of this GPU (NVIDIA only), for clocks and energy.
+    /// The driver's view of this GPU (NVIDIA, AMD, Intel), for clocks and energy.
     monitor: Option<crate::gpu_monitor::GpuMonitor>,
 }
 
@@ -53,7 +53,7 @@ impl GpuBackend {
         if let Some(period) = options.timestamp_period_ns {
             ctx.timestamp_period_ns = period;
         }
-        let monitor = crate::gpu_monitor::GpuMonitor::open(&ctx.info.name);
+        let monitor = crate::gpu_monitor::GpuMonitor::open(&ctx.info);
         GpuBackend {
             ctx,
             options,

@@ -1,0 +1,339 @@
+//! The GPU driver's own view of the card while it runs: clocks, power limit,
+//! power, temperature, throttle reasons, free memory and the energy counter.
+//!
+//! Two sources, both read at run time so nothing is needed to build or run
+//! where they are absent: NVIDIA's NVML ([`nvml`], `libnvidia-ml.so.1`, which
+//! every NVIDIA driver installs) and the Linux kernel's DRM and hwmon files
+//! for AMD (`amdgpu`) and Intel (`i915`, `xe`) cards ([`sysfs`]). A monitor
+//! attaches only to the card the run's adapter is — same vendor, and the same
+//! PCI address where the graphics API reports one — so a run on an integrated
+//! GPU or a software device is never credited with another card's clocks or
+//! energy. Every reading is optional: drivers and cards expose different
+//! subsets (a consumer card may refuse the energy counter, an integrated one
+//! has no power limit).
+
+pub mod nvml;
+pub mod sysfs;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::DeviceInfo;
+
+/// PCI vendor ids of the cards a monitor can read.
+pub const NVIDIA: u32 = 0x10de;
+/// AMD's PCI vendor id.
+pub const AMD: u32 = 0x1002;
+/// Intel's PCI vendor id.
+pub const INTEL: u32 = 0x8086;
+
+/// One snapshot of the GPU's state, as its driver reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuState {
+    /// The driver's name for the card (the adapter's, where the driver has none).
+    pub name: String,
+    /// Where the readings come from: `nvml`, or `sysfs (amdgpu)`, `sysfs (i915)`, `sysfs (xe)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Current SM clock, MHz (AMD's shader clock, Intel's GT clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<u32>,
+    /// The highest SM clock the card may run at, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sm_clock_mhz: Option<u32>,
+    /// Current memory clock, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_clock_mhz: Option<u32>,
+    /// The power limit the driver enforces, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_limit_w: Option<f64>,
+    /// Power drawn now, watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    /// Die temperature, degrees Celsius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<u32>,
+    /// Why the clocks are held below their maximum now (NVML's names, or
+    /// Intel's `PL1`, `THERMAL`...; `GPU_IDLE` alone means the card was idle,
+    /// not throttled; `NONE` that the driver reports no reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_reasons: Option<Vec<String>>,
+}
+
+impl GpuState {
+    /// The throttle reasons that slow a busy GPU down (idle and sync-boost
+    /// are not throttling).
+    pub fn throttling(&self) -> Vec<&str> {
+        self.throttle_reasons
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|r| !matches!(*r, "GPU_IDLE" | "SYNC_BOOST" | "NONE"))
+            .collect()
+    }
+}
+
+/// An open view of the GPU a run uses, through its driver.
+pub struct GpuMonitor {
+    source: Source,
+}
+
+enum Source {
+    Nvml(Box<nvml::NvmlCard>),
+    Sysfs(sysfs::DrmCard),
+}
+
+impl GpuMonitor {
+    /// The driver's view of the card `adapter` is: NVML for an NVIDIA card,
+    /// the kernel's files for an AMD or Intel one; `None` for a software
+    /// device, another vendor, no driver to read, or no card that is surely
+    /// this adapter.
+    pub fn open(adapter: &DeviceInfo) -> Option<Self> {
+        let source = match reader_for(adapter)? {
+            Reader::Nvml => Source::Nvml(Box::new(nvml::NvmlCard::open(adapter)?)),
+            Reader::Sysfs => Source::Sysfs(sysfs::DrmCard::open(
+                std::path::Path::new(sysfs::DRM_ROOT),
+                adapter,
+            )?),
+        };
+        Some(GpuMonitor { source })
+    }
+
+    /// The current state; readings the driver refuses are left out.
+    pub fn state(&self) -> Option<GpuState> {
+        match &self.source {
+            Source::Nvml(c) => c.state(),
+            Source::Sysfs(c) => Some(c.state()),
+        }
+    }
+
+    /// The SM clock now, MHz: one reading, cheap enough to take between samples.
+    pub fn sm_clock_mhz(&self) -> Option<u32> {
+        match &self.source {
+            Source::Nvml(c) => c.sm_clock_mhz(),
+            Source::Sysfs(c) => c.sm_clock_mhz(),
+        }
+    }
+
+    /// The highest SM clock the card may run at, MHz.
+    pub fn max_sm_clock_mhz(&self) -> Option<u32> {
+        match &self.source {
+            Source::Nvml(c) => c.max_sm_clock_mhz(),
+            Source::Sysfs(c) => c.max_sm_clock_mhz(),
+        }
+    }
+
+    /// Device memory not allocated now, bytes.
+    pub fn free_memory(&self) -> Option<u64> {
+        match &self.source {
+            Source::Nvml(c) => c.free_memory(),
+            Source::Sysfs(c) => c.free_memory(),
+        }
+    }
+
+    /// The card's energy counter, millijoules since some fixed moment; `None`
+    /// where the card has none.
+    pub fn energy_mj(&self) -> Option<u64> {
+        match &self.source {
+            Source::Nvml(c) => c.energy_mj(),
+            Source::Sysfs(c) => c.energy_mj(),
+        }
+    }
+}
+
+/// Which driver interface can speak for an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    Nvml,
+    Sysfs,
+}
+
+/// NVML for an NVIDIA adapter, the kernel's files for AMD and Intel, nothing
+/// for a software device (whatever vendor id it borrows) or anyone else.
+fn reader_for(adapter: &DeviceInfo) -> Option<Reader> {
+    if adapter.software {
+        return None;
+    }
+    match adapter.vendor_id? {
+        NVIDIA => Some(Reader::Nvml),
+        AMD | INTEL => Some(Reader::Sysfs),
+        _ => None,
+    }
+}
+
+/// A PCI address, `domain:bus:device.function`, from any of the spellings
+/// drivers use (`0000:01:00.0` from Vulkan and sysfs, `00000000:01:00.0`
+/// from NVML, hex digits in either case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciAddress {
+    domain: u32,
+    bus: u8,
+    device: u8,
+    function: u8,
+}
+
+impl PciAddress {
+    /// Parses `[domain:]bus:device.function`; `None` for anything else
+    /// (an empty string where the API reports no address).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let (rest, function) = s.rsplit_once('.')?;
+        let mut parts = rest.rsplit(':');
+        let device = parts.next()?;
+        let bus = parts.next()?;
+        let domain = parts.next().unwrap_or("0");
+        if parts.next().is_some() {
+            return None;
+        }
+        let hex = |v: &str| u32::from_str_radix(v, 16).ok();
+        let small = |v: &str| hex(v).and_then(|x| u8::try_from(x).ok());
+        Some(PciAddress {
+            domain: hex(domain)?,
+            bus: small(bus)?,
+            device: small(device)?,
+            function: small(function)?,
+        })
+    }
+}
+
+/// Which of `cards` (each a name and a PCI address, where known) is the
+/// adapter named `name` at `address`: the card at the same address where
+/// both are known (and none where no card is there), else the one card of
+/// the same name (exact, then one name containing the other), else the only
+/// card. Two cards that fit equally well are no answer: a reading of the
+/// wrong card would be worse than none.
+pub fn pick_card(
+    cards: &[(String, Option<PciAddress>)],
+    name: &str,
+    address: Option<PciAddress>,
+) -> Option<usize> {
+    if let Some(want) = address {
+        if cards.iter().any(|(_, a)| a.is_some()) {
+            return cards.iter().position(|(_, a)| *a == Some(want));
+        }
+    }
+    let norm = |s: &str| s.trim().to_lowercase();
+    let w = norm(name);
+    let only = |f: &dyn Fn(&str) -> bool| -> Option<Option<usize>> {
+        let mut hits = (0..cards.len()).filter(|&i| f(&norm(&cards[i].0)));
+        let first = hits.next()?;
+        Some(hits.next().is_none().then_some(first))
+    };
+    only(&|n| n == w)
+        .or_else(|| only(&|n| !n.is_empty() && !w.is_empty() && (n.contains(&w) || w.contains(n))))
+        .unwrap_or_else(|| (cards.len() == 1).then_some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pick_card, reader_for, GpuState, PciAddress, Reader};
+    use crate::backend::{DeviceInfo, DeviceLimits};
+
+    #[test]
+    fn only_a_real_nvidia_amd_or_intel_adapter_gets_a_reader() {
+        let info = |vendor: Option<u32>, software: bool| DeviceInfo {
+            name: "x".into(),
+            api: "vulkan".into(),
+            device_type: "discrete-gpu".into(),
+            driver: String::new(),
+            software,
+            features: Vec::new(),
+            limits: DeviceLimits::default(),
+            vendor_id: vendor,
+            device_id: None,
+            pci_bus_id: None,
+        };
+        assert_eq!(reader_for(&info(Some(0x10de), false)), Some(Reader::Nvml));
+        assert_eq!(reader_for(&info(Some(0x1002), false)), Some(Reader::Sysfs));
+        assert_eq!(reader_for(&info(Some(0x8086), false)), Some(Reader::Sysfs));
+        // lavapipe on a machine with an NVIDIA card, Apple, the CPU backend.
+        assert_eq!(reader_for(&info(Some(0x10005), true)), None);
+        assert_eq!(reader_for(&info(Some(0x10de), true)), None);
+        assert_eq!(reader_for(&info(Some(0x106b), false)), None);
+        assert_eq!(reader_for(&info(None, false)), None);
+    }
+
+    fn cards(list: &[(&str, &str)]) -> Vec<(String, Option<PciAddress>)> {
+        list.iter()
+            .map(|(n, a)| (n.to_string(), PciAddress::parse(a)))
+            .collect()
+    }
+
+    #[test]
+    fn pci_addresses_parse_in_every_spelling() {
+        let a = PciAddress::parse("0000:18:00.0").expect("vulkan");
+        assert_eq!(PciAddress::parse("00000000:18:00.0"), Some(a), "NVML's");
+        assert_eq!(PciAddress::parse("18:00.0"), Some(a), "no domain");
+        assert_eq!(PciAddress::parse(" 0000:18:00.0\n"), Some(a));
+        assert_ne!(PciAddress::parse("0000:18:00.1"), Some(a));
+        assert_ne!(PciAddress::parse("0001:18:00.0"), Some(a));
+        assert_eq!(
+            PciAddress::parse("0000:AB:1f.7"),
+            PciAddress::parse("0000:ab:1F.7")
+        );
+        for bad in [
+            "",
+            "card0",
+            "0000:18:00",
+            "0:0:18:00.0",
+            "0000:118:00.0",
+            "zz:00.0",
+        ] {
+            assert_eq!(PciAddress::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn picks_the_card_at_the_adapters_address() {
+        let eight = cards(&[
+            ("NVIDIA H100 80GB HBM3", "00000000:18:00.0"),
+            ("NVIDIA H100 80GB HBM3", "00000000:2A:00.0"),
+        ]);
+        let at = |a: &str| PciAddress::parse(a);
+        assert_eq!(
+            pick_card(&eight, "NVIDIA H100 80GB HBM3", at("0000:2a:00.0")),
+            Some(1)
+        );
+        // Same name twice and no address: no guess.
+        assert_eq!(pick_card(&eight, "NVIDIA H100 80GB HBM3", None), None);
+        // An address no card has (another vendor's device): none, whatever the name.
+        assert_eq!(
+            pick_card(&eight, "NVIDIA H100 80GB HBM3", at("0000:00:02.0")),
+            None
+        );
+        let one = cards(&[("NVIDIA H200", "00000000:18:00.0")]);
+        assert_eq!(pick_card(&one, "NVIDIA H200", at("0000:18:00.0")), Some(0));
+        assert_eq!(pick_card(&one, "NVIDIA H200", at("0000:19:00.0")), None);
+    }
+
+    #[test]
+    fn without_addresses_picks_by_name_or_the_only_card() {
+        let names = cards(&[("NVIDIA A100-SXM4-40GB", ""), ("NVIDIA H100 80GB HBM3", "")]);
+        assert_eq!(pick_card(&names, "NVIDIA H100 80GB HBM3", None), Some(1));
+        assert_eq!(pick_card(&names, "nvidia h100 80gb hbm3 ", None), Some(1));
+        assert_eq!(
+            pick_card(&names, "llvmpipe (LLVM 15.0.6, 256 bits)", None),
+            None
+        );
+        assert_eq!(pick_card(&names, "NVIDIA", None), None, "contained in both");
+        assert_eq!(pick_card(&names[1..], "H100 (Vulkan)", None), Some(0));
+        assert_eq!(
+            pick_card(&names[1..], "NVIDIA H100/PCIe/SSE2", None),
+            Some(0)
+        );
+        assert_eq!(pick_card(&[], "H100", None), None);
+    }
+
+    #[test]
+    fn idle_and_sync_boost_are_not_throttling() {
+        let s = GpuState {
+            throttle_reasons: Some(vec!["GPU_IDLE".into(), "SW_POWER_CAP".into()]),
+            ..Default::default()
+        };
+        assert_eq!(s.throttling(), vec!["SW_POWER_CAP"]);
+        let idle = GpuState {
+            throttle_reasons: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert!(idle.throttling().is_empty());
+    }
+}

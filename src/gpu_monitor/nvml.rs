@@ -1,0 +1,87 @@
+//! NVIDIA cards through NVML, opened at run time (`libnvidia-ml.so.1`): a
+//! machine without the NVIDIA driver has no library, and no monitor.
+
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::{Device, Nvml};
+
+use super::{pick_card, GpuState, PciAddress};
+use crate::backend::DeviceInfo;
+
+/// An open NVML handle on one card.
+pub struct NvmlCard {
+    nvml: Nvml,
+    index: u32,
+}
+
+impl NvmlCard {
+    /// NVML's card for `adapter` (an NVIDIA adapter): the one at its PCI
+    /// address, else by name (see [`pick_card`]); `None` without the driver's
+    /// library or without a card that is surely this adapter.
+    pub fn open(adapter: &DeviceInfo) -> Option<Self> {
+        let nvml = Nvml::builder()
+            .lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1"))
+            .init()
+            .or_else(|_| Nvml::init())
+            .ok()?;
+        let count = nvml.device_count().ok()?;
+        let cards: Vec<(String, Option<PciAddress>)> = (0..count)
+            .map(|i| match nvml.device_by_index(i) {
+                Ok(d) => (
+                    d.name().unwrap_or_default(),
+                    d.pci_info().ok().and_then(|p| PciAddress::parse(&p.bus_id)),
+                ),
+                Err(_) => (String::new(), None),
+            })
+            .collect();
+        let address = adapter.pci_bus_id.as_deref().and_then(PciAddress::parse);
+        let index = pick_card(&cards, &adapter.name, address)? as u32;
+        Some(NvmlCard { nvml, index })
+    }
+
+    fn device(&self) -> Option<Device<'_>> {
+        self.nvml.device_by_index(self.index).ok()
+    }
+
+    /// The current state; readings the driver refuses are left out.
+    pub fn state(&self) -> Option<GpuState> {
+        let d = self.device()?;
+        Some(GpuState {
+            name: d.name().unwrap_or_default(),
+            source: Some("nvml".into()),
+            sm_clock_mhz: d.clock_info(Clock::SM).ok(),
+            max_sm_clock_mhz: d.max_clock_info(Clock::SM).ok(),
+            mem_clock_mhz: d.clock_info(Clock::Memory).ok(),
+            power_limit_w: d.enforced_power_limit().ok().map(|mw| mw as f64 / 1e3),
+            power_w: d.power_usage().ok().map(|mw| mw as f64 / 1e3),
+            temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
+            throttle_reasons: d.current_throttle_reasons().ok().map(|r| {
+                let names: Vec<String> = r.iter_names().map(|(n, _)| n.to_string()).collect();
+                if names.is_empty() {
+                    vec!["NONE".into()]
+                } else {
+                    names
+                }
+            }),
+        })
+    }
+
+    /// The SM clock now, MHz.
+    pub fn sm_clock_mhz(&self) -> Option<u32> {
+        self.device()?.clock_info(Clock::SM).ok()
+    }
+
+    /// The highest SM clock the card may run at, MHz.
+    pub fn max_sm_clock_mhz(&self) -> Option<u32> {
+        self.device()?.max_clock_info(Clock::SM).ok()
+    }
+
+    /// Device memory not allocated now, bytes (NVML's "free" framebuffer).
+    pub fn free_memory(&self) -> Option<u64> {
+        self.device()?.memory_info().ok().map(|m| m.free)
+    }
+
+    /// The card's energy counter, millijoules since the driver loaded.
+    pub fn energy_mj(&self) -> Option<u64> {
+        self.device()?.total_energy_consumption().ok()
+    }
+}
