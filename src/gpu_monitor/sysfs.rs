@@ -138,11 +138,16 @@ impl DrmCard {
                 .and_then(|h| read_u64(&h.join("freq1_input")))
                 .map(hz_to_mhz)
                 .or_else(|| dpm_current(&self.device.join("pp_dpm_sclk"))),
+            // The actual clock reads 0 while the GT sleeps (RC6) between
+            // samples: then the clock requested for it is the one it wakes at.
             Driver::I915 => read_u32(&self.card.join("gt_act_freq_mhz"))
+                .filter(|&f| f > 0)
                 .or_else(|| read_u32(&self.card.join("gt_cur_freq_mhz"))),
             Driver::Xe => {
                 let f = self.xe_freq();
-                read_u32(&f.join("act_freq")).or_else(|| read_u32(&f.join("cur_freq")))
+                read_u32(&f.join("act_freq"))
+                    .filter(|&f| f > 0)
+                    .or_else(|| read_u32(&f.join("cur_freq")))
             }
         }
     }
@@ -468,6 +473,9 @@ mod tests {
             igpu.state().throttle_reasons,
             Some(vec!["NONE".to_string()])
         );
+        // Asleep between samples: the requested clock, not 0.
+        t.write(&card_dir.join("gt_act_freq_mhz"), "0\n");
+        assert_eq!(igpu.sm_clock_mhz(), Some(1350));
 
         let dev2 = t.card(1, "0000:03:00.0", "0x8086", "0xe20b", "xe");
         let f = dev2.join("tile0/gt0/freq0");
