@@ -84,7 +84,20 @@ fn simd_features() -> Vec<String> {
         }
     }
     #[cfg(target_arch = "aarch64")]
-    f.push("neon".into());
+    {
+        for (name, on) in [
+            ("neon", std::arch::is_aarch64_feature_detected!("neon")),
+            ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
+            ("bf16", std::arch::is_aarch64_feature_detected!("bf16")),
+            ("dotprod", std::arch::is_aarch64_feature_detected!("dotprod")),
+            ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
+            ("sve", std::arch::is_aarch64_feature_detected!("sve")),
+        ] {
+            if on {
+                f.push(name.into());
+            }
+        }
+    }
     f
 }
 
