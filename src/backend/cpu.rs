@@ -54,18 +54,7 @@ impl Default for CpuBackend {
     }
 }
 
-/// The CPU's model name, from /proc/cpuinfo where there is one.
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
+pub use super::cpu_name::cpu_model;
 
 fn simd_features() -> Vec<String> {
     #[allow(unused_mut)]
@@ -89,7 +78,10 @@ fn simd_features() -> Vec<String> {
             ("neon", std::arch::is_aarch64_feature_detected!("neon")),
             ("fp16", std::arch::is_aarch64_feature_detected!("fp16")),
             ("bf16", std::arch::is_aarch64_feature_detected!("bf16")),
-            ("dotprod", std::arch::is_aarch64_feature_detected!("dotprod")),
+            (
+                "dotprod",
+                std::arch::is_aarch64_feature_detected!("dotprod"),
+            ),
             ("i8mm", std::arch::is_aarch64_feature_detected!("i8mm")),
             ("sve", std::arch::is_aarch64_feature_detected!("sve")),
         ] {

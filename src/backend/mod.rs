@@ -7,6 +7,7 @@
 
 pub mod cpu;
 mod cpu_ceilings;
+mod cpu_name;
 mod cpu_skinny;
 pub mod gpu;
 
