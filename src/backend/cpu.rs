@@ -56,6 +56,16 @@ impl Default for CpuBackend {
 
 pub use super::cpu_name::cpu_model;
 
+/// The CPU's SIMD features for a line of text; a CPU with none of those the
+/// kernels use says so rather than leaving a blank.
+pub fn features_line(features: &[String]) -> String {
+    if features.is_empty() {
+        "none of the SIMD extensions the kernels dispatch on".into()
+    } else {
+        features.join(" ")
+    }
+}
+
 fn simd_features() -> Vec<String> {
     #[allow(unused_mut)]
     let mut f: Vec<String> = Vec::new();

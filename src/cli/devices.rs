@@ -107,7 +107,7 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<ExitCode> {
         "[cpu] {} — {} threads, {}",
         cpu.name,
         known(cpu.limits.threads),
-        cpu.features.join(" ")
+        kernel_lab::backend::cpu::features_line(&cpu.features)
     );
     for (which, c) in &ceilings {
         println!(

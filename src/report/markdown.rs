@@ -177,7 +177,7 @@ pub fn environment(results: &ResultsFile) -> Vec<String> {
         "CPU: {} ({} logical cores{threads}; {})",
         env.cpu.name,
         env.cores,
-        env.cpu.features.join(" ")
+        crate::backend::cpu::features_line(&env.cpu.features)
     ));
     v.push(format!(
         "{}; kernel-lab {}{}; wgpu {}; started {}",
