@@ -172,6 +172,11 @@ pub struct PciAddress {
 }
 
 impl PciAddress {
+    /// The same bus, device and function, whatever the domain.
+    fn same_slot(&self, other: &PciAddress) -> bool {
+        (self.bus, self.device, self.function) == (other.bus, other.device, other.function)
+    }
+
     /// Parses `[domain:]bus:device.function`; `None` for anything else
     /// (an empty string where the API reports no address).
     pub fn parse(s: &str) -> Option<Self> {
@@ -196,30 +201,42 @@ impl PciAddress {
 }
 
 /// Which of `cards` (each a name and a PCI address, where known) is the
-/// adapter named `name` at `address`: the card at the same address where
-/// both are known (and none where no card is there), else the one card of
-/// the same name (exact, then one name containing the other), else the only
-/// card. Two cards that fit equally well are no answer: a reading of the
-/// wrong card would be worse than none.
+/// adapter named `name` at `address`: the card at the same address; else,
+/// where addresses are known but none is the adapter's, the one card in the
+/// same slot under another domain number (a virtual machine's numbering),
+/// else the one card of exactly the adapter's name; without addresses, the
+/// one card of the same name (exact, then one name containing the other),
+/// else the only card. Two cards that fit equally well are no answer: a
+/// reading of the wrong card would be worse than none.
 pub fn pick_card(
     cards: &[(String, Option<PciAddress>)],
     name: &str,
     address: Option<PciAddress>,
 ) -> Option<usize> {
-    if let Some(want) = address {
-        if cards.iter().any(|(_, a)| a.is_some()) {
-            return cards.iter().position(|(_, a)| *a == Some(want));
-        }
-    }
-    let norm = |s: &str| s.trim().to_lowercase();
-    let w = norm(name);
-    let only = |f: &dyn Fn(&str) -> bool| -> Option<Option<usize>> {
-        let mut hits = (0..cards.len()).filter(|&i| f(&norm(&cards[i].0)));
+    let unique = |f: &dyn Fn(usize) -> bool| -> Option<Option<usize>> {
+        let mut hits = (0..cards.len()).filter(|&i| f(i));
         let first = hits.next()?;
         Some(hits.next().is_none().then_some(first))
     };
-    only(&|n| n == w)
-        .or_else(|| only(&|n| !n.is_empty() && !w.is_empty() && (n.contains(&w) || w.contains(n))))
+    let norm = |s: &str| s.trim().to_lowercase();
+    let w = norm(name);
+    let exact_name = |i: usize| !w.is_empty() && norm(&cards[i].0) == w;
+    if let Some(want) = address {
+        if cards.iter().any(|(_, a)| a.is_some()) {
+            if let Some(i) = cards.iter().position(|(_, a)| *a == Some(want)) {
+                return Some(i);
+            }
+            return unique(&|i| cards[i].1.is_some_and(|a| a.same_slot(&want)))
+                .or_else(|| unique(&exact_name))
+                .flatten();
+        }
+    }
+    let contains = |i: usize| {
+        let n = norm(&cards[i].0);
+        !n.is_empty() && !w.is_empty() && (n.contains(&w) || w.contains(&n))
+    };
+    unique(&exact_name)
+        .or_else(|| unique(&contains))
         .unwrap_or_else(|| (cards.len() == 1).then_some(0))
 }
 
@@ -302,7 +319,17 @@ mod tests {
         );
         let one = cards(&[("NVIDIA H200", "00000000:18:00.0")]);
         assert_eq!(pick_card(&one, "NVIDIA H200", at("0000:18:00.0")), Some(0));
-        assert_eq!(pick_card(&one, "NVIDIA H200", at("0000:19:00.0")), None);
+        // Another slot: the name alone, when it is exactly this card's.
+        assert_eq!(pick_card(&one, "NVIDIA H200", at("0000:19:00.0")), Some(0));
+        assert_eq!(
+            pick_card(&one, "NVIDIA H100 80GB HBM3", at("0000:19:00.0")),
+            None
+        );
+        // A VM's other domain numbering: the same slot.
+        assert_eq!(
+            pick_card(&eight, "NVIDIA H100 80GB HBM3", at("0001:2a:00.0")),
+            Some(1)
+        );
     }
 
     #[test]
