@@ -9,6 +9,8 @@
 //   const SGM: u32; const SGN: u32;   the workgroup's subgroups, as a grid
 //   const FM: u32; const FN: u32;     fragments of y one subgroup owns
 //   const BK: u32;             depth of one K slice (a multiple of F)
+//   const GLOBAL_LOADS: bool;  interior tiles load fragments from a and b
+//                              (declared as arrays of f16: no vec4 loads)
 // and replaces the three `//@` lines with code written out per fragment
 // (`c_i_j` accumulators, their loads and multiplies, their stores), so that
 // every cooperative matrix lives in registers under its own name.
@@ -106,7 +108,25 @@ fn main(
     let fr = (sg / SGN) * FM * F;
     let fc = (sg % SGN) * FN * F;
     //@decl
-    for (var t = 0u; t < p.k; t += BK) {
+    // GLOBAL_LOADS: a workgroup whose whole tile lies inside y loads its
+    // fragments straight from a and b over every whole K slice (all in
+    // bounds, so no staging, no barriers); the K tail, and every slice of an
+    // edge tile, go through workgroup memory with zeros past the edges.
+    // Whether a tile is inside depends on the workgroup alone, so the
+    // cooperative operations stay in uniform control flow.
+    // (`&`, not `&&`: naga lowers `&&` through a local variable, which its
+    // uniformity analysis cannot see through.)
+    let inside = GLOBAL_LOADS & (row0 + BM <= p.m) & (col0 + BN <= p.n);
+    let t_staged = select(0u, p.k - p.k % BK, inside);
+    if (inside) {
+        for (var t = 0u; t < t_staged; t += BK) {
+            for (var kk = 0u; kk < BK; kk += F) {
+                let k0 = t + kk;
+                //@mma_global
+            }
+        }
+    }
+    for (var t = t_staged; t < p.k; t += BK) {
         stage(tid, row0, col0, t);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk += F) {

@@ -240,8 +240,9 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                             match backend.supports(fitted, mode) {
                                 Ok(()) => {
                                     assert_verified(&backend, &w);
-                                    // Rows of whole 4-element words take the vector load path.
-                                    let vec4 = d % 4 == 0;
+                                    // Rows of whole 4-element words take the vector load
+                                    // path, but for the coop kernel's loads from memory.
+                                    let vec4 = d % 4 == 0 && !fitted.global_loads;
                                     let name = prepared_name(&backend, &w);
                                     assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
                                 }
@@ -311,6 +312,52 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
             );
             let f32_point = work(Op::Matmul, Precision::F32, b, s, d, v);
             assert!(!prepared_name(&backend, &f32_point).contains("-acc16"));
+        }
+    }
+}
+
+/// The coop kernel's `-direct` configurations load the fragments of tiles
+/// wholly inside y straight from memory and stage the rest: on shapes with
+/// interior tiles, edge tiles and a K tail, with the input written by the
+/// gather (a padded row stride) and with the weight in column blocks, every
+/// element matches the reference. Where coop is not offered, each is refused.
+#[test]
+fn gpu_coop_direct_loads_match_the_reference_inside_and_at_the_edges() {
+    let direct: Vec<MatmulVariant> = MatmulVariant::CANDIDATES
+        .into_iter()
+        .filter(|v| v.global_loads)
+        .collect();
+    assert!(!direct.is_empty());
+    for variant in direct {
+        for max_binding_bytes in [None, Some(64 << 10)] {
+            let options = GpuOptions {
+                matmul_variant: Some(variant),
+                max_binding_bytes,
+                ..Default::default()
+            };
+            for backend in every_gpu_with(options) {
+                let fitted = backend.fit(variant);
+                // M = 300 (two whole 128-row tiles and an edge), K = 260 (a
+                // 4-deep tail after eight 32-deep slices), N = 270; all inside;
+                // odd K and N; one row block; a single row.
+                for (op, b, s, d, n) in [
+                    (Op::Matmul, 2, 150, 260, 270),
+                    (Op::Matmul, 1, 256, 256, 256),
+                    (Op::EmbedProject, 1, 256, 256, 384),
+                    (Op::Matmul, 3, 43, 129, 131),
+                    (Op::Matmul, 1, 128, 64, 128),
+                    (Op::Matmul, 1, 1, 64, 64),
+                ] {
+                    let mut w = work(op, Precision::F16, b, s, d, 300);
+                    w.shape = kernel_lab::workload::Shape::rect(b, s, d, n, 300).unwrap();
+                    match backend.supports(fitted, backend.storage_mode(&w)) {
+                        Ok(()) => assert_verified(&backend, &w),
+                        Err(why) => {
+                            assert!(backend.coop_status().is_err(), "{why}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -276,6 +276,10 @@ pub struct MatmulVariant {
     /// Accumulate in f16 instead of f32 (f16 storage only; a labelled choice
     /// with its own, looser tolerance).
     pub f16_acc: bool,
+    /// Coop: workgroups whose whole tile lies inside y load their fragments
+    /// straight from a and b in memory, with no staging or barriers, over
+    /// every whole K slice (edge tiles and the K tail are staged as usual).
+    pub global_loads: bool,
 }
 
 impl MatmulVariant {
@@ -290,6 +294,7 @@ impl MatmulVariant {
             subgroups: (1, 1),
             frag: 0,
             f16_acc: false,
+            global_loads: false,
         }
     }
 
@@ -307,6 +312,16 @@ impl MatmulVariant {
             subgroups,
             frag: 16,
             f16_acc: false,
+            global_loads: false,
+        }
+    }
+
+    /// A coop configuration whose interior tiles load fragments straight
+    /// from memory (see [`Self::global_loads`]).
+    const fn coop_direct(tile: (u32, u32), bk: u32, subgroups: (u32, u32)) -> Self {
+        MatmulVariant {
+            global_loads: true,
+            ..Self::coop(tile, bk, subgroups)
         }
     }
 
@@ -318,10 +333,11 @@ impl MatmulVariant {
     /// The configurations the autotuner may try, before device filtering: tiled
     /// 32x32 to 128x128 tiles with 4x4 to 8x8 blocks, direct 4x4 and 4x8, the
     /// subgroup kernel, and the cooperative-matrix kernel from one subgroup on
-    /// a 32x32 tile to eight on 128x128. Workgroup sizes of the subgroup and
+    /// a 32x32 tile to eight on 128x128, staged through workgroup memory or
+    /// (`-direct`) loading interior tiles' fragments from memory. Workgroup sizes of the subgroup and
     /// coop kernels, and the coop fragment, are set per adapter (see
     /// [`Self::for_adapter`]).
-    pub const CANDIDATES: [MatmulVariant; 14] = [
+    pub const CANDIDATES: [MatmulVariant; 17] = [
         Self::TILED,
         Self::new(MatmulFamily::Tiled, (8, 8), (4, 4), 16),
         Self::new(MatmulFamily::Tiled, (16, 16), (8, 4), 16),
@@ -336,6 +352,9 @@ impl MatmulVariant {
         Self::coop((128, 128), 32, (2, 4)),
         Self::coop((128, 64), 32, (2, 2)),
         Self::coop((32, 32), 16, (1, 1)),
+        Self::coop_direct((64, 64), 32, (2, 2)),
+        Self::coop_direct((128, 128), 32, (2, 2)),
+        Self::coop_direct((128, 128), 32, (2, 4)),
     ];
 
     /// This configuration with f16 accumulation.
@@ -347,8 +366,9 @@ impl MatmulVariant {
     }
 
     /// A short name for records, e.g. `tiled-64x64x16-4x4`, `direct-4x8`,
-    /// `subgroup-4x4`, `coop-128x128x32-2x4` (tile, slice depth, subgroups);
-    /// `-acc16` marks f16 accumulation.
+    /// `subgroup-4x4`, `coop-128x128x32-2x4` (tile, slice depth, subgroups;
+    /// `-direct` where interior tiles load from memory); `-acc16` marks f16
+    /// accumulation.
     pub fn name(self) -> String {
         let (bm, bn) = self.tile();
         let base = match self.family {
@@ -356,8 +376,11 @@ impl MatmulVariant {
             MatmulFamily::Direct => format!("direct-{}x{}", self.tm, self.tn),
             MatmulFamily::Subgroup => format!("subgroup-{}x{}", self.tm, self.tn),
             MatmulFamily::Coop => format!(
-                "coop-{bm}x{bn}x{}-{}x{}",
-                self.bk, self.subgroups.0, self.subgroups.1
+                "coop-{bm}x{bn}x{}-{}x{}{}",
+                self.bk,
+                self.subgroups.0,
+                self.subgroups.1,
+                if self.global_loads { "-direct" } else { "" }
             ),
         };
         if self.f16_acc {
@@ -474,7 +497,9 @@ impl MatmulVariant {
     /// one 8-byte f16 word): every row a multiple of 4 elements, so no word
     /// straddles an edge.
     pub fn vec4_loads(self, k: u32, n: u32, lda: u32) -> bool {
-        k.is_multiple_of(4) && n.is_multiple_of(4) && lda.is_multiple_of(4)
+        // Cooperative loads from memory need a and b as arrays of f16 (WGSL
+        // has no pointer to a vector's element).
+        !self.global_loads && k.is_multiple_of(4) && n.is_multiple_of(4) && lda.is_multiple_of(4)
     }
 
     /// The WGSL for `mode`; with `vec4_loads` (see [`Self::vec4_loads`]) a and
@@ -555,17 +580,34 @@ impl MatmulVariant {
                 ty("f16", "B")
             );
         }
+        let mut mma_global = String::new();
+        for i in 0..fm {
+            mma_global += &format!(
+                "let a_{i} = coopLoadT<{}>(&a[(row0 + fr + {i}u * F) * p.lda + k0], p.lda);\n",
+                ty("f16", "A")
+            );
+        }
+        for j in 0..fn_ {
+            mma_global += &format!(
+                "let b_{j} = coopLoadT<{}>(&b[k0 * p.n + col0 + fc + {j}u * F], p.n);\n",
+                ty("f16", "B")
+            );
+        }
         for &(i, j) in &pairs {
-            mma += &format!("c_{i}_{j} = coopMultiplyAdd(a_{i}, b_{j}, c_{i}_{j});\n");
+            let step = format!("c_{i}_{j} = coopMultiplyAdd(a_{i}, b_{j}, c_{i}_{j});\n");
+            mma += &step;
+            mma_global += &step;
         }
         let consts = format!(
             "const F: u32 = {f}u;\nconst SGM: u32 = {sgm}u;\nconst SGN: u32 = {sgn}u;\n\
-             const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\n",
-            self.bk
+             const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\n\
+             const GLOBAL_LOADS: bool = {};\n",
+            self.bk, self.global_loads
         );
         consts
             + &include_str!("../../../shaders/matmul_coop.wgsl")
                 .replace("//@decl", &decl)
+                .replace("//@mma_global", &mma_global)
                 .replace("//@mma", &mma)
                 .replace("//@store", &store)
     }
