@@ -557,7 +557,6 @@ impl MatmulVariant {
             .flat_map(|i| (0..fn_).map(move |j| (i, j)))
             .collect();
         let mut decl = String::new();
-        let mut mma = String::new();
         let mut store = String::new();
         for &(i, j) in &pairs {
             decl += &format!("var c_{i}_{j} = {}();\n", ty("f32", "C"));
@@ -568,36 +567,44 @@ impl MatmulVariant {
                  write_fragment(sg, lane, width, row0 + fr + {i}u * F, col0 + fc + {j}u * F);\n"
             );
         }
-        for i in 0..fm {
-            mma += &format!(
-                "let a_{i} = coopLoadT<{}>(&sa[(fr + {i}u * F) * LDSA + kk], LDSA);\n",
-                ty("f16", "A")
-            );
-        }
-        for j in 0..fn_ {
-            mma += &format!(
-                "let b_{j} = coopLoadT<{}>(&sb[kk * LDSB + fc + {j}u * F], LDSB);\n",
-                ty("f16", "B")
-            );
-        }
-        let mut mma_global = String::new();
-        for i in 0..fm {
-            mma_global += &format!(
-                "let a_{i} = coopLoadT<{}>(&a[(row0 + fr + {i}u * F) * p.lda + k0], p.lda);\n",
-                ty("f16", "A")
-            );
-        }
-        for j in 0..fn_ {
-            mma_global += &format!(
-                "let b_{j} = coopLoadT<{}>(&b[k0 * p.n + col0 + fc + {j}u * F], p.n);\n",
-                ty("f16", "B")
-            );
-        }
-        for &(i, j) in &pairs {
-            let step = format!("c_{i}_{j} = coopMultiplyAdd(a_{i}, b_{j}, c_{i}_{j});\n");
-            mma += &step;
-            mma_global += &step;
-        }
+        // One F-deep step: each a_i and b_j fragment loaded from the element
+        // `a_at(i)` / `b_at(j)` names (rows `lda` / `ldb` apart), then every
+        // multiply-add.
+        let step =
+            |a_at: &dyn Fn(u32) -> String, lda: &str, b_at: &dyn Fn(u32) -> String, ldb: &str| {
+                let mut code = String::new();
+                for i in 0..fm {
+                    code += &format!(
+                        "let a_{i} = coopLoadT<{}>(&{}, {lda});\n",
+                        ty("f16", "A"),
+                        a_at(i)
+                    );
+                }
+                for j in 0..fn_ {
+                    code += &format!(
+                        "let b_{j} = coopLoadT<{}>(&{}, {ldb});\n",
+                        ty("f16", "B"),
+                        b_at(j)
+                    );
+                }
+                for &(i, j) in &pairs {
+                    code += &format!("c_{i}_{j} = coopMultiplyAdd(a_{i}, b_{j}, c_{i}_{j});\n");
+                }
+                code
+            };
+        // From the staged slices, and (interior tiles) from a and b themselves.
+        let mma = step(
+            &|i| format!("sa[(fr + {i}u * F) * LDSA + kk]"),
+            "LDSA",
+            &|j| format!("sb[kk * LDSB + fc + {j}u * F]"),
+            "LDSB",
+        );
+        let mma_global = step(
+            &|i| format!("a[(row0 + fr + {i}u * F) * p.lda + k0]"),
+            "p.lda",
+            &|j| format!("b[k0 * p.n + col0 + fc + {j}u * F]"),
+            "p.n",
+        );
         let consts = format!(
             "const F: u32 = {f}u;\nconst SGM: u32 = {sgm}u;\nconst SGN: u32 = {sgn}u;\n\
              const FM: u32 = {fm}u;\nconst FN: u32 = {fn_}u;\nconst BK: u32 = {}u;\n\
