@@ -72,14 +72,24 @@ impl GpuState {
     }
 }
 
-/// An open view of the GPU a run uses, through its driver.
-pub struct GpuMonitor {
-    source: Source,
+/// What a driver interface reads of one card; every reading optional.
+pub trait CardReader: Send + Sync {
+    /// The current state; readings the driver refuses are left out.
+    fn state(&self) -> Option<GpuState>;
+    /// The SM clock now, MHz: one reading, cheap enough to take between samples.
+    fn sm_clock_mhz(&self) -> Option<u32>;
+    /// The highest SM clock the card may run at, MHz.
+    fn max_sm_clock_mhz(&self) -> Option<u32>;
+    /// Device memory not allocated now, bytes.
+    fn free_memory(&self) -> Option<u64>;
+    /// The card's energy counter, millijoules since some fixed moment; `None`
+    /// where the card has none.
+    fn energy_mj(&self) -> Option<u64>;
 }
 
-enum Source {
-    Nvml(Box<nvml::NvmlCard>),
-    Sysfs(sysfs::DrmCard),
+/// An open view of the GPU a run uses, through its driver.
+pub struct GpuMonitor {
+    card: Box<dyn CardReader>,
 }
 
 impl GpuMonitor {
@@ -88,55 +98,39 @@ impl GpuMonitor {
     /// device, another vendor, no driver to read, or no card that is surely
     /// this adapter.
     pub fn open(adapter: &DeviceInfo) -> Option<Self> {
-        let source = match reader_for(adapter)? {
-            Reader::Nvml => Source::Nvml(Box::new(nvml::NvmlCard::open(adapter)?)),
-            Reader::Sysfs => Source::Sysfs(sysfs::DrmCard::open(
+        let card: Box<dyn CardReader> = match reader_for(adapter)? {
+            Reader::Nvml => Box::new(nvml::NvmlCard::open(adapter)?),
+            Reader::Sysfs => Box::new(sysfs::DrmCard::open(
                 std::path::Path::new(sysfs::DRM_ROOT),
                 adapter,
             )?),
         };
-        Some(GpuMonitor { source })
+        Some(GpuMonitor { card })
     }
 
-    /// The current state; readings the driver refuses are left out.
+    /// See [`CardReader::state`].
     pub fn state(&self) -> Option<GpuState> {
-        match &self.source {
-            Source::Nvml(c) => c.state(),
-            Source::Sysfs(c) => Some(c.state()),
-        }
+        self.card.state()
     }
 
-    /// The SM clock now, MHz: one reading, cheap enough to take between samples.
+    /// See [`CardReader::sm_clock_mhz`].
     pub fn sm_clock_mhz(&self) -> Option<u32> {
-        match &self.source {
-            Source::Nvml(c) => c.sm_clock_mhz(),
-            Source::Sysfs(c) => c.sm_clock_mhz(),
-        }
+        self.card.sm_clock_mhz()
     }
 
-    /// The highest SM clock the card may run at, MHz.
+    /// See [`CardReader::max_sm_clock_mhz`].
     pub fn max_sm_clock_mhz(&self) -> Option<u32> {
-        match &self.source {
-            Source::Nvml(c) => c.max_sm_clock_mhz(),
-            Source::Sysfs(c) => c.max_sm_clock_mhz(),
-        }
+        self.card.max_sm_clock_mhz()
     }
 
-    /// Device memory not allocated now, bytes.
+    /// See [`CardReader::free_memory`].
     pub fn free_memory(&self) -> Option<u64> {
-        match &self.source {
-            Source::Nvml(c) => c.free_memory(),
-            Source::Sysfs(c) => c.free_memory(),
-        }
+        self.card.free_memory()
     }
 
-    /// The card's energy counter, millijoules since some fixed moment; `None`
-    /// where the card has none.
+    /// See [`CardReader::energy_mj`].
     pub fn energy_mj(&self) -> Option<u64> {
-        match &self.source {
-            Source::Nvml(c) => c.energy_mj(),
-            Source::Sysfs(c) => c.energy_mj(),
-        }
+        self.card.energy_mj()
     }
 }
 

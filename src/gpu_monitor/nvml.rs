@@ -4,7 +4,7 @@
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::{Device, Nvml};
 
-use super::{pick_card, GpuState, PciAddress};
+use super::{pick_card, CardReader, GpuState, PciAddress};
 use crate::backend::DeviceInfo;
 
 /// An open NVML handle on one card.
@@ -41,9 +41,10 @@ impl NvmlCard {
     fn device(&self) -> Option<Device<'_>> {
         self.nvml.device_by_index(self.index).ok()
     }
+}
 
-    /// The current state; readings the driver refuses are left out.
-    pub fn state(&self) -> Option<GpuState> {
+impl CardReader for NvmlCard {
+    fn state(&self) -> Option<GpuState> {
         let d = self.device()?;
         Some(GpuState {
             name: d.name().unwrap_or_default(),
@@ -65,23 +66,21 @@ impl NvmlCard {
         })
     }
 
-    /// The SM clock now, MHz.
-    pub fn sm_clock_mhz(&self) -> Option<u32> {
+    fn sm_clock_mhz(&self) -> Option<u32> {
         self.device()?.clock_info(Clock::SM).ok()
     }
 
-    /// The highest SM clock the card may run at, MHz.
-    pub fn max_sm_clock_mhz(&self) -> Option<u32> {
+    fn max_sm_clock_mhz(&self) -> Option<u32> {
         self.device()?.max_clock_info(Clock::SM).ok()
     }
 
-    /// Device memory not allocated now, bytes (NVML's "free" framebuffer).
-    pub fn free_memory(&self) -> Option<u64> {
+    /// NVML's "free" framebuffer.
+    fn free_memory(&self) -> Option<u64> {
         self.device()?.memory_info().ok().map(|m| m.free)
     }
 
-    /// The card's energy counter, millijoules since the driver loaded.
-    pub fn energy_mj(&self) -> Option<u64> {
+    /// Millijoules since the driver loaded.
+    fn energy_mj(&self) -> Option<u64> {
         self.device()?.total_energy_consumption().ok()
     }
 }

@@ -12,7 +12,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{GpuState, PciAddress, AMD, INTEL};
+use super::{CardReader, GpuState, PciAddress, AMD, INTEL};
 use crate::backend::DeviceInfo;
 
 /// Where the kernel lists the DRM devices.
@@ -99,7 +99,8 @@ impl DrmCard {
         })
     }
 
-    /// The current state; files the kernel does not have are left out.
+    /// The current state; files the kernel does not have are left out
+    /// (always a state: [`CardReader::state`] wraps it).
     pub fn state(&self) -> GpuState {
         let hw = |f: &str| self.hwmon.as_ref().and_then(|h| read_u64(&h.join(f)));
         let watts = |uw: u64| uw as f64 / 1e6;
@@ -126,62 +127,6 @@ impl DrmCard {
             temperature_c: hw("temp1_input").map(|mc| (mc / 1000) as u32),
             throttle_reasons: self.throttle_reasons(),
         }
-    }
-
-    /// The shader (AMD) or GT (Intel) clock now, MHz: the clock the card
-    /// runs at, where the kernel tells it apart from the one requested.
-    pub fn sm_clock_mhz(&self) -> Option<u32> {
-        match self.driver {
-            Driver::Amdgpu => self
-                .hwmon
-                .as_ref()
-                .and_then(|h| read_u64(&h.join("freq1_input")))
-                .map(hz_to_mhz)
-                .or_else(|| dpm_current(&self.device.join("pp_dpm_sclk"))),
-            // The actual clock reads 0 while the GT sleeps (RC6) between
-            // samples: then the clock requested for it is the one it wakes at.
-            Driver::I915 => read_u32(&self.card.join("gt_act_freq_mhz"))
-                .filter(|&f| f > 0)
-                .or_else(|| read_u32(&self.card.join("gt_cur_freq_mhz"))),
-            Driver::Xe => {
-                let f = self.xe_freq();
-                read_u32(&f.join("act_freq"))
-                    .filter(|&f| f > 0)
-                    .or_else(|| read_u32(&f.join("cur_freq")))
-            }
-        }
-    }
-
-    /// The highest shader or GT clock the hardware offers, MHz.
-    pub fn max_sm_clock_mhz(&self) -> Option<u32> {
-        match self.driver {
-            Driver::Amdgpu => dpm_max(&self.device.join("pp_dpm_sclk")),
-            Driver::I915 => read_u32(&self.card.join("gt_RP0_freq_mhz"))
-                .or_else(|| read_u32(&self.card.join("gt_max_freq_mhz"))),
-            Driver::Xe => {
-                let f = self.xe_freq();
-                read_u32(&f.join("rp0_freq")).or_else(|| read_u32(&f.join("max_freq")))
-            }
-        }
-    }
-
-    /// VRAM not in use, bytes (AMD; Intel's drivers do not say).
-    pub fn free_memory(&self) -> Option<u64> {
-        match self.driver {
-            Driver::Amdgpu => {
-                let total = read_u64(&self.device.join("mem_info_vram_total"))?;
-                let used = read_u64(&self.device.join("mem_info_vram_used"))?;
-                Some(total.saturating_sub(used))
-            }
-            Driver::I915 | Driver::Xe => None,
-        }
-    }
-
-    /// hwmon's energy counter, millijoules; `None` where the card has none
-    /// (most AMD cards, Intel's integrated GPUs).
-    pub fn energy_mj(&self) -> Option<u64> {
-        let uj = read_u64(&self.hwmon.as_ref()?.join("energy1_input"))?;
-        Some(uj / 1000)
     }
 
     /// Intel's throttle reasons in force (`PL1`, `THERMAL`...), `NONE` when
@@ -223,6 +168,68 @@ impl DrmCard {
     /// The xe driver's frequency folder for the card's first GT.
     fn xe_freq(&self) -> PathBuf {
         self.device.join("tile0").join("gt0").join("freq0")
+    }
+}
+
+impl CardReader for DrmCard {
+    fn state(&self) -> Option<GpuState> {
+        Some(DrmCard::state(self))
+    }
+
+    /// The shader (AMD) or GT (Intel) clock now, MHz: the clock the card
+    /// runs at, where the kernel tells it apart from the one requested.
+    fn sm_clock_mhz(&self) -> Option<u32> {
+        match self.driver {
+            Driver::Amdgpu => self
+                .hwmon
+                .as_ref()
+                .and_then(|h| read_u64(&h.join("freq1_input")))
+                .map(hz_to_mhz)
+                .or_else(|| dpm_current(&self.device.join("pp_dpm_sclk"))),
+            // The actual clock reads 0 while the GT sleeps (RC6) between
+            // samples: then the clock requested for it is the one it wakes at.
+            Driver::I915 => read_u32(&self.card.join("gt_act_freq_mhz"))
+                .filter(|&f| f > 0)
+                .or_else(|| read_u32(&self.card.join("gt_cur_freq_mhz"))),
+            Driver::Xe => {
+                let f = self.xe_freq();
+                read_u32(&f.join("act_freq"))
+                    .filter(|&f| f > 0)
+                    .or_else(|| read_u32(&f.join("cur_freq")))
+            }
+        }
+    }
+
+    /// The highest shader or GT clock the hardware offers, MHz.
+    fn max_sm_clock_mhz(&self) -> Option<u32> {
+        match self.driver {
+            Driver::Amdgpu => dpm_max(&self.device.join("pp_dpm_sclk")),
+            Driver::I915 => read_u32(&self.card.join("gt_RP0_freq_mhz"))
+                .or_else(|| read_u32(&self.card.join("gt_max_freq_mhz"))),
+            Driver::Xe => {
+                let f = self.xe_freq();
+                read_u32(&f.join("rp0_freq")).or_else(|| read_u32(&f.join("max_freq")))
+            }
+        }
+    }
+
+    /// VRAM not in use, bytes (AMD; Intel's drivers do not say).
+    fn free_memory(&self) -> Option<u64> {
+        match self.driver {
+            Driver::Amdgpu => {
+                let total = read_u64(&self.device.join("mem_info_vram_total"))?;
+                let used = read_u64(&self.device.join("mem_info_vram_used"))?;
+                Some(total.saturating_sub(used))
+            }
+            Driver::I915 | Driver::Xe => None,
+        }
+    }
+
+    /// hwmon's energy counter, millijoules; `None` where the card has none
+    /// (most AMD cards, Intel's integrated GPUs).
+    fn energy_mj(&self) -> Option<u64> {
+        let uj = read_u64(&self.hwmon.as_ref()?.join("energy1_input"))?;
+        Some(uj / 1000)
     }
 }
 
