@@ -23,12 +23,12 @@ pub enum TimingMethod {
 pub enum TimestampFault {
     /// A timestamp read 0 (an unwritten or reset slot), or start equals end.
     Zero,
-    /// The end is before the start by less than a quarter of the 64-bit
-    /// range: reordered writes (or a narrower counter's wrap, which the ticks
-    /// alone cannot tell apart).
+    /// The end is before the start, and no counter wrap explains it:
+    /// reordered writes (gpuweb#3952).
     Negative,
-    /// The end is before the start by more than a quarter of the range: a
-    /// 64-bit counter wrapped.
+    /// The end is before the start because the counter wrapped: counting on
+    /// past the top of a counter as wide as the start (at least 32 bits; a
+    /// Vulkan device's may have 36) reaches the end within the wall time.
     Wrapped,
     /// The interval is longer than the host's wall time around the same
     /// submission, which contains it.

@@ -15,6 +15,8 @@
 pub mod nvml;
 pub mod sysfs;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceInfo;
@@ -57,6 +59,13 @@ pub struct GpuState {
     /// not throttled; `NONE` that the driver reports no reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle_reasons: Option<Vec<String>>,
+    /// How long the driver has counted the clocks held below what was asked,
+    /// by cause (`power`, `thermal`, `board-limit`, `reliability`),
+    /// milliseconds since it loaded: NVML's violation counters. Their growth
+    /// between before and after a run is throttling during the run, which
+    /// the reasons in force at either end miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_ms: Option<BTreeMap<String, f64>>,
 }
 
 impl GpuState {
@@ -70,7 +79,26 @@ impl GpuState {
             .filter(|r| !matches!(*r, "GPU_IDLE" | "SYNC_BOOST" | "NONE"))
             .collect()
     }
+
+    /// The time the clocks were held down between `earlier` and this state,
+    /// by cause, milliseconds: each cause both count, where it grew by at
+    /// least [`THROTTLED_MS_NOTED`].
+    pub fn throttled_since(&self, earlier: &GpuState) -> Vec<(&str, f64)> {
+        let (Some(now), Some(then)) = (&self.throttled_ms, &earlier.throttled_ms) else {
+            return Vec::new();
+        };
+        now.iter()
+            .filter_map(|(cause, &ms)| {
+                let grew = ms - then.get(cause)?;
+                (grew >= THROTTLED_MS_NOTED).then_some((cause.as_str(), grew))
+            })
+            .collect()
+    }
 }
+
+/// Throttled time over a run that is worth a warning, milliseconds (NVML
+/// counts in nanoseconds; a power cap touched for a moment is not news).
+pub const THROTTLED_MS_NOTED: f64 = 1.0;
 
 /// What a driver interface reads of one card; every reading optional.
 pub trait CardReader: Send + Sync {
@@ -342,6 +370,29 @@ mod tests {
             Some(0)
         );
         assert_eq!(pick_card(&[], "H100", None), None);
+    }
+
+    #[test]
+    fn throttled_time_is_the_growth_of_each_cause_both_states_count() {
+        let at = |pairs: &[(&str, f64)]| GpuState {
+            throttled_ms: Some(pairs.iter().map(|&(c, ms)| (c.to_string(), ms)).collect()),
+            ..Default::default()
+        };
+        let before = at(&[("power", 100.0), ("thermal", 5.0), ("reliability", 0.0)]);
+        let after = at(&[
+            ("power", 350.5),
+            ("thermal", 5.4),
+            ("board-limit", 9.0),
+            ("reliability", 1.0),
+        ]);
+        // Thermal grew by less than a millisecond; board-limit has no start.
+        assert_eq!(
+            after.throttled_since(&before),
+            vec![("power", 250.5), ("reliability", 1.0)]
+        );
+        assert!(before.throttled_since(&before).is_empty());
+        assert!(after.throttled_since(&GpuState::default()).is_empty());
+        assert!(GpuState::default().throttled_since(&before).is_empty());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! NVIDIA cards through NVML, opened at run time (`libnvidia-ml.so.1`): a
 //! machine without the NVIDIA driver has no library, and no monitor.
 
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy, TemperatureSensor};
+use std::collections::BTreeMap;
+
 use nvml_wrapper::{Device, Nvml};
 
 use super::{pick_card, CardReader, GpuState, PciAddress};
@@ -43,6 +45,26 @@ impl NvmlCard {
     }
 }
 
+/// NVML's violation counters (time held below the asked-for clocks) by
+/// cause, milliseconds; the causes the card refuses are left out, `None`
+/// when it refuses all.
+fn throttled_ms(d: &Device<'_>) -> Option<BTreeMap<String, f64>> {
+    let causes = [
+        ("power", PerformancePolicy::Power),
+        ("thermal", PerformancePolicy::Thermal),
+        ("board-limit", PerformancePolicy::BoardLimit),
+        ("reliability", PerformancePolicy::Reliability),
+    ];
+    let counted: BTreeMap<String, f64> = causes
+        .into_iter()
+        .filter_map(|(name, policy)| {
+            let v = d.violation_status(policy).ok()?;
+            Some((name.to_string(), v.violation_time as f64 / 1e6))
+        })
+        .collect();
+    (!counted.is_empty()).then_some(counted)
+}
+
 impl CardReader for NvmlCard {
     fn state(&self) -> Option<GpuState> {
         let d = self.device()?;
@@ -63,6 +85,7 @@ impl CardReader for NvmlCard {
                     names
                 }
             }),
+            throttled_ms: throttled_ms(&d),
         })
     }
 

@@ -126,6 +126,7 @@ impl DrmCard {
             power_w,
             temperature_c: hw("temp1_input").map(|mc| (mc / 1000) as u32),
             throttle_reasons: self.throttle_reasons(),
+            throttled_ms: None,
         }
     }
 

@@ -250,6 +250,9 @@ fn machine_line(m: &crate::machine_state::MachineState) -> String {
     if let Some(mhz) = m.host.cpu_mhz {
         parts.push(format!("CPU {mhz:.0} MHz"));
     }
+    if let Some(n) = m.host.thermal_throttle_events {
+        parts.push(format!("CPU thermal throttle events {n} since boot"));
+    }
     if let Some(g) = &m.gpu {
         let opt = |v: Option<u32>| v.map_or("?".to_string(), |v| v.to_string());
         parts.push(format!(

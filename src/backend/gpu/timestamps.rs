@@ -20,6 +20,11 @@ use crate::error::Result;
 use crate::prepared_op::Sample;
 pub use crate::prepared_op::TimestampFault;
 
+/// The narrowest timestamp counter a device may have, bits. Vulkan requires
+/// 36 valid bits (`timestampValidBits`), Intel GPUs have that many, Metal and
+/// D3D12 have 64; 32 leaves a margin.
+const MIN_COUNTER_BITS: u32 = 32;
+
 /// The device interval in nanoseconds between raw ticks `start` and `end`,
 /// given the queue's period and the host wall time `wall_ns` of the same
 /// submission, or the reason it cannot be believed.
@@ -36,9 +41,14 @@ pub fn interval(
         return Err(TimestampFault::Zero);
     }
     if end < start {
-        // Reordering moves an end back by a little; a wrap moves it back by
-        // nearly the whole range.
-        return Err(if start - end > u64::MAX / 4 {
+        // Reordering moves an end back by a little, to near its start; a wrap
+        // brings it round to a small count. A counter holds the start, so it
+        // is at least as wide as the start's own bits (and at least
+        // MIN_COUNTER_BITS): if wrapping at that width makes the interval fit
+        // inside the wall time, a wrap explains the pair, and nothing else can.
+        let bits = (u64::BITS - start.leading_zeros()).max(MIN_COUNTER_BITS);
+        let ticks = (1u128 << bits) - start as u128 + end as u128;
+        return Err(if ticks as f64 * period_ns as f64 <= wall_ns as f64 {
             TimestampFault::Wrapped
         } else {
             TimestampFault::Negative
@@ -188,14 +198,45 @@ mod tests {
     #[test]
     fn reordered_ends_are_negative_and_wraps_are_wrapped() {
         assert_eq!(interval(1000, 900, 1.0, WALL), Err(F::Negative));
-        // A 36-bit counter that wrapped: the end is tiny, the start near 2^36.
+        // Counters of every width a device has (Vulkan's 36 valid bits on
+        // Intel, 48, 64) and 32, each wrapping 80 ticks into the interval:
+        // the end is tiny, the start just under 2^bits.
+        for bits in [32, 36, 40, 48, 63, 64] {
+            let top = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            assert_eq!(interval(top - 49, 29, 1.0, WALL), Err(F::Wrapped), "{bits}");
+            // Reordered near the same place: the end just before the start.
+            assert_eq!(
+                interval(top - 49, top - 80, 1.0, WALL),
+                Err(F::Negative),
+                "{bits}"
+            );
+        }
+        // A reordered pair that straddles a power of two is no wrap.
         assert_eq!(
-            interval((1 << 36) - 50, 30, 1.0, WALL),
-            Err(F::Negative),
-            "a narrow counter's wrap cannot be told from reordering by the ticks alone"
+            interval((1 << 36) + 5, (1 << 36) - 5, 1.0, WALL),
+            Err(F::Negative)
         );
-        // A 64-bit counter that wrapped.
-        assert_eq!(interval(u64::MAX - 9, 10, 1.0, WALL), Err(F::Wrapped));
+        // A wrap that would make the interval longer than the wall time (at
+        // 36 bits: 1000 + 10^6 ticks) is no wrap either.
+        assert_eq!(
+            interval((1 << 36) - 1000, WALL, 1.0, WALL),
+            Err(F::Negative)
+        );
+        assert_eq!(
+            interval((1 << 36) - 1000, WALL - 1000, 1.0, WALL),
+            Err(F::Wrapped)
+        );
+        // The ticks scaled by the period, as for a believable interval: 80
+        // ticks of 52 ns fit in 5 us of wall time, not in 4.
+        assert_eq!(interval((1 << 36) - 50, 30, 52.0, 5_000), Err(F::Wrapped));
+        assert_eq!(interval((1 << 36) - 50, 30, 52.0, 4_000), Err(F::Negative));
+        // A counter narrower than 32 bits is not believed: small values
+        // going backwards are reordering.
+        assert_eq!(interval((1 << 20) - 50, 30, 1.0, WALL), Err(F::Negative));
     }
 
     #[test]
