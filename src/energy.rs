@@ -114,8 +114,125 @@ fn summarize(millijoules: u64, window_s: f64, runs: u64, work: &Workload) -> Opt
 
 #[cfg(test)]
 mod tests {
-    use super::summarize;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{measure, summarize, WINDOW_MS};
+    use crate::error::Result;
+    use crate::gpu_monitor::{CardReader, GpuMonitor, GpuState};
+    use crate::prepared_op::{MemoryUse, Phases, PreparedOp, Sample, TimingMethod};
     use crate::workload::{Op, Precision, Shape, Workload};
+
+    /// A card whose energy counter advances 3 mJ per run of [`Busy`]; it
+    /// refuses the counter after `refuse_after` readings.
+    struct Card {
+        mj: Arc<AtomicU64>,
+        readings: AtomicU64,
+        refuse_after: u64,
+    }
+    impl CardReader for Card {
+        fn state(&self) -> Option<GpuState> {
+            Some(GpuState {
+                sm_clock_mhz: Some(1755),
+                temperature_c: Some(61),
+                throttle_reasons: Some(vec!["GPU_IDLE".into(), "SW_POWER_CAP".into()]),
+                ..Default::default()
+            })
+        }
+        fn sm_clock_mhz(&self) -> Option<u32> {
+            None
+        }
+        fn max_sm_clock_mhz(&self) -> Option<u32> {
+            None
+        }
+        fn free_memory(&self) -> Option<u64> {
+            None
+        }
+        fn energy_mj(&self) -> Option<u64> {
+            let n = self.readings.fetch_add(1, Ordering::SeqCst);
+            (n < self.refuse_after).then(|| self.mj.load(Ordering::SeqCst))
+        }
+    }
+
+    /// An op whose batches take 20 ms and cost the card 3 mJ a run.
+    struct Busy {
+        mj: Arc<AtomicU64>,
+        batches: Vec<u32>,
+    }
+    impl PreparedOp for Busy {
+        fn describe(&self) -> String {
+            "busy".into()
+        }
+        fn timing_method(&self) -> TimingMethod {
+            TimingMethod::Wall
+        }
+        fn run(&mut self) -> Result<Sample> {
+            unreachable!("the window runs batches only")
+        }
+        fn run_batch(&mut self, n: u32) -> Result<Sample> {
+            std::thread::sleep(Duration::from_millis(20));
+            self.mj.fetch_add(3 * n as u64, Ordering::SeqCst);
+            self.batches.push(n);
+            Ok(Sample::wall(20_000_000))
+        }
+        fn run_phases(&mut self) -> Result<Phases> {
+            unreachable!()
+        }
+        fn output(&mut self) -> Result<Vec<f32>> {
+            unreachable!()
+        }
+        fn memory(&self) -> MemoryUse {
+            MemoryUse::default()
+        }
+        fn flush_caches(&mut self) -> Result<()> {
+            unreachable!()
+        }
+    }
+
+    fn card_and_op(refuse_after: u64) -> (GpuMonitor, Busy) {
+        let mj = Arc::new(AtomicU64::new(1_000_000));
+        let card = Card {
+            mj: mj.clone(),
+            readings: AtomicU64::new(0),
+            refuse_after,
+        };
+        let op = Busy {
+            mj,
+            batches: Vec::new(),
+        };
+        (GpuMonitor::from_reader(Box::new(card)), op)
+    }
+
+    #[test]
+    fn the_window_runs_batches_for_its_length_and_reads_the_counter_at_both_ends() {
+        let (monitor, mut op) = card_and_op(u64::MAX);
+        let w = work(1000);
+        // 2 ms a run: batches of 25 runs to fill 50 ms.
+        let e = measure(&mut op, &monitor, &w, 2e6)
+            .unwrap()
+            .expect("counter moved");
+        assert!(op.batches.iter().all(|&n| n == 25), "{:?}", op.batches);
+        // Each batch sleeps 20 ms or more, so 15 fill the window: a 16th
+        // never starts (however slow a loaded machine makes the sleeps).
+        let batches = op.batches.len() as u64;
+        assert!((1..=15).contains(&batches), "{batches} batches");
+        assert!(e.window_s * 1e3 >= WINDOW_MS, "{}", e.window_s);
+        assert_eq!(e.runs, 25 * batches);
+        assert_eq!(e.joules, 3.0 * e.runs as f64 / 1e3);
+        assert_eq!((e.sm_clock_mhz, e.temperature_c), (Some(1755), Some(61)));
+        assert_eq!(e.throttling, ["SW_POWER_CAP"], "idle is no throttling");
+    }
+
+    #[test]
+    fn no_counter_at_either_end_gives_no_energy() {
+        let w = work(8);
+        let (monitor, mut op) = card_and_op(0);
+        assert_eq!(measure(&mut op, &monitor, &w, 2e6).unwrap(), None);
+        assert!(op.batches.is_empty(), "nothing to run without a counter");
+        let (monitor, mut op) = card_and_op(1);
+        assert_eq!(measure(&mut op, &monitor, &w, 2e6).unwrap(), None);
+    }
 
     fn work(d: u32) -> Workload {
         Workload {

@@ -278,6 +278,47 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_read_from_cpufreq_and_proc() {
+        let root = fake_cpus("host", &[(0, None, None)]);
+        let write = |p: &str, text: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("proc/loadavg", "0.52 1.07 2.00 3/412 9981\n");
+        write("proc/cpuinfo", "processor\t: 0\ncpu MHz\t\t: 2595.124\n");
+        // No cpufreq (a virtual machine): the clock from cpuinfo.
+        let vm = HostState::capture_at(&root);
+        assert_eq!(vm.governor, None);
+        assert_eq!(vm.cpu_mhz, Some(2595.124));
+        assert_eq!(vm.load_avg, Some([0.52, 1.07, 2.0]));
+        // cpufreq's governor and clock (kHz) come first; an empty governor is none.
+        write(
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            "performance\n",
+        );
+        write(
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq",
+            "3400000\n",
+        );
+        let host = HostState::capture_at(&root);
+        assert_eq!(host.governor.as_deref(), Some("performance"));
+        assert_eq!(host.cpu_mhz, Some(3400.0));
+        write("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "\n");
+        assert_eq!(HostState::capture_at(&root).governor, None);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// Every Linux has a load average; without a monitor, no GPU state.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_machine_is_read() {
+        let m = MachineState::capture(None);
+        assert!(m.host.load_avg.is_some(), "{m:?}");
+        assert!(m.gpu.is_none());
+    }
+
+    #[test]
     fn cpu_throttling_during_the_run_is_warned_about() {
         let host = |events: Option<u64>| MachineState {
             host: HostState {

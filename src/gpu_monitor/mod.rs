@@ -136,6 +136,12 @@ impl GpuMonitor {
         Some(GpuMonitor { card })
     }
 
+    /// A monitor over any reader (a fake card in tests).
+    #[cfg(test)]
+    pub(crate) fn from_reader(card: Box<dyn CardReader>) -> Self {
+        GpuMonitor { card }
+    }
+
     /// See [`CardReader::state`].
     pub fn state(&self) -> Option<GpuState> {
         self.card.state()
