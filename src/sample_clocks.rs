@@ -43,7 +43,8 @@ pub struct SampleClocks {
 
 impl SampleClocks {
     /// The summary of `readings` taken in order; `None` when there are none
-    /// (no driver to ask, as on every non-NVIDIA device).
+    /// (no driver to ask: software devices, Apple GPUs, a card whose driver
+    /// has no clock file).
     pub fn from_readings(readings: &[u32], card_max: Option<u32>) -> Option<Self> {
         let (&first, &last) = (readings.first()?, readings.last()?);
         Some(SampleClocks {
@@ -144,6 +145,9 @@ mod tests {
             .warning()
             .unwrap()
             .contains("212 ms of back-to-back runs"));
+        // Exactly 80% is not under it.
+        let at = |mhz: u32| SampleClocks::from_readings(&[mhz], Some(1980)).unwrap();
+        assert!(!at(1584).is_slow() && at(1583).is_slow());
         let unknown = SampleClocks::from_readings(&[345], None).unwrap();
         assert_eq!(unknown.warning(), None, "no maximum, no verdict");
     }
@@ -151,9 +155,18 @@ mod tests {
     #[test]
     fn pooled_rounds_span_both() {
         let a = SampleClocks::from_readings(&[1700, 1980], Some(1980)).unwrap();
-        let b = SampleClocks::from_readings(&[900, 1800], None).unwrap();
+        let b = SampleClocks::from_readings(&[900, 1500, 1800], None).unwrap();
         let p = a.pooled(b);
         assert_eq!((p.first, p.min, p.max, p.last), (1700, 900, 1980, 1800));
-        assert_eq!((p.readings, p.card_max), (4, Some(1980)));
+        assert_eq!((p.readings, p.card_max), (5, Some(1980)));
+        // Lifting time adds up over the passes that needed it.
+        let lift = |c: SampleClocks, ms: Option<f64>| SampleClocks { lifted_ms: ms, ..c };
+        assert_eq!(a.pooled(b).lifted_ms, None);
+        assert_eq!(
+            lift(a, Some(30.0)).pooled(lift(b, Some(12.5))).lifted_ms,
+            Some(42.5)
+        );
+        assert_eq!(a.pooled(lift(b, Some(12.5))).lifted_ms, Some(12.5));
+        assert_eq!(lift(a, Some(30.0)).pooled(b).lifted_ms, Some(30.0));
     }
 }

@@ -130,6 +130,16 @@ mod tests {
             md.contains("| `--precision f32 --dim 512` | 2 | 1755-1980 (1980) | 100 | P0 |"),
             "{md}"
         );
+        // The logger killed mid-row leaves a short last line: skipped. Six
+        // fields (up to the utilisation) are enough.
+        let cut = "2026/11/28 03:00:00.300, P0, 1410 MHz, 3201 MHz, 431.50 W, 97 %\n2026/11/28 03:00:00.400, P0, 1980 MHz, 3201 MHz, 4";
+        assert!(
+            render(times, cut)
+                .unwrap()
+                .contains("| `--precision f16 --dim 1024` | 1 | 1410-1410 (1410) | 97 | P0 |"),
+            "{}",
+            render(times, cut).unwrap()
+        );
         assert_eq!(render("", LOG), None, "no gathers");
         assert_eq!(render(times, "timestamp, pstate\n"), None, "no log rows");
     }
