@@ -141,6 +141,26 @@ mod tests {
             render(times, cut).unwrap()
         );
         assert_eq!(render("", LOG), None, "no gathers");
+        // Windows to the millisecond: a row 30 ms before the first start is
+        // no part of it; a row stamped exactly at the second start belongs
+        // to the second.
+        let row = |at: &str, mhz: u32| {
+            format!("2026/11/28 03:00:00.{at}, P0, {mhz} MHz, 3201 MHz, 400.00 W, 50 %, 40, 0x0\n")
+        };
+        let log = [
+            row("120", 100),
+            row("160", 1500),
+            row("440", 1600),
+            row("450", 1900),
+        ]
+        .concat();
+        let md = render(
+            "2026/11/28 03:00:00.150 a\n2026/11/28 03:00:00.450 b\n",
+            &log,
+        )
+        .unwrap();
+        assert!(md.contains("| `a` | 2 | 1500-1600 (1600) |"), "{md}");
+        assert!(md.contains("| `b` | 1 | 1900-1900 (1900) |"), "{md}");
         assert_eq!(render(times, "timestamp, pstate\n"), None, "no log rows");
     }
 }
