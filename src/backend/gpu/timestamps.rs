@@ -191,8 +191,9 @@ mod tests {
         assert_eq!(interval(500, 0, 1.0, WALL), Err(F::Zero));
         assert_eq!(interval(0, 0, 1.0, WALL), Err(F::Zero));
         assert_eq!(interval(7, 7, 1.0, WALL), Err(F::Zero));
-        // Sub-nanosecond after scaling is no interval either.
+        // Sub-nanosecond after scaling is no interval either; one nanosecond is.
         assert_eq!(interval(7, 8, 0.25, WALL), Err(F::Zero));
+        assert_eq!(interval(7, 8, 1.0, WALL), Ok(1));
     }
 
     #[test]
