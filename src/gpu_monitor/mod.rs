@@ -270,7 +270,7 @@ pub fn pick_card(
 
 #[cfg(test)]
 mod tests {
-    use super::{pick_card, reader_for, GpuState, PciAddress, Reader};
+    use super::{pick_card, reader_for, CardReader, GpuMonitor, GpuState, PciAddress, Reader};
     use crate::backend::{DeviceInfo, DeviceLimits};
 
     #[test]
@@ -376,6 +376,43 @@ mod tests {
             Some(0)
         );
         assert_eq!(pick_card(&[], "H100", None), None);
+    }
+
+    /// A card with a distinct reading for each question.
+    struct Fixed;
+    impl CardReader for Fixed {
+        fn state(&self) -> Option<GpuState> {
+            Some(GpuState {
+                name: "fixed".into(),
+                ..Default::default()
+            })
+        }
+        fn sm_clock_mhz(&self) -> Option<u32> {
+            Some(1755)
+        }
+        fn max_sm_clock_mhz(&self) -> Option<u32> {
+            Some(1980)
+        }
+        fn free_memory(&self) -> Option<u64> {
+            Some(7 << 30)
+        }
+        fn energy_mj(&self) -> Option<u64> {
+            Some(123_456)
+        }
+    }
+
+    #[test]
+    fn the_monitor_asks_its_card_each_question() {
+        let m = GpuMonitor::from_reader(Box::new(Fixed));
+        assert_eq!(m.state().map(|s| s.name), Some("fixed".into()));
+        assert_eq!(
+            (m.sm_clock_mhz(), m.max_sm_clock_mhz()),
+            (Some(1755), Some(1980))
+        );
+        assert_eq!(
+            (m.free_memory(), m.energy_mj()),
+            (Some(7 << 30), Some(123_456))
+        );
     }
 
     #[test]
