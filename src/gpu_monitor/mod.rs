@@ -401,6 +401,24 @@ mod tests {
         }
     }
 
+    /// Among two cards without addresses, the one whose name contains the
+    /// adapter's, or is contained in it; a card whose name the driver
+    /// refused (empty) matches nothing.
+    #[test]
+    fn names_match_by_containment_either_way_and_never_when_empty() {
+        let cards = |names: &[&str]| -> Vec<(String, Option<PciAddress>)> {
+            names.iter().map(|n| (n.to_string(), None)).collect()
+        };
+        let two = cards(&["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"]);
+        assert_eq!(pick_card(&two, "H100", None), Some(0));
+        assert_eq!(
+            pick_card(&two, "NVIDIA A100-SXM4-40GB (Vulkan)", None),
+            Some(1)
+        );
+        let refused = cards(&["", "NVIDIA H100 80GB HBM3"]);
+        assert_eq!(pick_card(&refused, "H100", None), Some(1));
+    }
+
     #[test]
     fn the_monitor_asks_its_card_each_question() {
         let m = GpuMonitor::from_reader(Box::new(Fixed));
