@@ -5,10 +5,11 @@
 //! loaded or throttling machine; [`warnings`] says when that was the case.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu_monitor::sysfs::read_u64;
 use crate::gpu_monitor::{GpuMonitor, GpuState};
 
 /// The host's side.
@@ -81,8 +82,6 @@ impl HostState {
 /// (`topology/physical_package_id`; every core of a package repeats its
 /// package's count). `None` where no core has the files.
 fn thermal_throttle_events(cpus: &Path) -> Option<u64> {
-    let count =
-        |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
     let mut total = None;
     let mut packages = BTreeSet::new();
     for entry in std::fs::read_dir(cpus).ok()?.flatten() {
@@ -95,7 +94,7 @@ fn thermal_throttle_events(cpus: &Path) -> Option<u64> {
             continue;
         }
         let dir = entry.path();
-        let Some(core) = count(dir.join("thermal_throttle/core_throttle_count")) else {
+        let Some(core) = read_u64(&dir.join("thermal_throttle/core_throttle_count")) else {
             continue;
         };
         let mut events = core;
@@ -103,7 +102,7 @@ fn thermal_throttle_events(cpus: &Path) -> Option<u64> {
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         if packages.insert(package) {
-            events += count(dir.join("thermal_throttle/package_throttle_count")).unwrap_or(0);
+            events += read_u64(&dir.join("thermal_throttle/package_throttle_count")).unwrap_or(0);
         }
         total = Some(total.unwrap_or(0) + events);
     }
@@ -180,6 +179,7 @@ pub fn warnings(before: &MachineState, after: &MachineState, cores: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn host_load(l1: f64) -> MachineState {
         MachineState {

@@ -1,9 +1,9 @@
 //! NVIDIA cards through NVML, opened at run time (`libnvidia-ml.so.1`): a
 //! machine without the NVIDIA driver has no library, and no monitor.
 
-use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy, TemperatureSensor};
 use std::collections::BTreeMap;
 
+use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy, TemperatureSensor};
 use nvml_wrapper::{Device, Nvml};
 
 use super::{pick_card, CardReader, GpuState, PciAddress};

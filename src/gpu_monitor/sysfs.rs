@@ -282,7 +282,8 @@ fn hwmon_dir(device: &Path) -> Option<PathBuf> {
     dirs.into_iter().next()
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
+/// A file holding one unsigned number (sysfs style), `None` when absent or unreadable.
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
