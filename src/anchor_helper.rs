@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use crate::measure::Sampling;
 use crate::results::{AnchorPoint, Record};
-use crate::workload::Op;
 
 /// The helper script, carried in the binary.
 pub const TORCH_CPU_SCRIPT: &str = include_str!("../experiments/anchors/torch_cpu.py");
@@ -236,10 +235,9 @@ impl AnchorSession {
     /// Times the library on the point `r` measured (a verified CPU record).
     pub fn measure(&mut self, r: &Record) -> std::result::Result<AnchorPoint, String> {
         let id = &r.id;
-        let request = serde_json::json!({
-            "op": id.op, "precision": id.precision, "batch": id.batch,
-            "seq": id.seq, "dim": id.dim, "vocab": id.vocab, "out_dim": id.out_dim,
-        });
+        // The op's name and its own parameters, and the precision.
+        let mut request = serde_json::to_value(id.params).expect("parameters serialise");
+        request["precision"] = serde_json::to_value(id.precision).expect("a precision serialises");
         let stdin = self
             .stdin
             .as_mut()
@@ -250,14 +248,7 @@ impl AnchorSession {
         let answer = self.read_line(self.answer_timeout)?;
         let mut p: AnchorPoint = serde_json::from_value(answer.clone())
             .map_err(|e| format!("{}: unreadable answer {answer}: {e}", self.python))?;
-        p.throughput = p.best_ms().zip(p.work()).map(|(ms, w)| {
-            let per_s = 1e3 / ms;
-            if w.op == Op::Embedding {
-                w.bytes_moved() as f64 * per_s / 1e9
-            } else {
-                w.flops() as f64 * per_s / 1e9
-            }
-        });
+        p.throughput = p.best_ms().map(|ms| p.rate(ms));
         Ok(p)
     }
 }

@@ -122,7 +122,8 @@ mod tests {
     use crate::error::Result;
     use crate::gpu_monitor::{CardReader, GpuMonitor, GpuState};
     use crate::prepared_op::{MemoryUse, Phases, PreparedOp, Sample, TimingMethod};
-    use crate::workload::{Op, Precision, Shape, Workload};
+    use crate::precision::Precision;
+    use crate::workload::Workload;
 
     /// A card whose energy counter advances 3 mJ per run of [`Busy`]; it
     /// refuses the counter after `refuse_after` readings.
@@ -235,12 +236,11 @@ mod tests {
     }
 
     fn work(d: u32) -> Workload {
-        Workload {
-            op: Op::Matmul,
-            precision: Precision::F32,
-            shape: Shape::new(1, d, d, 1000).expect("valid"),
-            data: Default::default(),
-        }
+        crate::report::testdata::work(
+            "matmul",
+            Precision::F32,
+            &[("batch", 1), ("seq", d), ("dim", d)],
+        )
     }
 
     #[test]

@@ -21,21 +21,27 @@
 //! max_run_seconds = 5.0  # cut points whose single run is estimated longer
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::data::{Data, Dist, Scale};
 use crate::error::{LabError, Result};
 use crate::measure::Sampling;
-use crate::workload::{Data, Dist, Op, Precision, Scale, Shape, Workload, DEFAULT_VOCAB};
+use crate::ops::op::{AxisKind, Values};
+use crate::ops::{all_axes, Op};
+use crate::precision::Precision;
+use crate::workload::Workload;
 
 /// The axes of a sweep; the points are their cartesian product. Either `op`
-/// and `dim` (and optionally `out_dim`, `vocab`) give the shapes, or `model`
-/// (and optionally `layer`) takes them from the presets in
-/// `experiments/models.toml`.
+/// and the ops' own parameters (`batch`, `seq`, `dim`, `out_dim`, `vocab`,
+/// ...: each op takes the ones it has, its defaults for the rest) give the
+/// points, or `model` (and optionally `layer`) takes them from the presets in
+/// `experiments/models.toml`, the spec's axes giving what a layer leaves to
+/// the run (`batch`, `seq`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Axes {
     /// Ops to run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,20 +52,7 @@ pub struct Axes {
     /// Precisions (default: f32).
     #[serde(default = "default_precision")]
     pub precision: Vec<Precision>,
-    /// Batch sizes.
-    pub batch: Vec<u32>,
-    /// Sequence lengths.
-    pub seq: Vec<u32>,
-    /// Model dimensions (the projection's K).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dim: Vec<u32>,
-    /// Output widths of the projection (N; default: `dim`, square).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub out_dim: Vec<u32>,
-    /// Vocabulary sizes (default: 32000).
-    #[serde(default = "default_vocab")]
-    pub vocab: Vec<u32>,
-    /// Model presets whose layers to run (instead of `op` and `dim`).
+    /// Model presets whose layers to run (instead of `op`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model: Vec<String>,
     /// Which of the models' layers (default: all).
@@ -71,6 +64,9 @@ pub struct Axes {
     /// Factors on the activations and table rows (default: 1).
     #[serde(default = "default_scale")]
     pub scale: Vec<Scale>,
+    /// The ops' own parameters, each a list of values (`batch = [8, 16]`).
+    #[serde(flatten)]
+    pub params: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 fn all_backends() -> Vec<BackendKind> {
@@ -79,9 +75,6 @@ fn all_backends() -> Vec<BackendKind> {
 fn default_precision() -> Vec<Precision> {
     vec![Precision::F32]
 }
-fn default_vocab() -> Vec<u32> {
-    vec![DEFAULT_VOCAB]
-}
 fn default_dist() -> Vec<Dist> {
     vec![Dist::Uniform]
 }
@@ -89,78 +82,66 @@ fn default_scale() -> Vec<Scale> {
     vec![Scale::ONE]
 }
 
+/// The axes every spec has besides the ops' own parameters.
+const GENERAL_AXES: [&str; 7] = ["op", "backend", "precision", "model", "layer", "dist", "scale"];
+
 /// A partial assignment of axes: points matching every key given are dropped.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Exclusion {
     /// Op to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<Op>,
     /// Backend to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
     /// Precision to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<Precision>,
-    /// Batch to match.
-    pub batch: Option<u32>,
-    /// Sequence length to match.
-    pub seq: Option<u32>,
-    /// Dimension to match.
-    pub dim: Option<u32>,
-    /// Vocabulary to match.
-    pub vocab: Option<u32>,
-    /// Output width to match.
-    pub out_dim: Option<u32>,
     /// Model preset to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Layer to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
     /// Distribution to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dist: Option<Dist>,
     /// Scale to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
+    /// Parameters of the op to match (`dim = 256`): a point of an op without
+    /// the parameter does not match.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, serde_json::Value>,
 }
 
-/// A point's sizes before they are validated into a shape.
+/// A point's parameters before the op validates them.
 struct Raw<'a> {
     op: Op,
     precision: Precision,
-    batch: u32,
-    seq: u32,
-    dim: u32,
-    out_dim: u32,
-    vocab: u32,
+    values: &'a Values,
     layer: Option<(&'a str, &'a str)>,
 }
 
-impl Raw<'_> {
-    /// The sizes of a point.
-    fn of(p: &Point) -> Raw<'static> {
-        let s = &p.work.shape;
-        Raw {
-            op: p.work.op,
-            precision: p.work.precision,
-            batch: s.batch,
-            seq: s.seq,
-            dim: s.dim,
-            out_dim: p.work.mkn().2 as u32,
-            vocab: s.vocab,
-            layer: p.layer.map(|l| (l.model, l.layer)),
-        }
-    }
-}
-
 impl Exclusion {
-    /// Whether every key given other than the backend matches `r`.
+    /// Whether every key given other than the backend and data matches `r`
+    /// (its parameters as given, with the op's declared defaults).
     fn matches_sizes(&self, r: &Raw) -> bool {
         let (model, layer) = r.layer.unzip();
+        let value = |k: &str| {
+            r.values.0.get(k).cloned().or_else(|| {
+                let axis = r.op.axes().iter().find(|a| a.name == k)?;
+                match axis.kind {
+                    AxisKind::Size { default } => default.map(serde_json::Value::from),
+                    AxisKind::Flag { default } => Some(default.into()),
+                }
+            })
+        };
         self.model.as_deref().is_none_or(|v| Some(v) == model)
             && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
             && self.op.is_none_or(|v| v == r.op)
             && self.precision.is_none_or(|v| v == r.precision)
-            && self.batch.is_none_or(|v| v == r.batch)
-            && self.seq.is_none_or(|v| v == r.seq)
-            && self.dim.is_none_or(|v| v == r.dim)
-            && self.out_dim.is_none_or(|v| v == r.out_dim)
-            && self.vocab.is_none_or(|v| v == r.vocab)
+            && self.params.iter().all(|(k, v)| value(k).as_ref() == Some(v))
     }
 
     /// Whether this exclusion drops the point on every backend (it names no
@@ -174,10 +155,27 @@ impl Exclusion {
     }
 
     fn matches(&self, p: &Point) -> bool {
+        let w = &p.work;
         self.backend.is_none_or(|v| v == p.backend)
-            && self.dist.is_none_or(|v| v == p.work.data.dist)
-            && self.scale.is_none_or(|v| v == p.work.data.scale)
-            && self.matches_sizes(&Raw::of(p))
+            && self.dist.is_none_or(|v| v == w.data.dist)
+            && self.scale.is_none_or(|v| v == w.data.scale)
+            && self.model.as_deref().is_none_or(|v| p.layer.is_some_and(|l| l.model == v))
+            && self.layer.as_deref().is_none_or(|v| p.layer.is_some_and(|l| l.layer == v))
+            && self.op.is_none_or(|v| v == w.op())
+            && self.precision.is_none_or(|v| v == w.precision)
+            && self
+                .params
+                .iter()
+                .all(|(k, v)| w.params.axis(k).is_some_and(|x| same_value(x, v)))
+    }
+}
+
+/// Whether a parameter's value `x` is the value `v` a spec gives (a flag
+/// reads as 0 or 1).
+fn same_value(x: u32, v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Bool(b) => (x != 0) == *b,
+        _ => v.as_u64() == Some(x as u64),
     }
 }
 
@@ -324,69 +322,53 @@ pub(crate) fn toml_error(what: &str, text: &str, origin: &str, e: &toml::de::Err
     )
 }
 
+/// Every axis a spec or `--set` may name: the general ones, then every op's
+/// own parameters.
+fn axis_names() -> Vec<&'static str> {
+    GENERAL_AXES
+        .into_iter()
+        .chain(all_axes().iter().map(|a| a.name))
+        .collect()
+}
+
 /// Parses one `--set axis=v1,v2` into the axis and a TOML array.
 fn parse_override(set: &str) -> Result<(String, toml::Value)> {
     let (axis, values) = set
         .split_once('=')
         .ok_or_else(|| LabError::invalid("--set", set, "expected axis=v1,v2,..."))?;
     let axis = axis.trim();
-    const AXES: [&str; 12] = [
-        "op",
-        "backend",
-        "precision",
-        "batch",
-        "seq",
-        "dim",
-        "out_dim",
-        "vocab",
-        "model",
-        "layer",
-        "dist",
-        "scale",
-    ];
-    if !AXES.contains(&axis) {
+    let names = axis_names();
+    if !names.contains(&axis) {
         return Err(LabError::invalid(
             "--set",
             set,
-            &format!("unknown axis `{axis}`; axes are {}", AXES.join(", ")),
+            &format!("unknown axis `{axis}`; axes are {}", names.join(", ")),
         ));
     }
+    let param = all_axes().into_iter().find(|a| a.name == axis);
     let mut items = Vec::new();
     for v in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
         // Each value is checked here, so the error names the axis and the value.
         let bad = |why: &str| LabError::invalid(&format!("--set {axis}"), v, why);
-        items.push(match axis {
-            "op" => toml::Value::String(
-                v.parse::<Op>()
-                    .map_err(|e| bad(&e.to_string()))?
-                    .name()
-                    .into(),
-            ),
-            "precision" => toml::Value::String(
-                v.parse::<Precision>()
-                    .map_err(|e| bad(&e.to_string()))?
-                    .name()
-                    .into(),
-            ),
-            "backend" => toml::Value::String(
-                v.parse::<BackendKind>()
-                    .map_err(|e| bad(&e.to_string()))?
-                    .name()
-                    .into(),
-            ),
+        let name = |r: std::result::Result<&'static str, LabError>| {
+            r.map(|n| toml::Value::String(n.into()))
+                .map_err(|e| bad(&e.to_string()))
+        };
+        items.push(match (axis, param.map(|a| a.kind)) {
+            ("op", _) => name(v.parse::<Op>().map(Op::name))?,
+            ("precision", _) => name(v.parse::<Precision>().map(Precision::name))?,
+            ("backend", _) => name(v.parse::<BackendKind>().map(BackendKind::name))?,
             // A name that is no preset may be a model of the file's own, which
             // validation checks.
-            "model" => toml::Value::String(v.to_string()),
-            "layer" => toml::Value::String(v.to_string()),
-            "dist" => toml::Value::String(
-                v.parse::<Dist>()
-                    .map_err(|e| bad(&e.to_string()))?
-                    .name()
-                    .into(),
-            ),
-            "scale" => {
+            ("model" | "layer", _) => toml::Value::String(v.to_string()),
+            ("dist", _) => name(v.parse::<Dist>().map(Dist::name))?,
+            ("scale", _) => {
                 toml::Value::Float(v.parse::<Scale>().map_err(|e| bad(&e.to_string()))?.get())
             }
+            (_, Some(AxisKind::Flag { .. })) => toml::Value::Boolean(
+                v.parse::<bool>()
+                    .map_err(|_| bad("expected true or false"))?,
+            ),
             _ => toml::Value::Integer(
                 v.parse::<u32>()
                     .ok()
@@ -471,18 +453,26 @@ impl Spec {
         let a = &self.axes;
         crate::models::validate_own(&self.model, origin)?;
         self.validate_models(origin)?;
+        let known = axis_names();
+        for name in a.params.keys() {
+            if !known.contains(&name.as_str()) {
+                return Err(LabError::invalid(
+                    &format!("axes.{name}"),
+                    origin,
+                    &format!("unknown axis `{name}`; axes are {}", known.join(", ")),
+                ));
+            }
+        }
         let mut lens = vec![
             ("backend", a.backend.len()),
             ("precision", a.precision.len()),
-            ("batch", a.batch.len()),
-            ("seq", a.seq.len()),
-            ("vocab", a.vocab.len()),
             ("dist", a.dist.len()),
             ("scale", a.scale.len()),
         ];
         if a.model.is_empty() {
-            lens.extend([("op", a.op.len()), ("dim", a.dim.len())]);
+            lens.push(("op", a.op.len()));
         }
+        lens.extend(a.params.iter().map(|(k, v)| (k.as_str(), v.len())));
         for (axis, n) in lens {
             if n == 0 {
                 return Err(LabError::invalid(
@@ -492,19 +482,33 @@ impl Spec {
                 ));
             }
         }
-        for (axis, values) in [
-            ("batch", &a.batch),
-            ("seq", &a.seq),
-            ("dim", &a.dim),
-            ("out_dim", &a.out_dim),
-            ("vocab", &a.vocab),
-        ] {
-            if values.contains(&0) {
-                return Err(LabError::invalid(
-                    &format!("axes.{axis}"),
-                    "0",
-                    &format!("{origin}: sizes must be at least 1"),
-                ));
+        for axis in all_axes() {
+            let Some(values) = a.params.get(axis.name) else {
+                continue;
+            };
+            for v in values {
+                let ok = match axis.kind {
+                    AxisKind::Size { .. } => v.as_u64().is_some_and(|n| n <= u32::MAX as u64),
+                    AxisKind::Flag { .. } => v.is_boolean(),
+                };
+                if v.as_u64() == Some(0) {
+                    return Err(LabError::invalid(
+                        &format!("axes.{}", axis.name),
+                        "0",
+                        &format!("{origin}: sizes must be at least 1"),
+                    ));
+                }
+                if !ok {
+                    let want = match axis.kind {
+                        AxisKind::Size { .. } => "a positive integer",
+                        AxisKind::Flag { .. } => "true or false",
+                    };
+                    return Err(LabError::invalid(
+                        &format!("axes.{}", axis.name),
+                        &v.to_string(),
+                        &format!("{origin}: expected {want}"),
+                    ));
+                }
             }
         }
         // The name becomes a folder under out/: one plain file name.
@@ -587,7 +591,8 @@ impl Spec {
     }
 
     /// The model and layer axes: known presets, layers that exist, and no
-    /// shape axes beside them (the layers set op, dim and out_dim).
+    /// axes beside them that a layer fixes (its op and the op's sizes: a
+    /// model's layers leave only what the run sets, such as batch and seq).
     fn validate_models(&self, origin: &str) -> Result<()> {
         let a = &self.axes;
         if a.model.is_empty() {
@@ -600,16 +605,15 @@ impl Spec {
             }
             return Ok(());
         }
-        for (axis, given) in [
-            ("op", !a.op.is_empty()),
-            ("dim", !a.dim.is_empty()),
-            ("out_dim", !a.out_dim.is_empty()),
-        ] {
+        let run = |name: &str| all_axes().iter().any(|x| x.name == name && x.run);
+        let fixed = std::iter::once(("op", !a.op.is_empty()))
+            .chain(a.params.keys().map(|k| (k.as_str(), !run(k))));
+        for (axis, given) in fixed {
             if given {
                 return Err(LabError::invalid(
                     &format!("axes.{axis}"),
                     origin,
-                    "a `model` axis takes op, dim and out_dim from its layers; drop this axis",
+                    "a `model` axis takes the op and its sizes (dim, out_dim, vocab, ...) from its layers; drop this axis",
                 ));
             }
         }
@@ -636,11 +640,62 @@ impl Spec {
             .collect()
     }
 
+    /// The product of the spec's values of `axes` (the outermost first), each
+    /// combination added to `base`; an axis the spec does not give is left
+    /// to the op (its default, or its error).
+    fn product(&self, axes: &[crate::ops::op::Axis], base: &Values) -> Vec<Values> {
+        let mut out = vec![base.clone()];
+        for axis in axes {
+            let Some(values) = self.axes.params.get(axis.name) else {
+                continue;
+            };
+            out = out
+                .into_iter()
+                .flat_map(|v| {
+                    values.iter().map(move |x| {
+                        let mut v = v.clone();
+                        v.set(axis.name, x.clone());
+                        v
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
     /// The workloads of the sweep before backends: the models' layers, or the
-    /// product of the shape axes.
+    /// product of each op's own axes, in axis order (precision, then op or
+    /// model layer, then the op's axes as it orders them, then the data).
     fn workloads(&self) -> Result<Vec<(Workload, Option<LayerRef>)>> {
         let a = &self.axes;
         let mut out = Vec::new();
+        let mut push = |op: Op, precision, values: Values, layer: Option<(&str, &str)>| -> Result<()> {
+            let raw = Raw {
+                op,
+                precision,
+                values: &values,
+                layer,
+            };
+            if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
+                return Ok(());
+            }
+            let params = op.params(&values)?;
+            let label = layer.map(|(m, l)| LayerRef {
+                model: crate::models::intern(m),
+                layer: crate::models::intern(l),
+            });
+            for data in self.data() {
+                out.push((
+                    Workload {
+                        params,
+                        precision,
+                        data,
+                    },
+                    label,
+                ));
+            }
+            Ok(())
+        };
         for &precision in &a.precision {
             if !a.model.is_empty() {
                 for name in &a.model {
@@ -650,74 +705,17 @@ impl Spec {
                         .iter()
                         .filter(|l| a.layer.is_empty() || a.layer.contains(&l.layer));
                     for layer in layers {
-                        let label = LayerRef {
-                            model: crate::models::intern(&model.name),
-                            layer: crate::models::intern(&layer.layer),
-                        };
-                        for &seq in &a.seq {
-                            for &batch in &a.batch {
-                                let raw = Raw {
-                                    op: layer.op,
-                                    precision,
-                                    batch,
-                                    seq,
-                                    dim: layer.dim,
-                                    out_dim: layer.out_dim.unwrap_or(layer.dim),
-                                    vocab: layer.vocab.unwrap_or_else(|| model.vocab()),
-                                    layer: Some((&model.name, &layer.layer)),
-                                };
-                                if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
-                                    continue;
-                                }
-                                let work = layer.work(model, precision, batch, seq)?;
-                                for data in self.data() {
-                                    out.push((Workload { data, ..work }, Some(label)));
-                                }
-                            }
+                        let run: Vec<_> = layer.op.axes().iter().copied().filter(|x| x.run).collect();
+                        for values in self.product(&run, &layer.values()) {
+                            push(layer.op, precision, values, Some((&model.name, &layer.layer)))?;
                         }
                     }
                 }
                 continue;
             }
             for &op in &a.op {
-                for &seq in &a.seq {
-                    for &batch in &a.batch {
-                        for &dim in &a.dim {
-                            // A gather's output is as wide as its table.
-                            let widths = if a.out_dim.is_empty() || !op.uses_weight() {
-                                vec![dim]
-                            } else {
-                                a.out_dim.clone()
-                            };
-                            for out_dim in widths {
-                                for &vocab in &a.vocab {
-                                    let raw = Raw {
-                                        op,
-                                        precision,
-                                        batch,
-                                        seq,
-                                        dim,
-                                        out_dim,
-                                        vocab,
-                                        layer: None,
-                                    };
-                                    if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
-                                        continue;
-                                    }
-                                    let shape = Shape::rect(batch, seq, dim, out_dim, vocab)?;
-                                    for data in self.data() {
-                                        let work = Workload {
-                                            op,
-                                            precision,
-                                            shape,
-                                            data,
-                                        };
-                                        out.push((work, None));
-                                    }
-                                }
-                            }
-                        }
-                    }
+                for values in self.product(op.axes(), &Values::default()) {
+                    push(op, precision, values, None)?;
                 }
             }
         }
@@ -725,15 +723,16 @@ impl Spec {
     }
 
     /// Every point of the sweep, exclusions applied, in axis order (backend,
-    /// then op or model layer, precision, seq, batch, dim, out_dim, vocab).
-    /// Shapes are validated here, so an impossible size is rejected before
-    /// anything runs. A point that two layers share is measured once.
+    /// then op or model layer, precision, then the op's axes: seq, batch,
+    /// dim, out_dim, vocab, ...). Shapes are validated here, so an impossible
+    /// size is rejected before anything runs. A point that two layers share
+    /// is measured once.
     pub fn expand(&self) -> Result<Vec<Point>> {
         let mut works = self.workloads()?;
         // Op-major order within a backend, as the axes read.
         if self.axes.model.is_empty() {
             let order = |op: Op| self.axes.op.iter().position(|&o| o == op);
-            works.sort_by_key(|(w, _)| order(w.op));
+            works.sort_by_key(|(w, _)| order(w.op()));
         }
         let mut seen = std::collections::HashSet::new();
         let mut points = Vec::new();
@@ -911,7 +910,7 @@ mod tests {
         )
         .unwrap();
         let ops: Vec<Op> = spec.expand().unwrap().iter().map(|p| p.work.op).collect();
-        assert_eq!(ops, [Op::Matmul, Op::Embedding]);
+        assert_eq!(ops, [op("matmul"), op("embedding")]);
     }
 
     /// Each exclusion key drops exactly the points with its value: two values
@@ -929,7 +928,7 @@ mod tests {
         assert_eq!(all.len(), 1 << 10);
         type Has = fn(&Point) -> bool;
         let keys: [(&str, &str, Has); 10] = [
-            ("op", "\"matmul\"", |p| p.work.op == Op::Matmul),
+            ("op", "\"matmul\"", |p| p.work.op == op("matmul")),
             ("backend", "\"gpu\"", |p| p.backend == BackendKind::Gpu),
             ("precision", "\"f16\"", |p| {
                 p.work.precision == Precision::F16
@@ -1197,7 +1196,7 @@ batch = [1, 4]
         assert_eq!(points.len(), 12);
         assert!(!points
             .iter()
-            .any(|p| p.work.op == Op::Embedding && p.work.precision == Precision::F16));
+            .any(|p| p.work.op == op("embedding") && p.work.precision == Precision::F16));
         assert_eq!(spec.sampling.max_ms, 100.0);
         assert_eq!(spec.sampling.min_samples, Sampling::default().min_samples);
         assert_eq!(points[0].work.shape.vocab, DEFAULT_VOCAB);

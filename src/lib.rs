@@ -6,6 +6,7 @@
 pub mod anchor_helper;
 pub mod atomic_file;
 pub mod backend;
+pub mod data;
 pub mod energy;
 pub mod error;
 pub mod experiment;
@@ -15,15 +16,17 @@ pub mod measure;
 pub mod measure_point;
 pub mod memory;
 pub mod models;
+pub mod ops;
 pub mod out_dir;
+pub mod precision;
 pub mod precision_cost;
 pub mod prepared_op;
-pub mod reference;
 pub mod report;
 pub mod results;
 pub mod sample_clocks;
 pub mod stats;
 pub mod sweep;
+pub mod verify;
 pub mod workload;
 
 pub use error::{LabError, Result};

@@ -12,13 +12,15 @@ use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
 use crate::prepared_op::{PreparedOp, Sample, TimestampFault};
-use crate::reference::{self, Accuracy};
+use crate::verify::Accuracy;
 use crate::results::{
     LatencyMs, Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
 };
 use crate::sample_clocks::{SampleClocks, WARNING_PREFIX as SLOW_CLOCK};
 use crate::stats::{self, Samples};
-use crate::workload::{Inputs, Workload, DEFAULT_SEED};
+use crate::data::DEFAULT_SEED;
+use crate::ops::op::Inputs;
+use crate::workload::Workload;
 
 /// A coefficient of variation above this earns a "noisy" warning.
 const NOISY_CV: f64 = 0.10;
@@ -91,7 +93,7 @@ pub fn try_measure_point(
         record.skipped = Some(Skip::new(SkipKind::Error, e.to_string()));
         return Ok(record);
     }
-    let inputs = Inputs::generate(work, DEFAULT_SEED);
+    let inputs = work.inputs(DEFAULT_SEED);
     match measure_inner(backend, work, &inputs, sampling, max_run_s, &mut record) {
         Ok(()) => Ok(record),
         Err(e @ LabError::DeviceLost(_)) => Err(e),
@@ -111,7 +113,7 @@ fn memory_limit(backend: &dyn Backend, work: &Workload) -> Option<LabError> {
     let limit = |needed, limit_name, limit| LabError::Limit {
         what: format!(
             "{} {} {}",
-            work.op,
+            work.op(),
             work.precision,
             PointId::new(backend.kind(), work).shape_label()
         ),
@@ -154,8 +156,7 @@ fn measure_inner(
     // Each phase's own heap peak, and the point's overall peak across them.
     let mut overall = memory::peak_bytes();
     let verify_start = memory::reset_peak();
-    let accuracy =
-        reference::verify_accumulated(work, inputs, &kernel.output()?, kernel.accumulation());
+    let accuracy = work.verify(inputs, &kernel.output()?, kernel.accumulation());
     let verification_peak = memory::peak_bytes().map(|p| p.saturating_sub(verify_start));
     overall = overall.max(memory::peak_bytes());
     apply_accuracy(record, &accuracy);
@@ -339,7 +340,7 @@ fn rates(work: &Workload, p50_ms: f64) -> (f64, f64, f64) {
     (
         work.flops() as f64 / seconds / 1e9,
         work.bytes_moved() as f64 / seconds / 1e9,
-        work.shape.tokens() as f64 / seconds,
+        work.tokens() as f64 / seconds,
     )
 }
 
@@ -357,7 +358,7 @@ fn summarize(
     let latency = latency_of(&raw_ns);
     let (gflops, gbps, tokens_per_s) = rates(work, latency.p50);
     let flops = work.flops() as f64;
-    let tokens = work.shape.tokens() as f64;
+    let tokens = work.tokens() as f64;
 
     let model = work.memory_model();
     let measured = kernel.memory();
@@ -397,9 +398,9 @@ fn summarize(
         pct_of_copy_bandwidth: None,
         pct_of_fma_peak: None,
         memory_bytes: MemoryBytes {
+            measured_over_model: measured.total as f64 / model.total as f64,
             model,
             measured,
-            measured_over_model: measured.total as f64 / model.total as f64,
             host_peak_alloc,
             process_peak_rss: memory::peak_rss_bytes(),
             inputs_bytes: None,
@@ -493,20 +494,20 @@ mod tests {
         use super::pool_round;
         use crate::report::testdata::synthetic;
         use crate::sample_clocks::{SampleClocks, WARNING_PREFIX};
-        use crate::workload::{Op, Precision, Shape, Workload};
+        use crate::precision::Precision;
+        use crate::report::testdata::work;
         let point = |clocks: &[u32]| {
-            let mut r = synthetic(Op::Embedding, "gpu", Precision::F16, 1, 8, 64, 0.1);
+            let mut r = synthetic("embedding", "gpu", Precision::F16, 1, 8, 64, 0.1);
             let m = r.measured.as_mut().unwrap();
             m.sm_clock_mhz = SampleClocks::from_readings(clocks, Some(1980));
             r.warnings.extend(m.sm_clock_mhz.and_then(|c| c.warning()));
             r
         };
-        let work = Workload {
-            op: Op::Embedding,
-            precision: Precision::F16,
-            shape: Shape::new(1, 8, 64, 100).unwrap(),
-            data: Default::default(),
-        };
+        let work = work(
+            "embedding",
+            Precision::F16,
+            &[("batch", 1), ("seq", 8), ("dim", 64), ("vocab", 100)],
+        );
         let mut first = point(&[1980, 1700]);
         assert!(first.warnings.is_empty());
         pool_round(&mut first, point(&[345, 1980]), &work);

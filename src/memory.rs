@@ -94,9 +94,6 @@ pub fn available_bytes() -> Option<u64> {
 /// software device, so it is counted as well).
 pub fn host_bytes_needed(work: &crate::workload::Workload, gpu: bool) -> u64 {
     let model = work.memory_model();
-    let e = work.precision.bytes().max(1);
-    // The f32 inputs: table, activations, weight at 4 bytes an element.
-    let inputs = (model.table + model.activations + model.weights) / e * 4 + model.ids;
     let copies = if gpu { 2 } else { 1 };
-    inputs + copies * model.total
+    work.params.host_input_bytes() + copies * model.total
 }

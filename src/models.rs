@@ -1,40 +1,41 @@
 //! Model presets: real models' inference layers as the lab's ops, read from
 //! `experiments/models.toml` (carried in the binary), so a user can measure
 //! "my model's layers" by name: `bench --model llama-3-8b --layer qkv`, or the
-//! `model` and `layer` axes of a spec. A spec may define models of its own
-//! (`[[model]]` tables, the presets' fields), found before the presets by
-//! [`find_in`]; its results file carries them, so its report finds them too.
+//! `model` and `layer` axes of a spec. A layer names its op and fixes the
+//! op's sizes; the run gives the rest (batch, seq). A spec may define models
+//! of its own (`[[model]]` tables, the presets' fields), found before the
+//! presets by [`find_in`]; its results file carries them, so its report finds
+//! them too.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result};
-use crate::workload::{Op, Precision, Shape, Workload};
+use crate::ops::op::Values;
+use crate::ops::{Op, OpParams};
+use crate::precision::Precision;
+use crate::workload::Workload;
 
 /// The presets file, carried in the binary.
 pub const MODELS_TOML: &str = include_str!("../experiments/models.toml");
 
-/// One layer of a model: an op and its sizes.
+/// One layer of a model: an op and the sizes it fixes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Layer {
     /// Its name within the model (`qkv`, `mlp-down`, `lm-head`, ...).
     pub layer: String,
-    /// `embedding` or `matmul`.
+    /// The op it is (`embedding`, `matmul`, ...).
     pub op: Op,
-    /// The hidden size (a lookup's row width) or the projection's K.
-    pub dim: u32,
-    /// The projection's N (absent for a lookup).
-    #[serde(default)]
-    pub out_dim: Option<u32>,
-    /// Table rows (a lookup).
-    #[serde(default)]
-    pub vocab: Option<u32>,
     /// Times the layer runs in one forward pass.
     pub per_pass: u32,
+    /// The op's sizes the layer fixes: every parameter of the op that the
+    /// run does not set (a lookup's `dim` and `vocab`, a projection's `dim`
+    /// and `out_dim`).
+    #[serde(flatten)]
+    pub sizes: BTreeMap<String, serde_json::Value>,
 }
 
 /// A model: its layers and where their sizes come from.
@@ -171,8 +172,10 @@ pub fn intern(s: &str) -> &'static str {
 impl Model {
     /// Checks a spec's own model: a plain name that no preset has, at least
     /// one layer, layer names unique, and each layer complete for its op
-    /// (a lookup's vocab, a projection's out_dim, sizes and runs per pass at
-    /// least 1). `origin` names the file in errors.
+    /// (every size the op takes from a layer — a lookup's dim and vocab, a
+    /// projection's dim and out_dim — and none other, each at least 1 and
+    /// valid for the op; runs per pass at least 1). `origin` names the file
+    /// in errors.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |field: &str, value: &str, why: &str| {
             Err(LabError::invalid(
@@ -222,45 +225,51 @@ impl Model {
                     "a layer runs at least once per pass",
                 );
             }
-            match l.op {
-                Op::Embedding => {
-                    if l.vocab.is_none() {
-                        return bad(&what("vocab"), "none", "a lookup needs its table's rows");
-                    }
-                    if let Some(n) = l.out_dim {
-                        return bad(
-                            &what("out_dim"),
-                            &n.to_string(),
-                            "a lookup is as wide as its table (dim)",
-                        );
-                    }
-                }
-                Op::Matmul => {
-                    if l.out_dim.is_none() {
-                        return bad(
-                            &what("out_dim"),
-                            "none",
-                            "a projection needs its output width",
-                        );
-                    }
-                }
-                Op::EmbedProject => {
+            if !l.op.model_layer() {
+                return bad(
+                    &what("op"),
+                    l.op.name(),
+                    "a composite op is no model layer; give its parts as layers of their own",
+                );
+            }
+            let fixed: Vec<&str> = l
+                .op
+                .axes()
+                .iter()
+                .filter(|a| !a.run)
+                .map(|a| a.name)
+                .collect();
+            for (field, v) in &l.sizes {
+                if !fixed.contains(&field.as_str()) {
                     return bad(
-                        &what("op"),
-                        l.op.name(),
-                        "a layer is an embedding or a matmul",
+                        &what(field),
+                        &v.to_string(),
+                        &format!(
+                            "{} layers fix {}; the run sets the rest",
+                            l.op,
+                            fixed.join(", ")
+                        ),
                     );
                 }
-            }
-            for (field, v) in [
-                ("dim", Some(l.dim)),
-                ("out_dim", l.out_dim),
-                ("vocab", l.vocab),
-            ] {
-                if v == Some(0) {
+                if v.as_u64() == Some(0) {
                     return bad(&what(field), "0", "sizes must be at least 1");
                 }
             }
+            if let Some(missing) = fixed.iter().find(|f| !l.sizes.contains_key(**f)) {
+                return bad(
+                    &what(missing),
+                    "none",
+                    &format!("{} layers need their {missing}", l.op),
+                );
+            }
+            // The op's own checks, at the smallest run.
+            l.params(&Values::default()).map_err(|e| {
+                LabError::invalid(
+                    &what("sizes"),
+                    &l.layer,
+                    &format!("{origin}: model `{}`: {e}", self.name),
+                )
+            })?;
         }
         Ok(())
     }
@@ -280,52 +289,37 @@ impl Model {
             )
         })
     }
-
-    /// The largest table of the model (its vocabulary).
-    pub fn vocab(&self) -> u32 {
-        self.layers
-            .iter()
-            .filter_map(|l| l.vocab.or(l.out_dim.filter(|_| l.layer == "lm-head")))
-            .max()
-            .unwrap_or(crate::workload::DEFAULT_VOCAB)
-    }
 }
 
 impl Layer {
-    /// The layer's workload at `batch` x `seq` tokens in `precision`. A
-    /// projection's vocabulary is the model's (unused by the op).
-    pub fn work(
-        &self,
-        model: &Model,
-        precision: Precision,
-        batch: u32,
-        seq: u32,
-    ) -> Result<Workload> {
-        let vocab = self.vocab.unwrap_or_else(|| model.vocab());
-        let shape = match self.op {
-            Op::Embedding => Shape::new(batch, seq, self.dim, vocab)?,
-            _ => Shape::rect(
-                batch,
-                seq,
-                self.dim,
-                self.out_dim.unwrap_or(self.dim),
-                vocab,
-            )?,
-        };
-        Ok(Workload {
-            op: self.op,
-            precision,
-            shape,
-            data: Default::default(),
-        })
+    /// The sizes the layer fixes, as values of its op's parameters.
+    pub fn values(&self) -> Values {
+        Values(self.sizes.clone())
     }
 
-    /// `K -> N` for a projection, `V x D` for a lookup.
-    pub fn sizes(&self) -> String {
-        match (self.op, self.vocab) {
-            (Op::Embedding, Some(v)) => format!("{v} x {}", self.dim),
-            _ => format!("{} -> {}", self.dim, self.out_dim.unwrap_or(self.dim)),
+    /// The layer's parameters at the run's values `run` (batch, seq, ...);
+    /// the run's parameters it does not give are 1.
+    pub fn params(&self, run: &Values) -> Result<OpParams> {
+        let mut values = self.values();
+        for axis in self.op.axes().iter().filter(|a| a.run) {
+            let v = run.0.get(axis.name).cloned().unwrap_or(1.into());
+            values.set(axis.name, v);
         }
+        self.op.params(&values)
+    }
+
+    /// The layer's workload at `batch` x `seq` tokens in `precision`.
+    pub fn work(&self, precision: Precision, batch: u32, seq: u32) -> Result<Workload> {
+        let mut run = Values::default();
+        run.set("batch", batch);
+        run.set("seq", seq);
+        Ok(Workload::new(self.params(&run)?, precision))
+    }
+
+    /// Its sizes in words: `K -> N` for a projection, `V x D` for a lookup.
+    pub fn describe_sizes(&self) -> String {
+        self.params(&Values::default())
+            .map_or_else(|e| e.to_string(), |p| p.sizes())
     }
 }
 
@@ -353,27 +347,32 @@ mod tests {
     #[test]
     fn layer_sizes_follow_the_published_configurations() {
         let gpt2 = find("gpt2-small").unwrap();
-        let qkv = gpt2.layer("qkv").unwrap();
-        assert_eq!((qkv.dim, qkv.out_dim), (768, Some(3 * 768)));
+        let size = |m: &Model, l: &str, axis: &str| m.layer(l).unwrap().sizes[axis].as_u64();
+        assert_eq!(
+            (size(gpt2, "qkv", "dim"), size(gpt2, "qkv", "out_dim")),
+            (Some(768), Some(3 * 768))
+        );
         let head = gpt2
             .layer("lm-head")
             .unwrap()
-            .work(gpt2, Precision::F16, 1, 1)
+            .work(Precision::F16, 1, 1)
             .unwrap();
-        assert_eq!(head.mkn(), (1, 768, 50257));
+        assert_eq!(head.params.projection(), Some((768, 50257)));
+        assert_eq!(head.tokens(), 1);
         // Grouped-query attention: 32 query heads and 8 KV heads of 128.
         let llama = find("llama-3-8b").unwrap();
-        assert_eq!(
-            llama.layer("qkv").unwrap().out_dim,
-            Some((32 + 2 * 8) * 128)
-        );
-        assert_eq!(llama.layer("mlp-down").unwrap().dim, 14336);
+        assert_eq!(size(llama, "qkv", "out_dim"), Some((32 + 2 * 8) * 128));
+        assert_eq!(size(llama, "mlp-down", "dim"), Some(14336));
         let table = llama
             .layer("embedding")
             .unwrap()
-            .work(llama, Precision::F32, 2, 3)
+            .work(Precision::F32, 2, 3)
             .unwrap();
-        assert_eq!((table.shape.vocab, table.mkn()), (128256, (6, 4096, 4096)));
+        assert_eq!(
+            (table.params.axis("vocab"), table.params.axis("dim"), table.tokens()),
+            (Some(128256), Some(4096), 6)
+        );
+        assert_eq!(llama.layer("qkv").unwrap().describe_sizes(), "4096 -> 6144");
         // Every block layer runs once per block, the rest once per pass.
         for m in presets() {
             for l in &m.layers {

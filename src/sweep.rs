@@ -25,7 +25,9 @@ use crate::measure_point::{skipped_record, try_measure_point};
 use crate::results::{
     Anchors, Environment, PointId, Record, ResultsFile, Skip, SkipKind, SCHEMA_VERSION,
 };
-use crate::workload::{Op, Precision, Workload};
+use crate::ops::Op;
+use crate::precision::Precision;
+use crate::workload::Workload;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -120,27 +122,28 @@ fn cost(work: &Workload) -> f64 {
 type Family = (BackendKind, Op, Precision);
 
 /// Estimates a point's run time from the measured cost rate of earlier
-/// points: seconds per unit of cost, per device family.
+/// points: seconds per unit of cost, per device family (with whether the
+/// family's cost counts FLOPs or bytes).
 #[derive(Default)]
-struct CostEstimator(HashMap<Family, (f64, f64)>);
+struct CostEstimator(HashMap<Family, (f64, f64, bool)>);
 
 impl CostEstimator {
     fn family(p: &Point) -> Family {
-        (p.backend, p.work.op, p.work.precision)
+        (p.backend, p.work.op(), p.work.precision)
     }
 
     /// Estimated seconds for one run of `p`, scaled from the largest point of
     /// its family measured so far, else from the slowest rate of any family on
     /// the same backend whose cost is counted in the same unit (FLOPs or bytes).
     fn estimate(&self, p: &Point) -> Option<f64> {
-        let scale = |&(c, secs): &(f64, f64)| secs * cost(&p.work) / c;
+        let scale = |&(c, secs, _): &(f64, f64, bool)| secs * cost(&p.work) / c;
         if let Some(own) = self.0.get(&Self::family(p)) {
             return Some(scale(own));
         }
         let flops = p.work.flops() > 0;
         self.0
             .iter()
-            .filter(|((b, op, _), _)| *b == p.backend && op.uses_weight() == flops)
+            .filter(|((b, _, _), v)| *b == p.backend && v.2 == flops)
             .map(|(_, v)| scale(v))
             .reduce(f64::max)
     }
@@ -148,12 +151,13 @@ impl CostEstimator {
     fn learn(&mut self, p: &Point, r: &Record) {
         if let Some(m) = &r.measured {
             let c = cost(&p.work);
+            let flops = p.work.flops() > 0;
             let entry = self
                 .0
                 .entry(Self::family(p))
-                .or_insert((c, m.latency_ms.p50 / 1e3));
+                .or_insert((c, m.latency_ms.p50 / 1e3, flops));
             if c >= entry.0 {
-                *entry = (c, m.latency_ms.p50 / 1e3);
+                *entry = (c, m.latency_ms.p50 / 1e3, flops);
             }
         }
     }
@@ -244,8 +248,8 @@ impl Sweep<'_> {
         // point comes from a measured neighbour.
         let mut sorted: Vec<&Point> = points.iter().collect();
         sorted.sort_by(|a, b| {
-            (a.backend.name(), a.work.op.name(), a.work.precision.name())
-                .cmp(&(b.backend.name(), b.work.op.name(), b.work.precision.name()))
+            (a.backend.name(), a.work.op().name(), a.work.precision.name())
+                .cmp(&(b.backend.name(), b.work.op().name(), b.work.precision.name()))
                 .then(cost(&a.work).total_cmp(&cost(&b.work)))
         });
         let order: Vec<&Point> = sorted

@@ -8,7 +8,11 @@ use kernel_lab::measure::Sampling;
 use kernel_lab::measure_point::measure_point;
 use kernel_lab::models;
 use kernel_lab::results::Record;
-use kernel_lab::workload::{Data, Dist, Op, Precision, Scale, Shape, Workload, DEFAULT_VOCAB};
+use kernel_lab::data::{Data, Dist, Scale};
+use kernel_lab::ops::op::{AxisKind, Values};
+use kernel_lab::ops::{all_axes, Op};
+use kernel_lab::precision::Precision;
+use kernel_lab::workload::Workload;
 
 use super::output::Format;
 use super::{device_label, open_backend, BackendArg, GpuArgs};
@@ -16,12 +20,12 @@ use super::{device_label, open_backend, BackendArg, GpuArgs};
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Operation: embedding, matmul or embed-project.
+    /// Operation (`kernel-lab ops` lists them with their parameters).
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]
     op: Option<Op>,
     /// A model preset (`kernel-lab models` lists them), or a model of the
-    /// --models-from file; with --layer, instead of --op, --dim, --out-dim and
-    /// --vocab.
+    /// --models-from file; with --layer, instead of --op and the sizes the
+    /// layer fixes (the run's, such as --batch and --seq, stay flags).
     #[arg(long, requires = "layer")]
     model: Option<String>,
     /// The model's layer to measure (qkv, attn-out, mlp-up, mlp-down, lm-head, ...).
@@ -31,21 +35,9 @@ pub struct BenchArgs {
     /// presets: an experiment file that defines models, or a file of models alone.
     #[arg(long, value_name = "FILE", requires = "model")]
     models_from: Option<std::path::PathBuf>,
-    /// Batch size.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
-    /// Sequence length (1 for a decode step).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    seq: u32,
-    /// Model (embedding) dimension: the projection's K.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "model", conflicts_with = "model")]
-    dim: Option<u32>,
-    /// Output width of the projection, N (default: --dim).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "model")]
-    out_dim: Option<u32>,
-    /// Vocabulary size (rows of the embedding table).
-    #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = clap::value_parser!(u32).range(1..))]
-    vocab: u32,
+    /// The op's own parameters, one flag each.
+    #[command(flatten)]
+    params: ParamFlags,
     /// Storage precision: f32 (fp32), f16 (fp16, half), bf16 (bfloat16) or
     /// int8 (INT8 weights, FP16 activations: W8A16).
     #[arg(long, default_value = "f32")]
@@ -95,6 +87,81 @@ pub struct BenchArgs {
     no_batch: bool,
 }
 
+/// Every op's parameters as flags (`--batch`, `--dim`, `--out-dim`, ...),
+/// made from the ops' own declarations: a parameter an op adds is a flag
+/// here without touching this file.
+#[derive(Clone, Debug, Default)]
+pub struct ParamFlags(Values);
+
+impl ParamFlags {
+    /// The flag of parameter `name` (`out_dim` -> `out-dim`), made once.
+    fn flag(name: &'static str) -> &'static str {
+        static FLAGS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
+            std::sync::OnceLock::new();
+        FLAGS
+            .get_or_init(|| {
+                all_axes()
+                    .iter()
+                    .map(|a| {
+                        let flag: &'static str = Box::leak(a.name.replace('_', "-").into_boxed_str());
+                        (a.name, flag)
+                    })
+                    .collect()
+            })
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(name, |(_, f)| f)
+    }
+}
+
+impl clap::FromArgMatches for ParamFlags {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = ParamFlags::default();
+        flags.update_from_arg_matches(m)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for a in all_axes() {
+            match a.kind {
+                AxisKind::Size { .. } => {
+                    if let Some(v) = m.get_one::<u32>(a.name) {
+                        self.0.set(a.name, *v);
+                    }
+                }
+                AxisKind::Flag { default } => {
+                    if m.get_flag(a.name) {
+                        self.0.set(a.name, !default);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for ParamFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        all_axes().into_iter().fold(cmd, |cmd, a| {
+            let arg = clap::Arg::new(a.name).long(Self::flag(a.name)).help(a.help);
+            cmd.arg(match a.kind {
+                AxisKind::Size { default } => {
+                    let arg = arg.value_parser(clap::value_parser!(u32).range(1..));
+                    match default {
+                        Some(d) => arg.help(format!("{} (default: {d})", a.help)),
+                        None => arg,
+                    }
+                }
+                AxisKind::Flag { .. } => arg.action(clap::ArgAction::SetTrue),
+            })
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 impl BenchArgs {
     fn sampling(&self) -> Sampling {
         let mut s = if self.quick {
@@ -136,8 +203,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(path) => models::load_own(path)?,
         None => Vec::new(),
     };
-    let (work, layer) = match (&args.model, &args.layer, args.op, args.dim) {
-        (Some(model), Some(layer), _, _) => {
+    let data = Data {
+        dist: args.dist,
+        scale: args.scale,
+    };
+    let given = &args.params.0;
+    let (params, layer) = match (&args.model, &args.layer, args.op) {
+        (Some(model), Some(layer), _) => {
             let model = models::find_in(&own, model).map_err(|e| {
                 if own.is_empty() {
                     anyhow::anyhow!(
@@ -147,36 +219,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     e.into()
                 }
             })?;
-            let layer = model.layer(layer)?;
-            let mut work = layer.work(model, args.precision, args.batch, args.seq)?;
-            work.data = Data {
-                dist: args.dist,
-                scale: args.scale,
-            };
-            (work, Some(format!("{}/{}", model.name, layer.layer)))
+            let l = model.layer(layer)?;
+            // The layer fixes its op's sizes; the run gives the rest.
+            let run: Vec<&str> = l.op.axes().iter().filter(|a| a.run).map(|a| a.name).collect();
+            if let Some(k) = given.0.keys().find(|k| !run.contains(&k.as_str())) {
+                anyhow::bail!(
+                    "invalid --{}: {}/{} fixes the layer's sizes; give only {}",
+                    k.replace('_', "-"),
+                    model.name,
+                    l.layer,
+                    run.iter()
+                        .map(|r| format!("--{}", r.replace('_', "-")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            (l.params(given)?, Some(format!("{}/{}", model.name, l.layer)))
         }
-        (_, _, Some(op), Some(dim)) => {
-            let out_dim = args.out_dim.unwrap_or(dim);
-            let shape = Shape::rect(args.batch, args.seq, dim, out_dim, args.vocab)?;
-            let work = Workload {
-                op,
-                precision: args.precision,
-                shape,
-                data: Data {
-                    dist: args.dist,
-                    scale: args.scale,
-                },
-            };
-            (work, None)
-        }
-        _ => anyhow::bail!("give --op and --dim, or --model and --layer"),
+        (_, _, Some(op)) => (op.params(given)?, None),
+        _ => anyhow::bail!("give --op and its sizes, or --model and --layer"),
+    };
+    let work = Workload {
+        params,
+        precision: args.precision,
+        data,
     };
     if let (Some(min), Some(max)) = (args.min_samples, args.max_samples) {
         if min > max {
             anyhow::bail!("invalid --min-samples `{min}`: more than --max-samples `{max}`");
         }
     }
-    if args.gpu.accumulates_f16() && work.precision != kernel_lab::workload::Precision::F16 {
+    if args.gpu.accumulates_f16() && work.precision != Precision::F16 {
         eprintln!(
             "note: --accumulate f16 applies to FP16 matmuls only; this point is {}",
             work.precision
@@ -200,17 +273,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The memory a point needs by the model, said before it runs.
+/// The memory a point needs by the model, said before it runs: the total
+/// and each of the op's buffers.
 pub fn memory_line(work: &Workload) -> String {
     let m = work.memory_model();
     let mib = |b: u64| b as f64 / 1048576.0;
+    let parts: Vec<String> = m
+        .parts
+        .0
+        .iter()
+        .map(|(role, b)| format!("{role} {:.1}", mib(*b)))
+        .collect();
     format!(
-        "memory needed (model): {:.1} MiB (table {:.1}, weight {:.1}, activations {:.1}, output {:.1})",
+        "memory needed (model): {:.1} MiB ({})",
         mib(m.total),
-        mib(m.table),
-        mib(m.weights),
-        mib(m.activations),
-        mib(m.output)
+        parts.join(", ")
     )
 }
 
@@ -219,12 +296,15 @@ fn print_summary(r: &Record) {
         .layer
         .as_ref()
         .map_or(String::new(), |l| format!(" ({l})"));
+    let vocab = r
+        .id
+        .axis("vocab")
+        .map_or(String::new(), |v| format!(" V{v}"));
     println!(
-        "{} {} {} V{}{layer} on {} [{}]",
-        r.id.op,
+        "{} {} {}{vocab}{layer} on {} [{}]",
+        r.id.op(),
         r.id.precision,
         r.id.shape_label(),
-        r.id.vocab,
         r.adapter,
         r.kernel
     );
@@ -237,7 +317,7 @@ fn print_summary(r: &Record) {
     }
     if let Some(n) = r.overflows {
         let format = match r.id.precision {
-            kernel_lab::workload::Precision::Int8 => "f16 (INT8's output format)",
+            Precision::Int8 => "f16 (INT8's output format)",
             p => p.name(),
         };
         println!("  overflow: {n} outputs past {format}'s largest finite value (Inf/NaN, as the format must give)");
@@ -302,7 +382,7 @@ fn print_summary(r: &Record) {
                 p.request()
             );
             if let Some(load) = p.model_load {
-                println!("  once, at model load: table and weight placed in {load:.3} ms");
+                println!("  once, at model load: the model's data placed in {load:.3} ms");
             }
         }
         let mem = &m.memory_bytes;

@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::{
-    AdapterChoice, GpuBackend, GpuOptions, MatmulVariant, ShaderChecks,
+    AdapterChoice, GpuBackend, GpuOptions, ShaderChecks,
 };
 use kernel_lab::backend::{Backend, BackendKind};
+use kernel_lab::ops::matmul::kernels::MatmulVariant;
 
 /// Measures what drives the cost of LLM inference ops (embedding lookup,
 /// projection matmul) on a GPU through wgpu and on the CPU, verified against an
@@ -194,7 +195,7 @@ impl GpuArgs {
         let cache = if self.no_tuning_cache {
             None
         } else {
-            kernel_lab::backend::gpu::autotune::cache::default_path()
+            kernel_lab::backend::gpu::tune::cache::default_path()
         };
         Ok(GpuBackend::open(&self.choice(), self.options())?.with_tuning_cache(cache))
     }
@@ -276,14 +277,19 @@ const POINT_HEADER: &str = "op             bknd prec     B     S     D      N";
 fn point_columns(r: &kernel_lab::results::Record) -> String {
     format!(
         "{:<14} {:<4} {:<4} {:>5} {:>5} {:>5} {:>6}",
-        r.id.op.name(),
+        r.id.op().name(),
         r.id.backend,
         r.id.precision.name(),
-        r.id.batch,
-        r.id.seq,
-        r.id.dim,
-        r.id.out_dim
+        cell(r.id.axis("batch")),
+        cell(r.id.axis("seq")),
+        cell(r.id.axis("dim")),
+        cell(r.id.axis("out_dim").or(r.id.axis("dim")))
     )
+}
+
+/// A parameter's value in a cell ("-" where the op has none).
+fn cell(v: Option<u32>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 /// A one-line label for a backend's device, marking software GPUs.

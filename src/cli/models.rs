@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kernel_lab::models;
-use kernel_lab::workload::Precision;
+use kernel_lab::precision::Precision;
 
 /// Arguments of `models`.
 #[derive(Args, Debug)]
@@ -41,14 +41,15 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
             "layer", "op", "sizes", "per pass", "f16 weights", "GFLOP/token"
         );
         for l in &m.layers {
-            let one = l.work(m, Precision::F16, 1, 1)?;
+            let one = l.work(Precision::F16, 1, 1)?;
             let mem = one.memory_model();
-            let bytes = mem.weights + mem.table;
+            // The model's own data: a weight, a table.
+            let bytes = mem.get("weights") + mem.get("table");
             println!(
                 "  {:<12} {:<9} {:>18} {:>8} {:>9.1} MiB {:>12.4}",
                 l.layer,
                 l.op.name(),
-                l.sizes(),
+                l.describe_sizes(),
                 l.per_pass,
                 bytes as f64 / 1048576.0,
                 one.flops() as f64 / 1e9

@@ -57,13 +57,10 @@ pub fn in_axis_order(records: &[Record]) -> Vec<&Record> {
     let mut v: Vec<&Record> = records.iter().collect();
     v.sort_by_key(|r| {
         (
-            r.id.op.name(),
+            r.id.op().name(),
             r.id.backend.to_string(),
             r.id.precision.name(),
-            r.id.batch,
-            r.id.seq,
-            r.id.dim,
-            r.id.out_dim,
+            r.id.params,
             r.id.dist,
             r.id.scale,
         )
@@ -71,17 +68,22 @@ pub fn in_axis_order(records: &[Record]) -> Vec<&Record> {
     v
 }
 
+/// A parameter's value in a cell ("-" where the op has none).
+fn cell(v: Option<u32>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
 /// One row of cells; `exact` for CSV (full-precision numbers, ms), else for the table.
 fn row(r: &Record, exact: bool) -> Vec<String> {
     let id = &r.id;
     let mut v = vec![
-        id.op.name().to_string(),
+        id.op().name().to_string(),
         id.backend.to_string(),
         id.precision.name().to_string(),
-        id.batch.to_string(),
-        id.seq.to_string(),
-        id.dim.to_string(),
-        id.out_dim.to_string(),
+        cell(id.axis("batch")),
+        cell(id.axis("seq")),
+        cell(id.axis("dim")),
+        cell(id.axis("out_dim").or(id.axis("dim"))),
         r.layer.clone().unwrap_or_else(|| "-".into()),
     ];
     let err = r.max_norm_err.map_or("-".into(), |e| {
@@ -179,7 +181,7 @@ pub fn print(records: &[Record], format: Format) -> anyhow::Result<()> {
                     println!(
                         "  {} {} {} {}: {s}",
                         r.id.backend,
-                        r.id.op,
+                        r.id.op(),
                         r.id.precision,
                         r.id.shape_label()
                     );

@@ -22,7 +22,8 @@ use kernel_lab::sweep::{self, Backends, Progress, Sweep};
 
 use super::output::Format;
 use super::GpuArgs;
-use kernel_lab::workload::{Op, Precision};
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
 
 /// The sweep's progress on stderr. On a terminal: an indicatif bar with the
 /// point being measured and an ETA, redrawn every second (so a long
@@ -64,7 +65,7 @@ impl Bar {
 }
 
 fn label(p: &PointId) -> String {
-    format!("{} {} {} {}", p.backend, p.op, p.precision, p.shape_label())
+    format!("{} {} {} {}", p.backend, p.op(), p.precision, p.shape_label())
 }
 
 impl Progress for Bar {
@@ -332,7 +333,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     if !args.op.is_empty() {
-        points.retain(|p| args.op.contains(&p.work.op));
+        points.retain(|p| args.op.contains(&p.work.op()));
     }
     if !args.precision.is_empty() {
         points.retain(|p| args.precision.contains(&p.work.precision));
@@ -532,7 +533,7 @@ fn print_memory_needs(points: &[kernel_lab::experiment::Point]) {
             "  {:>10.1} MiB  {} {} {} {}{layer}",
             *bytes as f64 / 1048576.0,
             id.backend,
-            id.op,
+            id.op(),
             id.precision,
             id.shape_label()
         );

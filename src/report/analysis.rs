@@ -5,9 +5,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::BackendKind;
+use crate::data::Data;
+use crate::ops::Op;
 use crate::results::{PointId, Record};
 use crate::stats::Samples;
-use crate::workload::{Data, Op};
+
+/// A point along the seed's axes: batch, seq, dim, and its output's width
+/// (`out_dim` where the op has one, else `dim`); `None` for an op without
+/// them, which the findings along those axes leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeedAxes {
+    /// Batch.
+    pub batch: u32,
+    /// Sequence length.
+    pub seq: u32,
+    /// Model dimension.
+    pub dim: u32,
+    /// Output width.
+    pub out_dim: u32,
+}
+
+/// `id` along the seed's axes, if its op has them.
+pub fn seed_axes(id: &PointId) -> Option<SeedAxes> {
+    let dim = id.axis("dim")?;
+    Some(SeedAxes {
+        batch: id.axis("batch")?,
+        seq: id.axis("seq")?,
+        dim,
+        out_dim: id.axis("out_dim").unwrap_or(dim),
+    })
+}
 
 /// The data every finding and chart but the precision study's reads: the
 /// lab's historical data (uniform, scale 1) where the run has it, else the
@@ -100,6 +127,7 @@ pub type BatchKey = (BackendKind, Op, String, u32, u32, u32);
 pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64)>> {
     let mut groups: BTreeMap<BatchKey, Vec<(u32, f64, f64)>> = BTreeMap::new();
     for r in measured(records) {
+        let Some(a) = seed_axes(&r.id) else { continue };
         let m = r.measured.as_ref().expect("filtered");
         let tps = m
             .throughput
@@ -108,14 +136,14 @@ pub fn batch_curves(records: &[Record]) -> BTreeMap<BatchKey, Vec<(u32, f64, f64
         groups
             .entry((
                 r.id.backend,
-                r.id.op,
+                r.id.op(),
                 r.id.precision.name().into(),
-                r.id.seq,
-                r.id.dim,
-                r.id.out_dim,
+                a.seq,
+                a.dim,
+                a.out_dim,
             ))
             .or_default()
-            .push((r.id.batch, tps, m.latency_ms.p99));
+            .push((a.batch, tps, m.latency_ms.p99));
     }
     // A knee needs a curve: four batches or more.
     groups.retain(|_, v| v.len() >= 4);
@@ -193,18 +221,15 @@ impl Along {
         }
     }
     pub fn of(self, id: &PointId) -> u32 {
-        match self {
-            Along::Dim => id.dim,
-            Along::Batch => id.batch,
-            Along::Seq => id.seq,
-        }
+        id.axis(self.name()).unwrap_or(0)
     }
     /// The line's label: the two axes it does not run along.
     pub fn rest(self, id: &PointId) -> String {
+        let v = |a: Along| a.of(id);
         match self {
-            Along::Dim => format!("B{} S{}", id.batch, id.seq),
-            Along::Batch => format!("S{} D{}", id.seq, id.dim),
-            Along::Seq => format!("B{} D{}", id.batch, id.dim),
+            Along::Dim => format!("B{} S{}", v(Along::Batch), v(Along::Seq)),
+            Along::Batch => format!("S{} D{}", v(Along::Seq), v(Along::Dim)),
+            Along::Seq => format!("B{} D{}", v(Along::Batch), v(Along::Dim)),
         }
     }
 }

@@ -9,7 +9,9 @@ use crate::backend::BackendKind;
 use crate::results::Record;
 use crate::results::{AnchorPoint, Anchors};
 use crate::stats::Samples;
-use crate::workload::{Op, Precision};
+use crate::ops::op::Roof;
+use crate::ops::Op;
+use crate::precision::Precision;
 
 /// Each anchored point with the CPU record that measured the same shape.
 fn pairs<'a>(records: &'a [Record], anchors: &'a Anchors) -> Vec<(&'a Record, &'a AnchorPoint)> {
@@ -32,6 +34,20 @@ fn spread(v: Vec<f64>) -> Option<(f64, f64, f64)> {
     Some((s.quantile(0.5), sorted[0], sorted[sorted.len() - 1]))
 }
 
+/// A record's rate in the unit its op reads it by: GFLOP/s against the FMA
+/// peak, GB/s against the copy bandwidth.
+fn rate(r: &Record, m: &crate::results::Measured) -> (f64, &'static str) {
+    match r.id.params.roof() {
+        Roof::Memory => (m.gbps, "GB/s"),
+        Roof::Compute => (m.gflops, "GFLOP/s"),
+    }
+}
+
+/// A parameter's value in a table cell ("-" where the op has none).
+fn cell(v: Option<u32>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
 /// Sentences comparing our CPU backend with the anchor, per op and precision.
 pub fn findings(records: &[Record], anchors: Option<&Anchors>) -> Vec<String> {
     let Some(anchors) = anchors else {
@@ -43,25 +59,17 @@ pub fn findings(records: &[Record], anchors: Option<&Anchors>) -> Vec<String> {
     let mut groups: BTreeMap<(Op, Precision), Vec<(&Record, &AnchorPoint)>> = BTreeMap::new();
     for (r, a) in pairs(records, anchors) {
         groups
-            .entry((r.id.op, r.id.precision))
+            .entry((r.id.op(), r.id.precision))
             .or_default()
             .push((r, a));
     }
     let mut out = Vec::new();
     for ((op, prec), group) in groups {
-        let unit = if op == Op::Embedding {
-            "GB/s"
-        } else {
-            "GFLOP/s"
-        };
         let ours = |r: &Record| {
             let m = r.measured.as_ref().expect("paired records are measured");
-            if op == Op::Embedding {
-                m.gbps
-            } else {
-                m.gflops
-            }
+            rate(r, m).0
         };
+        let unit = rate(group[0].0, group[0].0.measured.as_ref().expect("measured")).1;
         let timed: Vec<_> = group
             .iter()
             .filter(|(_, a)| a.best_ms().is_some())
@@ -141,11 +149,7 @@ pub fn section(records: &[Record], anchors: &Anchors) -> String {
     );
     for (r, a) in pairs(records, anchors) {
         let m = r.measured.as_ref().expect("paired records are measured");
-        let (ours, unit) = if r.id.op == Op::Embedding {
-            (m.gbps, "GB/s")
-        } else {
-            (m.gflops, "GFLOP/s")
-        };
+        let (ours, unit) = rate(r, m);
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         let ratio = a.best_ms().map_or_else(
             || a.skipped.clone().unwrap_or_default(),
@@ -154,11 +158,11 @@ pub fn section(records: &[Record], anchors: &Anchors) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {ours:.1} | {} | {unit} | {ratio} |",
-            r.id.op,
+            r.id.op(),
             r.id.precision,
-            r.id.batch,
-            r.id.seq,
-            r.id.dim,
+            cell(r.id.axis("batch")),
+            cell(r.id.axis("seq")),
+            cell(r.id.axis("dim")),
             m.latency_ms.p50,
             f(a.fresh_p50_ms),
             f(a.out_p50_ms),

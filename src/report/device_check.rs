@@ -13,10 +13,25 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::analysis::seed_axes;
 use crate::backend::BackendKind;
 use crate::error::{LabError, Result};
+use crate::ops::op::Roof;
 use crate::results::{Record, ResultsFile};
-use crate::workload::Op;
+
+/// The real-GPU issue's targets are about these points (as the vendor's
+/// lines and the records name them): the square projection whose speed is
+/// set against the vendor's GEMM, and the op whose largest points are set
+/// against the device's copy bandwidth.
+const SQUARE: (&str, u64, u64, u64, u64) = ("matmul", 1, 4096, 4096, 4096);
+/// See [`SQUARE`].
+const GATHER: &str = "embedding";
+
+/// The key of the target square in `precision`.
+fn square_key(precision: &str) -> String {
+    let (op, b, s, d, n) = SQUARE;
+    key(op, precision, b, s, d, n)
+}
 
 /// One vendor-library timing from `torch_gpu.jsonl`.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,13 +60,19 @@ pub fn key(op: &str, precision: &str, batch: u64, seq: u64, dim: u64, out_dim: u
 
 fn record_key(r: &Record) -> String {
     let id = &r.id;
+    let a = seed_axes(id).unwrap_or(crate::report::analysis::SeedAxes {
+        batch: 0,
+        seq: 0,
+        dim: 0,
+        out_dim: 0,
+    });
     key(
-        id.op.name(),
+        id.op().name(),
         id.precision.name(),
-        id.batch as u64,
-        id.seq as u64,
-        id.dim as u64,
-        id.out_dim as u64,
+        a.batch as u64,
+        a.seq as u64,
+        a.dim as u64,
+        a.out_dim as u64,
     )
 }
 
@@ -147,8 +168,8 @@ pub fn row(file: &str, r: &Record, vendor: &Vendor) -> Option<Row> {
     }
     let k = record_key(r);
     let v = vendor.points.get(&k)?;
-    let (ours_rate, vendor_rate) = match (r.id.op, v.gflops) {
-        (Op::Embedding, _) | (_, None) => {
+    let (ours_rate, vendor_rate) = match (r.id.params.roof(), v.gflops) {
+        (Roof::Memory, _) | (_, None) => {
             (format!("{:.0} GB/s", m.gbps), format!("{:.0} GB/s", v.gbps))
         }
         (_, Some(g)) => (
@@ -206,7 +227,7 @@ pub fn verdicts(files: &[(String, ResultsFile)], rows: &[Row], vendor: &Vendor) 
     let big_square = |prec: &str| {
         rows.iter()
             .filter(|r| !r.file.starts_with("shader-checks-"))
-            .filter(|r| r.key == key("matmul", prec, 1, 4096, 4096, 4096))
+            .filter(|r| r.key == square_key(prec))
             .max_by(|a, b| a.ratio.total_cmp(&b.ratio))
     };
     let sgemm = big_square("f32").map(|r| r.ratio);
@@ -220,14 +241,12 @@ pub fn verdicts(files: &[(String, ResultsFile)], rows: &[Row], vendor: &Vendor) 
     let gathers: Vec<(u64, f64)> = files
         .iter()
         .flat_map(|(_, f)| &f.records)
-        .filter(|r| r.id.op == Op::Embedding && r.id.backend == BackendKind::Gpu && r.verified)
+        .filter(|r| r.id.op().name() == GATHER && r.id.backend == BackendKind::Gpu && r.verified)
         .filter_map(|r| {
-            r.measured.as_ref().map(|m| {
-                (
-                    r.id.batch as u64 * r.id.seq as u64 * r.id.dim as u64,
-                    m.gbps,
-                )
-            })
+            let a = seed_axes(&r.id)?;
+            r.measured
+                .as_ref()
+                .map(|m| (a.batch as u64 * a.seq as u64 * a.dim as u64, m.gbps))
         })
         .collect();
     let largest = gathers.iter().map(|g| g.0).max();
@@ -483,7 +502,9 @@ fn gather_twins(md: &mut String, file: &str, gathers: &[Record], copy: Option<f6
             md,
             "| {} | {} | {} | {} | {:.4} | {} runs, {} | {:.4} | {back_to_back} | {:.0} | {share} | {clocks} |",
             record_key(r),
-            r.id.vocab,
+            r.id
+                .axis("vocab")
+                .map_or_else(|| "-".to_string(), |v| v.to_string()),
             r.id.dist.name(),
             if r.verified { "yes" } else { "no" },
             m.first_run_ms,
@@ -518,7 +539,7 @@ fn launch_costs(md: &mut String, dir: &Path, vendor: &Vendor) {
             // The vendor's HGEMM on the target's square, where the anchor ran it.
             let hgemm = vendor
                 .points
-                .get(&key("matmul", "f16", 1, 4096, 4096, 4096))
+                .get(&square_key("f16"))
                 .and_then(|p| p.gflops)
                 .map_or(String::new(), |h| {
                     format!(
@@ -709,7 +730,7 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
 mod tests {
     use super::*;
     use crate::report::testdata::synthetic;
-    use crate::workload::Precision;
+    use crate::precision::Precision;
 
     const JSONL: &str = r#"{"library": "torch 2.11.0+cu130", "cuda": "13.0", "device": "NVIDIA H100 80GB HBM3", "allow_tf32": false}
 {"op": "copy", "bytes": 536870912, "p50_ms": 0.18, "gbps": 2872.8}
@@ -779,7 +800,7 @@ mod tests {
         let records = gbps
             .iter()
             .map(|&(d, p, g)| {
-                let mut r = synthetic(Op::Embedding, "gpu", p, 8, 512, d, 0.01);
+                let mut r = synthetic("embedding", "gpu", p, 8, 512, d, 0.01);
                 r.measured.as_mut().unwrap().gbps = g;
                 r
             })

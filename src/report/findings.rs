@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 use super::analysis::{
-    batch_curves, knee, measured, median, p50, request_ms, speedups, speedups_by, varying_axis,
-    Along,
+    batch_curves, knee, measured, median, p50, request_ms, seed_axes, speedups, speedups_by,
+    varying_axis, Along,
 };
 use crate::backend::{BackendKind, Ceilings};
+use crate::ops::op::{Roof, Scaling};
+use crate::ops::Op;
+use crate::precision::Precision;
 use crate::results::{PointId, Record, SkipKind};
-use crate::workload::{Op, Precision};
 
 /// Points grouped by a key.
 type Groups<K, V> = BTreeMap<K, Vec<V>>;
@@ -94,8 +96,9 @@ fn device(records: &[Record], backend: BackendKind) -> String {
         })
 }
 
-/// The fitted exponent of latency vs dim, per backend, op and precision: one
-/// least-squares log-log slope per batch x seq group with three dims or more.
+/// The fitted exponent of latency along each op's main axis (dim), per
+/// backend, op and precision: one least-squares log-log slope per batch x seq
+/// group with three points or more on the op's main line.
 pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<f64>> {
     dim_fits(records)
         .into_iter()
@@ -105,25 +108,49 @@ pub fn dim_exponents(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), 
 
 /// [`dim_exponents`] with each slope's 95% half-width.
 pub fn dim_fits(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<(f64, f64)>> {
+    fits_along_main_axis(records)
+        .into_iter()
+        .map(|(k, (_, v))| (k, v))
+        .collect()
+}
+
+/// The fits of [`dim_fits`], with what the op's cost model predicts along
+/// its main axis. Only points on the op's main line count (a square
+/// projection: the D^2 law is about one dim).
+fn fits_along_main_axis(
+    records: &[Record],
+) -> BTreeMap<(BackendKind, Op, String), (Scaling, Vec<(f64, f64)>)> {
     let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
-    // Square projections only: the D^2 law is about one dim.
-    for r in measured(records).filter(|r| r.id.is_square()) {
+    let mut scaling: BTreeMap<Op, Scaling> = BTreeMap::new();
+    for r in measured(records) {
+        let s = r.id.params.scaling();
+        let (Some(x), Some(a)) = (r.id.axis(s.axis), seed_axes(&r.id)) else {
+            continue;
+        };
+        if !s.on_line {
+            continue;
+        }
+        scaling.insert(r.id.op(), s);
         groups
             .entry((
                 r.id.backend,
-                r.id.op,
+                r.id.op(),
                 r.id.precision.name().into(),
-                r.id.batch,
-                r.id.seq,
+                a.batch,
+                a.seq,
             ))
             .or_default()
-            .push((r.id.dim as f64, p50(r)));
+            .push((x as f64, p50(r)));
     }
-    let mut fits: BTreeMap<(BackendKind, Op, String), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut fits: BTreeMap<(BackendKind, Op, String), (Scaling, Vec<(f64, f64)>)> =
+        BTreeMap::new();
     for ((b, op, p, _, _), pts) in groups {
         if pts.len() >= 3 {
             if let Some(k) = loglog_fit(&pts) {
-                fits.entry((b, op, p)).or_default().push(k);
+                fits.entry((b, op, p))
+                    .or_insert_with(|| (scaling[&op], Vec::new()))
+                    .1
+                    .push(k);
             }
         }
     }
@@ -135,10 +162,11 @@ pub fn dim_fits(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<(
 /// interval. The model is called confirmed only when that interval holds it
 /// and is narrow enough (0.5 wide or less) to have told it apart.
 fn dim_scaling(records: &[Record]) -> Vec<String> {
-    let fits = dim_fits(records);
+    let fits = fits_along_main_axis(records);
     fits.into_iter()
-        .map(|((b, op, p), fs)| {
-            let model = if op == Op::Embedding { 1.0 } else { 2.0 };
+        .map(|((b, op, p), (scaling, fs))| {
+            let model = scaling.exponent;
+            let axis = scaling.axis;
             let ks: Vec<f64> = fs.iter().map(|f| f.0).collect();
             let m = median(ks.clone());
             let (lo, hi, spread) = if fs.len() == 1 {
@@ -171,8 +199,8 @@ fn dim_scaling(records: &[Record]) -> Vec<String> {
                 format!("steeper than the model's {model}: larger dims fall out of cache")
             };
             format!(
-                "Latency of {op} {p} on {b} grows as dim^{m:.2} ({spread}); the {} model predicts dim^{model}: {verdict}.",
-                if op == Op::Embedding { "bytes-moved" } else { "FLOP (2*B*S*D^2)" }
+                "Latency of {op} {p} on {b} grows as {axis}^{m:.2} ({spread}); the {} model predicts {axis}^{model}: {verdict}.",
+                scaling.model
             )
         })
         .collect()
@@ -283,7 +311,7 @@ fn memory(records: &[Record]) -> Vec<String> {
             "Memory on {backend}: measured allocations are {lo:.3}x to {hi:.3}x the model across {} points; the largest, {} {} {}, \
              models {:.1} MiB and allocates {:.1} MiB ({:.3}x): {why}.",
             ratios.len(),
-            big.1.id.op,
+            big.1.id.op(),
             big.1.id.precision,
             big.1.id.shape_label(),
             bm.model.total as f64 / 1048576.0,
@@ -308,7 +336,7 @@ fn tail(records: &[Record]) -> Vec<String> {
             "Tail on {backend}: p99/p50 has a median of {med:.2} over {} points with 20+ samples; the worst is {} {} {} \
              (p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, {} samples, {} Tukey outliers above).",
             ratios.len(),
-            worst.1.id.op,
+            worst.1.id.op(),
             worst.1.id.precision,
             worst.1.id.shape_label(),
             wl.p50,
@@ -336,7 +364,7 @@ pub fn fp16_vs_fp32(records: &[Record]) -> Groups<(BackendKind, Op), Fp16Pair> {
     let mut groups: Groups<(BackendKind, Op), Fp16Pair> = BTreeMap::new();
     for r in measured(records).filter(|r| r.id.precision == Precision::F16) {
         if let Some(base) = f32s.get(&key(r)) {
-            groups.entry((r.id.backend, r.id.op)).or_default().push((
+            groups.entry((r.id.backend, r.id.op())).or_default().push((
                 p50(base) / p50(r),
                 r.max_norm_err.unwrap_or(0.0),
                 base.max_norm_err.unwrap_or(0.0),
@@ -379,11 +407,12 @@ pub fn first_gpu_wins_end_to_end(records: &[Record]) -> BTreeMap<DimLine, Option
 fn first_wins(speedups: BTreeMap<PointId, f64>) -> BTreeMap<DimLine, Option<(u32, f64)>> {
     let mut lines: Groups<DimLine, (u32, f64)> = BTreeMap::new();
     for (id, x) in speedups {
+        let Some(a) = seed_axes(&id) else { continue };
         let p = id.precision.name().to_string();
         lines
-            .entry((id.op, p, id.batch, id.seq))
+            .entry((id.op(), p, a.batch, a.seq))
             .or_default()
-            .push((id.dim, x));
+            .push((a.dim, x));
     }
     lines
         .into_iter()
@@ -400,10 +429,11 @@ fn crossover(records: &[Record]) -> Vec<String> {
     // Per op and precision: along dim, for every batch x seq measured on both backends.
     let mut groups: Groups<(Op, String), (u32, u32, u32, f64)> = BTreeMap::new();
     for (id, x) in speedups(records) {
+        let Some(a) = seed_axes(&id) else { continue };
         groups
-            .entry((id.op, id.precision.name().to_string()))
+            .entry((id.op(), id.precision.name().to_string()))
             .or_default()
-            .push((id.batch, id.seq, id.dim, x));
+            .push((a.batch, a.seq, a.dim, x));
     }
     let wins = first_gpu_wins(records);
     let gpu = device(records, BackendKind::Gpu);
@@ -552,27 +582,33 @@ pub struct RectVsSquare {
 pub fn rect_vs_square(records: &[Record]) -> Vec<RectVsSquare> {
     let rate = |r: &Record| {
         let m = r.measured.as_ref().expect("measured");
-        if r.id.seq == 1 {
+        if r.id.axis("seq") == Some(1) {
             m.gbps
         } else {
             m.gflops
         }
     };
-    let size = |id: &PointId| (id.dim as f64 * id.out_dim as f64).ln();
-    let mut squares: Vec<&Record> = measured(records)
-        .filter(|r| r.id.op.uses_weight() && r.id.is_square())
-        .collect();
+    // The projections: their weight's K x N is their size.
+    let kn = |id: &PointId| id.params.projection();
+    let size = |id: &PointId| kn(id).map_or(0.0, |(k, n)| (k as f64 * n as f64).ln());
+    let projections = || measured(records).filter(|r| kn(&r.id).is_some());
+    let mut squares: Vec<&Record> = projections().filter(|r| r.id.is_square()).collect();
     squares.sort_by(|a, b| size(&a.id).total_cmp(&size(&b.id)));
     let mut out = Vec::new();
-    for r in measured(records).filter(|r| r.id.op.uses_weight() && !r.id.is_square()) {
+    let line = |id: &PointId| {
+        (
+            id.backend,
+            id.op(),
+            id.precision,
+            id.axis("batch"),
+            id.axis("seq"),
+        )
+    };
+    for r in projections().filter(|r| !r.id.is_square()) {
         let same: Vec<&Record> = squares
             .iter()
             .copied()
-            .filter(|q| {
-                let (a, b) = (&q.id, &r.id);
-                (a.backend, a.op, a.precision, a.batch, a.seq)
-                    == (b.backend, b.op, b.precision, b.batch, b.seq)
-            })
+            .filter(|q| line(&q.id) == line(&r.id))
             .collect();
         let s = size(&r.id);
         let below = same.iter().rev().find(|q| size(&q.id) <= s);
@@ -618,7 +654,7 @@ fn rectangular(records: &[Record]) -> Vec<String> {
             let against = worst
                 .squares
                 .iter()
-                .map(|q| format!("D{}", q.dim))
+                .map(|q| format!("D{}", q.axis("dim").unwrap_or(0)))
                 .collect::<Vec<_>>()
                 .join(" and ");
             format!(
@@ -655,24 +691,24 @@ fn skipped(records: &[Record]) -> Vec<String> {
 fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<String> {
     let mut out = Vec::new();
     for (backend, c) in probed {
-        let mut by_op: BTreeMap<Op, Vec<(f64, &Record)>> = BTreeMap::new();
+        let mut by_op: BTreeMap<(Op, Roof), Vec<(f64, &Record)>> = BTreeMap::new();
         for r in measured(records).filter(|r| &r.id.backend == backend) {
             let m = r.measured.as_ref().expect("filtered");
-            // A projection is judged against the FMA peak, a gather against bandwidth.
-            let pct = if r.id.op.uses_weight() {
-                m.pct_of_fma_peak
-            } else {
-                m.pct_of_copy_bandwidth
+            // Each point against the ceiling its op reads it by: arithmetic
+            // against the FMA peak, bytes against the copy bandwidth.
+            let roof = r.id.params.roof();
+            let pct = match roof {
+                Roof::Compute => m.pct_of_fma_peak,
+                Roof::Memory => m.pct_of_copy_bandwidth,
             };
             if let Some(p) = pct {
-                by_op.entry(r.id.op).or_default().push((p, r));
+                by_op.entry((r.id.op(), roof)).or_default().push((p, r));
             }
         }
-        for (op, v) in by_op {
-            let (what, ceiling) = if op.uses_weight() {
-                ("FMA peak", format!("{:.1} GFLOP/s", c.fma_gflops))
-            } else {
-                ("copy bandwidth", format!("{:.1} GB/s", c.copy_gbps))
+        for ((op, roof), v) in by_op {
+            let (what, ceiling) = match roof {
+                Roof::Compute => ("FMA peak", format!("{:.1} GFLOP/s", c.fma_gflops)),
+                Roof::Memory => ("copy bandwidth", format!("{:.1} GB/s", c.copy_gbps)),
             };
             let med = median(v.iter().map(|x| x.0).collect());
             let best = v
@@ -681,8 +717,8 @@ fn ceilings(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec
                 .expect("non-empty");
             // The copy probe streams from memory; a gather whose rows and output
             // stay in cache can move modeled bytes faster than that.
-            let note = match (best.0 > 100.0, c.cache_copy_gbps, op.uses_weight()) {
-                (true, Some(cache), false) => {
+            let note = match (best.0 > 100.0, c.cache_copy_gbps, roof) {
+                (true, Some(cache), Roof::Memory) => {
                     let gbps = best.1.measured.as_ref().map_or(0.0, |m| m.gbps);
                     format!(
                         " (over 100%: the bytes it touches fit in cache, where the ceiling is the in-cache copy, {cache:.1} GB/s; against that it reaches {:.1}%)",
@@ -716,18 +752,19 @@ fn batch_seq_scaling(records: &[Record]) -> Vec<String> {
     for along in [Along::Batch, Along::Seq] {
         let mut groups: Groups<AxisLine, (f64, f64)> = BTreeMap::new();
         for r in measured(records) {
+            let Some(x) = seed_axes(&r.id) else { continue };
             let (a, b) = match along {
-                Along::Batch => (r.id.seq, r.id.dim),
-                _ => (r.id.batch, r.id.dim),
+                Along::Batch => (x.seq, x.dim),
+                _ => (x.batch, x.dim),
             };
             groups
                 .entry((
                     r.id.backend,
-                    r.id.op,
+                    r.id.op(),
                     r.id.precision.name().into(),
                     a,
                     b,
-                    r.id.out_dim,
+                    x.out_dim,
                 ))
                 .or_default()
                 .push((along.of(&r.id) as f64, p50(r)));
@@ -778,34 +815,35 @@ fn memory_parts(records: &[Record]) -> Vec<String> {
     let mut out = Vec::new();
     let mut by_op: Groups<Op, &Record> = BTreeMap::new();
     for r in measured(records) {
-        by_op.entry(r.id.op).or_default().push(r);
+        by_op.entry(r.id.op()).or_default().push(r);
     }
     for (op, rs) in by_op {
-        let share = |f: &dyn Fn(&crate::workload::MemoryModel) -> u64| {
+        // The op's parts, each the sum of its buffer roles.
+        let share = |roles: &[&str]| {
             median(
                 rs.iter()
                     .filter_map(|r| {
                         let m = &r.measured.as_ref()?.memory_bytes.model;
-                        (m.total > 0).then(|| 100.0 * f(m) as f64 / m.total as f64)
+                        let part: u64 = roles.iter().map(|role| m.get(role)).sum();
+                        (m.total > 0).then(|| 100.0 * part as f64 / m.total as f64)
                     })
                     .collect(),
             )
         };
-        let parts = [
-            ("table", share(&|m| m.table)),
-            ("weight", share(&|m| m.weights)),
-            ("activations", share(&|m| m.activations + m.ids)),
-            ("output", share(&|m| m.output)),
-        ];
+        let parts: Vec<(&str, f64)> = op
+            .memory_parts()
+            .iter()
+            .map(|(label, roles)| (*label, share(roles)))
+            .collect();
         let listed: Vec<String> = parts
             .iter()
             .filter(|p| p.1 >= 0.5)
             .map(|(n, v)| format!("{n} {v:.0}%"))
             .collect();
-        let mut ranked = parts.to_vec();
+        let mut ranked = parts.clone();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         // Within two points of each other, two parts share the lead.
-        let top = if ranked[0].1 - ranked[1].1 <= 2.0 {
+        let top = if ranked.len() > 1 && ranked[0].1 - ranked[1].1 <= 2.0 {
             format!("{} and {} dominate", ranked[0].0, ranked[1].0)
         } else {
             format!("{} dominates", ranked[0].0)
@@ -813,16 +851,12 @@ fn memory_parts(records: &[Record]) -> Vec<String> {
         // Measured total vs dim, per backend x precision x batch x seq line.
         let mut lines: Groups<(BackendKind, String, u32, u32), (f64, f64)> = BTreeMap::new();
         for r in rs.iter().filter(|r| r.id.is_square()) {
+            let Some(a) = seed_axes(&r.id) else { continue };
             let m = r.measured.as_ref().expect("measured");
             lines
-                .entry((
-                    r.id.backend,
-                    r.id.precision.name().into(),
-                    r.id.batch,
-                    r.id.seq,
-                ))
+                .entry((r.id.backend, r.id.precision.name().into(), a.batch, a.seq))
                 .or_default()
-                .push((r.id.dim as f64, m.memory_bytes.measured.total as f64));
+                .push((a.dim as f64, m.memory_bytes.measured.total as f64));
         }
         let ks: Vec<f64> = lines
             .values()
@@ -838,10 +872,7 @@ fn memory_parts(records: &[Record]) -> Vec<String> {
                 ks.len()
             )
         };
-        let model = match op {
-            Op::Embedding => "the table is vocab x dim whatever the batch, the output B*S*D",
-            _ => "activations and output are B*S*D each, the weight D*N",
-        };
+        let model = op.memory_note();
         out.push(format!(
             "Memory of {op}: the modeled bytes are {} (medians over {} points), so the {top}; {model}{growth}.",
             listed.join(", "),
@@ -857,7 +888,7 @@ fn crossover_along(records: &[Record]) -> Vec<String> {
     let sp = speedups(records);
     let mut by: Groups<(Op, String), PointId> = BTreeMap::new();
     for id in sp.keys() {
-        by.entry((id.op, id.precision.name().into()))
+        by.entry((id.op(), id.precision.name().into()))
             .or_default()
             .push(*id);
     }
@@ -978,8 +1009,8 @@ mod tests {
             r.measured.as_mut().unwrap().latency_ms.p50 = 0.0;
             r
         };
-        let sound = synthetic(Op::Matmul, "cpu", Precision::F32, 1, 8, 64, 1.0);
-        let broken = zero_p50(synthetic(Op::Matmul, "cpu", Precision::F32, 2, 8, 64, 1.0));
+        let sound = synthetic("matmul", "cpu", Precision::F32, 1, 8, 64, 1.0);
+        let broken = zero_p50(synthetic("matmul", "cpu", Precision::F32, 2, 8, 64, 1.0));
         let text = tail(&[sound.clone(), broken.clone()]).join(" ");
         assert!(text.contains("over 1 points"), "{text}");
         assert!(text.contains(&sound.id.shape_label()), "{text}");
@@ -991,7 +1022,7 @@ mod tests {
     #[test]
     fn memory_names_the_extra_bytes_per_backend() {
         let with_other = |backend: &str, other: u64, cold: bool| {
-            let mut r = synthetic(Op::Matmul, backend, Precision::F32, 1, 8, 64, 1.0);
+            let mut r = synthetic("matmul", backend, Precision::F32, 1, 8, 64, 1.0);
             let m = r.measured.as_mut().unwrap();
             m.cold_cache = cold;
             m.memory_bytes.measured.other = other;
@@ -1025,7 +1056,7 @@ mod tests {
         for b in [1u32, 4, 16, 64] {
             // CPU linear in batch; the GPU flat (launch-bound), so it wins from batch 16.
             rs.push(synthetic(
-                Op::Matmul,
+                "matmul",
                 "cpu",
                 Precision::F32,
                 b,
@@ -1034,7 +1065,7 @@ mod tests {
                 0.1 * b as f64,
             ));
             rs.push(synthetic(
-                Op::Matmul,
+                "matmul",
                 "gpu",
                 Precision::F32,
                 b,
@@ -1043,7 +1074,7 @@ mod tests {
                 1.0,
             ));
             rs.push(synthetic(
-                Op::Embedding,
+                "embedding",
                 "cpu",
                 Precision::F32,
                 b,
@@ -1082,7 +1113,7 @@ mod tests {
     /// in-cache copy instead, where the run probed it.
     #[test]
     fn a_gather_over_the_memory_ceiling_is_set_against_the_cache_ceiling() {
-        let mut r = synthetic(Op::Embedding, "cpu", Precision::F32, 8, 512, 128, 0.01);
+        let mut r = synthetic("embedding", "cpu", Precision::F32, 8, 512, 128, 0.01);
         let m = r.measured.as_mut().unwrap();
         m.gbps = 60.0;
         m.pct_of_copy_bandwidth = Some(300.0);
@@ -1119,7 +1150,7 @@ mod tests {
         assert!(h > 1.0, "{h}");
         let rs: Vec<Record> = noisy
             .iter()
-            .map(|&(d, ms)| synthetic(Op::Matmul, "cpu", Precision::F32, 8, 512, d as u32, ms))
+            .map(|&(d, ms)| synthetic("matmul", "cpu", Precision::F32, 8, 512, d as u32, ms))
             .collect();
         let text = dim_scaling(&rs).join(" ");
         assert!(text.contains("too uncertain"), "{text}");
@@ -1127,7 +1158,7 @@ mod tests {
     }
 
     use crate::report::testdata::synthetic;
-    use crate::workload::Precision;
+    use crate::precision::Precision;
 
     #[test]
     fn findings_state_the_numbers_of_synthetic_data() {
@@ -1136,7 +1167,7 @@ mod tests {
         for d in [64u32, 128, 256, 512] {
             let x = (d as f64 / 64.0).powi(2);
             rs.push(synthetic(
-                Op::Matmul,
+                "matmul",
                 "cpu",
                 Precision::F32,
                 8,
@@ -1145,7 +1176,7 @@ mod tests {
                 0.5 * x,
             ));
             rs.push(synthetic(
-                Op::Matmul,
+                "matmul",
                 "gpu",
                 Precision::F32,
                 8,
@@ -1154,7 +1185,7 @@ mod tests {
                 1.0 + 0.05 * x,
             ));
             rs.push(synthetic(
-                Op::Matmul,
+                "matmul",
                 "cpu",
                 Precision::F16,
                 8,
@@ -1166,7 +1197,7 @@ mod tests {
         // Batching: tokens/s doubles until batch 4, then flattens.
         for (b, ms) in [(1u32, 1.0), (2, 1.0), (4, 1.0), (8, 1.95), (16, 3.9)] {
             rs.push(synthetic(
-                Op::Embedding,
+                "embedding",
                 "cpu",
                 Precision::F32,
                 b,
@@ -1177,13 +1208,13 @@ mod tests {
         }
         // The numbers behind the sentences, computed from the records.
         let exps = dim_exponents(&rs);
-        let cpu_f32 = &exps[&(BackendKind::Cpu, Op::Matmul, "f32".to_string())];
+        let cpu_f32 = &exps[&(BackendKind::Cpu, op("matmul"), "f32".to_string())];
         assert_eq!(cpu_f32.len(), 1);
         assert!((cpu_f32[0] - 2.0).abs() < 1e-9, "{cpu_f32:?}");
         // The GPU's fixed 1 ms makes its curve flatter than D^2.
-        let gpu_f32 = &exps[&(BackendKind::Gpu, Op::Matmul, "f32".to_string())];
+        let gpu_f32 = &exps[&(BackendKind::Gpu, op("matmul"), "f32".to_string())];
         assert!(gpu_f32[0] < 1.5, "{gpu_f32:?}");
-        let pairs = &fp16_vs_fp32(&rs)[&(BackendKind::Cpu, Op::Matmul)];
+        let pairs = &fp16_vs_fp32(&rs)[&(BackendKind::Cpu, op("matmul"))];
         assert_eq!(pairs.len(), 4);
         for &(speedup, e16, e32) in pairs {
             assert!((speedup - 2.0).abs() < 0.02, "{speedup}");
@@ -1191,13 +1222,13 @@ mod tests {
         }
         // At dim 64 the CPU takes 0.5 ms and the GPU 1.05; at 128, 2.0 vs 1.2 ms.
         let wins = first_gpu_wins(&rs);
-        let (d, x) = wins[&(Op::Matmul, "f32".to_string(), 8, 16)].expect("the GPU wins");
+        let (d, x) = wins[&(op("matmul"), "f32".to_string(), 8, 16)].expect("the GPU wins");
         assert_eq!(d, 128);
         assert!((x - 2.0 / 1.2).abs() < 0.02, "{x}");
         let curves = batch_curves(&rs);
         let curve = &curves[&(
             BackendKind::Cpu,
-            Op::Embedding,
+            op("embedding"),
             "f32".to_string(),
             16,
             64,

@@ -205,12 +205,19 @@ fn points_table(s: &mut String, results: &ResultsFile) {
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             esc(r.layer.as_deref().unwrap_or("-")),
-            id.op,
+            id.op(),
             id.backend,
             id.precision
         );
-        for v in [id.batch, id.seq, id.dim, id.out_dim] {
-            s.push_str(&num(Some(v as f64), 0));
+        // The seed's axes, where the op has them.
+        let a = super::analysis::seed_axes(id);
+        for v in [
+            a.map(|a| a.batch),
+            a.map(|a| a.seq),
+            a.map(|a| a.dim),
+            a.map(|a| a.out_dim),
+        ] {
+            s.push_str(&num(v.map(f64::from), 0));
         }
         let m = r.measured.as_ref();
         let lat = m.map(|m| &m.latency_ms);

@@ -10,7 +10,7 @@ use super::analysis::{measured, median, p50};
 use crate::backend::{BackendKind, Ceilings};
 use crate::models::{self, Model};
 use crate::results::{PointId, Record};
-use crate::workload::Precision;
+use crate::precision::Precision;
 
 /// One regime of one model on one backend: (model, backend, precision, batch, seq).
 pub type Regime = (String, BackendKind, Precision, u32, u32);
@@ -26,14 +26,11 @@ pub fn pass_breakdown(records: &[Record], own: &[Model]) -> BTreeMap<Regime, Bre
     for r in records {
         if let Some(model) = r.layer.as_deref().and_then(|l| l.split('/').next()) {
             let id = &r.id;
+            let (Some(batch), Some(seq)) = (id.axis("batch"), id.axis("seq")) else {
+                continue;
+            };
             regimes.insert(
-                (
-                    model.to_string(),
-                    id.backend,
-                    id.precision,
-                    id.batch,
-                    id.seq,
-                ),
+                (model.to_string(), id.backend, id.precision, batch, seq),
                 (),
             );
         }
@@ -47,7 +44,7 @@ pub fn pass_breakdown(records: &[Record], own: &[Model]) -> BTreeMap<Regime, Bre
         let mut times = Vec::new();
         let mut missing = Vec::new();
         for layer in &preset.layers {
-            let Ok(work) = layer.work(preset, *precision, *batch, *seq) else {
+            let Ok(work) = layer.work(*precision, *batch, *seq) else {
                 continue;
             };
             let id = PointId::new(*backend, &work);
@@ -121,8 +118,8 @@ fn regimes(records: &[Record], probed: &BTreeMap<BackendKind, Ceilings>) -> Vec<
                 .filter(|r| {
                     r.layer.is_some()
                         && r.id.backend == *backend
-                        && r.id.op.uses_weight()
-                        && (r.id.seq == 1) == decode
+                        && r.id.params.projection().is_some()
+                        && (r.id.axis("seq") == Some(1)) == decode
                 })
                 .collect();
             if rs.is_empty() {
@@ -180,11 +177,11 @@ pub fn findings(
 mod tests {
     use super::*;
     use crate::report::testdata::{layer, synthetic};
-    use crate::workload::Op;
+    use crate::ops::Op;
 
     /// GPT-2 small's six layers at decode B1 on the CPU, with chosen medians.
     fn gpt2_decode() -> Vec<Record> {
-        let mut table = synthetic(Op::Embedding, "cpu", Precision::F32, 1, 1, 768, 0.01);
+        let mut table = synthetic("embedding", "cpu", Precision::F32, 1, 1, 768, 0.01);
         table.id.vocab = 50257;
         table.layer = Some("gpt2-small/embedding".into());
         let mut rs = vec![table];

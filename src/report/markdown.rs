@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use super::analysis::seed_axes;
+use crate::ops::op::Roof;
 use crate::results::ResultsFile;
 
 fn mib(b: u64) -> f64 {
@@ -101,24 +103,30 @@ pub fn report(
         } else {
             String::new()
         };
+        let id = &r.id;
+        // The seed's axes where the op has them ("-" where it has not).
+        let cell = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
         let n = if rect {
-            format!(" {} |", r.id.out_dim)
+            format!(" {} |", cell(seed_axes(id).map(|a| a.out_dim)))
         } else {
             String::new()
         };
-        let id = &r.id;
         let point = format!(
             "{lead}| {} | {} | {} | {} | {} | {} |{n}",
-            id.op, id.backend, id.precision, id.batch, id.seq, id.dim
+            id.op(),
+            id.backend,
+            id.precision,
+            cell(id.axis("batch")),
+            cell(id.axis("seq")),
+            cell(id.axis("dim"))
         );
         let err = r.max_norm_err.map_or("-".into(), |e| format!("{e:.1e}"));
         match &r.measured {
             Some(m) => {
-                // A projection against the FMA peak, a gather against bandwidth.
-                let pct = if r.id.op.uses_weight() {
-                    m.pct_of_fma_peak
-                } else {
-                    m.pct_of_copy_bandwidth
+                // Against the ceiling the op reads the point by.
+                let pct = match r.id.params.roof() {
+                    Roof::Compute => m.pct_of_fma_peak,
+                    Roof::Memory => m.pct_of_copy_bandwidth,
                 };
                 let pct = pct.map_or("-".to_string(), |p| format!("{p:.1}%"));
                 let _ = writeln!(

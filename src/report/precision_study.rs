@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use super::analysis::{measured, median, p50, preferred_or_most_common};
 use crate::backend::BackendKind;
 use crate::results::{PointId, Record};
-use crate::workload::{Data, Dist, Op, Precision, Scale};
+use crate::data::{Data, Dist, Scale};
+use crate::ops::Op;
+use crate::precision::Precision;
 
 /// One precision on one backend and op over the points it shares with FP32
 /// (same shape and data).
@@ -50,7 +52,7 @@ pub fn tradeoffs(records: &[Record], dist: Dist) -> BTreeMap<TradeoffKey, Tradeo
         .collect();
     let mut pairs: BTreeMap<TradeoffKey, Vec<(f64, f64)>> = BTreeMap::new();
     // An INT8 point without a weight is an FP16 gather: not a precision of its own.
-    let own = |r: &&Record| r.id.precision != Precision::Int8 || r.id.op.uses_weight();
+    let own = |r: &&Record| r.id.precision != Precision::Int8 || r.id.params.projection().is_some();
     for r in measured(records)
         .filter(|r| r.id.data() == data)
         .filter(own)
@@ -59,7 +61,7 @@ pub fn tradeoffs(records: &[Record], dist: Dist) -> BTreeMap<TradeoffKey, Tradeo
             continue;
         };
         pairs
-            .entry((r.id.backend, r.id.op, r.id.precision))
+            .entry((r.id.backend, r.id.op(), r.id.precision))
             .or_default()
             .push((p50(base) / p50(r), cost.rel_frobenius_err));
     }
@@ -106,7 +108,7 @@ type ScaleOverflow = (Scale, u64, u64);
 /// projection at least 10000 wide.
 fn is_vocabulary(r: &Record) -> bool {
     r.layer.as_deref().is_some_and(|l| l.ends_with("lm-head"))
-        || (r.id.op != Op::Embedding && r.id.out_dim >= 10_000)
+        || r.id.params.projection().is_some_and(|(_, n)| n >= 10_000)
 }
 
 fn pct(v: f64) -> String {
@@ -234,7 +236,7 @@ mod tests {
     }
 
     fn rec(p: Precision, dist: Dist, scale: f64, ms: f64, err: f64, nf: u64) -> Record {
-        let mut r = synthetic(Op::Matmul, "cpu", p, 8, 64, 512, ms);
+        let mut r = synthetic("matmul", "cpu", p, 8, 64, 512, ms);
         r.id.dist = dist;
         r.id.scale = Scale::new(scale).unwrap();
         r.id.out_dim = 50_000;

@@ -64,7 +64,7 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
                     "; the worst {:.0}% at {} {} {} {}",
                     m.latency_ms.cv * 100.0,
                     r.id.backend,
-                    r.id.op,
+                    r.id.op(),
                     r.id.precision,
                     r.id.shape_label()
                 )
@@ -94,7 +94,7 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
                 c.min,
                 c.card_max.map_or(String::new(), |m| format!(" of {m}")),
                 r.id.backend,
-                r.id.op,
+                r.id.op(),
                 r.id.precision,
                 r.id.shape_label()
             ));
@@ -173,10 +173,11 @@ mod tests {
     use crate::backend::cpu::CpuBackend;
     use crate::backend::Backend;
     use crate::report::testdata::synthetic;
-    use crate::workload::{Op, Precision};
+    use crate::ops::Op;
+    use crate::precision::Precision;
 
     fn file(rounds: u32) -> ResultsFile {
-        let mut r = synthetic(Op::Matmul, "cpu", Precision::F32, 1, 8, 64, 1.0);
+        let mut r = synthetic("matmul", "cpu", Precision::F32, 1, 8, 64, 1.0);
         r.measured.as_mut().unwrap().rounds = rounds;
         ResultsFile {
             schema_version: crate::results::SCHEMA_VERSION,

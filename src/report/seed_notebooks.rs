@@ -6,18 +6,26 @@
 
 use serde::Deserialize;
 
-use super::analysis::measured;
+use super::analysis::{measured, seed_axes};
 use crate::backend::BackendKind;
+use crate::ops::Op;
+use crate::precision::Precision;
 use crate::results::Record;
-use crate::workload::{Op, Precision};
 
 /// The published figures, built into the binary.
 const PUBLISHED: &str = include_str!("../../experiments/seed/published.toml");
 
 #[derive(Deserialize)]
 struct Published {
+    source: Source,
     week1: Vec<Week1Row>,
     week2: Week2,
+}
+
+/// Where the figures come from, and which of the lab's ops they measured.
+#[derive(Deserialize)]
+struct Source {
+    op: Op,
 }
 
 #[derive(Deserialize)]
@@ -51,13 +59,18 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// The seed's FP32 projection (square, uniform data) measured here on `backend`.
-fn ours(records: &[Record], backend: BackendKind, b: u32, s: u32, d: u32) -> Option<&Record> {
+/// The seed's FP32 op `op` (square, uniform data) measured here on `backend`.
+fn ours(
+    records: &[Record],
+    op: Op,
+    backend: BackendKind,
+    (b, s, d): (u32, u32, u32),
+) -> Option<&Record> {
     measured(records).find(|r| {
-        r.id.op == Op::Matmul
+        r.id.op() == op
             && r.id.precision == Precision::F32
             && r.id.backend == backend
-            && (r.id.batch, r.id.seq, r.id.dim, r.id.out_dim) == (b, s, d, d)
+            && seed_axes(&r.id).is_some_and(|a| (a.batch, a.seq, a.dim, a.out_dim) == (b, s, d, d))
     })
 }
 
@@ -70,7 +83,7 @@ pub fn tables(records: &[Record]) -> Vec<Table> {
     for w in &p.week1 {
         for (&d, &ms) in w.dims.iter().zip(&w.ms) {
             for backend in BackendKind::ALL {
-                if let Some(r) = ours(records, backend, w.batch, w.seq, d) {
+                if let Some(r) = ours(records, p.source.op, backend, (w.batch, w.seq, d)) {
                     let m = r.measured.as_ref().expect("measured");
                     let soft = if r.software_device {
                         " (software GPU)"
@@ -106,7 +119,7 @@ pub fn tables(records: &[Record]) -> Vec<Table> {
     let w = &p.week2;
     let mut rows = Vec::new();
     for backend in BackendKind::ALL {
-        if let Some(r) = ours(records, backend, w.batch, w.seq, w.dim) {
+        if let Some(r) = ours(records, p.source.op, backend, (w.batch, w.seq, w.dim)) {
             let m = r.measured.as_ref().expect("measured");
             let l = &m.latency_ms;
             let soft = if r.software_device {
@@ -179,11 +192,11 @@ mod tests {
     #[test]
     fn matching_shapes_are_set_beside_the_seed_and_others_are_not() {
         let rs = vec![
-            synthetic(Op::Matmul, "cpu", Precision::F32, 8, 512, 1024, 24.5),
-            synthetic(Op::Matmul, "cpu", Precision::F32, 32, 1024, 512, 50.0),
+            synthetic("matmul", "cpu", Precision::F32, 8, 512, 1024, 24.5),
+            synthetic("matmul", "cpu", Precision::F32, 32, 1024, 512, 50.0),
             // Not the seed's: another dim, another precision.
-            synthetic(Op::Matmul, "cpu", Precision::F32, 8, 512, 2048, 99.0),
-            synthetic(Op::Matmul, "cpu", Precision::F16, 8, 512, 512, 9.0),
+            synthetic("matmul", "cpu", Precision::F32, 8, 512, 2048, 99.0),
+            synthetic("matmul", "cpu", Precision::F16, 8, 512, 512, 9.0),
         ];
         let t = tables(&rs);
         assert_eq!(t.len(), 2);

@@ -1,15 +1,35 @@
-//! Synthetic records for the report's unit tests: measured points with a
-//! chosen median, so findings can be checked against numbers worked out by hand.
+//! Synthetic records for the unit tests of the reports and the engine:
+//! measured points with a chosen median, so findings can be checked against
+//! numbers worked out by hand. Ops are named as a results file names them
+//! (`"matmul"`), so the fixtures read like the files they stand for.
 
 use crate::backend::{BackendKind, MemoryUse, TimingMethod};
 use crate::measure::StopRule;
+use crate::ops::op::Values;
+use crate::ops::Op;
+use crate::precision::Precision;
+use crate::prepared_op::RoleBytes;
 use crate::results::{Measured, MemoryBytes, PointId, Record};
 use crate::stats::{summarize, Samples};
-use crate::workload::{Op, Precision, Shape, Workload};
+use crate::workload::Workload;
 
-/// A measured record with a given median and tokens/s, for findings tests.
+/// The workload of op `op` (by name) in `precision` with these parameters
+/// (the op's defaults for the rest).
+pub fn work(op: &str, precision: Precision, sizes: &[(&str, u32)]) -> Workload {
+    let op: Op = op.parse().unwrap();
+    let mut v = Values::default();
+    for &(k, x) in sizes {
+        if op.axes().iter().any(|a| a.name == k) {
+            v.set(k, x);
+        }
+    }
+    Workload::new(op.params(&v).unwrap(), precision)
+}
+
+/// A measured record with a given median and tokens/s, for findings tests:
+/// op `op` (by name) at batch `b`, seq `s` and dim `d` (a table of 100 rows).
 pub fn synthetic(
-    op: Op,
+    op: &str,
     backend: &str,
     precision: Precision,
     b: u32,
@@ -17,18 +37,17 @@ pub fn synthetic(
     d: u32,
     p50_ms: f64,
 ) -> Record {
-    let work = Workload {
+    let work = work(
         op,
         precision,
-        shape: Shape::new(b, s, d, 100).unwrap(),
-        data: Default::default(),
-    };
+        &[("batch", b), ("seq", s), ("dim", d), ("vocab", 100)],
+    );
     let ns = (p50_ms * 1e6) as u64;
     let raw: Vec<u64> = (0..30).map(|i| ns + (i % 3) * ns / 100).collect();
     let lat = summarize(&Samples::new(raw.iter().map(|&v| v as f64)).unwrap()).scaled(1e-6);
     let model = work.memory_model();
     let measured = MemoryUse {
-        output: model.total,
+        parts: RoleBytes::of(&[("output", model.total)]),
         total: model.total,
         ..Default::default()
     };
@@ -69,7 +88,7 @@ pub fn synthetic(
             gbps: 0.0,
             pct_of_copy_bandwidth: None,
             pct_of_fma_peak: None,
-            tokens_per_s: work.shape.tokens() as f64 / (lat.p50 / 1e3),
+            tokens_per_s: work.tokens() as f64 / (lat.p50 / 1e3),
             arithmetic_intensity: work.arithmetic_intensity(),
             memory_bytes: MemoryBytes {
                 model,
@@ -99,17 +118,21 @@ pub fn layer(
     (b, s, k, n): (u32, u32, u32, u32),
     p50_ms: f64,
 ) -> Record {
-    let mut r = synthetic(Op::Matmul, backend, Precision::F32, b, s, k, p50_ms);
-    let work = Workload {
-        op: Op::Matmul,
-        precision: Precision::F32,
-        shape: Shape::rect(b, s, k, n, r.id.vocab).unwrap(),
-        data: Default::default(),
-    };
+    let mut r = synthetic("matmul", backend, Precision::F32, b, s, k, p50_ms);
+    let work = work(
+        "matmul",
+        Precision::F32,
+        &[("batch", b), ("seq", s), ("dim", k), ("out_dim", n)],
+    );
     r.id = PointId::new(r.id.backend, &work);
     r.layer = Some(label.to_string());
     if let Some(m) = r.measured.as_mut() {
         m.arithmetic_intensity = work.arithmetic_intensity();
     }
     r
+}
+
+/// The op named `name`, as a results file names it.
+pub fn op(name: &str) -> Op {
+    name.parse().unwrap()
 }

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{PointId, Record};
 use crate::backend::BackendKind;
-use crate::workload::{Op, Precision, Workload};
+use crate::ops::op::Roof;
+use crate::ops::OpParams;
+use crate::precision::Precision;
+use crate::workload::Workload;
 
 /// Which library anchors a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,33 +19,24 @@ pub enum AnchorKind {
     Torch,
 }
 
-/// The library's numbers on one point. Throughput uses the lab's own FLOP and
-/// byte models (workload.rs), so ratios compare like with like.
+/// The library's numbers on one point. Throughput uses the op's own FLOP and
+/// byte models, so ratios compare like with like.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnchorPoint {
-    /// The op.
-    pub op: Op,
+    /// The op and its parameters (the record's own fields; files before
+    /// schema 3 carry every op's).
+    #[serde(flatten)]
+    pub params: OpParams,
     /// Storage precision.
     pub precision: Precision,
-    /// Batch.
-    pub batch: u32,
-    /// Sequence length.
-    pub seq: u32,
-    /// Model dimension.
-    pub dim: u32,
-    /// Vocabulary.
-    pub vocab: u32,
-    /// Output columns of the projection; absent in files from before
-    /// rectangular projections (then `dim`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out_dim: Option<u32>,
     /// Median ms of the library's usual call, which allocates its output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fresh_p50_ms: Option<f64>,
     /// Median ms of the same kernel into a preallocated output (`out=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_p50_ms: Option<f64>,
-    /// GFLOP/s (projections) or GB/s (gather) of the faster of the two calls.
+    /// GFLOP/s (points read against the FMA peak) or GB/s (against the copy
+    /// bandwidth) of the faster of the two calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<f64>,
     /// Why the library was not timed on this point.
@@ -52,7 +46,7 @@ pub struct AnchorPoint {
 
 impl AnchorPoint {
     /// The workload this point describes.
-    pub fn work(&self) -> Option<Workload> {
+    pub fn work(&self) -> Workload {
         self.id().work()
     }
 
@@ -64,17 +58,23 @@ impl AnchorPoint {
         }
     }
 
+    /// The rate of a call of `ms` in the unit the point is read in: GFLOP/s
+    /// against the FMA peak, GB/s against the copy bandwidth.
+    pub fn rate(&self, ms: f64) -> f64 {
+        let w = self.work();
+        let per_s = 1e3 / ms;
+        match w.params.roof() {
+            Roof::Memory => w.bytes_moved() as f64 * per_s / 1e9,
+            Roof::Compute => w.flops() as f64 * per_s / 1e9,
+        }
+    }
+
     /// The point it timed, as the CPU backend's point.
     pub fn id(&self) -> PointId {
         PointId {
-            op: self.op,
+            params: self.params,
             backend: BackendKind::Cpu,
             precision: self.precision,
-            batch: self.batch,
-            seq: self.seq,
-            dim: self.dim,
-            vocab: self.vocab,
-            out_dim: self.out_dim.unwrap_or(self.dim),
             dist: Default::default(),
             scale: Default::default(),
         }

@@ -21,8 +21,11 @@ use crate::backend::{BackendKind, Ceilings, DeviceInfo, TuningRecord};
 use crate::error::{LabError, Result};
 use crate::machine_state::MachineState;
 
-/// Version of the results schema; bumped when a field changes meaning.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version of the results schema; bumped when a field changes meaning. 3: a
+/// record carries its op's own parameters (a projection no `vocab`, a lookup
+/// no `out_dim`), memory is by named buffer role, tunings name their op;
+/// files of schema 1 and 2 still read.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Where the results were measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,7 +53,7 @@ pub struct Environment {
     /// Probed ceilings per backend, when the run measured them.
     #[serde(default)]
     pub ceilings: BTreeMap<BackendKind, Ceilings>,
-    /// What the GPU's matmul autotuning measured: per storage mode and shape
+    /// What the GPU's autotuning measured: per op, storage mode and shape
     /// class, every verified candidate's median ms and the one chosen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub autotuning: Vec<TuningRecord>,
@@ -184,7 +187,7 @@ impl ResultsFile {
                     .map_or_else(|| "it does not parse".to_string(), |e| e.to_string());
                 return Err(format!(
                     "record {i} ({} {} {} {}) has a measurement this kernel-lab cannot read: {why}",
-                    rec.id.op,
+                    rec.id.op(),
                     rec.id.backend,
                     rec.id.precision,
                     rec.id.shape_label()

@@ -12,88 +12,75 @@ use crate::measure::{BatchResult, StopRule};
 use crate::precision_cost::PrecisionCost;
 use crate::prepared_op::TimestampFault;
 use crate::stats::Summary;
-use crate::workload::{Data, Dist, MemoryModel, Op, Precision, Scale, Shape, Workload};
+use crate::data::{Data, Dist, Scale};
+use crate::ops::op::MemoryModel;
+use crate::ops::{Op, OpParams};
+use crate::precision::Precision;
+use crate::workload::Workload;
 
 /// What identifies a point in a results file, whatever measured it: a point
-/// is measured at most once per file. Serialised flat into its record; a file
-/// written before projections could be rectangular has no `out_dim`, read as
-/// `dim`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(from = "PointIdFields")]
+/// is measured at most once per file. Serialised flat into its record: the
+/// op's name as `op` and its own parameters beside it (files before schema
+/// 3 carry every op's `batch`, `seq`, `dim`, `vocab` and `out_dim`; each op
+/// reads the ones it has), then the backend, precision and data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PointId {
-    /// The op.
-    pub op: Op,
+    /// The op and its parameters.
+    #[serde(flatten)]
+    pub params: OpParams,
     /// gpu or cpu.
     pub backend: BackendKind,
     /// Storage precision.
     pub precision: Precision,
-    /// Batch.
-    pub batch: u32,
-    /// Sequence length.
-    pub seq: u32,
-    /// Model dimension.
-    pub dim: u32,
-    /// Vocabulary (rows of the table).
-    pub vocab: u32,
-    /// Columns of the projection's output (`dim` for a gather or a square projection).
-    pub out_dim: u32,
     /// The input data's distribution (files before it existed: uniform).
+    #[serde(default)]
     pub dist: Dist,
     /// The factor on activations and table rows (files before it existed: 1).
+    #[serde(default)]
     pub scale: Scale,
 }
 
-/// [`PointId`] as a file may hold it.
-#[derive(Deserialize)]
-struct PointIdFields {
-    op: Op,
-    backend: BackendKind,
-    precision: Precision,
-    batch: u32,
-    seq: u32,
-    dim: u32,
-    vocab: u32,
-    #[serde(default)]
-    out_dim: Option<u32>,
-    #[serde(default)]
-    dist: Dist,
-    #[serde(default)]
-    scale: Scale,
+/// Points are ordered by op, backend and precision, then by the op's own
+/// parameters and the data, as files and reports have always listed them.
+impl Ord for PointId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.op(), self.backend, self.precision, self.params, self.dist, self.scale).cmp(&(
+            other.op(),
+            other.backend,
+            other.precision,
+            other.params,
+            other.dist,
+            other.scale,
+        ))
+    }
 }
 
-impl From<PointIdFields> for PointId {
-    fn from(f: PointIdFields) -> Self {
-        PointId {
-            op: f.op,
-            backend: f.backend,
-            precision: f.precision,
-            batch: f.batch,
-            seq: f.seq,
-            dim: f.dim,
-            vocab: f.vocab,
-            out_dim: f.out_dim.unwrap_or(f.dim),
-            dist: f.dist,
-            scale: f.scale,
-        }
+impl PartialOrd for PointId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl PointId {
     /// The point that runs `work` on `backend`.
     pub fn new(backend: BackendKind, work: &Workload) -> Self {
-        let s = &work.shape;
         PointId {
-            op: work.op,
+            params: work.params,
             backend,
             precision: work.precision,
-            batch: s.batch,
-            seq: s.seq,
-            dim: s.dim,
-            vocab: s.vocab,
-            out_dim: work.mkn().2 as u32,
             dist: work.data.dist,
             scale: work.data.scale,
         }
+    }
+
+    /// Which op.
+    pub fn op(&self) -> Op {
+        self.params.op()
+    }
+
+    /// The value of the op's parameter `axis` (`batch`, `dim`, ...), if it has one.
+    pub fn axis(&self, axis: &str) -> Option<u32> {
+        self.params.axis(axis)
     }
 
     /// The input data it ran on.
@@ -104,56 +91,35 @@ impl PointId {
         }
     }
 
-    /// The workload, when the shape is valid.
-    pub fn work(&self) -> Option<Workload> {
-        Some(Workload {
-            op: self.op,
+    /// The workload.
+    pub fn work(&self) -> Workload {
+        Workload {
+            params: self.params,
             precision: self.precision,
-            shape: Shape::rect(self.batch, self.seq, self.dim, self.out_dim, self.vocab).ok()?,
             data: self.data(),
-        })
+        }
     }
 
-    /// Whether `other` runs the same workload (on any backend); the vocabulary
-    /// counts only for ops that read a table.
+    /// Whether `other` runs the same workload (on any backend).
     pub fn same_work(&self, other: &PointId) -> bool {
-        (
-            self.op,
-            self.precision,
-            self.batch,
-            self.seq,
-            self.dim,
-            self.out_dim,
-            self.data(),
-        ) == (
-            other.op,
-            other.precision,
-            other.batch,
-            other.seq,
-            other.dim,
-            other.out_dim,
-            other.data(),
-        ) && (!self.op.uses_table() || self.vocab == other.vocab)
+        (self.params, self.precision, self.data()) == (other.params, other.precision, other.data())
     }
 
-    /// Whether its output is as wide as its input (a gather, a square projection).
+    /// Whether it lies on its op's main line (a gather, a square projection:
+    /// the lines along dim the scaling findings fit).
     pub fn is_square(&self) -> bool {
-        self.out_dim == self.dim
+        self.params.scaling().on_line
     }
 
-    /// `B8 S512 D768`, with `N2304` when the output width differs from `dim`.
+    /// `B8 S512 D768`, with `N2304` when the output width differs from
+    /// `dim` (the op's label), and the data where it is not the default.
     pub fn shape_label(&self) -> String {
-        let n = if !self.is_square() {
-            format!(" N{}", self.out_dim)
-        } else {
-            String::new()
-        };
         let data = if self.data().is_default() {
             String::new()
         } else {
             format!(" {}", self.data())
         };
-        format!("B{} S{} D{}{n}{data}", self.batch, self.seq, self.dim)
+        format!("{}{data}", self.params.label())
     }
 }
 
@@ -262,7 +228,7 @@ impl PhasesMs {
 /// Memory, modeled and measured, bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryBytes {
-    /// What the buffers need by the model (workload.rs).
+    /// What the buffers need by the op's cost model.
     pub model: MemoryModel,
     /// What the backend allocated for them.
     pub measured: MemoryUse,
@@ -391,7 +357,7 @@ impl Record {
 /// One point's result: the contract's record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Which point: op, backend, precision, batch, seq, dim, vocab, out_dim.
+    /// Which point: op and its parameters, backend, precision, data.
     #[serde(flatten)]
     pub id: PointId,
     /// The model layer it measures (`llama-3-8b/qkv`), when it came from a preset.
@@ -408,7 +374,7 @@ pub struct Record {
     /// Largest absolute error against the f64 reference.
     pub max_abs_err: Option<f64>,
     /// Largest normalised kernel error: `|y - ref| / sum_k |x*w|` against the
-    /// f64 result of the inputs as rounded to the precision (see reference.rs;
+    /// f64 result of the inputs as rounded to the precision (see verify.rs;
     /// files before schema 2 call it `max_rel_err`).
     #[serde(alias = "max_rel_err")]
     pub max_norm_err: Option<f64>,
@@ -461,38 +427,70 @@ mod tests {
         }
     }
 
+    /// A point's identity is flat in its record: the op's tag and its own
+    /// parameters beside backend, precision and data; every schema's
+    /// records read back (files before rectangular projections have no
+    /// out_dim: it is dim; before schema 2 no data axis: uniform at scale 1;
+    /// before schema 3 every op carried a vocab and an out_dim).
     #[test]
-    fn a_point_id_is_flat_in_json() {
-        let id = PointId {
-            op: Op::Matmul,
-            backend: BackendKind::Gpu,
-            precision: Precision::F16,
-            batch: 1,
-            seq: 2,
-            dim: 3,
-            vocab: 4,
-            out_dim: 5,
-            dist: Default::default(),
-            scale: Default::default(),
-        };
-        let v = serde_json::to_value(id).unwrap();
-        assert_eq!(v["backend"], "gpu");
-        assert_eq!(v["op"], "matmul");
-        assert_eq!(v["dim"], 3);
-        assert_eq!(v["out_dim"], 5);
-        assert_eq!(serde_json::from_value::<PointId>(v).unwrap(), id);
-    }
-
-    #[test]
-    fn a_file_without_out_dim_reads_it_as_dim() {
+    fn a_point_id_is_flat_in_json_and_every_schema_reads() {
         let old = serde_json::json!({
             "op": "matmul", "backend": "cpu", "precision": "f32",
             "batch": 1, "seq": 2, "dim": 64, "vocab": 100,
         });
         let id: PointId = serde_json::from_value(old).unwrap();
-        assert_eq!(id.out_dim, 64);
-        // Before schema 2 there was no data axis: uniform at scale 1.
-        assert_eq!(id.data(), crate::workload::Data::default());
+        assert_eq!(id.axis("out_dim"), Some(64));
+        assert_eq!(id.axis("vocab"), None);
+        assert_eq!(id.data(), Data::default());
+        let v = serde_json::to_value(id).unwrap();
+        assert_eq!(v["backend"], "cpu");
+        assert_eq!(v["op"], "matmul");
+        assert_eq!(v["dim"], 64);
+        assert_eq!(v["out_dim"], 64);
+        assert!(v.get("vocab").is_none());
+        assert_eq!(serde_json::from_value::<PointId>(v).unwrap(), id);
+        let gather = serde_json::json!({
+            "op": "embedding", "backend": "gpu", "precision": "f16",
+            "batch": 8, "seq": 512, "dim": 128, "vocab": 32000, "out_dim": 128,
+            "dist": "llm", "scale": 4.0,
+        });
+        let id: PointId = serde_json::from_value(gather).unwrap();
+        assert_eq!((id.axis("vocab"), id.axis("out_dim")), (Some(32000), None));
+        assert_eq!(id.shape_label(), "B8 S512 D128 llm x4");
+        assert!(id.is_square());
+    }
+
+    /// Points sort by op (in the registry's order), then backend, precision
+    /// and sizes, as files and reports always listed them.
+    #[test]
+    fn points_sort_by_op_backend_precision_then_sizes() {
+        let id = |op: &str, backend: &str, dim: u32| -> PointId {
+            serde_json::from_value(serde_json::json!({
+                "op": op, "backend": backend, "precision": "f32",
+                "batch": 1, "seq": 1, "dim": dim, "vocab": 10,
+            }))
+            .unwrap()
+        };
+        let mut ids = vec![
+            id("matmul", "cpu", 8),
+            id("embedding", "gpu", 4),
+            id("matmul", "cpu", 4),
+            id("embedding", "cpu", 16),
+        ];
+        ids.sort();
+        let got: Vec<(String, String, Option<u32>)> = ids
+            .iter()
+            .map(|i| (i.op().to_string(), i.backend.to_string(), i.axis("dim")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("embedding".into(), "cpu".into(), Some(16)),
+                ("embedding".into(), "gpu".into(), Some(4)),
+                ("matmul".into(), "cpu".into(), Some(4)),
+                ("matmul".into(), "cpu".into(), Some(8)),
+            ]
+        );
     }
 
     #[test]

@@ -7,142 +7,17 @@
 
 use std::time::Instant;
 
+use super::context::GpuContext;
+use super::probe::{buffer, deepen, Probe};
 use super::readback::map_read;
-use super::timestamps::{submit_timed, TimestampQueries};
-use super::GpuContext;
-use crate::backend::{Ceilings, DispatchCosts};
+use super::timestamps::TimestampQueries;
+use crate::backend::info::{Ceilings, DispatchCosts};
 use crate::error::{LabError, Result};
 
 /// Largest copy probed; more adds nothing once caches are far exceeded.
 const MAX_COPY_BYTES: u64 = 256 << 20;
 /// FLOPs per invocation and chain step: 8 chains x vec4 x (mul + add).
 const FLOPS_PER_STEP: f64 = 8.0 * 4.0 * 2.0;
-
-/// What every probe times with: the device, its timestamp queries, and a
-/// 16-byte uniform of parameters at binding 2.
-pub(super) struct Probe<'a> {
-    pub(super) ctx: &'a GpuContext,
-    queries: Option<TimestampQueries>,
-    params: wgpu::Buffer,
-}
-
-impl Probe<'_> {
-    /// Runs one dispatch and returns its seconds (device time if available).
-    pub(super) fn time(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        bind: &wgpu::BindGroup,
-        groups: u32,
-    ) -> Result<f64> {
-        self.time_n(pipeline, bind, groups, 1)
-    }
-
-    /// Runs `n` dispatches in one pass; seconds for all of them.
-    fn time_n(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        bind: &wgpu::BindGroup,
-        groups: u32,
-        n: u32,
-    ) -> Result<f64> {
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("probe"),
-                timestamp_writes: self.queries.as_ref().map(|q| q.pass_writes()),
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind, &[]);
-            for _ in 0..n {
-                pass.dispatch_workgroups(groups, 1, 1);
-            }
-        }
-        let sample = submit_timed(self.ctx, self.queries.as_ref(), encoder.finish())?;
-        Ok(sample.best_ns() as f64 * 1e-9)
-    }
-
-    pub(super) fn set_params(&self, words: [u32; 4]) {
-        self.ctx
-            .queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&words));
-    }
-
-    /// `pipeline`'s bind group: `input` at binding 0, `output` at 1, the
-    /// parameters at 2 (every probe kernel's layout).
-    pub(super) fn bind(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        input: &wgpu::Buffer,
-        output: &wgpu::Buffer,
-    ) -> wgpu::BindGroup {
-        self.ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: input.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: output.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: self.params.as_entire_binding(),
-                    },
-                ],
-            })
-    }
-
-    /// How the probes are timed, in words.
-    pub(super) fn timing(&self) -> &'static str {
-        if self.queries.is_some() {
-            "pass timestamps"
-        } else {
-            "wall time"
-        }
-    }
-}
-
-/// Deepens a probe's loop from `iters` steps (at most `max`) until one run,
-/// timed by `time` in seconds, takes ~10 ms, so launch costs do not count;
-/// then the best of three runs at that depth: the steps and the seconds.
-pub(super) fn deepen(
-    mut iters: u32,
-    max: u32,
-    mut time: impl FnMut(u32) -> Result<f64>,
-) -> Result<(u32, f64)> {
-    let mut best = loop {
-        let t = time(iters)?;
-        if t >= 0.005 || iters >= max {
-            break t;
-        }
-        iters = (iters as f64 * (0.01 / t.max(1e-7)))
-            .min(max as f64)
-            .max(iters as f64 * 2.0) as u32;
-    };
-    for _ in 0..2 {
-        best = best.min(time(iters)?);
-    }
-    Ok((iters, best))
-}
-
-pub(super) fn buffer(
-    ctx: &GpuContext,
-    label: &str,
-    size: u64,
-    usage: wgpu::BufferUsages,
-) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size,
-        usage,
-        mapped_at_creation: false,
-    })
-}
 
 /// Probes the device behind `ctx`; buffers stay within `binding_limit`.
 pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
@@ -199,11 +74,7 @@ pub(super) fn probe(ctx: &GpuContext, binding_limit: u64) -> Result<Ceilings> {
         .features
         .contains(wgpu::Features::TIMESTAMP_QUERY)
         .then(|| TimestampQueries::new(&ctx.device, ctx.timestamp_period_ns));
-    let probe = Probe {
-        ctx,
-        queries,
-        params,
-    };
+    let probe = Probe::new(ctx, queries, params);
     let timing = probe.timing();
     let (copy_bind, fma_bind) = (probe.bind(&copy, &src, &dst), probe.bind(&fma, &src, &dst));
 
@@ -309,7 +180,7 @@ fn dispatch_costs(
         readback_round_trip_us,
         method: format!(
             "medians of {DISPATCH_REPS}: one empty dispatch in its own pass ({}); {DISPATCHES_PER_PASS} empty dispatches in one pass, per dispatch; an empty submission to completion (host wall); a 4-byte copy, submit and map (host wall)",
-            if probe.queries.is_some() { "pass timestamps" } else { "host wall" }
+            if probe.timestamped() { "pass timestamps" } else { "host wall" }
         ),
     })
 }

@@ -5,8 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::pipelines::PipelineCache;
-use crate::backend::{DeviceInfo, DeviceLimits};
+use super::options::ShaderChecks;
+use super::pipelines::{Compiled, PipelineCache};
+use crate::backend::info::{DeviceInfo, DeviceLimits};
 use crate::error::{LabError, Result};
 
 /// Features requested whenever the adapter offers them.
@@ -36,7 +37,7 @@ pub struct GpuContext {
     /// Pipelines compiled on this device (see pipelines.rs).
     pub pipelines: PipelineCache,
     /// Nanoseconds per timestamp tick: the queue's own period, unless
-    /// [`super::GpuOptions::timestamp_period_ns`] replaces it.
+    /// [`super::options::GpuOptions::timestamp_period_ns`] replaces it.
     pub timestamp_period_ns: f32,
 }
 
@@ -211,7 +212,7 @@ pub fn describe(
             max_compute_workgroup_storage_size: Some(limits.max_compute_workgroup_storage_size),
             min_subgroup_size: Some(info.subgroup_min_size),
             max_subgroup_size: Some(info.subgroup_max_size),
-            cooperative_matrix_configs: Some(super::support::coop_configurations(adapter)),
+            cooperative_matrix_configs: Some(coop_configurations(adapter)),
             threads: None,
         },
         vendor_id: Some(info.vendor),
@@ -330,6 +331,40 @@ impl GpuContext {
         }
         out
     }
+}
+
+impl GpuContext {
+    /// The compute pipeline of `source` (entry point `main`) with `constants`,
+    /// from the device's cache or compiled now, with the runtime `checks`
+    /// asked for; only kernels that bound every access themselves may ask
+    /// for less than full checks (the SAFETY note in `pipelines.rs`). A module
+    /// that fails to compile is an error naming `label`, and is not cached.
+    pub fn pipeline(
+        &self,
+        label: &str,
+        source: String,
+        constants: &[(&str, f64)],
+        checks: ShaderChecks,
+    ) -> Result<Compiled> {
+        self.pipelines
+            .get_or_compile(&self.device, source, constants, checks, |compile| {
+                self.scoped(&format!("compiling {label}"), || Ok(compile(label)))
+            })
+    }
+}
+
+/// The cooperative-matrix configurations an adapter offers, as `MxNxK A->C`.
+pub fn coop_configurations(adapter: &wgpu::Adapter) -> Vec<String> {
+    adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+            )
+        })
+        .collect()
 }
 
 fn first_line(e: &wgpu::Error) -> String {

@@ -5,11 +5,12 @@
 //! the coop matmul's distance is the kernel's and how much the path's (naga's
 //! translation, the driver's). Every run checks its own result (exact in f32).
 
-use super::ceilings::{buffer, Probe};
+use super::capability::{coop_fragment, coop_status, subgroup_max};
+use super::context::GpuContext;
+use super::options::ShaderChecks;
+use super::probe::{buffer, Probe};
 use super::readback::map_read;
-use super::support::{coop_fragment, coop_status, subgroup_max};
-use super::{GpuContext, ShaderChecks};
-use crate::backend::CoopCeiling;
+use crate::backend::info::CoopCeiling;
 use crate::error::{LabError, Result};
 
 /// Subgroups per workgroup.
@@ -89,7 +90,7 @@ pub(super) fn probe(probe: &Probe<'_>) -> Result<Option<CoopCeiling>> {
             probe.set_params([iters, 0, 0, 0]);
             probe.time(&pipeline, &bind, GROUPS)
         };
-        let (iters, best) = super::ceilings::deepen(16, 1 << 20, time)?;
+        let (iters, best) = super::probe::deepen(16, 1 << 20, time)?;
         check_result(ctx, &out, &check, iters, f, name)?;
         let flops =
             (GROUPS * SUBGROUPS) as f64 * iters as f64 * ACCUMULATORS * 2.0 * (f as f64).powi(3);

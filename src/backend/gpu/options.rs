@@ -1,6 +1,6 @@
 //! The knobs of the GPU backend that tests and experts turn.
 
-use super::shaders::MatmulVariant;
+use crate::ops::matmul::kernels::MatmulVariant;
 
 /// Which of wgpu's runtime checks the matmul kernels are built with. The
 /// gather always keeps them all, since its row index comes from data.
@@ -52,7 +52,8 @@ impl ShaderChecks {
     }
 }
 
-/// Options of a [`super::GpuBackend`]; the default is what a plain run uses.
+/// Options of a GPU backend; the default is what a plain run uses. Two are
+/// the matmul's (a forced configuration, f16 accumulation), read by its plan.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GpuOptions {
     /// Use packed-u32 FP16 storage even where SHADER_F16 exists (to test that path).

@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::options::ShaderChecks;
-use super::GpuContext;
 use crate::error::Result;
 
 /// What a pipeline is compiled from.
@@ -35,18 +34,18 @@ pub struct Compiled {
     pub compile_ns: u64,
 }
 
-impl GpuContext {
-    /// The compute pipeline of `source` (entry point `main`) with `constants`,
-    /// from the cache or compiled now, with the runtime `checks` asked for;
-    /// only kernels that bound every access themselves may ask for less than
-    /// full checks (see the SAFETY note below). A module
-    /// that fails to compile is an error naming `label`, and is not cached.
-    pub fn pipeline(
+impl PipelineCache {
+    /// The pipeline of `source` with `constants` and `checks`: from the
+    /// cache, or compiled now by `compile_in` (which runs the compilation it
+    /// is handed, inside whatever error scope it sets up) and cached. A module
+    /// that fails to compile is not cached.
+    pub fn get_or_compile(
         &self,
-        label: &str,
+        device: &wgpu::Device,
         source: String,
         constants: &[(&str, f64)],
         checks: ShaderChecks,
+        compile_in: impl FnOnce(&dyn Fn(&str) -> wgpu::ComputePipeline) -> Result<wgpu::ComputePipeline>,
     ) -> Result<Compiled> {
         let key = PipelineKey {
             source,
@@ -56,7 +55,7 @@ impl GpuContext {
                 .collect(),
             checks,
         };
-        let cache = &self.pipelines.pipelines;
+        let cache = &self.pipelines;
         if let Some(p) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(Compiled {
                 pipeline: p.clone(),
@@ -64,9 +63,7 @@ impl GpuContext {
             });
         }
         let t = Instant::now();
-        let pipeline = self.scoped(&format!("compiling {label}"), || {
-            Ok(self.compile(label, &key.source, constants, checks))
-        })?;
+        let pipeline = compile_in(&|label| compile(device, label, &key.source, constants, checks))?;
         let compile_ns = t.elapsed().as_nanos() as u64;
         cache
             .lock()
@@ -77,9 +74,11 @@ impl GpuContext {
             compile_ns,
         })
     }
+}
 
-    fn compile(
-        &self,
+/// Compiles `source` on `device` with `constants` and `checks`.
+fn compile(
+        device: &wgpu::Device,
         label: &str,
         source: &str,
         constants: &[(&str, f64)],
@@ -106,13 +105,12 @@ impl GpuContext {
             // loads and stores read 16x16 blocks at fixed offsets that end at the
             // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
             unsafe {
-                self.device
-                    .create_shader_module_trusted(desc, runtime_checks)
+                device.create_shader_module_trusted(desc, runtime_checks)
             }
         } else {
-            self.device.create_shader_module(desc)
+            device.create_shader_module(desc)
         };
-        self.device
+        device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(label),
                 layout: None,
@@ -125,4 +123,3 @@ impl GpuContext {
                 cache: None,
             })
     }
-}

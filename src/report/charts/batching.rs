@@ -7,7 +7,7 @@ use std::path::Path;
 use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
 use super::{facet, part, software_note, Chart, Panel, Pt, Series};
-use crate::report::analysis::{batch_curves, knee, rate_band, BatchKey};
+use crate::report::analysis::{batch_curves, knee, rate_band, seed_axes, BatchKey};
 use crate::results::Record;
 
 /// A row of the figure: tokens/s lines, p99 lines, the knees.
@@ -25,17 +25,18 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
     let by_point: BTreeMap<(BatchKey, u32), &Record> = records
         .iter()
         .filter(|r| r.measured.is_some())
-        .map(|r| {
+        .filter_map(|r| {
             let id = &r.id;
+            let a = seed_axes(id)?;
             let key = (
                 id.backend,
-                id.op,
+                id.op(),
                 id.precision.name().to_string(),
-                id.seq,
-                id.dim,
-                id.out_dim,
+                a.seq,
+                a.dim,
+                a.out_dim,
             );
-            ((key, id.batch), r)
+            Some(((key, a.batch), r))
         })
         .collect();
     let band = |k: &BatchKey, b: u32, tps: f64| -> Option<(f64, f64)> {
@@ -66,19 +67,21 @@ pub fn batching(records: &[Record], out: &Path) -> Chart {
             );
         }
         // Batches of this line that were cut or skipped: marked where they would be.
-        for r in records.iter().filter(|r| {
-            r.measured.is_none()
+        for (r, a) in records.iter().filter_map(|r| Some((r, seed_axes(&r.id)?))) {
+            let on_line = r.measured.is_none()
                 && r.id.backend == *backend
-                && r.id.op == *op
+                && r.id.op() == *op
                 && r.id.precision.name() == prec
-                && (r.id.seq, r.id.dim, r.id.out_dim) == (*s, *d, *n)
-        }) {
+                && (a.seq, a.dim, a.out_dim) == (*s, *d, *n);
+            if !on_line {
+                continue;
+            }
             let why = r
                 .skipped
                 .as_ref()
                 .map_or("not measured".into(), |w| w.to_string());
-            tps.missing.push((r.id.batch as f64, why.clone()));
-            p99.missing.push((r.id.batch as f64, why));
+            tps.missing.push((a.batch as f64, why.clone()));
+            p99.missing.push((a.batch as f64, why));
         }
         if let Some(b) = knee_at {
             if let Some(p) = v.iter().find(|p| p.0 == b) {

@@ -27,7 +27,7 @@ pub fn gpu_vs_cpu(records: &[Record], out: &Path) -> Chart {
     let mut by_panel: BTreeMap<(String, String), Vec<PointId>> = BTreeMap::new();
     for id in &shapes {
         by_panel
-            .entry((id.op.name().into(), id.precision.name().into()))
+            .entry((id.op().name().into(), id.precision.name().into()))
             .or_default()
             .push(*id);
     }

@@ -69,7 +69,7 @@ pub fn latency_distribution(records: &[Record], out: &Path) -> Chart {
                 root,
                 &format!(
                     "{} {} {}{} on {}{soft}: {} samples ({method}), {which}",
-                    r.id.op,
+                    r.id.op(),
                     r.id.precision,
                     r.id.shape_label(),
                     r.layer

@@ -15,9 +15,16 @@ use super::ticks::Scale as AxisScale;
 use super::{facet, part, software_note, Chart, Marker, Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::models::{self, Model};
-use crate::report::analysis::{measured, p50, p50_ci, rate_band};
+use crate::report::analysis::{measured, p50, p50_ci, rate_band, seed_axes};
 use crate::results::{PointId, Record};
-use crate::workload::{Data, Op, Precision};
+use crate::data::Data;
+use crate::ops::Op;
+use crate::precision::Precision;
+
+/// A record's dim (the x axis here: records are filtered to the seed's axes).
+fn dim(r: &Record) -> u32 {
+    seed_axes(&r.id).map_or(0, |a| a.dim)
+}
 
 fn styled(backend: BackendKind, op: Op, precision: Precision, ops: usize) -> Series {
     let mut s = if ops > 1 {
@@ -39,20 +46,20 @@ fn styled(backend: BackendKind, op: Op, precision: Precision, ops: usize) -> Ser
 /// largest) and GFLOP/s per batch x seq, vs dim, for two precisions or more.
 pub fn precision(records: &[Record], own: &[Model], out: &Path) -> Chart {
     let mm: Vec<&Record> = measured(records)
-        .filter(|r| r.id.op.uses_weight())
+        .filter(|r| r.id.params.projection().is_some() && seed_axes(&r.id).is_some())
         .collect();
     let precisions: BTreeSet<Precision> = mm.iter().map(|r| r.id.precision).collect();
     if precisions.len() < 2 {
         return Ok(vec![]);
     }
-    let ops = mm.iter().map(|r| r.id.op).collect::<BTreeSet<Op>>().len();
+    let ops = mm.iter().map(|r| r.id.op()).collect::<BTreeSet<Op>>().len();
     // Error: per backend x precision x dim, over every shape.
     let mut err: BTreeMap<(BackendKind, Op, Precision), BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
     for r in &mm {
         if let Some(e) = r.max_norm_err {
-            err.entry((r.id.backend, r.id.op, r.id.precision))
+            err.entry((r.id.backend, r.id.op(), r.id.precision))
                 .or_default()
-                .entry(r.id.dim)
+                .entry(dim(r))
                 .or_default()
                 .push(e.max(1e-12));
         }
@@ -139,7 +146,7 @@ fn layer_panels(
 ) -> Option<Vec<Panel>> {
     let rs: Vec<&Record> = records
         .iter()
-        .filter(|r| r.id.op.uses_weight() && precisions.contains(&r.id.precision))
+        .filter(|r| r.id.params.projection().is_some() && precisions.contains(&r.id.precision))
         .collect();
     // (record, model, layer name, its place in the preset)
     let mut placed = Vec::new();
@@ -177,11 +184,12 @@ fn layer_panels(
         } else {
             format!(", {data}")
         };
+        let a = seed_axes(id)?;
         let series = lines
-            .entry((model, id.backend, id.batch, id.seq, data))
+            .entry((model, id.backend, a.batch, a.seq, data))
             .or_default()
             .entry(id.precision)
-            .or_insert_with(|| styled(id.backend, Op::Matmul, id.precision, 1));
+            .or_insert_with(|| styled(id.backend, id.op(), id.precision, 1));
         let x = x_of(model, at);
         if r.measured.is_none() {
             let why = r
@@ -208,7 +216,7 @@ fn layer_panels(
         };
         series.points.push(Pt::new(x, ms).band(lo, hi).tip(format!(
             "{model} {layer} ({} -> {}), {} {} B{} S{}: {ms:.3} ms per call{vs}",
-            id.dim, id.out_dim, id.backend, id.precision, id.batch, id.seq
+            a.dim, a.out_dim, id.backend, id.precision, a.batch, a.seq
         )));
     }
     let mut panels = Vec::new();
@@ -250,13 +258,14 @@ fn speed_panels(
         ops: usize,
     ) -> &'a mut Series {
         let id = &r.id;
-        let n = (id.out_dim != id.dim).then_some(id.out_dim);
+        let a = seed_axes(id).expect("filtered to the seed's axes");
+        let n = (a.out_dim != a.dim).then_some(a.out_dim);
         speed
-            .entry((id.batch, id.seq))
+            .entry((a.batch, a.seq))
             .or_default()
-            .entry((id.backend, id.op, id.precision, n))
+            .entry((id.backend, id.op(), id.precision, n))
             .or_insert_with(|| {
-                let mut s = styled(id.backend, id.op, id.precision, ops);
+                let mut s = styled(id.backend, id.op(), id.precision, ops);
                 if let Some(n) = n {
                     s.label = format!("{} N{n}", s.label);
                 }
@@ -268,7 +277,7 @@ fn speed_panels(
         let (lo, hi) = rate_band(r, m.gflops).unwrap_or((f64::NAN, f64::NAN));
         line(&mut speed, r, ops)
             .points
-            .push(Pt::new(r.id.dim as f64, m.gflops).band(lo, hi).tip(format!(
+            .push(Pt::new(dim(r) as f64, m.gflops).band(lo, hi).tip(format!(
                 "{} {} {}: {:.2} GFLOP/s",
                 r.id.backend,
                 r.id.precision,
@@ -277,7 +286,10 @@ fn speed_panels(
             )));
     }
     for r in records.iter().filter(|r| {
-        r.measured.is_none() && r.id.op.uses_weight() && precisions.contains(&r.id.precision)
+        r.measured.is_none()
+            && r.id.params.projection().is_some()
+            && seed_axes(&r.id).is_some()
+            && precisions.contains(&r.id.precision)
     }) {
         let why = r
             .skipped
@@ -285,7 +297,7 @@ fn speed_panels(
             .map_or("not measured".into(), |w| w.to_string());
         line(&mut speed, r, ops)
             .missing
-            .push((r.id.dim as f64, why));
+            .push((dim(r) as f64, why));
     }
     for ((b, s), lines) in speed {
         let groups = facet(lines.into_values().collect());
@@ -328,7 +340,7 @@ mod tests {
             .find(|r| {
                 r.id.backend == BackendKind::Gpu
                     && r.id.precision == Precision::F32
-                    && r.id.out_dim == 50257
+                    && r.id.axis("out_dim") == Some(50257)
             })
             .unwrap();
         cut.measured = None;

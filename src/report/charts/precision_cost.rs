@@ -14,7 +14,9 @@ use crate::backend::BackendKind;
 use crate::report::analysis::measured;
 use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
 use crate::results::Record;
-use crate::workload::{Op, Precision, Scale};
+use crate::data::Scale;
+use crate::ops::Op;
+use crate::precision::Precision;
 
 /// Both charts, when the records hold at least two precisions with a cost.
 pub fn precision_cost(records: &[Record], out: &Path) -> Chart {
@@ -117,11 +119,11 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
     };
     let mut curves: Cdfs = BTreeMap::new();
     for r in measured(records)
-        .filter(|r| r.id.op.uses_weight() && r.id.dist == dist && r.id.scale == Scale::ONE)
+        .filter(|r| r.id.params.projection().is_some() && r.id.dist == dist && r.id.scale == Scale::ONE)
     {
         if let Some(c) = &r.precision_cost {
             curves
-                .entry(r.id.op)
+                .entry(r.id.op())
                 .or_default()
                 .entry(r.id.precision)
                 .or_default()
@@ -188,10 +190,10 @@ mod tests {
     use super::*;
     use crate::precision_cost::PrecisionCost;
     use crate::report::testdata::synthetic;
-    use crate::workload::Dist;
+    use crate::data::Dist;
 
     fn rec(backend: &str, p: Precision, ms: f64, err: f64) -> Record {
-        let mut r = synthetic(Op::Matmul, backend, p, 4, 32, 1024, ms);
+        let mut r = synthetic("matmul", backend, p, 4, 32, 1024, ms);
         r.id.dist = Dist::Normal;
         r.precision_cost = Some(PrecisionCost {
             rel_frobenius_err: err,

@@ -62,7 +62,7 @@ pub fn roofline(
             let what = format!(
                 "{} {} {} {}",
                 backend,
-                r.id.op,
+                r.id.op(),
                 r.id.precision,
                 r.id.shape_label()
             );

@@ -8,7 +8,7 @@ use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
 use super::{facet, part, Chart, Panel, Pt, Series, MIB};
 use crate::backend::BackendKind;
-use crate::report::analysis::{p50, p50_ci};
+use crate::report::analysis::{p50, p50_ci, seed_axes};
 use crate::results::Record;
 
 /// The seed's figure, per op, backend and precision: memory (top) and latency
@@ -16,10 +16,12 @@ use crate::results::Record;
 /// per sequence length; points not measured are marked on the axis.
 pub fn seed(records: &[Record], out: &Path) -> Chart {
     let mut groups: BTreeMap<(String, BackendKind, String), Vec<&Record>> = BTreeMap::new();
-    for r in records {
+    // The seed's axes: points of an op without them are not on this figure.
+    let at = |r: &Record| seed_axes(&r.id).expect("filtered to the seed's axes");
+    for r in records.iter().filter(|r| seed_axes(&r.id).is_some()) {
         groups
             .entry((
-                r.id.op.name().into(),
+                r.id.op().name().into(),
                 r.id.backend,
                 r.id.precision.name().into(),
             ))
@@ -33,18 +35,18 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
             .copied()
             .filter(|r| r.measured.is_some())
             .collect();
-        let dims: BTreeSet<u32> = measured.iter().map(|r| r.id.dim).collect();
+        let dims: BTreeSet<u32> = measured.iter().map(|r| at(r).dim).collect();
         if dims.len() < 2 {
             continue;
         }
-        let seqs: BTreeSet<u32> = rs.iter().map(|r| r.id.seq).collect();
+        let seqs: BTreeSet<u32> = rs.iter().map(|r| at(r).seq).collect();
         // Per seq: the memory panel(s), then the latency panel(s).
         let mut columns: Vec<Vec<Panel>> = Vec::new();
         for &seq in &seqs {
             let mut panels = Vec::new();
             let mut by_batch: BTreeMap<u32, Vec<&Record>> = BTreeMap::new();
-            for r in rs.iter().filter(|r| r.id.seq == seq) {
-                by_batch.entry(r.id.batch).or_default().push(r);
+            for r in rs.iter().filter(|r| at(r).seq == seq) {
+                by_batch.entry(at(r).batch).or_default().push(r);
             }
             let series = |f: &dyn Fn(&Record) -> Pt| -> Vec<Series> {
                 by_batch
@@ -54,7 +56,7 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
                         for r in v {
                             match &r.skipped {
                                 Some(why) if r.measured.is_none() => {
-                                    s.missing.push((r.id.dim as f64, why.to_string()))
+                                    s.missing.push((at(r).dim as f64, why.to_string()))
                                 }
                                 _ => s.points.push(f(r)),
                             }
@@ -71,11 +73,11 @@ pub fn seed(records: &[Record], out: &Path) -> Chart {
                     .measured
                     .as_ref()
                     .map_or(0.0, |m| m.memory_bytes.measured.total as f64 / MIB);
-                Pt::new(r.id.dim as f64, mib).tip(tip(r, format!("{mib:.2} MiB measured")))
+                Pt::new(at(r).dim as f64, mib).tip(tip(r, format!("{mib:.2} MiB measured")))
             });
             let lat = series(&|r| {
                 let (lo, hi) = p50_ci(r).unwrap_or((f64::NAN, f64::NAN));
-                Pt::new(r.id.dim as f64, p50(r)).band(lo, hi).tip(tip(
+                Pt::new(at(r).dim as f64, p50(r)).band(lo, hi).tip(tip(
                     r,
                     format!("p50 {:.4} ms (95% CI {lo:.4}..{hi:.4})", p50(r)),
                 ))
