@@ -64,9 +64,20 @@ pub struct Axes {
     /// Factors on the activations and table rows (default: 1).
     #[serde(default = "default_scale")]
     pub scale: Vec<Scale>,
-    /// The ops' own parameters, each a list of values (`batch = [8, 16]`).
+    /// The ops' own parameters, each a list of values (`batch = [8, 16]`;
+    /// checked to be lists by [`Spec::parse`], naming the axis).
     #[serde(flatten)]
-    pub params: BTreeMap<String, Vec<serde_json::Value>>,
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+impl Axes {
+    /// The values the spec gives parameter `name`, if it gives any.
+    pub fn values(&self, name: &str) -> Option<&[serde_json::Value]> {
+        self.params
+            .get(name)
+            .and_then(|v| v.as_array())
+            .map(Vec::as_slice)
+    }
 }
 
 fn all_backends() -> Vec<BackendKind> {
@@ -454,12 +465,19 @@ impl Spec {
         crate::models::validate_own(&self.model, origin)?;
         self.validate_models(origin)?;
         let known = axis_names();
-        for name in a.params.keys() {
+        for (name, v) in &a.params {
             if !known.contains(&name.as_str()) {
                 return Err(LabError::invalid(
                     &format!("axes.{name}"),
                     origin,
                     &format!("unknown axis `{name}`; axes are {}", known.join(", ")),
+                ));
+            }
+            if !v.is_array() {
+                return Err(LabError::invalid(
+                    &format!("axes.{name}"),
+                    &v.to_string(),
+                    &format!("{origin}: an axis is a list of values (`{name} = [...]`)"),
                 ));
             }
         }
@@ -472,7 +490,11 @@ impl Spec {
         if a.model.is_empty() {
             lens.push(("op", a.op.len()));
         }
-        lens.extend(a.params.iter().map(|(k, v)| (k.as_str(), v.len())));
+        lens.extend(
+            a.params
+                .keys()
+                .map(|k| (k.as_str(), a.values(k).map_or(0, <[_]>::len))),
+        );
         for (axis, n) in lens {
             if n == 0 {
                 return Err(LabError::invalid(
@@ -483,7 +505,7 @@ impl Spec {
             }
         }
         for axis in all_axes() {
-            let Some(values) = a.params.get(axis.name) else {
+            let Some(values) = a.values(axis.name) else {
                 continue;
             };
             for v in values {
@@ -646,7 +668,7 @@ impl Spec {
     fn product(&self, axes: &[crate::ops::op::Axis], base: &Values) -> Vec<Values> {
         let mut out = vec![base.clone()];
         for axis in axes {
-            let Some(values) = self.axes.params.get(axis.name) else {
+            let Some(values) = self.axes.values(axis.name) else {
                 continue;
             };
             out = out
@@ -755,6 +777,19 @@ impl Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::embedding::params::DEFAULT_VOCAB;
+    use crate::report::testdata::op;
+
+    /// A point's parameter `a`.
+    fn at(p: &Point, a: &str) -> Option<u32> {
+        p.work.params.axis(a)
+    }
+
+    /// A projection point's M, K and N.
+    fn mkn(p: &Point) -> (u64, u64, u64) {
+        let (k, n) = p.work.params.projection().unwrap();
+        (p.work.tokens(), k, n)
+    }
 
     #[test]
     fn overrides_parse_every_axis_into_its_canonical_form() {
@@ -897,11 +932,11 @@ mod tests {
         .unwrap();
         assert_eq!(spec.axes.backend, [BackendKind::Gpu, BackendKind::Cpu]);
         assert_eq!(spec.axes.precision, [Precision::F32]);
-        assert_eq!(spec.axes.vocab, [DEFAULT_VOCAB]);
+        assert!(!spec.axes.params.contains_key("vocab"));
         assert!(spec.probe_ceilings);
         let points = spec.expand().unwrap();
         assert_eq!(points.len(), 2);
-        assert!(points.iter().all(|p| p.work.mkn() == (2, 8, 8)));
+        assert!(points.iter().all(|p| mkn(p) == (2, 8, 8)));
         // Points follow the op axis as written.
         let spec = Spec::parse(
             "name = \"o\"\n[axes]\nop = [\"matmul\", \"embedding\"]\nbackend = [\"cpu\"]\nbatch = [1]\nseq = [2]\ndim = [8]\n",
@@ -909,7 +944,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        let ops: Vec<Op> = spec.expand().unwrap().iter().map(|p| p.work.op).collect();
+        let ops: Vec<Op> = spec.expand().unwrap().iter().map(|p| p.work.op()).collect();
+        let gather = &spec.expand().unwrap()[1];
+        assert_eq!(at(gather, "vocab"), Some(DEFAULT_VOCAB), "the op's default");
         assert_eq!(ops, [op("matmul"), op("embedding")]);
     }
 
@@ -918,35 +955,34 @@ mod tests {
     /// the kept ones has the excluded value.
     #[test]
     fn every_exclusion_key_drops_exactly_its_points() {
-        let axes = "[axes]\nop = [\"matmul\", \"embed-project\"]\nbackend = [\"cpu\", \"gpu\"]\n\
+        let axes = "[axes]\nop = [\"embed-project\"]\nbackend = [\"cpu\", \"gpu\"]\n\
                     precision = [\"f32\", \"f16\"]\nbatch = [1, 2]\nseq = [3, 4]\ndim = [8, 16]\n\
                     out_dim = [24, 32]\nvocab = [50, 60]\ndist = [\"uniform\", \"normal\"]\nscale = [1.0, 2.0]\n";
         let all = Spec::parse(&format!("name = \"x\"\n{axes}"), "x", &[])
             .unwrap()
             .expand()
             .unwrap();
-        assert_eq!(all.len(), 1 << 10);
+        assert_eq!(all.len(), 1 << 9);
         type Has = fn(&Point) -> bool;
-        let keys: [(&str, &str, Has); 10] = [
-            ("op", "\"matmul\"", |p| p.work.op == op("matmul")),
+        let keys: [(&str, &str, Has); 9] = [
             ("backend", "\"gpu\"", |p| p.backend == BackendKind::Gpu),
             ("precision", "\"f16\"", |p| {
                 p.work.precision == Precision::F16
             }),
-            ("batch", "2", |p| p.work.shape.batch == 2),
-            ("seq", "3", |p| p.work.shape.seq == 3),
-            ("dim", "16", |p| p.work.shape.dim == 16),
-            ("out_dim", "24", |p| p.work.mkn().2 == 24),
-            ("vocab", "60", |p| p.work.shape.vocab == 60),
+            ("batch", "2", |p| at(p, "batch") == Some(2)),
+            ("seq", "3", |p| at(p, "seq") == Some(3)),
+            ("dim", "16", |p| at(p, "dim") == Some(16)),
+            ("out_dim", "24", |p| at(p, "out_dim") == Some(24)),
+            ("vocab", "60", |p| at(p, "vocab") == Some(60)),
             ("dist", "\"normal\"", |p| p.work.data.dist == Dist::Normal),
             ("scale", "2.0", |p| f64::from(p.work.data.scale) == 2.0),
         ];
         for (key, value, has) in keys {
             let text = format!("name = \"x\"\n{axes}[[exclude]]\n{key} = {value}\n");
             let kept = Spec::parse(&text, "x", &[]).unwrap().expand().unwrap();
-            assert_eq!(kept.len(), 1 << 9, "{key}");
+            assert_eq!(kept.len(), 1 << 8, "{key}");
             assert!(kept.iter().all(|p| !has(p)), "{key}");
-            assert_eq!(all.iter().filter(|p| !has(p)).count(), 1 << 9, "{key}");
+            assert_eq!(all.iter().filter(|p| !has(p)).count(), 1 << 8, "{key}");
         }
         // Two keys drop only the points matching both.
         let text = format!("name = \"x\"\n{axes}[[exclude]]\nbatch = 2\nseq = 3\n");
@@ -956,8 +992,24 @@ mod tests {
                 .expand()
                 .unwrap()
                 .len(),
-            768
+            384
         );
+        // The op key; and a parameter an op does not have drops none of its
+        // points (a projection has no vocabulary).
+        let two = "name = \"x\"\n[axes]\nop = [\"matmul\", \"embedding\"]\nbackend = [\"cpu\"]\n\
+                   batch = [1]\nseq = [1]\ndim = [8]\nvocab = [50, 60]\n";
+        let points = |extra: &str| {
+            Spec::parse(&format!("{two}{extra}"), "x", &[])
+                .unwrap()
+                .expand()
+                .unwrap()
+        };
+        assert_eq!(points("").len(), 3, "one projection, two lookups");
+        let no_mm = points("[[exclude]]\nop = \"matmul\"\n");
+        assert!(no_mm.len() == 2 && no_mm.iter().all(|p| p.work.op() == op("embedding")));
+        let no_60 = points("[[exclude]]\nvocab = 60\n");
+        assert_eq!(no_60.len(), 2);
+        assert!(no_60.iter().any(|p| p.work.op() == op("matmul")));
     }
 
     #[test]
@@ -978,7 +1030,7 @@ seq = 2048
         assert_eq!(points.len(), 3);
         assert!(points
             .iter()
-            .all(|p| p.work.mkn() != (64 * 2048, 768, 50257)));
+            .all(|p| mkn(p) != (64 * 2048, 768, 50257)));
         // Without the exclusion the size is rejected, naming it and the file.
         let all = spec.split("[[exclude]]").next().unwrap();
         let err = Spec::parse(all, "t.toml", &[]).unwrap_err().to_string();
@@ -1005,7 +1057,7 @@ batch = [1]
             .iter()
             .find(|p| p.layer.is_some_and(|l| l.layer == "qkv"))
             .unwrap();
-        assert_eq!(qkv.work.mkn(), (1, 2048, 3072));
+        assert_eq!(mkn(qkv), (1, 2048, 3072));
         let with_dim = spec.replace("seq = [1]", "seq = [1]\ndim = [64]");
         let err = Spec::parse(&with_dim, "t", &[]).unwrap_err().to_string();
         assert!(err.contains("axes.dim"), "{err}");
@@ -1068,8 +1120,12 @@ batch = [1, 4]
             .iter()
             .find(|p| p.layer.is_some_and(|l| l.label() == "my-net/down"))
             .unwrap();
-        assert_eq!(down.work.mkn(), (1, 384, 96));
-        assert_eq!(down.work.shape.vocab, 1000, "the model's vocabulary");
+        assert_eq!(mkn(down), (1, 384, 96));
+        let table = points
+            .iter()
+            .find(|p| p.layer.is_some_and(|l| l.label() == "my-net/embedding"))
+            .unwrap();
+        assert_eq!(at(table, "vocab"), Some(1000), "the layer's vocabulary");
         assert!(points
             .iter()
             .any(|p| p.layer.is_some_and(|l| l.model == "gpt2-small")));
@@ -1136,7 +1192,7 @@ batch = [1, 4]
             (
                 ", out_dim = 96,",
                 ",",
-                &["layers.out_dim (down)", "output width"],
+                &["layers.out_dim (down)", "need their out_dim"],
             ),
             ("vocab = 1000,", "", &["layers.vocab (embedding)"]),
             (
@@ -1196,17 +1252,18 @@ batch = [1, 4]
         assert_eq!(points.len(), 12);
         assert!(!points
             .iter()
-            .any(|p| p.work.op == op("embedding") && p.work.precision == Precision::F16));
+            .any(|p| p.work.op() == op("embedding") && p.work.precision == Precision::F16));
         assert_eq!(spec.sampling.max_ms, 100.0);
         assert_eq!(spec.sampling.min_samples, Sampling::default().min_samples);
-        assert_eq!(points[0].work.shape.vocab, DEFAULT_VOCAB);
+        let gather = points.iter().find(|p| p.work.op() == op("embedding")).unwrap();
+        assert_eq!(at(gather, "vocab"), Some(DEFAULT_VOCAB));
     }
 
     #[test]
     fn set_overrides_an_axis() {
         let spec =
             Spec::parse(GOOD, "good.toml", &["dim=7,8,9".into(), "op=matmul".into()]).unwrap();
-        assert_eq!(spec.axes.dim, vec![7, 8, 9]);
+        assert_eq!(spec.axes.params["dim"], serde_json::json!([7, 8, 9]));
         assert_eq!(spec.expand().unwrap().len(), 2 * 2 * 3);
     }
 
@@ -1223,11 +1280,11 @@ batch = [1, 4]
         let cases = [
             (
                 GOOD.replace("seq = [3]", "seq = [3]\nsequence = [4]"),
-                "unknown field `sequence`",
+                "unknown axis `sequence`",
             ),
             (
                 GOOD.replace("seq = [3]", "seq = \"long\""),
-                "seq = \"long\"",
+                "axes.seq `\"long\"`",
             ),
             (GOOD.replace("seq = [3]", "seq = []"), "axes.seq"),
             (GOOD.replace("batch = [1, 2]", "batch = [0]"), "axes.batch"),

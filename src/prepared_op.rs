@@ -297,6 +297,12 @@ pub trait PreparedOp {
     fn accumulation(&self) -> Accumulation {
         Accumulation::F32
     }
+    /// The rows of each buffer the output comes back in, in order, where the
+    /// backend splits it (a GPU's row chunks: one binding each); empty where
+    /// it holds the output whole.
+    fn output_chunks(&self) -> Vec<u32> {
+        Vec::new()
+    }
     /// One-time work the prepare call did besides setting the op up, which
     /// the cold start must not count; `None` for a backend that does none.
     fn one_time_costs(&self) -> Option<OneTimeCosts> {

@@ -12,9 +12,11 @@
 
 mod common;
 
-use common::{assert_verified, every_gpu_with, gpu, work};
-use kernel_lab::backend::gpu::{plan_chunks, GpuOptions, MatmulVariant, ShaderChecks};
-use kernel_lab::workload::{Op, Precision};
+use common::{assert_verified, every_gpu_with, fit, gpu, op, output_chunks, supports, work};
+use kernel_lab::backend::gpu::{GpuOptions, ShaderChecks};
+use kernel_lab::ops::matmul::kernels::MatmulVariant;
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
 
 /// (B, S, D, V): 37 rows (under one 64-row tile) with K = N = 33 (scalar
 /// loads), 70 rows (past one tile) with K = N = 64 (vector loads).
@@ -30,14 +32,14 @@ fn gpu_trusted_kernels_stay_inside_their_buffers() {
             ..Default::default()
         };
         for backend in every_gpu_with(options) {
-            let fitted = backend.fit(variant);
+            let fitted = fit(&backend, variant);
             // Every storage mode's loads and stores; embed-project's padded rows once.
             let points = Precision::ALL
                 .iter()
-                .flat_map(|&p| SHAPES.map(|(b, s, d, v)| work(Op::Matmul, p, b, s, d, v)))
-                .chain([work(Op::EmbedProject, Precision::F16, 1, 37, 33, 50)]);
+                .flat_map(|&p| SHAPES.map(|(b, s, d, v)| work(op("matmul"), p, b, s, d, v)))
+                .chain([work(op("embed-project"), Precision::F16, 1, 37, 33, 50)]);
             for w in points {
-                if backend.supports(fitted, backend.storage_mode(&w)).is_ok() {
+                if supports(&backend, fitted, &w).is_ok() {
                     assert_verified(&backend, &w);
                 }
             }
@@ -57,7 +59,7 @@ fn gpu_guarded_gathers_and_chunks_verify() {
     }) else {
         return;
     };
-    for op in Op::ALL {
+    for &op in Op::ALL {
         for p in Precision::ALL {
             assert_verified(&backend, &work(op, p, 3, 67, 37, 50));
         }
@@ -78,15 +80,13 @@ fn gpu_partial_last_chunk_is_verified_whole() {
             return;
         };
         let mut partial = 0;
-        for op in Op::ALL {
+        for &op in Op::ALL {
             for p in Precision::ALL {
                 let w = work(op, p, 3, 67, 37, 50);
-                let plan =
-                    plan_chunks(&w, backend.storage_mode(&w), backend.binding_limit(), 65535)
-                        .unwrap();
-                let m = w.mkn().0;
-                assert!(plan.chunks > 1, "{op} {p}: {plan:?}");
-                if !m.is_multiple_of(plan.rows_per_chunk) {
+                let chunks = output_chunks(&backend, &w);
+                assert!(chunks.len() > 1, "{op} {p}: {chunks:?}");
+                assert_eq!(chunks.iter().map(|&r| r as u64).sum::<u64>(), w.tokens());
+                if chunks.last() < chunks.first() {
                     partial += 1;
                 }
                 assert_verified(&backend, &w);

@@ -4,24 +4,29 @@
 
 mod common;
 
-use common::{assert_verified, check, every_gpu, every_gpu_with, gpu, work, SHAPES};
-use kernel_lab::backend::cpu::CpuBackend;
-use kernel_lab::backend::gpu::{
-    plan_chunks, GpuOptions, MatmulFamily, MatmulVariant, ShaderChecks, ShapeClass, StorageMode,
+use common::{
+    assert_verified, check, every_gpu, every_gpu_with, fit, gpu, op, output_chunks, sized,
+    supports, work, SHAPES,
 };
+use kernel_lab::backend::cpu::CpuBackend;
+use kernel_lab::backend::gpu::capability::coop_status;
+use kernel_lab::backend::gpu::{GpuOptions, ShaderChecks, StorageMode};
 use kernel_lab::backend::Backend;
-use kernel_lab::reference;
-use kernel_lab::workload::{Inputs, Op, Precision};
+use kernel_lab::ops::matmul;
+use kernel_lab::ops::matmul::kernels::{MatmulFamily, MatmulVariant};
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
+use kernel_lab::workload::Workload;
 
 /// The `kernel` a point's record carries: what its prepared op says it runs.
-fn prepared_name(backend: &dyn Backend, w: &kernel_lab::workload::Workload) -> String {
-    let inputs = Inputs::generate(w, 1);
+fn prepared_name(backend: &dyn Backend, w: &Workload) -> String {
+    let inputs = w.inputs(1);
     let name = backend.prepare(w, &inputs).unwrap().describe();
     name
 }
 
 fn all_cases(backend: &dyn Backend) {
-    for op in Op::ALL {
+    for &op in Op::ALL {
         for p in Precision::ALL {
             for (b, s, d, v) in SHAPES {
                 assert_verified(backend, &work(op, p, b, s, d, v));
@@ -55,9 +60,11 @@ fn gpu_packed_f16_storage_matches_reference() {
     }) else {
         return;
     };
-    let w = work(Op::Matmul, Precision::F16, 1, 1, 1, 1);
-    assert_eq!(backend.storage_mode(&w), StorageMode::PackedF16);
-    for op in Op::ALL {
+    assert_eq!(
+        backend.storage_mode(Precision::F16),
+        StorageMode::PackedF16
+    );
+    for &op in Op::ALL {
         for (b, s, d, v) in SHAPES {
             assert_verified(&backend, &work(op, Precision::F16, b, s, d, v));
         }
@@ -77,13 +84,11 @@ fn gpu_chunked_path_matches_reference() {
         }) else {
             return;
         };
-        for op in Op::ALL {
+        for &op in Op::ALL {
             for p in Precision::ALL {
                 let w = work(op, p, 2, 100, 37, 50);
-                let plan =
-                    plan_chunks(&w, backend.storage_mode(&w), backend.binding_limit(), 65535)
-                        .unwrap();
-                assert!(plan.chunks > 1, "{op} {p}: expected chunking, got {plan:?}");
+                let chunks = output_chunks(&backend, &w);
+                assert!(chunks.len() > 1, "{op} {p}: expected chunking, got {chunks:?}");
                 assert_verified(&backend, &w);
             }
         }
@@ -99,10 +104,10 @@ fn gpu_point_over_the_limit_is_a_clear_error() {
         return;
     };
     // A 64x64 f32 weight is 16 KiB: split into column blocks, it runs.
-    assert_verified(&backend, &work(Op::Matmul, Precision::F32, 1, 4, 64, 1));
+    assert_verified(&backend, &work(op("matmul"), Precision::F32, 1, 4, 64, 1));
     // Four columns of a 100-row weight (1600 bytes) cannot fit 1 KiB.
-    let w = work(Op::Matmul, Precision::F32, 1, 4, 100, 1);
-    let inputs = kernel_lab::workload::Inputs::generate(&w, 1);
+    let w = work(op("matmul"), Precision::F32, 1, 4, 100, 1);
+    let inputs = w.inputs(1);
     let err = backend
         .prepare(&w, &inputs)
         .err()
@@ -117,7 +122,7 @@ fn gpu_point_over_the_limit_is_a_clear_error() {
 #[test]
 fn embedding_ids_pick_the_right_rows_on_every_backend() {
     // Distinct rows make a wrong index visible even though a gather is a copy.
-    let w = work(Op::Embedding, Precision::F32, 1, 9, 3, 5);
+    let w = work(op("embedding"), Precision::F32, 1, 9, 3, 5);
     let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
     if let Some(g) = gpu(GpuOptions::default()) {
         backends.push(Box::new(g));
@@ -155,7 +160,7 @@ fn gpu_validation_errors_become_one_line_errors_and_the_device_lives_on() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert_verified(&backend, &work(Op::Matmul, Precision::F32, 1, 3, 5, 1));
+    assert_verified(&backend, &work(op("matmul"), Precision::F32, 1, 3, 5, 1));
 }
 
 #[test]
@@ -196,7 +201,7 @@ fn the_coop_ceiling_is_probed_where_cooperative_matrices_are_offered() {
             .probe_ceilings()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!c.method.contains("probe failed"), "{name}: {}", c.method);
-        match (backend.coop_status(), &c.coop) {
+        match (coop_status(backend.context()), &c.coop) {
             (Ok(()), Some(k)) => {
                 assert!(k.gflops > 0.0 && k.lds_gflops > 0.0, "{name}: {k:?}");
                 assert!(matches!(k.fragment, 8 | 16), "{name}: {k:?}");
@@ -231,13 +236,12 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                 ..Default::default()
             };
             for backend in every_gpu_with(options) {
-                for op in [Op::Matmul, Op::EmbedProject] {
+                for op in [op("matmul"), op("embed-project")] {
                     for p in Precision::ALL {
                         for (b, s, d, v) in SHAPES {
                             let w = work(op, p, b, s, d, v);
-                            let mode = backend.storage_mode(&w);
-                            let fitted = backend.fit(variant);
-                            match backend.supports(fitted, mode) {
+                            let fitted = fit(&backend, variant);
+                            match supports(&backend, fitted, &w) {
                                 Ok(()) => {
                                     assert_verified(&backend, &w);
                                     // Rows of whole 4-element words take the vector load
@@ -247,7 +251,7 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                                     assert_eq!(name.contains("vec4-loads"), vec4, "{name}");
                                 }
                                 Err(why) => {
-                                    let inputs = Inputs::generate(&w, 1);
+                                    let inputs = w.inputs(1);
                                     let err =
                                         backend.prepare(&w, &inputs).err().unwrap_or_else(|| {
                                             panic!("{} prepared although: {why}", variant.name())
@@ -267,9 +271,9 @@ fn gpu_every_matmul_variant_checked_and_trusted_matches_reference_whole_and_chun
                 return;
             };
             for p in Precision::ALL {
-                let w = work(Op::Matmul, p, 2, 100, 37, 50);
-                let fitted = chunked.fit(variant);
-                if chunked.supports(fitted, chunked.storage_mode(&w)).is_ok() {
+                let w = work(op("matmul"), p, 2, 100, 37, 50);
+                let fitted = fit(&chunked, variant);
+                if supports(&chunked, fitted, &w).is_ok() {
                     assert_verified(&chunked, &w);
                 }
             }
@@ -293,7 +297,7 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
         eprintln!("skipping: {} lacks SHADER_F16", probe.device().name);
         return;
     }
-    for variant in probe.candidates(StorageMode::F16) {
+    for variant in matmul::gpu::tuning_candidates(probe.gpu(), StorageMode::F16) {
         let backend = gpu(GpuOptions {
             matmul_variant: Some(variant),
             f16_accumulate: true,
@@ -301,16 +305,16 @@ fn gpu_f16_accumulation_is_labelled_and_verified_for_every_variant() {
         })
         .unwrap();
         for (b, s, d, v) in SHAPES {
-            let w = work(Op::Matmul, Precision::F16, b, s, d, v);
+            let w = work(op("matmul"), Precision::F16, b, s, d, v);
             let name = prepared_name(&backend, &w);
             assert!(name.contains("-acc16"), "{name}");
             let acc = check(&backend, &w);
-            assert!(acc.verified, "{name} {:?}: {acc:?}", w.shape);
+            assert!(acc.verified, "{name} {:?}: {acc:?}", w.params);
             assert_eq!(
                 acc.tolerance,
-                reference::tolerance_f16_accumulation(Op::Matmul, d as u64)
+                matmul::reference::tolerance_f16_accumulation(d as u64)
             );
-            let f32_point = work(Op::Matmul, Precision::F32, b, s, d, v);
+            let f32_point = work(op("matmul"), Precision::F32, b, s, d, v);
             assert!(!prepared_name(&backend, &f32_point).contains("-acc16"));
         }
     }
@@ -336,24 +340,27 @@ fn gpu_coop_direct_loads_match_the_reference_inside_and_at_the_edges() {
                 ..Default::default()
             };
             for backend in every_gpu_with(options) {
-                let fitted = backend.fit(variant);
+                let fitted = fit(&backend, variant);
                 // M = 300 (two whole 128-row tiles and an edge), K = 260 (a
                 // 4-deep tail after eight 32-deep slices), N = 270; all inside;
                 // odd K and N; one row block; a single row.
                 for (op, b, s, d, n) in [
-                    (Op::Matmul, 2, 150, 260, 270),
-                    (Op::Matmul, 1, 256, 256, 256),
-                    (Op::EmbedProject, 1, 256, 256, 384),
-                    (Op::Matmul, 3, 43, 129, 131),
-                    (Op::Matmul, 1, 128, 64, 128),
-                    (Op::Matmul, 1, 1, 64, 64),
+                    ("matmul", 2, 150, 260, 270),
+                    ("matmul", 1, 256, 256, 256),
+                    ("embed-project", 1, 256, 256, 384),
+                    ("matmul", 3, 43, 129, 131),
+                    ("matmul", 1, 128, 64, 128),
+                    ("matmul", 1, 1, 64, 64),
                 ] {
-                    let mut w = work(op, Precision::F16, b, s, d, 300);
-                    w.shape = kernel_lab::workload::Shape::rect(b, s, d, n, 300).unwrap();
-                    match backend.supports(fitted, backend.storage_mode(&w)) {
+                    let w = sized(
+                        op.parse().unwrap(),
+                        Precision::F16,
+                        &[("batch", b), ("seq", s), ("dim", d), ("out_dim", n), ("vocab", 300)],
+                    );
+                    match supports(&backend, fitted, &w) {
                         Ok(()) => assert_verified(&backend, &w),
                         Err(why) => {
-                            assert!(backend.coop_status().is_err(), "{why}");
+                            assert!(coop_status(backend.context()).is_err(), "{why}");
                         }
                     }
                 }
@@ -368,19 +375,19 @@ fn gpu_coop_direct_loads_match_the_reference_inside_and_at_the_edges() {
 fn gpu_cooperative_matrix_runs_where_offered_and_is_reported_unavailable_elsewhere() {
     for backend in every_gpu() {
         let coop = MatmulVariant::parse("coop").unwrap();
-        let fitted = backend.fit(coop);
-        let listed = backend
-            .candidates(StorageMode::F16)
+        let fitted = fit(&backend, coop);
+        let listed = matmul::gpu::tuning_candidates(backend.gpu(), StorageMode::F16)
             .iter()
             .any(|v| v.family == MatmulFamily::Coop);
-        match backend.coop_status() {
+        let f16 = work(op("matmul"), Precision::F16, 1, 1, 1, 1);
+        match coop_status(backend.context()) {
             Ok(()) => {
                 assert!(
                     listed,
                     "{}: coop offered but not tuned",
                     backend.device().name
                 );
-                assert!(backend.supports(fitted, StorageMode::F16).is_ok());
+                assert!(supports(&backend, fitted, &f16).is_ok());
             }
             Err(why) => {
                 assert!(
@@ -388,10 +395,7 @@ fn gpu_cooperative_matrix_runs_where_offered_and_is_reported_unavailable_elsewhe
                     "{}: coop tuned although {why}",
                     backend.device().name
                 );
-                let refusal = backend
-                    .supports(fitted, StorageMode::F16)
-                    .unwrap_err()
-                    .to_string();
+                let refusal = supports(&backend, fitted, &f16).unwrap_err().to_string();
                 assert!(
                     refusal.contains("COOPERATIVE_MATRIX") || refusal.contains("cooperative"),
                     "{refusal}"
@@ -406,11 +410,12 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
     let Some(backend) = gpu(GpuOptions::default()) else {
         return;
     };
-    let small = work(Op::Matmul, Precision::F32, 3, 77, 100, 1);
+    let small = work(op("matmul"), Precision::F32, 3, 77, 100, 1);
+    let tunings = || backend.gpu().tuner.tunings();
     // Naming a point never tunes: a point cut before it runs pays nothing.
     let untuned = backend.describe(&small);
     assert!(untuned.contains("not tuned yet"), "{untuned}");
-    assert!(backend.tunings().is_empty(), "describe tuned");
+    assert!(tunings().is_empty(), "describe tuned");
     // Preparing it asks the tuner, once.
     let name = prepared_name(&backend, &small);
     assert!(name.contains("(autotuned)"), "{name}");
@@ -419,13 +424,13 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
         name,
         "the plan and the name agree"
     );
-    let tunings = backend.tunings();
-    assert_eq!(tunings.len(), 1, "one storage mode and class tuned");
-    let (_, class, t) = &tunings[0];
-    assert_eq!(*class, ShapeClass::Small);
+    let tuned = tunings();
+    assert_eq!(tuned.len(), 1, "one storage mode and class tuned");
+    let (key, t) = &tuned[0];
+    assert_eq!((key.op, key.class_name), ("matmul", "small"));
     assert_eq!(
         t.timings_ms.len(),
-        backend.candidates(StorageMode::F32).len(),
+        matmul::gpu::tuning_candidates(backend.gpu(), StorageMode::F32).len(),
         "every candidate verified and timed: {t:?}"
     );
     assert!(t.timings_ms.len() >= 6, "tile configurations tried: {t:?}");
@@ -435,20 +440,21 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap()
-        .0;
+        .0
+        .clone();
     assert_eq!(t.chosen, fastest);
-    assert!(name.contains(&t.chosen.name()), "{name}");
+    assert!(name.contains(&t.chosen), "{name}");
     assert_verified(&backend, &small);
     assert_eq!(
         prepared_name(&backend, &small),
         name,
         "the choice is cached"
     );
-    assert_eq!(backend.tunings().len(), 1);
+    assert_eq!(tunings().len(), 1);
     // A large output is its own class, tuned once more.
-    let large = work(Op::Matmul, Precision::F32, 1, 1100, 1000, 1);
+    let large = work(op("matmul"), Precision::F32, 1, 1100, 1000, 1);
     assert!(prepared_name(&backend, &large).contains("(autotuned)"));
-    assert_eq!(backend.tunings().len(), 2);
+    assert_eq!(tunings().len(), 2);
 }
 
 /// The timestamp period is the context's (the queue's, or an injected one),
@@ -458,8 +464,8 @@ fn gpu_autotuning_chooses_the_fastest_verified_variant_once_per_shape_class() {
 #[test]
 fn gpu_timestamp_reads_scale_by_the_injected_period() {
     use kernel_lab::prepared_op::TimestampFault;
-    let w = work(Op::Matmul, Precision::F32, 1, 64, 256, 1);
-    let inputs = Inputs::generate(&w, 1);
+    let w = work(op("matmul"), Precision::F32, 1, 64, 256, 1);
+    let inputs = w.inputs(1);
     let Some(plain) = gpu(GpuOptions::default()) else {
         return;
     };

@@ -230,7 +230,7 @@ fn coop_names_in_script() -> Vec<String> {
 
 #[test]
 fn the_script_forces_every_coop_candidate() {
-    use kernel_lab::backend::gpu::{MatmulFamily, MatmulVariant};
+    use kernel_lab::ops::matmul::kernels::{MatmulFamily, MatmulVariant};
     let mut want: Vec<String> = MatmulVariant::CANDIDATES
         .iter()
         .filter(|v| v.family == MatmulFamily::Coop)

@@ -6,11 +6,12 @@
 
 mod common;
 
-use common::{run, stderr};
+use common::{op, run, sized, stderr};
 use half::{bf16, f16};
-use kernel_lab::workload::{
-    Data, Dist, Inputs, Op, Precision, Scale, Shape, Workload, DEFAULT_SEED,
-};
+use kernel_lab::data::{Data, Dist, Scale, DEFAULT_SEED};
+use kernel_lab::ops::matmul::inputs::Tensors;
+use kernel_lab::precision::Precision;
+use kernel_lab::workload::Workload;
 use serde_json::Value;
 
 fn gpu_present() -> bool {
@@ -48,9 +49,10 @@ fn bench(args: &[&str]) -> Value {
 /// inputs rounded with `half`, products summed in f64, the output rounded once,
 /// against the f64 product of the unrounded inputs.
 fn independent_rel_err(work: &Workload, round: impl Fn(f32) -> f32) -> f64 {
-    let inputs = Inputs::generate(work, DEFAULT_SEED);
-    let (m, k, n) = work.mkn();
-    let (m, k, n) = (m as usize, k as usize, n as usize);
+    let generated = work.inputs(DEFAULT_SEED);
+    let inputs: &Tensors = generated.get();
+    let (k, n) = work.params.projection().unwrap();
+    let (m, k, n) = (work.tokens() as usize, k as usize, n as usize);
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for r in 0..m {
         for c in 0..n {
@@ -72,13 +74,15 @@ fn independent_rel_err(work: &Workload, round: impl Fn(f32) -> f32) -> f64 {
 fn precision_cost_agrees_with_an_independent_computation_and_bf16_costs_4_to_16x_fp16() {
     let (b, s, k, n) = (1u32, 37u32, 301u32, 203u32);
     let work = |precision| Workload {
-        op: Op::Matmul,
-        precision,
-        shape: Shape::rect(b, s, k, n, 1).unwrap(),
         data: Data {
             dist: Dist::Normal,
             scale: Scale::ONE,
         },
+        ..sized(
+            op("matmul"),
+            precision,
+            &[("batch", b), ("seq", s), ("dim", k), ("out_dim", n)],
+        )
     };
     let want16 = independent_rel_err(&work(Precision::F16), |v| f16::from_f32(v).to_f32());
     let want_b16 = independent_rel_err(&work(Precision::Bf16), |v| bf16::from_f32(v).to_f32());

@@ -227,7 +227,7 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
     assert_eq!(keys.len(), total, "no point measured twice");
     for r in &done.records {
         // At dim 1024 neither a table row nor four weight columns fit 2 KiB.
-        let impossible = r.id.backend == BackendKind::Gpu && r.id.dim == 1024;
+        let impossible = r.id.backend == BackendKind::Gpu && r.id.axis("dim") == Some(1024);
         if r.id.backend == BackendKind::Gpu && done.environment.gpu.is_none() {
             assert_eq!(r.skipped.as_ref().unwrap().kind, SkipKind::NoGpu);
         } else if impossible {
@@ -236,7 +236,7 @@ fn impossible_point_and_interruption_then_resume_end_complete() {
                 .as_ref()
                 .expect("the impossible point is skipped")
                 .to_string();
-            let needed = if r.id.op == kernel_lab::workload::Op::Embedding {
+            let needed = if r.id.op().name() == "embedding" {
                 "4096"
             } else {
                 "16384"

@@ -10,7 +10,6 @@ use std::process::Output;
 use common::{stderr, temp_dir};
 use kernel_lab::backend::BackendKind;
 use kernel_lab::results::{ResultsFile, SkipKind};
-use kernel_lab::workload::Op;
 
 fn kernel_lab(args: &[&str]) -> Output {
     common::run(args)
@@ -59,7 +58,7 @@ fn run_writes_results_charts_and_report() {
             assert!(m.pct_of_copy_bandwidth.is_some_and(|p| p > 0.0), "{r:?}");
             assert_eq!(
                 m.pct_of_fma_peak.is_some(),
-                r.id.op != kernel_lab::workload::Op::Embedding
+                r.id.op().name() != "embedding"
             );
         }
         if r.id.backend == BackendKind::Gpu && !gpu_there {
@@ -268,7 +267,7 @@ fn set_and_backend_narrow_the_sweep() {
     assert!(results
         .records
         .iter()
-        .all(|r| r.id.backend == BackendKind::Cpu && r.id.dim == 8 && r.verified));
+        .all(|r| r.id.backend == BackendKind::Cpu && r.id.axis("dim") == Some(8) && r.verified));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -445,7 +444,7 @@ fn rounds_pool_every_pass_into_each_record() {
             "{:?}",
             r.id
         );
-        let rate = (r.id.batch * r.id.seq) as f64 / (p50_ms * 1e-3);
+        let rate = r.id.params.tokens() as f64 / (p50_ms * 1e-3);
         assert!((m.tokens_per_s - rate).abs() <= 1e-6 * rate, "{:?}", r.id);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -561,19 +560,19 @@ done
     assert_eq!(anchors.library, "fakelib 1.0 (none BLAS, 1 threads)");
     assert_eq!(anchors.unavailable, None);
     assert_eq!(anchors.points.len(), 4, "one answer per CPU point");
-    let find = |op: Op, dim: u32| {
+    let find = |op: &str, dim: u32| {
         anchors
             .points
             .iter()
-            .find(|p| p.op == op && p.dim == dim)
+            .find(|p| p.params.op().name() == op && p.params.axis("dim") == Some(dim))
             .unwrap_or_else(|| panic!("{op} D{dim} anchored: {anchors:?}"))
     };
     // 2*M*K*N = 2*5*8*8 FLOP in the faster call's 2 ms.
     let want = 2.0 * 5.0 * 8.0 * 8.0 / 2e-3 / 1e9;
-    let mm = find(Op::Matmul, 8);
+    let mm = find("matmul", 8);
     assert!((mm.throughput.unwrap() - want).abs() < 1e-12, "{mm:?}");
     assert_eq!(
-        find(Op::Embedding, 16).skipped.as_deref(),
+        find("embedding", 16).skipped.as_deref(),
         Some("over budget")
     );
     assert!(

@@ -5,21 +5,23 @@
 
 mod common;
 
-use common::{assert_verified, every_gpu, every_gpu_with, kernel_lab, stderr};
+use common::{assert_verified, every_gpu, every_gpu_with, kernel_lab, op, sized, stderr};
 use kernel_lab::backend::cpu::CpuBackend;
 use kernel_lab::backend::gpu::GpuOptions;
 use kernel_lab::backend::Backend;
+use kernel_lab::data::Scale;
 use kernel_lab::models;
-use kernel_lab::reference;
-use kernel_lab::workload::{Inputs, Op, Precision, Scale, Shape, Workload};
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
+use kernel_lab::workload::Workload;
 
+/// `op` with B, S, K -> N and (where it has a table) V.
 fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workload {
-    Workload {
+    sized(
         op,
-        precision: p,
-        shape: Shape::rect(b, s, k, n, v).unwrap(),
-        data: Default::default(),
-    }
+        p,
+        &[("batch", b), ("seq", s), ("dim", k), ("out_dim", n), ("vocab", v)],
+    )
 }
 
 /// Rectangular shapes, none a tile multiple: K 100 -> N 301, a narrow output
@@ -38,7 +40,7 @@ const RECT: [(u32, u32, u32, u32); 7] = [
 
 fn rectangular_cases(backend: &dyn Backend) {
     for p in Precision::ALL {
-        for op in [Op::Matmul, Op::EmbedProject] {
+        for op in [op("matmul"), op("embed-project")] {
             for (b, s, k, n) in RECT {
                 assert_verified(backend, &rect(op, p, b, s, k, n, 50));
             }
@@ -51,8 +53,8 @@ fn decode_cases(backend: &dyn Backend) {
     for p in Precision::ALL {
         for m in [1, 2] {
             for k in [768, 4096] {
-                assert_verified(backend, &rect(Op::Matmul, p, m, 1, k, k, 1));
-                assert_verified(backend, &rect(Op::Matmul, p, m, 1, k, 3 * k / 2 + 1, 1));
+                assert_verified(backend, &rect(op("matmul"), p, m, 1, k, k, 1));
+                assert_verified(backend, &rect(op("matmul"), p, m, 1, k, 3 * k / 2 + 1, 1));
             }
         }
     }
@@ -68,15 +70,15 @@ fn cpu_rectangular_and_decode_shapes_match_reference() {
 #[test]
 fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
     let cpu = CpuBackend::new();
-    let w = rect(Op::Matmul, Precision::F16, 1, 1, 4096, 4096, 1);
+    let w = rect(op("matmul"), Precision::F16, 1, 1, 4096, 4096, 1);
     assert_eq!(cpu.describe(&w), "skinny-f32acc f16");
     // INT8 weights take the same path, widened from int8 as they are read.
-    let w8 = rect(Op::Matmul, Precision::Int8, 1, 1, 4096, 4096, 1);
+    let w8 = rect(op("matmul"), Precision::Int8, 1, 1, 4096, 4096, 1);
     assert_eq!(cpu.describe(&w8), "skinny-w8-f32acc int8");
-    let inputs = Inputs::generate(&w, 7);
+    let inputs = w.inputs(7);
     let mut op = cpu.prepare(&w, &inputs).unwrap();
     op.run().unwrap();
-    let acc = reference::verify(&w, &inputs, &op.output().unwrap());
+    let acc = w.verify(&inputs, &op.output().unwrap(), op.accumulation());
     // f16 storage with f32 accumulation: the output rounding (u16 / 2 relative)
     // dominates; accumulating in f16 measured 1.6e-3 here.
     assert!(acc.max_norm_err < 2.5e-4, "{acc:?}");
@@ -89,12 +91,12 @@ fn cpu_fp16_decode_accumulates_in_f32_and_says_so() {
 /// failed them.
 fn subnormal_cases(backend: &dyn Backend) {
     for p in Precision::ALL {
-        for op in [Op::Matmul, Op::EmbedProject] {
+        for op in [op("matmul"), op("embed-project")] {
             for (b, s, k, n) in [(3, 1, 1, 1000), (1, 3, 2, 999)] {
                 let mut work = rect(op, p, b, s, k, n, 50);
                 work.data.scale = Scale::new(1e-3).unwrap();
                 if p == Precision::F16 {
-                    let inputs = Inputs::generate(&work, 42);
+                    let inputs = work.inputs(42);
                     let cpu = CpuBackend::new();
                     let mut op = cpu.prepare(&work, &inputs).unwrap();
                     op.run().unwrap();
@@ -138,7 +140,7 @@ fn gpu_tables_and_weights_split_across_bindings_match_reference() {
     };
     for backend in every_gpu_with(options) {
         for p in Precision::ALL {
-            for op in Op::ALL {
+            for &op in Op::ALL {
                 for (b, s, k, n) in RECT {
                     assert_verified(&backend, &rect(op, p, b, s, k, n, 333));
                 }
@@ -152,7 +154,7 @@ fn gpu_tables_and_weights_split_across_bindings_match_reference() {
             for (b, s, k, n) in RECT {
                 assert_verified(
                     &backend,
-                    &rect(Op::EmbedProject, Precision::F16, b, s, k, n, 333),
+                    &rect(op("embed-project"), Precision::F16, b, s, k, n, 333),
                 );
             }
         }
@@ -166,8 +168,8 @@ fn gpu_a_weight_whose_four_columns_exceed_a_binding_names_the_numbers() {
         ..Default::default()
     };
     for backend in every_gpu_with(options) {
-        let w = rect(Op::Matmul, Precision::F32, 2, 3, 301, 100, 1);
-        let inputs = Inputs::generate(&w, 7);
+        let w = rect(op("matmul"), Precision::F32, 2, 3, 301, 100, 1);
+        let inputs = w.inputs(7);
         let err = backend
             .prepare(&w, &inputs)
             .err()
@@ -187,7 +189,7 @@ fn gpu_gpt2_xl_table_runs_past_a_real_binding_limit() {
     let w = xl
         .layer("embedding")
         .unwrap()
-        .work(xl, Precision::F32, 2, 33)
+        .work(Precision::F32, 2, 33)
         .unwrap();
     for backend in every_gpu() {
         assert_verified(&backend, &w);
@@ -200,7 +202,7 @@ fn every_preset_layer_verifies_at_decode_on_the_cpu() {
     for m in models::presets() {
         for l in &m.layers {
             // The big vocabularies only in f16 (the tests stay a few seconds).
-            let w = l.work(m, Precision::F16, 1, 1).unwrap();
+            let w = l.work(Precision::F16, 1, 1).unwrap();
             assert_verified(&cpu, &w);
         }
     }

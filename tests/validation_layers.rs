@@ -18,9 +18,11 @@
 
 mod common;
 
-use common::{assert_verified, every_gpu_with, gpu, work};
-use kernel_lab::backend::gpu::{GpuOptions, MatmulVariant, ShaderChecks};
-use kernel_lab::workload::{Op, Precision};
+use common::{assert_verified, every_gpu_with, fit, gpu, op, supports, work};
+use kernel_lab::backend::gpu::{GpuOptions, ShaderChecks};
+use kernel_lab::ops::matmul::kernels::MatmulVariant;
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
 
 /// Points the layer reports on as `(SEVERITY / TYPE)` in its log.
 fn reported(log: &str) -> Vec<&str> {
@@ -61,10 +63,10 @@ fn trusted_kernels_pass_gpu_assisted_validation() {
             ..Default::default()
         };
         for backend in every_gpu_with(options) {
-            let fitted = backend.fit(variant);
+            let fitted = fit(&backend, variant);
             for p in [Precision::F32, Precision::F16] {
-                let w = work(Op::Matmul, p, 1, 37, 33, 1);
-                if backend.supports(fitted, backend.storage_mode(&w)).is_ok() {
+                let w = work(op("matmul"), p, 1, 37, 33, 1);
+                if supports(&backend, fitted, &w).is_ok() {
                     assert_verified(&backend, &w);
                 }
             }
@@ -77,7 +79,7 @@ fn trusted_kernels_pass_gpu_assisted_validation() {
         matmul_variant: Some(MatmulVariant::CANDIDATES[0]),
         ..Default::default()
     }) {
-        for op in Op::ALL {
+        for &op in Op::ALL {
             assert_verified(&chunked, &work(op, Precision::F16, 3, 67, 37, 50));
         }
     } else {

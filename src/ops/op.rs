@@ -448,9 +448,9 @@ mod tests {
         let i = Inputs::new(vec![1u32, 2], 8);
         assert_eq!(i.bytes(), 8);
         assert_eq!(i.get::<Vec<u32>>(), &vec![1, 2]);
-        assert!(std::panic::catch_unwind(|| {
+        let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = i.get::<Vec<f32>>();
-        })
-        .is_err());
+        }));
+        assert!(wrong.is_err());
     }
 }

@@ -987,7 +987,10 @@ mod tests {
         ];
         let got: Vec<(u32, u32, usize, f64)> = rect_vs_square(&rs)
             .iter()
-            .map(|c| (c.rect.dim, c.rect.out_dim, c.squares.len(), c.ratio))
+            .map(|c| {
+                let (k, n) = c.rect.params.projection().unwrap();
+                (k as u32, n as u32, c.squares.len(), c.ratio)
+            })
             .collect();
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!((got[0].0, got[0].1, got[0].2), (1024, 4096, 1), "{got:?}");
@@ -1157,8 +1160,8 @@ mod tests {
         assert!(!text.contains("consistent with"), "{text}");
     }
 
-    use crate::report::testdata::synthetic;
     use crate::precision::Precision;
+    use crate::report::testdata::{op, synthetic};
 
     #[test]
     fn findings_state_the_numbers_of_synthetic_data() {

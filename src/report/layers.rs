@@ -176,13 +176,14 @@ pub fn findings(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::{layer, synthetic};
-    use crate::ops::Op;
+    use crate::report::testdata::{layer, resized, synthetic};
 
     /// GPT-2 small's six layers at decode B1 on the CPU, with chosen medians.
     fn gpt2_decode() -> Vec<Record> {
-        let mut table = synthetic("embedding", "cpu", Precision::F32, 1, 1, 768, 0.01);
-        table.id.vocab = 50257;
+        let mut table = resized(
+            synthetic("embedding", "cpu", Precision::F32, 1, 1, 768, 0.01),
+            &[("vocab", 50257)],
+        );
         table.layer = Some("gpt2-small/embedding".into());
         let mut rs = vec![table];
         for (name, k, n, ms) in [
@@ -193,7 +194,6 @@ mod tests {
             ("lm-head", 768, 50257, 3.4),
         ] {
             let mut r = layer(&format!("gpt2-small/{name}"), "cpu", (1, 1, k, n), ms);
-            r.id.vocab = 50257;
             if let Some(m) = r.measured.as_mut() {
                 m.pct_of_copy_bandwidth = Some(60.0);
                 m.pct_of_fma_peak = Some(3.0);
@@ -264,14 +264,10 @@ layers = [
 "#,
         )
         .unwrap();
-        let mut rs = vec![
+        let rs = vec![
             layer("my-net/up", "cpu", (1, 1, 96, 384), 3.0),
             layer("my-net/down", "cpu", (1, 1, 384, 96), 1.0),
         ];
-        // A model without a table or LM head measures at the default vocabulary.
-        for r in &mut rs {
-            r.id.vocab = own.vocab();
-        }
         let text = findings(&rs, &BTreeMap::new(), std::slice::from_ref(&own)).join("\n");
         assert!(text.contains("my-net f32 on cpu"), "{text}");
         assert!(text.contains("up 75.0%, down 25.0%"), "{text}");

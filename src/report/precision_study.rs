@@ -217,7 +217,7 @@ pub fn findings(records: &[Record]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::precision_cost::PrecisionCost;
-    use crate::report::testdata::synthetic;
+    use crate::report::testdata::{resized, synthetic};
 
     fn cost(err: f64, non_finite: u64) -> PrecisionCost {
         PrecisionCost {
@@ -236,10 +236,12 @@ mod tests {
     }
 
     fn rec(p: Precision, dist: Dist, scale: f64, ms: f64, err: f64, nf: u64) -> Record {
-        let mut r = synthetic("matmul", "cpu", p, 8, 64, 512, ms);
+        let mut r = resized(
+            synthetic("matmul", "cpu", p, 8, 64, 512, ms),
+            &[("out_dim", 50_000)],
+        );
         r.id.dist = dist;
         r.id.scale = Scale::new(scale).unwrap();
-        r.id.out_dim = 50_000;
         r.precision_cost = Some(cost(err, nf));
         r
     }

@@ -173,7 +173,6 @@ mod tests {
     use crate::backend::cpu::CpuBackend;
     use crate::backend::Backend;
     use crate::report::testdata::synthetic;
-    use crate::ops::Op;
     use crate::precision::Precision;
 
     fn file(rounds: u32) -> ResultsFile {

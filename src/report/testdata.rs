@@ -136,3 +136,19 @@ pub fn layer(
 pub fn op(name: &str) -> Op {
     name.parse().unwrap()
 }
+
+/// `r` with these of its op's parameters changed.
+pub fn resized(mut r: Record, sizes: &[(&str, u32)]) -> Record {
+    let op = r.id.op();
+    let mut v = Values::default();
+    for a in op.axes() {
+        if let Some(x) = r.id.axis(a.name) {
+            v.set(a.name, x);
+        }
+    }
+    for &(k, x) in sizes {
+        v.set(k, x);
+    }
+    r.id.params = op.params(&v).unwrap();
+    r
+}

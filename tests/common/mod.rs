@@ -8,9 +8,15 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuContext, GpuOptions};
+use kernel_lab::backend::gpu::capability::Unsupported;
 use kernel_lab::backend::Backend;
-use kernel_lab::reference::{self, Accuracy};
-use kernel_lab::workload::{Inputs, Op, Precision, Shape, Workload};
+use kernel_lab::ops::matmul;
+use kernel_lab::ops::matmul::kernels::MatmulVariant;
+use kernel_lab::ops::op::Values;
+use kernel_lab::ops::Op;
+use kernel_lab::precision::Precision;
+use kernel_lab::verify::Accuracy;
+use kernel_lab::workload::Workload;
 
 /// True when the environment demands a GPU (CI sets it with lavapipe installed).
 pub fn gpu_required() -> bool {
@@ -61,19 +67,36 @@ pub fn every_gpu_with(options: GpuOptions) -> Vec<GpuBackend> {
         .collect()
 }
 
-/// A workload from its parts.
+/// The op named `name`, as the command line names it.
+pub fn op(name: &str) -> Op {
+    name.parse().unwrap()
+}
+
+/// A workload of `op` from named sizes (those the op has; its defaults for
+/// the rest).
+pub fn sized(op: Op, precision: Precision, sizes: &[(&str, u32)]) -> Workload {
+    let mut v = Values::default();
+    for &(k, x) in sizes {
+        if op.axes().iter().any(|a| a.name == k) {
+            v.set(k, x);
+        }
+    }
+    Workload::new(op.params(&v).unwrap(), precision)
+}
+
+/// A workload from the seed's parts: batch, seq, dim and (for an op with a
+/// table) vocab; a projection is square.
 pub fn work(op: Op, precision: Precision, b: u32, s: u32, d: u32, v: u32) -> Workload {
-    Workload {
+    sized(
         op,
         precision,
-        shape: Shape::new(b, s, d, v).unwrap(),
-        data: Default::default(),
-    }
+        &[("batch", b), ("seq", s), ("dim", d), ("vocab", v)],
+    )
 }
 
 /// Runs `work` once on `backend` and compares with the f64 reference.
 pub fn check(backend: &dyn Backend, work: &Workload) -> Accuracy {
-    let inputs = Inputs::generate(work, 42);
+    let inputs = work.inputs(42);
     let mut kernel = backend.prepare(work, &inputs).unwrap_or_else(|e| {
         panic!(
             "{} on {}: {e}",
@@ -83,7 +106,15 @@ pub fn check(backend: &dyn Backend, work: &Workload) -> Accuracy {
     });
     kernel.run().unwrap();
     let out = kernel.output().unwrap();
-    reference::verify_accumulated(work, &inputs, &out, kernel.accumulation())
+    work.verify(&inputs, &out, kernel.accumulation())
+}
+
+/// The rows of each buffer `work`'s output comes back in on `backend` (its
+/// row chunks; empty where the backend holds it whole).
+pub fn output_chunks(backend: &dyn Backend, work: &Workload) -> Vec<u32> {
+    let inputs = work.inputs(42);
+    let kernel = backend.prepare(work, &inputs).unwrap();
+    kernel.output_chunks()
 }
 
 /// Asserts `work` verifies on `backend`, with a message naming the case.
@@ -93,7 +124,7 @@ pub fn assert_verified(backend: &dyn Backend, work: &Workload) {
         acc.verified,
         "{} {:?} on {}: {:?}",
         backend.describe(work),
-        work.shape,
+        work.params,
         backend.device().name,
         acc
     );
@@ -149,4 +180,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kernel-lab-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// `variant` fitted to `backend`'s adapter (its subgroup width and
+/// cooperative fragment).
+pub fn fit(backend: &GpuBackend, variant: MatmulVariant) -> MatmulVariant {
+    matmul::gpu::fit(backend.context(), variant)
+}
+
+/// Why `variant` cannot run `work`'s precision on `backend`, or `Ok`.
+pub fn supports(
+    backend: &GpuBackend,
+    variant: MatmulVariant,
+    work: &Workload,
+) -> Result<(), Unsupported> {
+    matmul::gpu::supports(
+        backend.context(),
+        variant,
+        backend.storage_mode(work.precision),
+    )
 }

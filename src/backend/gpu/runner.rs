@@ -514,6 +514,10 @@ impl PreparedOp for GpuRun<'_> {
         self.program.accumulation
     }
 
+    fn output_chunks(&self) -> Vec<u32> {
+        self.outputs().map(|(_, rows)| rows.rows).collect()
+    }
+
     fn flush_caches(&mut self) -> Result<()> {
         let limit = self.ctx.limits.max_buffer_size;
         let flush = self.flush.get_or_insert_with(|| {

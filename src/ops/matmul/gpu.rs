@@ -205,8 +205,9 @@ fn forced(gpu: &GpuDevice, mode: StorageMode) -> Option<MatmulVariant> {
     })
 }
 
-/// The candidates autotuning tries in `mode` on `gpu`.
-fn tuning_candidates(gpu: &GpuDevice, mode: StorageMode) -> Vec<MatmulVariant> {
+/// The candidates autotuning tries in `mode` on `gpu` (with f16
+/// accumulation where the options ask for it).
+pub fn tuning_candidates(gpu: &GpuDevice, mode: StorageMode) -> Vec<MatmulVariant> {
     support::candidates(&gpu.ctx, mode, accumulates_f16(gpu, mode))
 }
 

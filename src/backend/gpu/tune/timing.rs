@@ -176,6 +176,6 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(none.contains("no variant verified") && none.contains("fast: failed"), "{none}");
+        assert!(none.contains("no variant verified") && none.contains("fast: GPU error: failed verification"), "{none}");
     }
 }
