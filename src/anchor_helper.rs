@@ -165,7 +165,7 @@ impl AnchorSession {
         let deadline = Instant::now() + timeout;
         let mut noise = 0;
         loop {
-            if crate::sweep::stop_requested() {
+            if crate::stop::stop_requested() {
                 self.kill();
                 return Err(format!(
                     "{} was stopped (the run was asked to stop)",

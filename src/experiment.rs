@@ -1152,21 +1152,21 @@ batch = [1, 4]
         );
     }
 
-    /// The README's example of a model of one's own is a valid one.
+    /// The usage guide's example of a model of one's own is a valid one.
     #[test]
-    fn the_readmes_own_model_parses() {
+    fn the_usage_guides_own_model_parses() {
         let readme =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/usage.md"))
                 .unwrap();
         let block = readme
             .split("```toml")
             .find(|b| b.trim_start().starts_with("[[model]]"))
             .and_then(|b| b.split("```").next())
-            .expect("README shows a [[model]] table");
+            .expect("docs/usage.md shows a [[model]] table");
         let text = format!(
             "name = \"r\"\n{block}\n[axes]\nmodel = [\"qwen2.5-0.5b\"]\nseq = [1]\nbatch = [1]\n"
         );
-        let points = Spec::parse(&text, "README.md", &[])
+        let points = Spec::parse(&text, "docs/usage.md", &[])
             .unwrap()
             .expand()
             .unwrap();

@@ -25,6 +25,7 @@ pub mod report;
 pub mod results;
 pub mod sample_clocks;
 pub mod stats;
+pub mod stop;
 pub mod sweep;
 pub mod verify;
 pub mod workload;

@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::Record;
 
 /// Below this share of the card's maximum SM clock, a point's samples get a
 /// warning: a loaded GPU under its power limit stays well above it.
@@ -100,17 +99,6 @@ impl SampleClocks {
             self.last
         ))
     }
-}
-
-/// The measured records whose samples ran on a slow clock, slowest first.
-pub fn slow_points(records: &[Record]) -> Vec<(&Record, SampleClocks)> {
-    let mut slow: Vec<_> = records
-        .iter()
-        .filter_map(|r| Some((r, r.measured.as_ref()?.sm_clock_mhz?)))
-        .filter(|(_, c)| c.is_slow())
-        .collect();
-    slow.sort_by_key(|(_, c)| c.min);
-    slow
 }
 
 #[cfg(test)]

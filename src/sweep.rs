@@ -5,7 +5,7 @@
 //!
 //! A lost GPU device is reopened once and the point retried; if that fails the
 //! remaining GPU points are recorded as skipped and the CPU points still run.
-//! [`request_stop`] (Ctrl-C) ends the sweep after the current point, leaving a
+//! `stop::request_stop` (Ctrl-C) ends the sweep after the current point, leaving a
 //! valid results file marked incomplete; a resumed run skips the points it holds.
 //!
 //! The sweep prints nothing: it reports through a [`Progress`], which the CLI
@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::anchor_helper::AnchorSession;
 use crate::backend::{Backend, BackendKind};
@@ -27,19 +26,8 @@ use crate::results::{
 };
 use crate::ops::Op;
 use crate::precision::Precision;
+use crate::stop::stop_requested;
 use crate::workload::Workload;
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Asks a running sweep to stop after the point it is measuring (signal-safe).
-pub fn request_stop() {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Whether a stop was requested (helpers waiting on a child check it).
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
 
 /// Opens (or reopens) the GPU backend.
 pub type GpuOpener = Box<dyn Fn() -> Result<Box<dyn Backend>>>;
@@ -269,7 +257,7 @@ impl Sweep<'_> {
         let mut reopened = false;
         let mut interrupted = false;
         for p in order {
-            if STOP.load(Ordering::SeqCst) {
+            if stop_requested() {
                 interrupted = true;
                 break;
             }
@@ -409,7 +397,7 @@ impl Sweep<'_> {
             ));
             progress.start(pass.len());
             for (p, i) in pass {
-                if STOP.load(Ordering::SeqCst) {
+                if stop_requested() {
                     return Ok(true);
                 }
                 progress.point(&p.id());

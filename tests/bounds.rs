@@ -17,6 +17,7 @@ use kernel_lab::backend::gpu::{GpuOptions, ShaderChecks};
 use kernel_lab::ops::matmul::kernels::MatmulVariant;
 use kernel_lab::ops::Op;
 use kernel_lab::precision::Precision;
+use kernel_lab::workload::Workload;
 
 /// (B, S, D, V): 37 rows (under one 64-row tile) with K = N = 33 (scalar
 /// loads), 70 rows (past one tile) with K = N = 64 (vector loads).
@@ -61,13 +62,15 @@ fn gpu_guarded_gathers_and_chunks_verify() {
     };
     for &op in Op::ALL {
         for p in Precision::ALL {
-            assert_verified(&backend, &work(op, p, 3, 67, 37, 50));
+            for params in op.examples() {
+                assert_verified(&backend, &Workload::new(params, p));
+            }
         }
     }
 }
 
-/// 201 rows in chunks of 51: three whole chunks and a last one of 48 rows,
-/// which a loop that stops at the last whole chunk would drop.
+/// Rows in chunks whose last is shorter (231 rows in chunks of 20: the last
+/// holds 11), which a loop that stops at the last whole chunk would drop.
 #[test]
 fn gpu_partial_last_chunk_is_verified_whole() {
     let limit = 8 << 10;
@@ -82,14 +85,20 @@ fn gpu_partial_last_chunk_is_verified_whole() {
         let mut partial = 0;
         for &op in Op::ALL {
             for p in Precision::ALL {
-                let w = work(op, p, 3, 67, 37, 50);
-                let chunks = output_chunks(&backend, &w);
-                assert!(chunks.len() > 1, "{op} {p}: {chunks:?}");
-                assert_eq!(chunks.iter().map(|&r| r as u64).sum::<u64>(), w.tokens());
-                if chunks.last() < chunks.first() {
-                    partial += 1;
+                // Each op's examples of 200 rows or more take several chunks.
+                for params in op.examples().into_iter().filter(|e| e.tokens() >= 200) {
+                    let w = Workload::new(params, p);
+                    let chunks = output_chunks(&backend, &w);
+                    assert!(chunks.len() > 1, "{op} {p}: {chunks:?}");
+                    assert_eq!(
+                        chunks.iter().map(|&r| r as u64).sum::<u64>(),
+                        w.params.output_shape().0
+                    );
+                    if chunks.last() < chunks.first() {
+                        partial += 1;
+                    }
+                    assert_verified(&backend, &w);
                 }
-                assert_verified(&backend, &w);
             }
         }
         assert!(partial > 0, "no point here had a partial last chunk");

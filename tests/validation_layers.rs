@@ -80,7 +80,12 @@ fn trusted_kernels_pass_gpu_assisted_validation() {
         ..Default::default()
     }) {
         for &op in Op::ALL {
-            assert_verified(&chunked, &work(op, Precision::F16, 3, 67, 37, 50));
+            // Each op's largest example: split into row chunks at 8 KiB.
+            let largest = op.examples().into_iter().max_by_key(|e| e.tokens());
+            assert_verified(
+                &chunked,
+                &kernel_lab::workload::Workload::new(largest.unwrap(), Precision::F16),
+            );
         }
     } else {
         return;

@@ -15,7 +15,7 @@ use kernel_lab::precision::Precision;
 use kernel_lab::workload::Workload;
 
 use super::output::Format;
-use super::{device_label, open_backend, BackendArg, GpuArgs};
+use super::common::{device_label, open_backend, BackendArg, GpuArgs};
 
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
@@ -71,7 +71,7 @@ pub struct BenchArgs {
     #[arg(long)]
     max_samples: Option<u32>,
     /// Stop sampling after this many milliseconds.
-    #[arg(long, value_parser = super::positive_ms)]
+    #[arg(long, value_parser = super::common::positive_ms)]
     max_time_ms: Option<f64>,
     /// Flush caches before every sample (cold-cache timing).
     #[arg(long)]
@@ -94,7 +94,8 @@ pub struct BenchArgs {
 pub struct ParamFlags(Values);
 
 impl ParamFlags {
-    /// The flag of parameter `name` (`out_dim` -> `out-dim`), made once.
+    /// The flag of parameter `name` (`out_dim` -> `out-dim`; a parameter
+    /// that is on by default is turned off by `--no-<name>`), made once.
     fn flag(name: &'static str) -> &'static str {
         static FLAGS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
             std::sync::OnceLock::new();
@@ -103,7 +104,12 @@ impl ParamFlags {
                 all_axes()
                     .iter()
                     .map(|a| {
-                        let flag: &'static str = Box::leak(a.name.replace('_', "-").into_boxed_str());
+                        let name = a.name.replace('_', "-");
+                        let name = match a.kind {
+                            AxisKind::Flag { default: true } => format!("no-{name}"),
+                            _ => name,
+                        };
+                        let flag: &'static str = Box::leak(name.into_boxed_str());
                         (a.name, flag)
                     })
                     .collect()

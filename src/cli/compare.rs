@@ -23,10 +23,10 @@ pub struct CompareArgs {
     /// The candidate results.json.
     b: PathBuf,
     /// Relative slowdown of the median that counts as a regression.
-    #[arg(long, default_value_t = 0.05, value_parser = super::non_negative)]
+    #[arg(long, default_value_t = 0.05, value_parser = super::common::non_negative)]
     threshold: f64,
     /// Significance level of the Mann-Whitney test.
-    #[arg(long, default_value_t = 0.01, value_parser = super::fraction)]
+    #[arg(long, default_value_t = 0.01, value_parser = super::common::fraction)]
     alpha: f64,
     /// Print one JSON document (every matched point with its verdict, the
     /// counts, the machine warnings) instead of the table; same exit codes.
@@ -176,7 +176,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "{} {:>11} {:>11} {:>7} {:>9}  verdict",
-            super::POINT_HEADER,
+            super::common::POINT_HEADER,
             "a p50 ms",
             "b p50 ms",
             "b/a",
@@ -185,7 +185,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         for row in &rows {
             println!(
                 "{} {:>11.4} {:>11.4} {:>7.3} {:>9.2e}  {}",
-                super::point_columns(row.record),
+                super::common::point_columns(row.record),
                 row.a_p50_ms,
                 row.b_p50_ms,
                 row.ratio,

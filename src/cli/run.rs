@@ -21,7 +21,7 @@ use kernel_lab::results::{AnchorKind, Environment, PointId, Record, SkipKind};
 use kernel_lab::sweep::{self, Backends, Progress, Sweep};
 
 use super::output::Format;
-use super::GpuArgs;
+use super::common::GpuArgs;
 use kernel_lab::ops::Op;
 use kernel_lab::precision::Precision;
 
@@ -386,7 +386,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let cpu = CpuBackend::new();
-    eprintln!("{}", super::device_label(&cpu));
+    eprintln!("{}", super::common::device_label(&cpu));
     let wants_gpu = points.iter().any(|p| p.backend == BackendKind::Gpu);
     let gpu_args = args.gpu.clone();
     let open_gpu =
@@ -404,7 +404,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     match &gpu {
-        Ok(g) => eprintln!("{}", super::device_label(g.as_ref())),
+        Ok(g) => eprintln!("{}", super::common::device_label(g.as_ref())),
         // The user named an adapter: running without it would not be the run asked for.
         Err(e) if wants_gpu && args.gpu.names_adapter() => return Err(anyhow::anyhow!("{e}")),
         Err(e) if wants_gpu => {
@@ -429,7 +429,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             std::process::exit(130);
         }
         eprintln!("\ninterrupted: stopping after the current point (Ctrl-C again to abort)");
-        sweep::request_stop();
+        kernel_lab::stop::request_stop();
     });
 
     let env = Environment::capture(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use nvml_wrapper::enum_wrappers::device::{Clock, PerformancePolicy, TemperatureSensor};
 use nvml_wrapper::{Device, Nvml};
 
-use super::{pick_card, CardReader, GpuState, PciAddress};
-use crate::backend::DeviceInfo;
+use super::card::{pick_card, CardReader, GpuState, PciAddress};
+use crate::backend::info::DeviceInfo;
 
 /// An open NVML handle on one card.
 pub struct NvmlCard {

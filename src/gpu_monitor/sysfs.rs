@@ -12,8 +12,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{CardReader, GpuState, PciAddress, AMD, INTEL};
-use crate::backend::DeviceInfo;
+use super::card::{CardReader, GpuState, PciAddress, AMD, INTEL};
+use crate::backend::info::DeviceInfo;
 
 /// Where the kernel lists the DRM devices.
 pub const DRM_ROOT: &str = "/sys/class/drm";
@@ -335,7 +335,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
-    use crate::backend::DeviceLimits;
+    use crate::backend::info::DeviceLimits;
 
     /// A fake `/sys`: `drm/` holds the card folders, `devices/` the PCI
     /// devices they link to, `drivers/` the drivers those link to.

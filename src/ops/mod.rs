@@ -92,6 +92,16 @@ macro_rules! registry {
                 }
             }
 
+            /// The points its kernels are checked on (see [`Operation::examples`]).
+            pub fn examples(self) -> Vec<OpParams> {
+                match self {
+                    $(Op::$variant => <$params as Operation>::examples()
+                        .into_iter()
+                        .map(OpParams::$variant)
+                        .collect(),)*
+                }
+            }
+
             /// The memory breakdown's parts: a label and the roles it sums.
             pub fn memory_parts(self) -> &'static [(&'static str, &'static [&'static str])] {
                 match self {
@@ -324,6 +334,11 @@ mod tests {
                 assert_eq!(p.axis(a.name), Some(3), "{op} {}", a.name);
             }
             assert!(!op.about().is_empty() && !op.memory_note().is_empty());
+            // Examples: valid, a degenerate one, one large enough to chunk.
+            let ex = op.examples();
+            assert!(ex.iter().all(|p| p.op() == op), "{op}");
+            assert!(ex.iter().any(|p| p.tokens() == 1), "{op}: no degenerate example");
+            assert!(ex.iter().any(|p| p.tokens() >= 200), "{op}: no example to chunk");
         }
         let err = "conv".parse::<Op>().unwrap_err().to_string();
         assert!(err.contains("embedding, matmul or embed-project"), "{err}");

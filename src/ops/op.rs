@@ -103,6 +103,11 @@ pub trait Operation:
     fn projection(&self) -> Option<(u64, u64)> {
         None
     }
+    /// The points every backend's kernels are checked on against the
+    /// reference (`tests/`): sizes that are not tile multiples, a degenerate
+    /// one (every size 1), and at least one of 200 rows or more (so that small
+    /// bindings split it into row chunks).
+    fn examples() -> Vec<Self>;
     /// The memory breakdown's parts: a label and the buffer roles it sums,
     /// in the order a report lists them.
     fn memory_parts() -> &'static [(&'static str, &'static [&'static str])];

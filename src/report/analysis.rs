@@ -8,6 +8,7 @@ use crate::backend::BackendKind;
 use crate::data::Data;
 use crate::ops::Op;
 use crate::results::{PointId, Record};
+use crate::sample_clocks::SampleClocks;
 use crate::stats::Samples;
 
 /// A point along the seed's axes: batch, seq, dim, and its output's width
@@ -165,6 +166,18 @@ pub fn knee(curve: &[(u32, f64, f64)], gain: f64) -> Option<u32> {
                 .all(|later| later.1 < curve[i].1 * (1.0 + gain))
         })
         .map(|i| curve[i].0)
+}
+
+/// The measured records whose samples ran on a slow GPU clock, slowest
+/// first (the run report's quality line, the device report's doubts).
+pub fn slow_clock_points(records: &[Record]) -> Vec<(&Record, SampleClocks)> {
+    let mut slow: Vec<_> = records
+        .iter()
+        .filter_map(|r| Some((r, r.measured.as_ref()?.sm_clock_mhz?)))
+        .filter(|(_, c)| c.is_slow())
+        .collect();
+    slow.sort_by_key(|(_, c)| c.min);
+    slow
 }
 
 /// The 95% confidence interval of a record's median latency, ms.

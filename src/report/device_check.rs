@@ -698,7 +698,7 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
             any = true;
             let _ = writeln!(md, "- {name}: {w}");
         }
-        let slow = crate::sample_clocks::slow_points(&f.records);
+        let slow = crate::report::analysis::slow_clock_points(&f.records);
         if let Some((_, lowest)) = slow.first() {
             let lowest = lowest.min;
             any = true;

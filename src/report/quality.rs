@@ -84,7 +84,7 @@ pub fn summary(results: &ResultsFile, previous: Option<&ResultsFile>) -> Vec<Str
             ));
         }
         // The SM clock read between samples where the driver gives it (`sample_clocks`).
-        let slow = crate::sample_clocks::slow_points(rs);
+        let slow = crate::report::analysis::slow_clock_points(rs);
         if let Some((r, c)) = slow.first() {
             out.push(format!(
                 "{} of {} measured points were sampled with the GPU's SM clock under {:.0}% of its maximum; the lowest {} MHz{} at {} {} {} {}: **their timings may be the card's state, not the kernel's** (each record's warnings say more).",

@@ -140,6 +140,25 @@ impl Operation for Params {
         Some((self.dim as u64, self.out_dim as u64))
     }
 
+    /// The lookup's examples feeding square projections.
+    fn examples() -> Vec<Self> {
+        [
+            (3, 77, 100, 1000),
+            (1, 1, 1, 1),
+            (2, 5, 33, 7),
+            (1, 65, 129, 300),
+            (2, 3, 64, 40),
+        ]
+        .map(|(batch, seq, dim, vocab)| Params {
+            batch,
+            seq,
+            dim,
+            vocab,
+            out_dim: dim,
+        })
+        .to_vec()
+    }
+
     fn memory_parts() -> &'static [(&'static str, &'static [&'static str])] {
         MEMORY_PARTS
     }

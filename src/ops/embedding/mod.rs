@@ -126,6 +126,26 @@ impl Operation for Params {
         }
     }
 
+    /// Rows of 100, 1, 33 and 129 elements (the vec4, element-pair and word
+    /// gathers), 64-element rows (the vec4 gather in f16 too), tables of 1 to
+    /// 1000 rows.
+    fn examples() -> Vec<Self> {
+        [
+            (3, 77, 100, 1000),
+            (1, 1, 1, 1),
+            (2, 5, 33, 7),
+            (1, 65, 129, 300),
+            (2, 3, 64, 40),
+        ]
+        .map(|(batch, seq, dim, vocab)| Params {
+            batch,
+            seq,
+            dim,
+            vocab,
+        })
+        .to_vec()
+    }
+
     fn memory_parts() -> &'static [(&'static str, &'static [&'static str])] {
         MEMORY_PARTS
     }

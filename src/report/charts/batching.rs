@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
-use super::{facet, part, software_note, Chart, Panel, Pt, Series};
+use super::common::{facet, part, software_note, Chart};
+use super::panel::{Panel, Pt, Series};
 use crate::report::analysis::{batch_curves, knee, rate_band, seed_axes, BatchKey};
 use crate::results::Record;
 

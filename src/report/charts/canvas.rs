@@ -5,12 +5,16 @@
 
 use std::path::PathBuf;
 
+/// The font family every chart's text asks for (SVG text: no font library).
+pub const FONT: &str = "sans-serif";
+/// Bytes in a MiB.
+pub const MIB: f64 = 1048576.0;
+
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-use super::FONT;
 
 /// What one panel shows, by name: its axes' tick labels and its series.
 #[derive(Clone, Debug, Default, Serialize)]

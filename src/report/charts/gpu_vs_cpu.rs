@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
-use super::{facet, part, software_note, Chart, Panel, Pt, Series};
+use super::common::{facet, part, software_note, Chart};
+use super::panel::{Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::report::analysis::{p50, p50_ci, varying_axis};
 use crate::results::{PointId, Record};

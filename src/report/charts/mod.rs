@@ -3,10 +3,11 @@
 //! and writes nothing when the records hold no data for it. Line charts are
 //! built of [`panel`]s (ticks, legends beside the data, uncertainty bars,
 //! unmeasured points marked, tooltips); colours come from [`palette`], one
-//! meaning per colour across a report. This file holds what they share.
+//! meaning per colour across a report; `common` holds what they share.
 
 mod batching;
 pub mod canvas;
+pub mod common;
 mod gpu_vs_cpu;
 mod latency_distribution;
 pub mod palette;
@@ -25,54 +26,8 @@ pub use precision_cost::precision_cost;
 pub use roofline::roofline;
 pub use seed::seed;
 
-use std::path::PathBuf;
-
-use crate::backend::BackendKind;
-use crate::results::Record;
+pub use common::Chart;
 pub use panel::{Marker, Panel, Pt, Series};
-
-/// What a chart function returns: the files it wrote (none when the records
-/// hold no data for it).
-pub type Chart = Result<Vec<PathBuf>, Box<dyn std::error::Error>>;
-
-pub(super) const FONT: &str = "sans-serif";
-pub(super) const MIB: f64 = 1048576.0;
-
-pub(super) fn software_note(records: &[Record]) -> &'static str {
-    if records
-        .iter()
-        .any(|r| r.id.backend == BackendKind::Gpu && r.software_device)
-    {
-        " (GPU = software device: CPU timings)"
-    } else {
-        ""
-    }
-}
-
-/// `series` in groups of at most [`panel::MAX_SERIES`], sorted by label
-/// (numbers by value): a chart draws one panel per group instead of
-/// dropping series or burying the data under its legend.
-pub(super) fn facet(mut series: Vec<Series>) -> Vec<Vec<Series>> {
-    series.sort_by(|a, b| panel::natural_cmp(&a.label, &b.label));
-    let n = series.len().div_ceil(panel::MAX_SERIES).max(1);
-    // Even groups: 9 series make 5 + 4, not 8 + 1.
-    let per = series.len().div_ceil(n).max(1);
-    let mut out = Vec::new();
-    while !series.is_empty() {
-        let rest = series.split_off(per.min(series.len()));
-        out.push(std::mem::replace(&mut series, rest));
-    }
-    out
-}
-
-/// The caption of part `i` of `n` of a faceted panel.
-pub(super) fn part(caption: &str, i: usize, n: usize) -> String {
-    if n > 1 {
-        format!("{caption} ({}/{n})", i + 1)
-    } else {
-        caption.to_string()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -103,14 +58,5 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{ys:?}: {e}"));
             let _ = std::fs::remove_file(&path);
         }
-    }
-
-    #[test]
-    fn facets_hold_every_series_in_even_groups() {
-        let s: Vec<Series> = (0..18).map(|i| Series::new(format!("B{i}"), "k")).collect();
-        let f = facet(s);
-        assert_eq!(f.iter().map(Vec::len).collect::<Vec<_>>(), [6, 6, 6]);
-        assert_eq!(f[0][0].label, "B0");
-        assert_eq!(f[2][5].label, "B17");
     }
 }

@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::canvas::{fit, title, Notes, PanelMeta};
 use super::palette::{self, REFERENCE};
 use super::ticks::{self, Scale};
-use super::FONT;
+use super::canvas::FONT;
 
 /// A point: where, the range its uncertainty spans (drawn as a bar), and its
 /// tooltip.

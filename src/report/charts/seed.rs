@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::canvas::{title, Canvas};
 use super::panel::{draw, grid};
-use super::{facet, part, Chart, Panel, Pt, Series, MIB};
+use super::canvas::MIB;
+use super::common::{facet, part, Chart};
+use super::panel::{Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::report::analysis::{p50, p50_ci, seed_axes};
 use crate::results::Record;
