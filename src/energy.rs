@@ -121,8 +121,8 @@ mod tests {
     use super::{measure, summarize, WINDOW_MS};
     use crate::error::Result;
     use crate::gpu_monitor::{CardReader, GpuMonitor, GpuState};
-    use crate::prepared_op::{MemoryUse, Phases, PreparedOp, Sample, TimingMethod};
     use crate::precision::Precision;
+    use crate::prepared_op::{MemoryUse, Phases, PreparedOp, Sample, TimingMethod};
     use crate::workload::Workload;
 
     /// A card whose energy counter advances 3 mJ per run of [`Busy`]; it
@@ -236,7 +236,7 @@ mod tests {
     }
 
     fn work(d: u32) -> Workload {
-        crate::report::testdata::work(
+        Workload::named(
             "matmul",
             Precision::F32,
             &[("batch", 1), ("seq", d), ("dim", d)],

@@ -33,6 +33,7 @@ use crate::measure::Sampling;
 use crate::ops::op::{AxisKind, Values};
 use crate::ops::{all_axes, Op};
 use crate::precision::Precision;
+use crate::toml_error::toml_error;
 use crate::workload::Workload;
 
 /// The axes of a sweep; the points are their cartesian product. Either `op`
@@ -94,7 +95,15 @@ fn default_scale() -> Vec<Scale> {
 }
 
 /// The axes every spec has besides the ops' own parameters.
-const GENERAL_AXES: [&str; 7] = ["op", "backend", "precision", "model", "layer", "dist", "scale"];
+const GENERAL_AXES: [&str; 7] = [
+    "op",
+    "backend",
+    "precision",
+    "model",
+    "layer",
+    "dist",
+    "scale",
+];
 
 /// A partial assignment of axes: points matching every key given are dropped.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -152,7 +161,10 @@ impl Exclusion {
             && self.layer.as_deref().is_none_or(|v| Some(v) == layer)
             && self.op.is_none_or(|v| v == r.op)
             && self.precision.is_none_or(|v| v == r.precision)
-            && self.params.iter().all(|(k, v)| value(k).as_ref() == Some(v))
+            && self
+                .params
+                .iter()
+                .all(|(k, v)| value(k).as_ref() == Some(v))
     }
 
     /// Whether this exclusion drops the point on every backend (it names no
@@ -170,8 +182,14 @@ impl Exclusion {
         self.backend.is_none_or(|v| v == p.backend)
             && self.dist.is_none_or(|v| v == w.data.dist)
             && self.scale.is_none_or(|v| v == w.data.scale)
-            && self.model.as_deref().is_none_or(|v| p.layer.is_some_and(|l| l.model == v))
-            && self.layer.as_deref().is_none_or(|v| p.layer.is_some_and(|l| l.layer == v))
+            && self
+                .model
+                .as_deref()
+                .is_none_or(|v| p.layer.is_some_and(|l| l.model == v))
+            && self
+                .layer
+                .as_deref()
+                .is_none_or(|v| p.layer.is_some_and(|l| l.layer == v))
             && self.op.is_none_or(|v| v == w.op())
             && self.precision.is_none_or(|v| v == w.precision)
             && self
@@ -300,37 +318,6 @@ impl Point {
     pub fn id(&self) -> crate::results::PointId {
         crate::results::PointId::new(self.backend, &self.work)
     }
-}
-
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// A TOML file's parse error in one line: `what` `origin:line:col`, the
-/// parser's words, and the offending line itself (which names the key where
-/// the parser's message may not).
-pub(crate) fn toml_error(what: &str, text: &str, origin: &str, e: &toml::de::Error) -> LabError {
-    let at = e.span().map(|s| line_col(text, s.start));
-    let (place, line) = at.map_or((String::new(), String::new()), |(l, c)| {
-        let line: String = text
-            .lines()
-            .nth(l - 1)
-            .unwrap_or("")
-            .trim()
-            .chars()
-            .take(60)
-            .collect();
-        (format!(":{l}:{c}"), format!(" (line: {line})"))
-    });
-    LabError::invalid(
-        what,
-        &format!("{origin}{place}"),
-        &format!("{}{line}", e.message().trim()),
-    )
 }
 
 /// Every axis a spec or `--set` may name: the general ones, then every op's
@@ -691,33 +678,34 @@ impl Spec {
     fn workloads(&self) -> Result<Vec<(Workload, Option<LayerRef>)>> {
         let a = &self.axes;
         let mut out = Vec::new();
-        let mut push = |op: Op, precision, values: Values, layer: Option<(&str, &str)>| -> Result<()> {
-            let raw = Raw {
-                op,
-                precision,
-                values: &values,
-                layer,
+        let mut push =
+            |op: Op, precision, values: Values, layer: Option<(&str, &str)>| -> Result<()> {
+                let raw = Raw {
+                    op,
+                    precision,
+                    values: &values,
+                    layer,
+                };
+                if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
+                    return Ok(());
+                }
+                let params = op.params(&values)?;
+                let label = layer.map(|(m, l)| LayerRef {
+                    model: crate::models::intern(m),
+                    layer: crate::models::intern(l),
+                });
+                for data in self.data() {
+                    out.push((
+                        Workload {
+                            params,
+                            precision,
+                            data,
+                        },
+                        label,
+                    ));
+                }
+                Ok(())
             };
-            if self.exclude.iter().any(|e| e.drops_everywhere(&raw)) {
-                return Ok(());
-            }
-            let params = op.params(&values)?;
-            let label = layer.map(|(m, l)| LayerRef {
-                model: crate::models::intern(m),
-                layer: crate::models::intern(l),
-            });
-            for data in self.data() {
-                out.push((
-                    Workload {
-                        params,
-                        precision,
-                        data,
-                    },
-                    label,
-                ));
-            }
-            Ok(())
-        };
         for &precision in &a.precision {
             if !a.model.is_empty() {
                 for name in &a.model {
@@ -727,9 +715,15 @@ impl Spec {
                         .iter()
                         .filter(|l| a.layer.is_empty() || a.layer.contains(&l.layer));
                     for layer in layers {
-                        let run: Vec<_> = layer.op.axes().iter().copied().filter(|x| x.run).collect();
+                        let run: Vec<_> =
+                            layer.op.axes().iter().copied().filter(|x| x.run).collect();
                         for values in self.product(&run, &layer.values()) {
-                            push(layer.op, precision, values, Some((&model.name, &layer.layer)))?;
+                            push(
+                                layer.op,
+                                precision,
+                                values,
+                                Some((&model.name, &layer.layer)),
+                            )?;
                         }
                     }
                 }
@@ -828,10 +822,7 @@ mod tests {
     }
 
     #[test]
-    fn positions_and_labels_are_as_a_reader_counts_them() {
-        assert_eq!(line_col("ab\ncde\nf", 5), (2, 3));
-        assert_eq!(line_col("ab\ncde\nf", 0), (1, 1));
-        assert_eq!(line_col("ab\ncde\nf", 99), (3, 2));
+    fn layer_labels_read_model_slash_layer() {
         let l = LayerRef {
             model: "gpt2-small",
             layer: "qkv",
@@ -1028,9 +1019,7 @@ seq = 2048
 "#;
         let points = Spec::parse(spec, "t", &[]).unwrap().expand().unwrap();
         assert_eq!(points.len(), 3);
-        assert!(points
-            .iter()
-            .all(|p| mkn(p) != (64 * 2048, 768, 50257)));
+        assert!(points.iter().all(|p| mkn(p) != (64 * 2048, 768, 50257)));
         // Without the exclusion the size is rejected, naming it and the file.
         let all = spec.split("[[exclude]]").next().unwrap();
         let err = Spec::parse(all, "t.toml", &[]).unwrap_err().to_string();
@@ -1255,7 +1244,10 @@ batch = [1, 4]
             .any(|p| p.work.op() == op("embedding") && p.work.precision == Precision::F16));
         assert_eq!(spec.sampling.max_ms, 100.0);
         assert_eq!(spec.sampling.min_samples, Sampling::default().min_samples);
-        let gather = points.iter().find(|p| p.work.op() == op("embedding")).unwrap();
+        let gather = points
+            .iter()
+            .find(|p| p.work.op() == op("embedding"))
+            .unwrap();
         assert_eq!(at(gather, "vocab"), Some(DEFAULT_VOCAB));
     }
 

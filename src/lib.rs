@@ -27,6 +27,7 @@ pub mod sample_clocks;
 pub mod stats;
 pub mod stop;
 pub mod sweep;
+pub mod toml_error;
 pub mod verify;
 pub mod workload;
 

@@ -8,18 +8,18 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendKind};
+use crate::data::DEFAULT_SEED;
 use crate::error::{LabError, Result};
 use crate::measure::{self, Measurement, Sampling, StopRule};
 use crate::memory;
+use crate::ops::op::Inputs;
 use crate::prepared_op::{PreparedOp, Sample, TimestampFault};
-use crate::verify::Accuracy;
 use crate::results::{
     LatencyMs, Measured, MemoryBytes, PhasesMs, PointId, Record, Skip, SkipKind, Throughput,
 };
 use crate::sample_clocks::{SampleClocks, WARNING_PREFIX as SLOW_CLOCK};
 use crate::stats::{self, Samples};
-use crate::data::DEFAULT_SEED;
-use crate::ops::op::Inputs;
+use crate::verify::Accuracy;
 use crate::workload::Workload;
 
 /// A coefficient of variation above this earns a "noisy" warning.
@@ -492,10 +492,10 @@ mod tests {
     #[test]
     fn pooled_rounds_pool_their_clocks_and_rewarn() {
         use super::pool_round;
-        use crate::report::testdata::synthetic;
-        use crate::sample_clocks::{SampleClocks, WARNING_PREFIX};
         use crate::precision::Precision;
+        use crate::report::testdata::synthetic;
         use crate::report::testdata::work;
+        use crate::sample_clocks::{SampleClocks, WARNING_PREFIX};
         let point = |clocks: &[u32]| {
             let mut r = synthetic("embedding", "gpu", Precision::F16, 1, 8, 64, 0.1);
             let m = r.measured.as_mut().unwrap();

@@ -140,7 +140,7 @@ pub fn load_own(path: &Path) -> Result<Vec<Model>> {
         source,
     })?;
     let own: Own = toml::from_str(&text)
-        .map_err(|e| crate::experiment::toml_error("models file", &text, &origin, &e))?;
+        .map_err(|e| crate::toml_error::toml_error("models file", &text, &origin, &e))?;
     if own.model.is_empty() {
         return Err(LabError::invalid(
             "models file",
@@ -232,13 +232,12 @@ impl Model {
                     "a composite op is no model layer; give its parts as layers of their own",
                 );
             }
-            let fixed: Vec<&str> = l
-                .op
-                .axes()
-                .iter()
-                .filter(|a| !a.run)
-                .map(|a| a.name)
-                .collect();
+            let fixed: Vec<&str> =
+                l.op.axes()
+                    .iter()
+                    .filter(|a| !a.run)
+                    .map(|a| a.name)
+                    .collect();
             for (field, v) in &l.sizes {
                 if !fixed.contains(&field.as_str()) {
                     return bad(
@@ -369,7 +368,11 @@ mod tests {
             .work(Precision::F32, 2, 3)
             .unwrap();
         assert_eq!(
-            (table.params.axis("vocab"), table.params.axis("dim"), table.tokens()),
+            (
+                table.params.axis("vocab"),
+                table.params.axis("dim"),
+                table.tokens()
+            ),
             (Some(128256), Some(4096), 6)
         );
         assert_eq!(llama.layer("qkv").unwrap().describe_sizes(), "4096 -> 6144");

@@ -125,7 +125,11 @@ impl RoleBytes {
 
     /// The bytes of `role` (0 when the op has no such buffer).
     pub fn get(&self, role: &str) -> u64 {
-        self.0.iter().filter(|(r, _)| r == role).map(|(_, b)| b).sum()
+        self.0
+            .iter()
+            .filter(|(r, _)| r == role)
+            .map(|(_, b)| b)
+            .sum()
     }
 
     /// Adds `bytes` to `role`, which joins the end of the list when new.

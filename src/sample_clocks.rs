@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 /// Below this share of the card's maximum SM clock, a point's samples get a
 /// warning: a loaded GPU under its power limit stays well above it.
 pub const SLOW_CLOCK_SHARE: f64 = 0.8;

@@ -21,11 +21,11 @@ use crate::experiment::{Point, Spec};
 use crate::machine_state::{self, MachineState};
 use crate::measure::Sampling;
 use crate::measure_point::{skipped_record, try_measure_point};
+use crate::ops::Op;
+use crate::precision::Precision;
 use crate::results::{
     Anchors, Environment, PointId, Record, ResultsFile, Skip, SkipKind, SCHEMA_VERSION,
 };
-use crate::ops::Op;
-use crate::precision::Precision;
 use crate::stop::stop_requested;
 use crate::workload::Workload;
 
@@ -236,8 +236,16 @@ impl Sweep<'_> {
         // point comes from a measured neighbour.
         let mut sorted: Vec<&Point> = points.iter().collect();
         sorted.sort_by(|a, b| {
-            (a.backend.name(), a.work.op().name(), a.work.precision.name())
-                .cmp(&(b.backend.name(), b.work.op().name(), b.work.precision.name()))
+            (
+                a.backend.name(),
+                a.work.op().name(),
+                a.work.precision.name(),
+            )
+                .cmp(&(
+                    b.backend.name(),
+                    b.work.op().name(),
+                    b.work.precision.name(),
+                ))
                 .then(cost(&a.work).total_cmp(&cost(&b.work)))
         });
         let order: Vec<&Point> = sorted

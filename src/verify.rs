@@ -365,7 +365,10 @@ pub(crate) mod tests {
         nan[5] = f32::NAN;
         let acc = verify(&t, Precision::F32, &nan);
         assert!(!acc.verified);
-        assert!(acc.failure.unwrap().contains("non-finite output NaN at row 1, column 1"));
+        assert!(acc
+            .failure
+            .unwrap()
+            .contains("non-finite output NaN at row 1, column 1"));
         let mut inf = out.clone();
         inf[0] = f32::INFINITY;
         assert!(!verify(&t, Precision::F32, &inf).verified);

@@ -24,6 +24,21 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The workload of op `op` (by name) in `precision` with these
+    /// parameters, the op's defaults for the rest; parameters the op lacks
+    /// are skipped, so one list of sizes serves every op (test fixtures).
+    #[cfg(test)]
+    pub fn named(op: &str, precision: Precision, sizes: &[(&str, u32)]) -> Self {
+        let op: Op = op.parse().expect("a known op");
+        let mut v = crate::ops::op::Values::default();
+        for &(k, x) in sizes {
+            if op.axes().iter().any(|a| a.name == k) {
+                v.set(k, x);
+            }
+        }
+        Self::new(op.params(&v).expect("valid parameters"), precision)
+    }
+
     /// `params` in `precision` on the lab's historical data.
     pub fn new(params: OpParams, precision: Precision) -> Self {
         Workload {

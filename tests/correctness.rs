@@ -63,10 +63,7 @@ fn gpu_packed_f16_storage_matches_reference() {
     }) else {
         return;
     };
-    assert_eq!(
-        backend.storage_mode(Precision::F16),
-        StorageMode::PackedF16
-    );
+    assert_eq!(backend.storage_mode(Precision::F16), StorageMode::PackedF16);
     for &op in Op::ALL {
         for params in op.examples() {
             assert_verified(&backend, &Workload::new(params, Precision::F16));
@@ -364,7 +361,13 @@ fn gpu_coop_direct_loads_match_the_reference_inside_and_at_the_edges() {
                     let w = sized(
                         op.parse().unwrap(),
                         Precision::F16,
-                        &[("batch", b), ("seq", s), ("dim", d), ("out_dim", n), ("vocab", 300)],
+                        &[
+                            ("batch", b),
+                            ("seq", s),
+                            ("dim", d),
+                            ("out_dim", n),
+                            ("vocab", 300),
+                        ],
                     );
                     match supports(&backend, fitted, &w) {
                         Ok(()) => assert_verified(&backend, &w),

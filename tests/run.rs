@@ -56,10 +56,7 @@ fn run_writes_results_charts_and_report() {
     for r in &results.records {
         if let Some(m) = &r.measured {
             assert!(m.pct_of_copy_bandwidth.is_some_and(|p| p > 0.0), "{r:?}");
-            assert_eq!(
-                m.pct_of_fma_peak.is_some(),
-                r.id.op().name() != "embedding"
-            );
+            assert_eq!(m.pct_of_fma_peak.is_some(), r.id.op().name() != "embedding");
         }
         if r.id.backend == BackendKind::Gpu && !gpu_there {
             assert_eq!(r.skipped.as_ref().unwrap().kind, SkipKind::NoGpu, "{r:?}");

@@ -20,7 +20,13 @@ fn rect(op: Op, p: Precision, b: u32, s: u32, k: u32, n: u32, v: u32) -> Workloa
     sized(
         op,
         p,
-        &[("batch", b), ("seq", s), ("dim", k), ("out_dim", n), ("vocab", v)],
+        &[
+            ("batch", b),
+            ("seq", s),
+            ("dim", k),
+            ("out_dim", n),
+            ("vocab", v),
+        ],
     )
 }
 

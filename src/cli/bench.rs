@@ -4,18 +4,18 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use kernel_lab::data::{Data, Dist, Scale};
 use kernel_lab::measure::Sampling;
 use kernel_lab::measure_point::measure_point;
 use kernel_lab::models;
-use kernel_lab::results::Record;
-use kernel_lab::data::{Data, Dist, Scale};
 use kernel_lab::ops::op::{AxisKind, Values};
 use kernel_lab::ops::{all_axes, Op};
 use kernel_lab::precision::Precision;
+use kernel_lab::results::Record;
 use kernel_lab::workload::Workload;
 
-use super::output::Format;
 use super::common::{device_label, open_backend, BackendArg, GpuArgs};
+use super::output::Format;
 
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
@@ -227,7 +227,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             })?;
             let l = model.layer(layer)?;
             // The layer fixes its op's sizes; the run gives the rest.
-            let run: Vec<&str> = l.op.axes().iter().filter(|a| a.run).map(|a| a.name).collect();
+            let run: Vec<&str> =
+                l.op.axes()
+                    .iter()
+                    .filter(|a| a.run)
+                    .map(|a| a.name)
+                    .collect();
             if let Some(k) = given.0.keys().find(|k| !run.contains(&k.as_str())) {
                 anyhow::bail!(
                     "invalid --{}: {}/{} fixes the layer's sizes; give only {}",
@@ -240,7 +245,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         .join(", ")
                 );
             }
-            (l.params(given)?, Some(format!("{}/{}", model.name, l.layer)))
+            (
+                l.params(given)?,
+                Some(format!("{}/{}", model.name, l.layer)),
+            )
         }
         (_, _, Some(op)) => (op.params(given)?, None),
         _ => anyhow::bail!("give --op and its sizes, or --model and --layer"),
@@ -302,10 +310,9 @@ fn print_summary(r: &Record) {
         .layer
         .as_ref()
         .map_or(String::new(), |l| format!(" ({l})"));
-    let vocab = r
-        .id
-        .axis("vocab")
-        .map_or(String::new(), |v| format!(" V{v}"));
+    let vocab =
+        r.id.axis("vocab")
+            .map_or(String::new(), |v| format!(" V{v}"));
     println!(
         "{} {} {}{vocab}{layer} on {} [{}]",
         r.id.op(),

@@ -29,7 +29,6 @@ pub enum Accumulate {
     F16,
 }
 
-
 /// `--shader-checks` (see [`ShaderChecks`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Checks {

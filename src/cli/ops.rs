@@ -26,8 +26,12 @@ pub fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|a| {
                         let (kind, default) = match a.kind {
-                            AxisKind::Size { default } => ("size", default.map(serde_json::Value::from)),
-                            AxisKind::Flag { default } => ("flag", Some(serde_json::Value::from(default))),
+                            AxisKind::Size { default } => {
+                                ("size", default.map(serde_json::Value::from))
+                            }
+                            AxisKind::Flag { default } => {
+                                ("flag", Some(serde_json::Value::from(default)))
+                            }
                         };
                         serde_json::json!({
                             "name": a.name,

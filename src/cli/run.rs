@@ -20,8 +20,8 @@ use kernel_lab::report;
 use kernel_lab::results::{AnchorKind, Environment, PointId, Record, SkipKind};
 use kernel_lab::sweep::{self, Backends, Progress, Sweep};
 
-use super::output::Format;
 use super::common::GpuArgs;
+use super::output::Format;
 use kernel_lab::ops::Op;
 use kernel_lab::precision::Precision;
 
@@ -65,7 +65,13 @@ impl Bar {
 }
 
 fn label(p: &PointId) -> String {
-    format!("{} {} {} {}", p.backend, p.op(), p.precision, p.shape_label())
+    format!(
+        "{} {} {} {}",
+        p.backend,
+        p.op(),
+        p.precision,
+        p.shape_label()
+    )
 }
 
 impl Progress for Bar {

@@ -16,7 +16,9 @@ pub mod card;
 pub mod nvml;
 pub mod sysfs;
 
-pub use card::{pick_card, CardReader, GpuState, PciAddress, AMD, INTEL, NVIDIA, THROTTLED_MS_NOTED};
+pub use card::{
+    pick_card, CardReader, GpuState, PciAddress, AMD, INTEL, NVIDIA, THROTTLED_MS_NOTED,
+};
 
 use crate::backend::info::DeviceInfo;
 

@@ -337,8 +337,14 @@ mod tests {
             // Examples: valid, a degenerate one, one large enough to chunk.
             let ex = op.examples();
             assert!(ex.iter().all(|p| p.op() == op), "{op}");
-            assert!(ex.iter().any(|p| p.tokens() == 1), "{op}: no degenerate example");
-            assert!(ex.iter().any(|p| p.tokens() >= 200), "{op}: no example to chunk");
+            assert!(
+                ex.iter().any(|p| p.tokens() == 1),
+                "{op}: no degenerate example"
+            );
+            assert!(
+                ex.iter().any(|p| p.tokens() >= 200),
+                "{op}: no example to chunk"
+            );
         }
         let err = "conv".parse::<Op>().unwrap_err().to_string();
         assert!(err.contains("embedding, matmul or embed-project"), "{err}");

@@ -203,8 +203,9 @@ impl Values {
 
     /// The positive integer `name` holds, or the error naming `op`'s need of it.
     pub fn required(&self, op: &str, name: &str) -> Result<u32> {
-        self.size(name)?
-            .ok_or_else(|| LabError::invalid(name, "none", &format!("{op} needs a value of {name}")))
+        self.size(name)?.ok_or_else(|| {
+            LabError::invalid(name, "none", &format!("{op} needs a value of {name}"))
+        })
     }
 
     /// The flag `name` holds, if any.
@@ -212,7 +213,11 @@ impl Values {
         match self.0.get(name) {
             None => Ok(None),
             Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(LabError::invalid(name, &v.to_string(), "expected true or false")),
+            Some(v) => Err(LabError::invalid(
+                name,
+                &v.to_string(),
+                "expected true or false",
+            )),
         }
     }
 
@@ -419,7 +424,11 @@ mod tests {
         let err = v.required("matmul", "seq").unwrap_err().to_string();
         assert!(err.contains("matmul needs a value of seq"), "{err}");
         v.set("batch", 0);
-        assert!(v.size("batch").unwrap_err().to_string().contains("at least 1"));
+        assert!(v
+            .size("batch")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
         v.set("batch", 1u64 << 32);
         assert!(v.size("batch").unwrap_err().to_string().contains("2^32"));
         v.set("batch", "x");
@@ -427,7 +436,10 @@ mod tests {
         assert!(v.flag("dim").is_err());
         let axes = [DIM];
         let err = v.only("t", &axes).unwrap_err().to_string();
-        assert!(err.contains("t has no such parameter") && err.contains("dim"), "{err}");
+        assert!(
+            err.contains("t has no such parameter") && err.contains("dim"),
+            "{err}"
+        );
         assert!(addressable("x", "1", "output", u32::MAX as u64).is_ok());
         assert!(addressable("x", "1", "output", 1 << 32).is_err());
     }
@@ -438,13 +450,19 @@ mod tests {
         // named, with every op's five buffers.
         let m = MemoryModel::of(&[("activations", 24), ("weights", 16), ("output", 24)]);
         let json = serde_json::to_string(&m).unwrap();
-        assert_eq!(json, r#"{"activations":24,"weights":16,"output":24,"total":64}"#);
+        assert_eq!(
+            json,
+            r#"{"activations":24,"weights":16,"output":24,"total":64}"#
+        );
         assert_eq!(serde_json::from_str::<MemoryModel>(&json).unwrap(), m);
         let old: MemoryModel = serde_json::from_str(
             r#"{"ids":0,"table":0,"activations":24,"weights":16,"output":24,"total":64}"#,
         )
         .unwrap();
-        assert_eq!((old.get("weights"), old.get("table"), old.total), (16, 0, 64));
+        assert_eq!(
+            (old.get("weights"), old.get("table"), old.total),
+            (16, 0, 64)
+        );
         assert_eq!(old.get("kv-cache"), 0);
     }
 

@@ -6,12 +6,12 @@ use std::fmt::Write;
 
 use super::analysis::p50;
 use crate::backend::BackendKind;
-use crate::results::Record;
-use crate::results::{AnchorPoint, Anchors};
-use crate::stats::Samples;
 use crate::ops::op::Roof;
 use crate::ops::Op;
 use crate::precision::Precision;
+use crate::results::Record;
+use crate::results::{AnchorPoint, Anchors};
+use crate::stats::Samples;
 
 /// Each anchored point with the CPU record that measured the same shape.
 fn pairs<'a>(records: &'a [Record], anchors: &'a Anchors) -> Vec<(&'a Record, &'a AnchorPoint)> {

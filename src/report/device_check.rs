@@ -729,8 +729,8 @@ fn doubts(md: &mut String, files: &[(String, ResultsFile)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testdata::synthetic;
     use crate::precision::Precision;
+    use crate::report::testdata::synthetic;
 
     const JSONL: &str = r#"{"library": "torch 2.11.0+cu130", "cuda": "13.0", "device": "NVIDIA H100 80GB HBM3", "allow_tf32": false}
 {"op": "copy", "bytes": 536870912, "p50_ms": 0.18, "gbps": 2872.8}

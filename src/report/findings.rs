@@ -114,12 +114,14 @@ pub fn dim_fits(records: &[Record]) -> BTreeMap<(BackendKind, Op, String), Vec<(
         .collect()
 }
 
+/// Fitted (exponent, 95% half-width) pairs per backend, op and precision,
+/// with the op's cost-model scaling they are read against.
+type MainAxisFits = BTreeMap<(BackendKind, Op, String), (Scaling, Vec<(f64, f64)>)>;
+
 /// The fits of [`dim_fits`], with what the op's cost model predicts along
 /// its main axis. Only points on the op's main line count (a square
 /// projection: the D^2 law is about one dim).
-fn fits_along_main_axis(
-    records: &[Record],
-) -> BTreeMap<(BackendKind, Op, String), (Scaling, Vec<(f64, f64)>)> {
+fn fits_along_main_axis(records: &[Record]) -> MainAxisFits {
     let mut groups: Groups<CurveKey, (f64, f64)> = BTreeMap::new();
     let mut scaling: BTreeMap<Op, Scaling> = BTreeMap::new();
     for r in measured(records) {
@@ -142,8 +144,7 @@ fn fits_along_main_axis(
             .or_default()
             .push((x as f64, p50(r)));
     }
-    let mut fits: BTreeMap<(BackendKind, Op, String), (Scaling, Vec<(f64, f64)>)> =
-        BTreeMap::new();
+    let mut fits = MainAxisFits::new();
     for ((b, op, p, _, _), pts) in groups {
         if pts.len() >= 3 {
             if let Some(k) = loglog_fit(&pts) {
@@ -1067,15 +1068,7 @@ mod tests {
                 512,
                 0.1 * b as f64,
             ));
-            rs.push(synthetic(
-                "matmul",
-                "gpu",
-                Precision::F32,
-                b,
-                128,
-                512,
-                1.0,
-            ));
+            rs.push(synthetic("matmul", "gpu", Precision::F32, b, 128, 512, 1.0));
             rs.push(synthetic(
                 "embedding",
                 "cpu",
@@ -1199,15 +1192,7 @@ mod tests {
         }
         // Batching: tokens/s doubles until batch 4, then flattens.
         for (b, ms) in [(1u32, 1.0), (2, 1.0), (4, 1.0), (8, 1.95), (16, 3.9)] {
-            rs.push(synthetic(
-                "embedding",
-                "cpu",
-                Precision::F32,
-                b,
-                16,
-                64,
-                ms,
-            ));
+            rs.push(synthetic("embedding", "cpu", Precision::F32, b, 16, 64, ms));
         }
         // The numbers behind the sentences, computed from the records.
         let exps = dim_exponents(&rs);

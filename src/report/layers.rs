@@ -9,8 +9,8 @@ use std::fmt::Write;
 use super::analysis::{measured, median, p50};
 use crate::backend::{BackendKind, Ceilings};
 use crate::models::{self, Model};
-use crate::results::{PointId, Record};
 use crate::precision::Precision;
+use crate::results::{PointId, Record};
 
 /// One regime of one model on one backend: (model, backend, precision, batch, seq).
 pub type Regime = (String, BackendKind, Precision, u32, u32);

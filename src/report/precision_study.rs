@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use super::analysis::{measured, median, p50, preferred_or_most_common};
 use crate::backend::BackendKind;
-use crate::results::{PointId, Record};
 use crate::data::{Data, Dist, Scale};
 use crate::ops::Op;
 use crate::precision::Precision;
+use crate::results::{PointId, Record};
 
 /// One precision on one backend and op over the points it shares with FP32
 /// (same shape and data).

@@ -172,8 +172,8 @@ mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
     use crate::backend::Backend;
-    use crate::report::testdata::synthetic;
     use crate::precision::Precision;
+    use crate::report::testdata::synthetic;
 
     fn file(rounds: u32) -> ResultsFile {
         let mut r = synthetic("matmul", "cpu", Precision::F32, 1, 8, 64, 1.0);

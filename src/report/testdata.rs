@@ -16,14 +16,7 @@ use crate::workload::Workload;
 /// The workload of op `op` (by name) in `precision` with these parameters
 /// (the op's defaults for the rest).
 pub fn work(op: &str, precision: Precision, sizes: &[(&str, u32)]) -> Workload {
-    let op: Op = op.parse().unwrap();
-    let mut v = Values::default();
-    for &(k, x) in sizes {
-        if op.axes().iter().any(|a| a.name == k) {
-            v.set(k, x);
-        }
-    }
-    Workload::new(op.params(&v).unwrap(), precision)
+    Workload::named(op, precision, sizes)
 }
 
 /// A measured record with a given median and tokens/s, for findings tests:

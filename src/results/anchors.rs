@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{PointId, Record};
+use super::record::{PointId, Record};
 use crate::backend::BackendKind;
 use crate::ops::op::Roof;
 use crate::ops::OpParams;

@@ -8,14 +8,14 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backend::{BackendKind, Ceilings, MemoryUse, TimingMethod};
-use crate::measure::{BatchResult, StopRule};
-use crate::precision_cost::PrecisionCost;
-use crate::prepared_op::TimestampFault;
-use crate::stats::Summary;
 use crate::data::{Data, Dist, Scale};
+use crate::measure::{BatchResult, StopRule};
 use crate::ops::op::MemoryModel;
 use crate::ops::{Op, OpParams};
 use crate::precision::Precision;
+use crate::precision_cost::PrecisionCost;
+use crate::prepared_op::TimestampFault;
+use crate::stats::Summary;
 use crate::workload::Workload;
 
 /// What identifies a point in a results file, whatever measured it: a point
@@ -44,14 +44,22 @@ pub struct PointId {
 /// parameters and the data, as files and reports have always listed them.
 impl Ord for PointId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.op(), self.backend, self.precision, self.params, self.dist, self.scale).cmp(&(
-            other.op(),
-            other.backend,
-            other.precision,
-            other.params,
-            other.dist,
-            other.scale,
-        ))
+        (
+            self.op(),
+            self.backend,
+            self.precision,
+            self.params,
+            self.dist,
+            self.scale,
+        )
+            .cmp(&(
+                other.op(),
+                other.backend,
+                other.precision,
+                other.params,
+                other.dist,
+                other.scale,
+            ))
     }
 }
 
@@ -471,7 +479,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let mut ids = vec![
+        let mut ids = [
             id("matmul", "cpu", 8),
             id("embedding", "gpu", 4),
             id("matmul", "cpu", 4),

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuContext, GpuOptions};
 use kernel_lab::backend::gpu::capability::Unsupported;
+use kernel_lab::backend::gpu::{context, AdapterChoice, GpuBackend, GpuContext, GpuOptions};
 use kernel_lab::backend::Backend;
 use kernel_lab::ops::matmul;
 use kernel_lab::ops::matmul::kernels::MatmulVariant;

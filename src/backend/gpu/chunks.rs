@@ -111,7 +111,10 @@ mod tests {
                 let (rows, chunks) = (plan.rows_per_chunk, plan.chunks);
                 assert!(rows * chunks >= m, "m {m}: {plan:?}");
                 assert!((chunks - 1) * rows < m, "m {m}: an empty chunk: {plan:?}");
-                assert!(rows * row_bytes <= limit, "m {m}: {rows} rows of {row_bytes} B");
+                assert!(
+                    rows * row_bytes <= limit,
+                    "m {m}: {rows} rows of {row_bytes} B"
+                );
                 assert_eq!(chunks, m.div_ceil(limit / row_bytes), "m {m}: {plan:?}");
                 let covered: u64 = plan.of(m).iter().map(|c| c.1).sum();
                 assert_eq!(covered, m);
@@ -135,8 +138,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("four columns") && err.contains("40"), "{err}");
-        assert_eq!(block_units(100, 4000, 40, 4, 4000, String::new).unwrap(), 100);
-        assert_eq!(block_units(100, 4000, 40, 4, 1000, String::new).unwrap(), 100);
+        assert_eq!(
+            block_units(100, 4000, 40, 4, 4000, String::new).unwrap(),
+            100
+        );
+        assert_eq!(
+            block_units(100, 4000, 40, 4, 1000, String::new).unwrap(),
+            100
+        );
         assert_eq!(block_units(100, 4000, 40, 4, 999, String::new).unwrap(), 96);
     }
 

@@ -78,48 +78,45 @@ impl PipelineCache {
 
 /// Compiles `source` on `device` with `constants` and `checks`.
 fn compile(
-        device: &wgpu::Device,
-        label: &str,
-        source: &str,
-        constants: &[(&str, f64)],
-        checks: ShaderChecks,
-    ) -> wgpu::ComputePipeline {
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        };
-        let module = if let Some(runtime_checks) = checks.runtime_checks() {
-            // SAFETY: with `ShaderChecks::NoLoopBounding` wgpu still bounds every
-            // access, and every loop in the kernels ends (its bound is an override
-            // constant or a uniform, its step a positive constant). With
-            // `ShaderChecks::None`: callers ask for it only for the matmul kernels, which guard
-            // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
-            // every store with `row < m && col < n`, against buffers sized for
-            // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
-            // load starts at a multiple of 4 below K (or n) and K, n and lda are
-            // multiples of 4 whenever vec4 loads are compiled in. Their
-            // other indices are bounded by construction: the tiled kernel's
-            // workgroup tiles are sized by the same override constants (BM, BN, BK)
-            // that bound their indices; register arrays are indexed by loops over
-            // their compile-time length (TM, TN); the coop kernel's cooperative
-            // loads and stores read 16x16 blocks at fixed offsets that end at the
-            // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
-            unsafe {
-                device.create_shader_module_trusted(desc, runtime_checks)
-            }
-        } else {
-            device.create_shader_module(desc)
-        };
-        device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(label),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    ..Default::default()
-                },
-                cache: None,
-            })
-    }
+    device: &wgpu::Device,
+    label: &str,
+    source: &str,
+    constants: &[(&str, f64)],
+    checks: ShaderChecks,
+) -> wgpu::ComputePipeline {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    let module = if let Some(runtime_checks) = checks.runtime_checks() {
+        // SAFETY: with `ShaderChecks::NoLoopBounding` wgpu still bounds every
+        // access, and every loop in the kernels ends (its bound is an override
+        // constant or a uniform, its step a positive constant). With
+        // `ShaderChecks::None`: callers ask for it only for the matmul kernels, which guard
+        // every load with `row < m && k < K` (a), `k < K && col < n` (b) and
+        // every store with `row < m && col < n`, against buffers sized for
+        // exactly those bounds and strides (lda >= K, ldy >= n) per chunk; a vec4
+        // load starts at a multiple of 4 below K (or n) and K, n and lda are
+        // multiples of 4 whenever vec4 loads are compiled in. Their
+        // other indices are bounded by construction: the tiled kernel's
+        // workgroup tiles are sized by the same override constants (BM, BN, BK)
+        // that bound their indices; register arrays are indexed by loops over
+        // their compile-time length (TM, TN); the coop kernel's cooperative
+        // loads and stores read 16x16 blocks at fixed offsets that end at the
+        // last element of its fixed-size workgroup arrays (511 of 512, 1023 of 1024).
+        unsafe { device.create_shader_module_trusted(desc, runtime_checks) }
+    } else {
+        device.create_shader_module(desc)
+    };
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            ..Default::default()
+        },
+        cache: None,
+    })
+}

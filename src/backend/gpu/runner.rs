@@ -195,7 +195,14 @@ pub fn fold_grid(groups: u64, max: u32) -> [u32; 2] {
 
 /// Decodes `n` elements of each of `rows` rows, `stride` apart, stored in
 /// `mode`, onto `out`.
-fn decode_rows(bytes: &[u8], rows: u32, n: usize, stride: usize, mode: StorageMode, out: &mut Vec<f32>) {
+fn decode_rows(
+    bytes: &[u8],
+    rows: u32,
+    n: usize,
+    stride: usize,
+    mode: StorageMode,
+    out: &mut Vec<f32>,
+) {
     for r in 0..rows as usize {
         let row = r * stride;
         match mode.activation() {
@@ -547,7 +554,10 @@ mod tests {
         let mut stored = tail.clone();
         stored[4] = 0;
         let e = check_guard(&stored, 2, 3).unwrap_err().to_string();
-        assert!(e.contains("a store past its last row") && e.contains("chunk 2"), "{e}");
+        assert!(
+            e.contains("a store past its last row") && e.contains("chunk 2"),
+            "{e}"
+        );
         let mut loaded = tail.clone();
         loaded[12] = 0;
         let e = check_guard(&loaded, 0, 3).unwrap_err().to_string();

@@ -16,7 +16,10 @@ use crate::prepared_op::{MemoryUse, PreparedOp, RoleBytes};
 
 /// The CPU kernel of `p` in `precision`, as records name it.
 pub fn kernel_name(p: &Params, precision: Precision) -> String {
-    format!("{GATHER}+{} {precision}", path(precision, p.projection_part().tokens()))
+    format!(
+        "{GATHER}+{} {precision}",
+        path(precision, p.projection_part().tokens())
+    )
 }
 
 /// A prepared embed-project: table, gathered rows, weight and output in the
@@ -65,7 +68,11 @@ impl<T: GemmElement> CpuKernel for Kernel<'_, T> {
     }
 }
 
-fn build<'a, T: GemmElement>(p: &Params, precision: Precision, t: &'a Tensors) -> Box<dyn PreparedOp + 'a> {
+fn build<'a, T: GemmElement>(
+    p: &Params,
+    precision: Precision,
+    t: &'a Tensors,
+) -> Box<dyn PreparedOp + 'a> {
     let (m, k, n) = p.projection_part().mkn();
     let mut kernel = Kernel {
         name: kernel_name(p, precision),

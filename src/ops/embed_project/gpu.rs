@@ -78,7 +78,12 @@ pub fn plan(gpu: &GpuDevice, p: &Params, precision: Precision) -> Result<Plan> {
 }
 
 /// The record's `kernel`: the gather and the projection.
-fn label(gpu: &GpuDevice, gather: GatherVariant, kernel: Option<Kernel>, mode: StorageMode) -> String {
+fn label(
+    gpu: &GpuDevice,
+    gather: GatherVariant,
+    kernel: Option<Kernel>,
+    mode: StorageMode,
+) -> String {
     format!(
         "wgsl-{}+{} {}",
         gather.name(),
@@ -90,7 +95,12 @@ fn label(gpu: &GpuDevice, gather: GatherVariant, kernel: Option<Kernel>, mode: S
 /// The runner's program of `p` as `plan` says: the table's and the weight's
 /// blocks, then per chunk its ids (a request's input), gathered rows and
 /// output; the gather's dispatches before the projection's.
-fn program<'a>(gpu: &'a GpuDevice, p: &Params, plan: &Plan, inputs: &'a Inputs) -> Result<Program<'a>> {
+fn program<'a>(
+    gpu: &'a GpuDevice,
+    p: &Params,
+    plan: &Plan,
+    inputs: &'a Inputs,
+) -> Result<Program<'a>> {
     let (m, k, n) = p.projection_part().mkn();
     let (mode, vocab) = (plan.mode, p.vocab as u64);
     let guard = gpu.options.bounds_guard;
@@ -110,8 +120,15 @@ fn program<'a>(gpu: &'a GpuDevice, p: &Params, plan: &Plan, inputs: &'a Inputs) 
             compile_ns: gather.compile_ns + matmul.compile_ns,
         },
     };
-    let tables = lookup::table_buffers(&mut program, mode, &t.lookup.table, (vocab, k), plan.table_block_rows);
-    let weights = projection::weight_buffers(&mut program, mode, &t.w, (k, n), plan.weight_block_cols);
+    let tables = lookup::table_buffers(
+        &mut program,
+        mode,
+        &t.lookup.table,
+        (vocab, k),
+        plan.table_block_rows,
+    );
+    let weights =
+        projection::weight_buffers(&mut program, mode, &t.w, (k, n), plan.weight_block_cols);
     for (first, rows) in plan.rows.of(m) {
         let ids = lookup::ids_buffer(&mut program, &t.lookup.ids, (first, rows));
         program.buffers.push(Buffer {

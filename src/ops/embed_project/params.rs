@@ -199,12 +199,14 @@ mod tests {
         }
         let p = Params::from_values(&v).unwrap();
         assert_eq!((p.out_dim, p.vocab), (8, DEFAULT_VOCAB));
-        assert_eq!((p.axis("vocab"), p.axis("out_dim"), p.axis("x")), (Some(DEFAULT_VOCAB), Some(8), None));
+        assert_eq!(
+            (p.axis("vocab"), p.axis("out_dim"), p.axis("x")),
+            (Some(DEFAULT_VOCAB), Some(8), None)
+        );
         v.set("vocab", 1 << 30);
         let err = Params::from_values(&v).unwrap_err().to_string();
         assert!(err.contains("table"), "{err}");
-        let old: Params =
-            serde_json::from_str(r#"{"batch":1,"seq":2,"dim":8,"vocab":9}"#).unwrap();
+        let old: Params = serde_json::from_str(r#"{"batch":1,"seq":2,"dim":8,"vocab":9}"#).unwrap();
         assert_eq!(old.out_dim, 8);
     }
 }

@@ -124,14 +124,21 @@ impl<T: Element> CpuKernel for GatherKernel<'_, T> {
             parts: RoleBytes::of(&[
                 ("ids", ids),
                 ("table", table),
-                ("output", (self.y.capacity() * std::mem::size_of::<T>()) as u64),
+                (
+                    "output",
+                    (self.y.capacity() * std::mem::size_of::<T>()) as u64,
+                ),
             ]),
             ..Default::default()
         }
     }
 }
 
-fn build<'a, T: Element>(p: &Params, precision: Precision, lookup: &'a Lookup) -> Box<dyn PreparedOp + 'a> {
+fn build<'a, T: Element>(
+    p: &Params,
+    precision: Precision,
+    lookup: &'a Lookup,
+) -> Box<dyn PreparedOp + 'a> {
     let k = p.dim as usize;
     let mut kernel = GatherKernel {
         name: kernel_name(precision),

@@ -15,7 +15,9 @@ use crate::backend::gpu::chunks::{block_units, blocks, split_rows, RowChunks};
 use crate::backend::gpu::device::GpuDevice;
 use crate::backend::gpu::options::ShaderChecks;
 use crate::backend::gpu::pipelines::Compiled;
-use crate::backend::gpu::runner::{buffer_bytes, fold_grid, Buffer, Dispatch, Fill, OutputRows, Program};
+use crate::backend::gpu::runner::{
+    buffer_bytes, fold_grid, Buffer, Dispatch, Fill, OutputRows, Program,
+};
 use crate::backend::gpu::storage::{encode, StorageMode};
 use crate::error::Result;
 use crate::ops::op::Inputs;
@@ -62,9 +64,14 @@ pub struct Plan {
 /// Table rows per block of a `[vocab, k]` table in `mode` within `limit`.
 pub fn table_block_rows(mode: StorageMode, vocab: u64, k: u64, limit: u64) -> Result<u64> {
     let e = mode.element_bytes() as u64;
-    block_units(vocab, buffer_bytes(mode, vocab * k), k * e, 1, limit, || {
-        format!("one embedding table row [{k} {}]", mode.name())
-    })
+    block_units(
+        vocab,
+        buffer_bytes(mode, vocab * k),
+        k * e,
+        1,
+        limit,
+        || format!("one embedding table row [{k} {}]", mode.name()),
+    )
 }
 
 /// Decides how `p` runs on `gpu` in `precision`, before any buffer exists.
@@ -120,12 +127,18 @@ pub fn table_buffers<'a>(
 }
 
 /// One chunk's token ids as a request buffer of `program`; returns its index.
-pub fn ids_buffer<'a>(program: &mut Program<'a>, ids: &'a [u32], (first, rows): (u64, u64)) -> usize {
+pub fn ids_buffer<'a>(
+    program: &mut Program<'a>,
+    ids: &'a [u32],
+    (first, rows): (u64, u64),
+) -> usize {
     let r = first as usize..(first + rows) as usize;
     program.buffers.push(Buffer {
         role: "ids",
         size: rows * 4,
-        fill: Fill::Request(Box::new(move || bytemuck::cast_slice(&ids[r.clone()]).to_vec())),
+        fill: Fill::Request(Box::new(move || {
+            bytemuck::cast_slice(&ids[r.clone()]).to_vec()
+        })),
     });
     program.buffers.len() - 1
 }
@@ -195,7 +208,12 @@ pub fn kernel_label(gather: GatherVariant, mode: StorageMode) -> String {
 
 /// The runner's program of `p` as `plan` says: the table's blocks, then per
 /// chunk its ids (a request's input) and output.
-fn program<'a>(gpu: &'a GpuDevice, p: &Params, plan: &Plan, inputs: &'a Inputs) -> Result<Program<'a>> {
+fn program<'a>(
+    gpu: &'a GpuDevice,
+    p: &Params,
+    plan: &Plan,
+    inputs: &'a Inputs,
+) -> Result<Program<'a>> {
     let (m, k, vocab) = (p.tokens(), p.dim as u64, p.vocab as u64);
     let mode = plan.mode;
     let compiled = pipeline(gpu, plan.gather, mode)?;
@@ -213,7 +231,13 @@ fn program<'a>(gpu: &'a GpuDevice, p: &Params, plan: &Plan, inputs: &'a Inputs) 
             compile_ns: compiled.compile_ns,
         },
     };
-    let tables = table_buffers(&mut program, mode, &lookup.table, (vocab, k), plan.table_block_rows);
+    let tables = table_buffers(
+        &mut program,
+        mode,
+        &lookup.table,
+        (vocab, k),
+        plan.table_block_rows,
+    );
     for (first, rows) in plan.rows.of(m) {
         let ids = ids_buffer(&mut program, &lookup.ids, (first, rows));
         program.buffers.push(Buffer {
@@ -279,7 +303,10 @@ mod tests {
         for (_, rows) in &bs {
             assert!(buffer_bytes(StorageMode::F32, rows * 1600) <= 128 << 20);
         }
-        assert_eq!(table_block_rows(StorageMode::F16, 1000, 100, 128 << 20).unwrap(), 1000);
+        assert_eq!(
+            table_block_rows(StorageMode::F16, 1000, 100, 128 << 20).unwrap(),
+            1000
+        );
     }
 
     #[test]
@@ -296,13 +323,34 @@ mod tests {
     #[test]
     fn word_gathers_count_words_and_every_block_gets_a_dispatch() {
         // 64 f16 elements a row: 8 vec4 words; two table blocks of 5 and 3 rows.
-        let d = dispatches(0, (GatherVariant::Vec4, StorageMode::F16), &[0, 1], 5, 8, (2, 3), (10, 64, 64), 65535);
+        let d = dispatches(
+            0,
+            (GatherVariant::Vec4, StorageMode::F16),
+            &[0, 1],
+            5,
+            8,
+            (2, 3),
+            (10, 64, 64),
+            65535,
+        );
         assert_eq!(d.len(), 2);
         let p: &GatherParams = bytemuck::from_bytes(&d[1].uniform.1);
-        assert_eq!((p.rows, p.width, p.ldo, p.id0, p.id_count), (10, 8, 8, 5, 3));
+        assert_eq!(
+            (p.rows, p.width, p.ldo, p.id0, p.id_count),
+            (10, 8, 8, 5, 3)
+        );
         assert_eq!(d[1].buffers, vec![(0, 1), (1, 2), (2, 3)]);
         // 33 elements (odd f16 rows): element pairs.
-        let d = dispatches(0, (GatherVariant::Pairs, StorageMode::F16), &[0], 8, 8, (1, 2), (4, 33, 34), 65535);
+        let d = dispatches(
+            0,
+            (GatherVariant::Pairs, StorageMode::F16),
+            &[0],
+            8,
+            8,
+            (1, 2),
+            (4, 33, 34),
+            65535,
+        );
         let p: &GatherParams = bytemuck::from_bytes(&d[0].uniform.1);
         assert_eq!((p.width, p.ldo, p.pairs), (33, 34, 17));
     }

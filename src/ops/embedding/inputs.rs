@@ -55,7 +55,10 @@ mod tests {
         let b = generate(&p, Data::default(), 7);
         let (a, b): (&Lookup, &Lookup) = (a.get(), b.get());
         assert_eq!(a, b);
-        assert_eq!((a.ids.len(), a.table.len(), a.bytes()), (6, 40, (6 + 40) * 4));
+        assert_eq!(
+            (a.ids.len(), a.table.len(), a.bytes()),
+            (6, 40, (6 + 40) * 4)
+        );
         assert!(a.ids.iter().all(|&i| i < 10));
         // Not rounded to f16: the precision cost needs the originals.
         assert!(a.table.iter().any(|&v| f16::from_f32(v).to_f32() != v));

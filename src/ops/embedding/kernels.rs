@@ -106,7 +106,11 @@ mod tests {
     #[test]
     fn every_gather_validates() {
         for mode in StorageMode::ALL {
-            for v in [GatherVariant::Pairs, GatherVariant::Words, GatherVariant::Vec4] {
+            for v in [
+                GatherVariant::Pairs,
+                GatherVariant::Words,
+                GatherVariant::Vec4,
+            ] {
                 validate_wgsl(&format!("{} {mode:?}", v.name()), &v.source(mode), &[]);
             }
         }

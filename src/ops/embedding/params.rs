@@ -99,7 +99,8 @@ impl Params {
     pub fn cost(&self, precision: Precision) -> Cost {
         let (m, k, v) = (self.tokens(), self.dim as u64, self.vocab as u64);
         let e = precision.bytes();
-        let memory = MemoryModel::of(&[("ids", m * 4), ("table", v * k * e), ("output", m * k * e)]);
+        let memory =
+            MemoryModel::of(&[("ids", m * 4), ("table", v * k * e), ("output", m * k * e)]);
         Cost {
             flops: 0,
             bytes_moved: m * 4 + m * k * e + m * k * e,
@@ -140,11 +141,20 @@ mod tests {
             v.set(k, x);
         }
         let p = Params::from_values(&v).unwrap();
-        assert_eq!((p.vocab, p.label()), (DEFAULT_VOCAB, "B2 S3 D4".to_string()));
-        assert_eq!((p.axis("vocab"), p.axis("out_dim")), (Some(DEFAULT_VOCAB), None));
+        assert_eq!(
+            (p.vocab, p.label()),
+            (DEFAULT_VOCAB, "B2 S3 D4".to_string())
+        );
+        assert_eq!(
+            (p.axis("vocab"), p.axis("out_dim")),
+            (Some(DEFAULT_VOCAB), None)
+        );
         v.set("out_dim", 5);
         let err = Params::from_values(&v).unwrap_err().to_string();
-        assert!(err.contains("out_dim") && err.contains("embedding has no such"), "{err}");
+        assert!(
+            err.contains("out_dim") && err.contains("embedding has no such"),
+            "{err}"
+        );
         let table = Params {
             batch: 1,
             seq: 1,
@@ -153,7 +163,12 @@ mod tests {
         };
         let err = table.validated().unwrap_err().to_string();
         assert!(err.contains("table"), "{err}");
-        assert!(Params { vocab: (1 << 16) - 1, ..table }.validated().is_ok());
+        assert!(Params {
+            vocab: (1 << 16) - 1,
+            ..table
+        }
+        .validated()
+        .is_ok());
         let err = Params {
             batch: 1,
             seq: 1 << 16,

@@ -440,7 +440,11 @@ impl<T: GemmElement> CpuKernel for MatmulKernel<'_, T> {
     }
 }
 
-fn build<'a, T: GemmElement>(p: &Params, precision: Precision, t: &'a Tensors) -> Box<dyn PreparedOp + 'a> {
+fn build<'a, T: GemmElement>(
+    p: &Params,
+    precision: Precision,
+    t: &'a Tensors,
+) -> Box<dyn PreparedOp + 'a> {
     let (m, k, n) = p.mkn();
     let mut kernel = MatmulKernel {
         tensors: t,
@@ -486,9 +490,15 @@ mod tests {
     /// through `gemm`, widened where the type is narrow.
     #[test]
     fn every_path_is_named() {
-        let names: Vec<&str> = [(Precision::F32, 16), (Precision::Int8, 1), (Precision::Int8, 17), (Precision::F32, 17), (Precision::Bf16, 17)]
-            .map(|(p, m)| path(p, m))
-            .to_vec();
+        let names: Vec<&str> = [
+            (Precision::F32, 16),
+            (Precision::Int8, 1),
+            (Precision::Int8, 17),
+            (Precision::F32, 17),
+            (Precision::Bf16, 17),
+        ]
+        .map(|(p, m)| path(p, m))
+        .to_vec();
         assert_eq!(
             names,
             [

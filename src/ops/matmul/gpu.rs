@@ -20,7 +20,7 @@ use super::params::Params;
 use super::quantize::{quantize_weight, QuantizedWeight};
 use super::reference::{Activations, Projection};
 use super::support;
-use crate::backend::gpu::chunks::{blocks, block_units, split_rows, RowChunks};
+use crate::backend::gpu::chunks::{block_units, blocks, split_rows, RowChunks};
 use crate::backend::gpu::device::GpuDevice;
 use crate::backend::gpu::options::ShaderChecks;
 use crate::backend::gpu::pipelines::Compiled;
@@ -184,7 +184,12 @@ pub fn max_rows(gpu: &GpuDevice) -> u64 {
 
 /// The row chunks of an `m` x `k` by `k` x `n` projection in `mode`: the
 /// activations (`lda` wide) and output rows of a chunk fit one binding.
-pub fn row_chunks(gpu: &GpuDevice, mode: StorageMode, (m, k, n): (u64, u64, u64), lda: u32) -> Result<RowChunks> {
+pub fn row_chunks(
+    gpu: &GpuDevice,
+    mode: StorageMode,
+    (m, k, n): (u64, u64, u64),
+    lda: u32,
+) -> Result<RowChunks> {
     let e = mode.element_bytes() as u64;
     let row_bytes = (mode.padded_stride(n as u32) as u64 * e).max(lda as u64 * e);
     split_rows(m, row_bytes, gpu.binding_limit(), max_rows(gpu), || {
@@ -262,14 +267,20 @@ fn cache_key(
 
 /// The configuration of an `m` x `k` by `k` x `n` product in `mode` already
 /// known on `gpu` (forced, tuned or cached), without tuning.
-pub fn known(gpu: &GpuDevice, mode: StorageMode, (m, k, n): (u64, u64, u64)) -> Option<(MatmulVariant, Chosen)> {
+pub fn known(
+    gpu: &GpuDevice,
+    mode: StorageMode,
+    (m, k, n): (u64, u64, u64),
+) -> Option<(MatmulVariant, Chosen)> {
     if let Some(v) = forced(gpu, mode) {
         return Some((v, Chosen::Forced));
     }
     let class = ShapeClass::of(m, n, k);
-    match gpu.tuner.known(tune_key(mode, class), &cache_key(gpu, mode, class), |name| {
-        resolve(gpu, mode, name)
-    }) {
+    match gpu.tuner.known(
+        tune_key(mode, class),
+        &cache_key(gpu, mode, class),
+        |name| resolve(gpu, mode, name),
+    ) {
         Some(Ok(c)) => Some((c.variant, Chosen::Autotuned { cached: c.cached })),
         _ => None,
     }
@@ -328,7 +339,12 @@ pub fn tuning_params(
 
 /// Times every candidate in `mode` on the tuning shape of `class`, each on
 /// a whole-weight dispatch and verified against the reference first.
-fn tune_class(gpu: &GpuDevice, mode: StorageMode, precision: Precision, class: ShapeClass) -> Result<Tuning> {
+fn tune_class(
+    gpu: &GpuDevice,
+    mode: StorageMode,
+    precision: Precision,
+    class: ShapeClass,
+) -> Result<Tuning> {
     let limit = gpu.binding_limit();
     let p = tuning_params(class, gpu.ctx.info.software, |p| {
         let (_, k, n) = p.mkn();
@@ -349,7 +365,12 @@ fn tune_class(gpu: &GpuDevice, mode: StorageMode, precision: Precision, class: S
 }
 
 /// The plan of `p` in `mode` with this configuration.
-fn plan_with(gpu: &GpuDevice, p: &Params, mode: StorageMode, (variant, chosen): (MatmulVariant, Chosen)) -> Result<Plan> {
+fn plan_with(
+    gpu: &GpuDevice,
+    p: &Params,
+    mode: StorageMode,
+    (variant, chosen): (MatmulVariant, Chosen),
+) -> Result<Plan> {
     let (m, k, n) = p.mkn();
     let lda = k as u32;
     Ok(Plan {
@@ -479,14 +500,24 @@ pub fn dispatches(
 
 /// The runner's program of `p` as `plan` says: the weight's blocks, then per
 /// chunk its activations (a request's input) and output.
-fn program<'a>(gpu: &'a GpuDevice, p: &Params, plan: &Plan, inputs: &'a Inputs, guard: bool) -> Result<Program<'a>> {
+fn program<'a>(
+    gpu: &'a GpuDevice,
+    p: &Params,
+    plan: &Plan,
+    inputs: &'a Inputs,
+    guard: bool,
+) -> Result<Program<'a>> {
     let (m, k, n) = p.mkn();
     let mode = plan.mode;
     let compiled = plan.kernel.pipeline(gpu, mode, guard)?;
     let t: &'a Tensors = inputs.get();
     let mut program = Program {
         label: super::params::NAME,
-        kernel: format!("wgsl-{} {}", kernel_label(Some(plan.kernel), gpu.options.shader_checks), mode.name()),
+        kernel: format!(
+            "wgsl-{} {}",
+            kernel_label(Some(plan.kernel), gpu.options.shader_checks),
+            mode.name()
+        ),
         pipelines: vec![compiled.pipeline],
         buffers: Vec::new(),
         dispatches: Vec::new(),
@@ -555,7 +586,11 @@ pub fn kernel_name(gpu: &GpuDevice, p: &Params, precision: Precision) -> String 
     let mode = gpu.storage_mode(precision);
     let (_, k, n) = p.mkn();
     let kernel = known(gpu, mode, p.mkn()).map(|(v, c)| Kernel::new(v, c, k, n, k as u32));
-    format!("wgsl-{} {}", kernel_label(kernel, gpu.options.shader_checks), mode.name())
+    format!(
+        "wgsl-{} {}",
+        kernel_label(kernel, gpu.options.shader_checks),
+        mode.name()
+    )
 }
 
 #[cfg(test)]
@@ -569,7 +604,10 @@ mod tests {
     #[test]
     fn names_say_what_runs_and_how_it_was_chosen() {
         assert_eq!(
-            kernel_label(Some(kernel(64, Chosen::Autotuned { cached: true })), ShaderChecks::Full),
+            kernel_label(
+                Some(kernel(64, Chosen::Autotuned { cached: true })),
+                ShaderChecks::Full
+            ),
             "tiled-64x64x16-4x4 vec4-loads (autotuned, cached)"
         );
         assert_eq!(
@@ -577,10 +615,16 @@ mod tests {
             "tiled-64x64x16-4x4"
         );
         assert_eq!(
-            kernel_label(Some(kernel(64, Chosen::Autotuned { cached: false })), ShaderChecks::NoLoopBounding),
+            kernel_label(
+                Some(kernel(64, Chosen::Autotuned { cached: false })),
+                ShaderChecks::NoLoopBounding
+            ),
             "tiled-64x64x16-4x4 vec4-loads (autotuned) no-loop-bounding"
         );
-        assert_eq!(kernel_label(None, ShaderChecks::None), "matmul (not tuned yet) trusted");
+        assert_eq!(
+            kernel_label(None, ShaderChecks::None),
+            "matmul (not tuned yet) trusted"
+        );
     }
 
     #[test]
@@ -602,7 +646,10 @@ mod tests {
         for (_, cols) in &bs {
             assert!(buffer_bytes(StorageMode::F16, 4096 * cols) <= 128 << 20);
         }
-        assert_eq!(weight_block_cols(StorageMode::F32, 64, 64, 128 << 20).unwrap(), 64);
+        assert_eq!(
+            weight_block_cols(StorageMode::F32, 64, 64, 128 << 20).unwrap(),
+            64
+        );
         let err = weight_block_cols(StorageMode::F32, 1 << 20, 64, 1 << 20)
             .unwrap_err()
             .to_string();

@@ -146,14 +146,20 @@ impl Operation for Params {
     /// (K 100, 33, 129), a 1 x 1 x 1 one, and one of 64 (whole 4-element
     /// words: the vector loads).
     fn examples() -> Vec<Self> {
-        [(3, 77, 100), (1, 1, 1), (2, 5, 33), (1, 65, 129), (2, 3, 64)]
-            .map(|(batch, seq, dim)| Params {
-                batch,
-                seq,
-                dim,
-                out_dim: dim,
-            })
-            .to_vec()
+        [
+            (3, 77, 100),
+            (1, 1, 1),
+            (2, 5, 33),
+            (1, 65, 129),
+            (2, 3, 64),
+        ]
+        .map(|(batch, seq, dim)| Params {
+            batch,
+            seq,
+            dim,
+            out_dim: dim,
+        })
+        .to_vec()
     }
 
     fn memory_parts() -> &'static [(&'static str, &'static [&'static str])] {

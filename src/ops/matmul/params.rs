@@ -82,7 +82,10 @@ impl Params {
 
     /// These sizes, if every buffer is addressable by a kernel.
     pub fn validated(self) -> Result<Self> {
-        let shape = format!("B{} S{} D{} N{}", self.batch, self.seq, self.dim, self.out_dim);
+        let shape = format!(
+            "B{} S{} D{} N{}",
+            self.batch, self.seq, self.dim, self.out_dim
+        );
         let m = self.tokens();
         addressable("shape", &shape, "activation", m * self.dim as u64)?;
         addressable("shape", &shape, "output", m * self.out_dim as u64)?;
@@ -173,7 +176,11 @@ mod tests {
         assert_eq!(c.flops, 2 * m * k * n);
         let mem = &c.memory;
         assert_eq!(
-            (mem.get("activations"), mem.get("weights"), mem.get("output")),
+            (
+                mem.get("activations"),
+                mem.get("weights"),
+                mem.get("output")
+            ),
             (m * k * e, k * n * e, m * n * e)
         );
         assert_eq!(mem.total, (m * k + k * n + m * n) * e);
@@ -209,12 +216,23 @@ mod tests {
             ("dim", values(&[("batch", 1), ("seq", 1)])),
         ] {
             let err = Params::from_values(&given).unwrap_err().to_string();
-            assert!(err.contains(&format!("matmul needs a value of {missing}")), "{err}");
+            assert!(
+                err.contains(&format!("matmul needs a value of {missing}")),
+                "{err}"
+            );
         }
-        let err = Params::from_values(&values(&[("batch", 1), ("seq", 1), ("dim", 1), ("vocab", 5)]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("vocab") && err.contains("no such parameter"), "{err}");
+        let err = Params::from_values(&values(&[
+            ("batch", 1),
+            ("seq", 1),
+            ("dim", 1),
+            ("vocab", 5),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("vocab") && err.contains("no such parameter"),
+            "{err}"
+        );
         let err = Params::from_values(&values(&[("batch", 1), ("seq", 1), ("dim", 0)]))
             .unwrap_err()
             .to_string();
@@ -250,12 +268,16 @@ mod tests {
     /// out_dim), and before schema 3 (every op carried a vocab).
     #[test]
     fn records_of_older_schemas_read() {
-        let old: Params = serde_json::from_str(r#"{"batch":1,"seq":2,"dim":8,"vocab":32000}"#).unwrap();
+        let old: Params =
+            serde_json::from_str(r#"{"batch":1,"seq":2,"dim":8,"vocab":32000}"#).unwrap();
         assert_eq!(old.out_dim, 8);
         let rect: Params =
             serde_json::from_str(r#"{"batch":1,"seq":2,"dim":8,"out_dim":24,"vocab":1}"#).unwrap();
         assert_eq!(rect.out_dim, 24);
         let json = serde_json::to_value(rect).unwrap();
-        assert_eq!(json, serde_json::json!({"batch":1,"seq":2,"dim":8,"out_dim":24}));
+        assert_eq!(
+            json,
+            serde_json::json!({"batch":1,"seq":2,"dim":8,"out_dim":24})
+        );
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
 use super::common::{facet, part, software_note, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Panel, Pt, Series};
 use crate::report::analysis::{batch_curves, knee, rate_band, seed_axes, BatchKey};
 use crate::results::Record;

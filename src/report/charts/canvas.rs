@@ -15,7 +15,6 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-
 /// What one panel shows, by name: its axes' tick labels and its series.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PanelMeta {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
 use super::common::{facet, part, software_note, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::report::analysis::{p50, p50_ci, varying_axis};

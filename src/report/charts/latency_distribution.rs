@@ -6,12 +6,12 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::canvas::FONT;
 use super::canvas::{title, Canvas, PanelMeta};
+use super::common::Chart;
 use super::palette;
 use super::panel::Keyed;
 use super::ticks::{fmt_num, linear_ticks};
-use super::canvas::FONT;
-use super::common::Chart;
 use crate::backend::BackendKind;
 use crate::prepared_op::TimingMethod;
 use crate::report::analysis::{measured, worst_tail};

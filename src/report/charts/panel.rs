@@ -9,10 +9,10 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::canvas::FONT;
 use super::canvas::{fit, title, Notes, PanelMeta};
 use super::palette::{self, REFERENCE};
 use super::ticks::{self, Scale};
-use super::canvas::FONT;
 
 /// A point: where, the range its uncertainty spans (drawn as a bar), and its
 /// tooltip.

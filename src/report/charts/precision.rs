@@ -10,17 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
-use super::ticks::Scale as AxisScale;
 use super::common::{facet, part, software_note, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Marker, Panel, Pt, Series};
+use super::ticks::Scale as AxisScale;
 use crate::backend::BackendKind;
-use crate::models::{self, Model};
-use crate::report::analysis::{measured, p50, p50_ci, rate_band, seed_axes};
-use crate::results::{PointId, Record};
 use crate::data::Data;
+use crate::models::{self, Model};
 use crate::ops::Op;
 use crate::precision::Precision;
+use crate::report::analysis::{measured, p50, p50_ci, rate_band, seed_axes};
+use crate::results::{PointId, Record};
 
 /// A record's dim (the x axis here: records are filtered to the seed's axes).
 fn dim(r: &Record) -> u32 {
@@ -296,9 +296,7 @@ fn speed_panels(
             .skipped
             .as_ref()
             .map_or("not measured".into(), |w| w.to_string());
-        line(&mut speed, r, ops)
-            .missing
-            .push((dim(r) as f64, why));
+        line(&mut speed, r, ops).missing.push((dim(r) as f64, why));
     }
     for ((b, s), lines) in speed {
         let groups = facet(lines.into_values().collect());

@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
-use super::ticks::Scale as AxisScale;
 use super::common::{software_note, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Marker, Panel, Pt, Series};
+use super::ticks::Scale as AxisScale;
 use crate::backend::BackendKind;
-use crate::report::analysis::measured;
-use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
-use crate::results::Record;
 use crate::data::Scale;
 use crate::ops::Op;
 use crate::precision::Precision;
+use crate::report::analysis::measured;
+use crate::report::precision_study::{dominated, tradeoff_dist, tradeoffs};
+use crate::results::Record;
 
 /// Both charts, when the records hold at least two precisions with a cost.
 pub fn precision_cost(records: &[Record], out: &Path) -> Chart {
@@ -119,9 +119,9 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
         return Ok(vec![]);
     };
     let mut curves: Cdfs = BTreeMap::new();
-    for r in measured(records)
-        .filter(|r| r.id.params.projection().is_some() && r.id.dist == dist && r.id.scale == Scale::ONE)
-    {
+    for r in measured(records).filter(|r| {
+        r.id.params.projection().is_some() && r.id.dist == dist && r.id.scale == Scale::ONE
+    }) {
         if let Some(c) = &r.precision_cost {
             curves
                 .entry(r.id.op())
@@ -189,9 +189,9 @@ fn error_cdf(records: &[Record], out: &Path) -> Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Dist;
     use crate::precision_cost::PrecisionCost;
     use crate::report::testdata::synthetic;
-    use crate::data::Dist;
 
     fn rec(backend: &str, p: Precision, ms: f64, err: f64) -> Record {
         let mut r = synthetic("matmul", backend, p, 4, 32, 1024, ms);

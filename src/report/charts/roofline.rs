@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
-use super::ticks::fmt_num;
 use super::common::{software_note, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Marker, Panel, Pt, Series};
+use super::ticks::fmt_num;
 use crate::backend::{BackendKind, Ceilings};
 use crate::report::analysis::{measured, p50};
 use crate::results::Record;

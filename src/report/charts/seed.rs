@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::canvas::{title, Canvas};
-use super::panel::{draw, grid};
 use super::canvas::MIB;
+use super::canvas::{title, Canvas};
 use super::common::{facet, part, Chart};
+use super::panel::{draw, grid};
 use super::panel::{Panel, Pt, Series};
 use crate::backend::BackendKind;
 use crate::report::analysis::{p50, p50_ci, seed_axes};

@@ -176,6 +176,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(none.contains("no variant verified") && none.contains("fast: GPU error: failed verification"), "{none}");
+        assert!(
+            none.contains("no variant verified")
+                && none.contains("fast: GPU error: failed verification"),
+            "{none}"
+        );
     }
 }

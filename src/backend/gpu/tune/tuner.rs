@@ -295,9 +295,14 @@ mod tests {
             class_name: "large",
             ..KEY
         };
-        let second_op = TuneKey { op: "another", ..KEY };
+        let second_op = TuneKey {
+            op: "another",
+            ..KEY
+        };
         for (k, v) in [(other, "slow"), (second_op, "fast"), (KEY, "direct")] {
-            tuner.choose(k, &cache_key(), resolve, || Ok(tuning(v))).unwrap();
+            tuner
+                .choose(k, &cache_key(), resolve, || Ok(tuning(v)))
+                .unwrap();
         }
         let keys: Vec<TuneKey> = tuner.tunings().iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, [second_op, KEY, other]);
