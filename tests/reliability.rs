@@ -115,6 +115,10 @@ fn a_device_that_cannot_be_recreated_skips_gpu_points_and_cpu_points_still_run()
     }
     // What was written is the same valid, complete file.
     let on_disk = ResultsFile::load(&dir.join("results.json")).unwrap();
+    for (a, b) in on_disk.records.iter().zip(&results.records) {
+        assert_eq!(a, b);
+    }
+    assert_eq!(on_disk.environment, results.environment);
     assert!(on_disk.complete && on_disk == results);
 }
 
@@ -629,7 +633,7 @@ fn a_runaway_sweep_is_refused_quickly_with_its_count_and_an_empty_one_too() {
             .join(", ")
     };
     let huge = format!(
-        "name = \"huge\"\n[axes]\nop = [\"matmul\"]\nbackend = [\"cpu\"]\nbatch = [{}]\nseq = [{}]\ndim = [{}]\nvocab = [{}]\n",
+        "name = \"huge\"\n[axes]\nop = [\"matmul\"]\nbackend = [\"cpu\"]\nbatch = [{}]\nseq = [{}]\ndim = [{}]\nout_dim = [{}]\n",
         list(10),
         list(100),
         list(100),

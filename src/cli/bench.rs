@@ -94,6 +94,14 @@ pub struct BenchArgs {
 pub struct ParamFlags(Values);
 
 impl ParamFlags {
+    /// [`ParamFlags::flag`] of a parameter named at run time.
+    fn flag_of(name: &str) -> String {
+        all_axes().iter().find(|a| a.name == name).map_or_else(
+            || name.replace('_', "-"),
+            |a| Self::flag(a.name).to_string(),
+        )
+    }
+
     /// The flag of parameter `name` (`out_dim` -> `out-dim`; a parameter
     /// that is on by default is turned off by `--no-<name>`), made once.
     fn flag(name: &'static str) -> &'static str {
@@ -166,6 +174,29 @@ impl clap::Args for ParamFlags {
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)
     }
+}
+
+/// The flags of `op`'s own parameters; each other op's size flag given
+/// (`--vocab` with `--op matmul`) is left out with a note on stderr, so one
+/// command line can be rerun over every op as it always could.
+fn own_params(op: Op, given: &Values) -> Values {
+    let mut own = Values::default();
+    for (k, v) in &given.0 {
+        if op.axes().iter().any(|a| a.name == k) {
+            own.0.insert(k.clone(), v.clone());
+        } else {
+            eprintln!(
+                "note: --{} ignored: {op} has no such parameter (its parameters: {})",
+                ParamFlags::flag_of(k),
+                op.axes()
+                    .iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    own
 }
 
 impl BenchArgs {
@@ -250,7 +281,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 Some(format!("{}/{}", model.name, l.layer)),
             )
         }
-        (_, _, Some(op)) => (op.params(given)?, None),
+        (_, _, Some(op)) => (op.params(&own_params(op, given))?, None),
         _ => anyhow::bail!("give --op and its sizes, or --model and --layer"),
     };
     let work = Workload {

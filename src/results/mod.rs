@@ -178,7 +178,9 @@ impl ResultsFile {
             .and_then(serde_json::Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let file: ResultsFile = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        // From the text, not the value: a value's maps are sorted by key, and
+        // a record's buffer roles keep the op's order (ids, table, output).
+        let file: ResultsFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
         for (i, (raw, rec)) in records.iter().zip(&file.records).enumerate() {
             // A measurement is there when its first field is; it must then parse whole.
             if raw.get("latency_ms").is_some() && rec.measured.is_none() {
