@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::data::{Data, Dist, Scale};
+use crate::error::toml_error;
 use crate::error::{LabError, Result};
 use crate::measure::Sampling;
 use crate::ops::op::{AxisKind, Values};
 use crate::ops::{all_axes, Op};
 use crate::precision::Precision;
-use crate::toml_error::toml_error;
 use crate::workload::Workload;
 
 /// The axes of a sweep; the points are their cartesian product. Either `op`

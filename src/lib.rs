@@ -2,16 +2,23 @@
 //! embedding lookup and the projection matmul — across dim, batch, sequence
 //! length, precision and hardware (a GPU through wgpu, or the CPU), with every
 //! result verified against an f64 reference.
+//!
+//! The surface is what the `kernel-lab` binary and a user of the crate need:
+//! the ops and their registry (`ops`), the backends, the measurement engine,
+//! experiments, results and reports. Helpers that only the lab itself uses
+//! (atomic file writes, the energy window, the machine-state reader, the
+//! precision-cost accumulator) are private; the types they put in a record
+//! are re-exported here.
 
 pub mod anchor_helper;
-pub mod atomic_file;
+mod atomic_file;
 pub mod backend;
 pub mod data;
-pub mod energy;
+mod energy;
 pub mod error;
 pub mod experiment;
 pub mod gpu_monitor;
-pub mod machine_state;
+mod machine_state;
 pub mod measure;
 pub mod measure_point;
 pub mod memory;
@@ -19,7 +26,7 @@ pub mod models;
 pub mod ops;
 pub mod out_dir;
 pub mod precision;
-pub mod precision_cost;
+mod precision_cost;
 pub mod prepared_op;
 pub mod report;
 pub mod results;
@@ -27,8 +34,10 @@ pub mod sample_clocks;
 pub mod stats;
 pub mod stop;
 pub mod sweep;
-pub mod toml_error;
 pub mod verify;
 pub mod workload;
 
+pub use energy::Energy;
 pub use error::{LabError, Result};
+pub use machine_state::MachineState;
+pub use precision_cost::PrecisionCost;

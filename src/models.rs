@@ -140,7 +140,7 @@ pub fn load_own(path: &Path) -> Result<Vec<Model>> {
         source,
     })?;
     let own: Own = toml::from_str(&text)
-        .map_err(|e| crate::toml_error::toml_error("models file", &text, &origin, &e))?;
+        .map_err(|e| crate::error::toml_error("models file", &text, &origin, &e))?;
     if own.model.is_empty() {
         return Err(LabError::invalid(
             "models file",

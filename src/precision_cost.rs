@@ -27,7 +27,7 @@ pub struct PrecisionCost {
     pub norm_err_p99: f64,
     /// Largest per-element normalised error (exact).
     pub norm_err_max: f64,
-    /// `[level, error]` pairs at [`CDF_LEVELS`]: the error's CDF.
+    /// `[level, error]` pairs at `CDF_LEVELS`: the error's CDF.
     pub norm_err_cdf: Vec<[f64; 2]>,
     /// Smallest cosine similarity of an output row with its full-precision
     /// row, over each row's finite outputs (0 where exactly one of the two is

@@ -315,3 +315,65 @@ fn tuning_choices_are_cached_per_adapter_between_runs() {
     assert_eq!(broken["verified"], true);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ops` lists every op with its own parameters, as text and as JSON; `bench`
+/// takes each listed parameter as a flag, and another op's size flag is
+/// ignored with a note that names the op's own parameters.
+#[test]
+fn ops_lists_each_ops_parameters_and_bench_notes_another_ops_flag() {
+    let out = run(&["ops", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ops: Value = serde_json::from_slice(&out.stdout).expect("ops --json is JSON");
+    let params = |name: &str| -> Vec<String> {
+        let op = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["op"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed"));
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut matmul = params("matmul");
+    matmul.sort();
+    assert_eq!(matmul, ["batch", "dim", "out_dim", "seq"]);
+    assert!(params("embedding").contains(&"vocab".to_string()));
+    assert!(!params("embedding").contains(&"out_dim".to_string()));
+    let text = run(&["ops"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    for op in ["embedding", "matmul", "embed-project"] {
+        assert!(text.contains(&format!("{op}: ")), "{text}");
+    }
+
+    let out = run(&[
+        "bench",
+        "--op",
+        "matmul",
+        "--batch",
+        "1",
+        "--seq",
+        "3",
+        "--dim",
+        "5",
+        "--vocab",
+        "300",
+        "--backend",
+        "cpu",
+        "--json",
+        "--quick",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--vocab ignored: matmul has no such parameter") && err.contains("out_dim"),
+        "{err}"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one record");
+    assert_eq!(r["op"], "matmul");
+    assert!(r.get("vocab").is_none(), "{r}");
+    assert_eq!(r["out_dim"], 5);
+}

@@ -4,7 +4,7 @@
 //! parameters and their validation, its cost model, its seeded inputs, its
 //! f64 reference and error bound, its CPU and GPU kernels — and implements
 //! [`op::Operation`]. This file is the only place that names every op: the
-//! [`registry!`] line below makes [`Op`] (which op a point runs) and
+//! `registry!` line below makes [`Op`] (which op a point runs) and
 //! [`OpParams`] (a point's op with its own parameters, serialised with an
 //! `op` tag), and dispatches every question the lab asks to the op's
 //! implementation. Adding an op is a folder and a line here

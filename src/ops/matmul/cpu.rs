@@ -57,7 +57,7 @@ pub fn kernel_name(p: &Params, precision: Precision) -> String {
 pub trait GemmElement: Element + WeightElement {
     /// `y[m, n] = x[m, k] @ w[k, n]` through `gemm`, accumulating in f32;
     /// `scratch` holds whatever widened copies the type needs. Narrow types
-    /// go through [`gemm_widened`].
+    /// go through `gemm_widened`.
     fn gemm(x: &[Self], w: &[Self], y: &mut [Self], k: usize, n: usize, s: &mut Scratch) {
         let m = y.len() / n;
         gemm_widened(
@@ -102,7 +102,7 @@ impl GemmElement for bf16 {}
 
 /// Widened f32 copies for the storage types the projection accumulates in
 /// f32 through (FP16, BF16, INT8 weights): the activations `[m, k]`, a panel
-/// of [`panel_rows`] rows of the weight, and the f32 output.
+/// of `panel_rows` rows of the weight, and the f32 output.
 #[derive(Default)]
 pub struct Scratch {
     x: Vec<f32>,

@@ -29,15 +29,15 @@ fn int8_weight_accessor(vec4: bool) -> String {
 /// The matmul kernel families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulFamily {
-    /// Workgroup tiles in shared memory, register-blocked (`matmul.wgsl`).
+    /// Workgroup tiles in shared memory, register-blocked (`shaders/matmul/tiled.wgsl`).
     Tiled,
-    /// No shared memory or barriers, register-blocked (`matmul_direct.wgsl`).
+    /// No shared memory or barriers, register-blocked (`shaders/matmul/direct.wgsl`).
     Direct,
-    /// Rows of a shared across a subgroup by shuffles (`matmul_subgroup.wgsl`; SUBGROUP).
+    /// Rows of a shared across a subgroup by shuffles (`shaders/matmul/subgroup.wgsl`; SUBGROUP).
     Subgroup,
     /// Cooperative f16 matrices (16x16, or 8x8 where the adapter offers only
     /// those), f32 accumulation, several subgroups per workgroup
-    /// (`matmul_coop.wgsl`; EXPERIMENTAL_COOPERATIVE_MATRIX, SHADER_F16, SUBGROUP).
+    /// (`shaders/matmul/coop.wgsl`; EXPERIMENTAL_COOPERATIVE_MATRIX, SHADER_F16, SUBGROUP).
     Coop,
 }
 
@@ -338,7 +338,7 @@ impl MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// `matmul_coop.wgsl` with its constants and its per-fragment code
+    /// `shaders/matmul/coop.wgsl` with its constants and its per-fragment code
     /// written out: accumulators `c_i_j`, the loads of `a_i` and `b_j` from
     /// the staged slices and their multiply-adds, the stores of each fragment.
     fn coop_body(self) -> String {
