@@ -10,7 +10,7 @@
 //! that allowance over the tolerance, so that `normalised error <= tolerance`
 //! stays the whole check. An Inf or NaN output verifies only where the format
 //! must overflow. The same rows give the precision cost against the original,
-//! full-precision data ([`crate::PrecisionCost`]).
+//! full-precision data ([`crate::precision_cost::PrecisionCost`]).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -121,7 +121,7 @@ pub fn report(
             "<h2>Charts</h2>\n<p>Hover a point for its values; bars are 95% confidence intervals of the median.</p>"
         );
         for c in charts {
-            let svg = std::fs::read_to_string(c).map_err(|source| crate::LabError::Io {
+            let svg = std::fs::read_to_string(c).map_err(|source| crate::error::LabError::Io {
                 path: c.clone(),
                 source,
             })?;

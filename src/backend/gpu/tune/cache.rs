@@ -103,12 +103,12 @@ pub fn get(path: &Path, key: &CacheKey) -> Option<CacheEntry> {
 
 /// Stores `entry`, replacing any with the same key. Failing to write is
 /// reported by the caller's choice; the tuning result stands either way.
-pub fn put(path: &Path, entry: CacheEntry) -> crate::Result<()> {
+pub fn put(path: &Path, entry: CacheEntry) -> crate::error::Result<()> {
     let mut entries = load(path);
     entries.retain(|e| e.key != entry.key);
     entries.push(entry);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| crate::LabError::Io {
+        std::fs::create_dir_all(dir).map_err(|source| crate::error::LabError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
