@@ -417,6 +417,43 @@ pub(crate) mod tests {
         assert!(verify(&t, Precision::F16, &out).verified);
         out[4] = f32::from_bits(out[4].to_bits() + 1);
         let acc = verify(&t, Precision::F16, &out);
+        // The error is still measured against the element's normaliser.
+        let one_ulp = (out[4] as f64 - 4.0) / 4.0;
+        assert_eq!(acc.max_norm_err, one_ulp);
         assert!(!acc.verified && acc.failure.unwrap().contains("row 1, column 1"));
+    }
+
+    /// An element whose normaliser is zero (an exact zero expected from zero
+    /// inputs) passes when it is zero and fails as an infinite error when not.
+    #[test]
+    fn a_zero_normaliser_accepts_exact_zero_only() {
+        struct Zeros;
+        impl Reference for Zeros {
+            fn shape(&self) -> (u64, usize) {
+                (2, 3)
+            }
+            fn row_macs(&self) -> u64 {
+                3
+            }
+            fn row(&self, _: u64, _: bool, out: &mut [f64], norm: &mut [f64]) {
+                out.fill(0.0);
+                norm.fill(0.0);
+            }
+            fn tolerance(&self) -> f64 {
+                1e-3
+            }
+            fn underflow_allowance(&self, _: f64, _: f64, _: f64) -> f64 {
+                0.0
+            }
+            fn ranked(&self) -> bool {
+                false
+            }
+        }
+        let mut out = vec![0.0f32; 6];
+        let acc = verify(&Zeros, Precision::F32, &out);
+        assert!(acc.verified && acc.max_norm_err == 0.0, "{acc:?}");
+        out[5] = 1e-30;
+        let acc = verify(&Zeros, Precision::F32, &out);
+        assert!(!acc.verified && acc.max_norm_err.is_infinite(), "{acc:?}");
     }
 }

@@ -90,3 +90,33 @@ impl Workload {
         verify::verify(reference.as_ref(), self.precision, output)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workload answers with its op's cost at its own precision: B2 S3
+    /// D5 N7 is 6 tokens, 2*6*5*7 = 420 FLOPs, and 120 + 140 + 168 bytes of
+    /// activations, weights and output in FP32 (half of each in FP16).
+    #[test]
+    fn a_workload_answers_with_its_ops_cost_at_its_precision() {
+        let sizes = [("batch", 2), ("seq", 3), ("dim", 5), ("out_dim", 7)];
+        let w = Workload::named("matmul", Precision::F32, &sizes);
+        assert_eq!(w.op().name(), "matmul");
+        assert_eq!(w.tokens(), 6);
+        assert_eq!(w.flops(), 420);
+        assert_eq!(w.bytes_moved(), 428);
+        assert_eq!(w.memory_model().total, 428);
+        assert_eq!(w.memory_model().parts.get("weights"), 140);
+        assert!((w.arithmetic_intensity() - 420.0 / 428.0).abs() < 1e-12);
+        let half = Workload::named("matmul", Precision::F16, &sizes);
+        assert_eq!(half.bytes_moved(), 214);
+        assert_eq!(half.flops(), 420);
+        let lookup = Workload::named(
+            "embedding",
+            Precision::F32,
+            &[("batch", 2), ("seq", 3), ("dim", 4)],
+        );
+        assert_eq!((lookup.flops(), lookup.arithmetic_intensity()), (0, 0.0));
+    }
+}

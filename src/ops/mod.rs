@@ -314,6 +314,33 @@ pub fn all_axes() -> Vec<Axis> {
 mod tests {
     use super::*;
 
+    /// Only a projection has a weight: `(K, N)` for matmul and the chained
+    /// op, none for a lookup.
+    #[test]
+    fn only_projections_name_a_weight() {
+        let mut v = Values::default();
+        for (k, x) in [
+            ("batch", 2),
+            ("seq", 3),
+            ("dim", 5),
+            ("out_dim", 7),
+            ("vocab", 11),
+        ] {
+            v.set(k, x);
+        }
+        let params = |name: &str| {
+            let op: Op = name.parse().unwrap();
+            let mut own = Values::default();
+            for a in op.axes() {
+                own.0.insert(a.name.into(), v.0[a.name].clone());
+            }
+            op.params(&own).unwrap()
+        };
+        assert_eq!(params("embedding").projection(), None);
+        assert_eq!(params("matmul").projection(), Some((5, 7)));
+        assert_eq!(params("embed-project").projection(), Some((5, 7)));
+    }
+
     /// Each op's name is its records' `op` tag, parses back, and its
     /// parameters read back from the record they write.
     #[test]

@@ -180,11 +180,6 @@ impl Values {
         self.0.insert(name.to_string(), value.into());
     }
 
-    /// Whether `name` has a value.
-    pub fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
     /// The positive integer `name` holds, if any.
     pub fn size(&self, name: &str) -> Result<Option<u32>> {
         let Some(v) = self.0.get(name) else {
