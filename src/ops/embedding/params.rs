@@ -169,6 +169,14 @@ mod tests {
         }
         .validated()
         .is_ok());
+        // 65537 x 65535 = 2^32 - 1 elements: the last a u32 index reaches.
+        let edge = Params {
+            vocab: 65537,
+            dim: 65535,
+            ..table
+        };
+        assert!(edge.validated().is_ok());
+        assert!(Params { dim: 65536, ..edge }.validated().is_err());
         let err = Params {
             batch: 1,
             seq: 1 << 16,
