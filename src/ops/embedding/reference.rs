@@ -69,6 +69,9 @@ mod tests {
             };
             // A copy has no accumulator to overflow, however large the row.
             assert!(!r.ranked() && r.tolerance() == 0.0 && !r.accumulator_overflows(1e30));
+            // A row costs its width; nothing underflows in a copy.
+            assert_eq!(r.row_macs(), 2);
+            assert_eq!(r.underflow_allowance(0.0, 1e-40, 1e-40), 0.0);
             let mut out = expected_output(&r);
             assert_eq!(out.len(), 6);
             assert_eq!(out[0], p.round(1e-6));

@@ -229,6 +229,29 @@ mod tests {
     use crate::ops::matmul::params::Params;
     use crate::verify::{expected_output, verify};
 
+    /// The underflow allowance, worked by hand: k + 1 products of 2^-126 in
+    /// an f32 accumulator, 8 sqrt(k) of 2^-14 in an f16 one, plus FP16's
+    /// smallest normal where the element (with its tolerance) is below it.
+    #[test]
+    fn the_underflow_allowance_is_as_worked_by_hand() {
+        let (f32_min, f16_min) = (2f64.powi(-126), 2f64.powi(-14));
+        let a =
+            |p, acc, k, tol, expected, scale| underflow_allowance(p, acc, k, tol, expected, scale);
+        use Accumulation::{F16, F32};
+        assert_eq!(a(Precision::F32, F32, 3, 0.0, 1.0, 1.0), 4.0 * f32_min);
+        assert_eq!(a(Precision::F16, F32, 3, 0.0, 1.0, 1.0), 4.0 * f32_min);
+        assert_eq!(
+            a(Precision::F16, F32, 3, 0.0, 0.0, 0.0),
+            4.0 * f32_min + f16_min
+        );
+        assert_eq!(a(Precision::F16, F16, 16, 0.0, 0.0, 0.0), 32.0 * f16_min);
+        // 2^-15 with a tolerance of another 2^-15 reaches the normal range:
+        // no allowance for the stored element.
+        let half = f16_min / 2.0;
+        assert_eq!(a(Precision::F16, F32, 0, 0.5, half, f16_min), f32_min);
+        assert_eq!(a(Precision::F16, F32, 0, 0.0, half, 0.0), f32_min + f16_min);
+    }
+
     fn projection<'a>(
         t: &'a Tensors,
         (m, k, n): (u64, u64, u64),
