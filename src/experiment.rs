@@ -151,10 +151,7 @@ impl Exclusion {
         let value = |k: &str| {
             r.values.0.get(k).cloned().or_else(|| {
                 let axis = r.op.axes().iter().find(|a| a.name == k)?;
-                match axis.kind {
-                    AxisKind::Size { default } => default.map(serde_json::Value::from),
-                    AxisKind::Flag { default } => Some(default.into()),
-                }
+                axis.kind.default_value()
             })
         };
         self.model.as_deref().is_none_or(|v| Some(v) == model)
@@ -367,6 +364,12 @@ fn parse_override(set: &str) -> Result<(String, toml::Value)> {
                 v.parse::<bool>()
                     .map_err(|_| bad("expected true or false"))?,
             ),
+            (_, Some(kind @ AxisKind::Choice { options, .. })) => {
+                if !options.contains(&v) {
+                    return Err(bad(&format!("expected {}", kind.wants())));
+                }
+                toml::Value::String(v.to_string())
+            }
             _ => toml::Value::Integer(
                 v.parse::<u32>()
                     .ok()
@@ -496,10 +499,7 @@ impl Spec {
                 continue;
             };
             for v in values {
-                let ok = match axis.kind {
-                    AxisKind::Size { .. } => v.as_u64().is_some_and(|n| n <= u32::MAX as u64),
-                    AxisKind::Flag { .. } => v.is_boolean(),
-                };
+                let ok = axis.kind.accepts(v);
                 if v.as_u64() == Some(0) {
                     return Err(LabError::invalid(
                         &format!("axes.{}", axis.name),
@@ -508,10 +508,7 @@ impl Spec {
                     ));
                 }
                 if !ok {
-                    let want = match axis.kind {
-                        AxisKind::Size { .. } => "a positive integer",
-                        AxisKind::Flag { .. } => "true or false",
-                    };
+                    let want = axis.kind.wants();
                     return Err(LabError::invalid(
                         &format!("axes.{}", axis.name),
                         &v.to_string(),

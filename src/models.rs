@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result};
-use crate::ops::op::Values;
+use crate::ops::op::{Values, BATCH, SEQ};
 use crate::ops::{Op, OpParams};
 use crate::precision::Precision;
 use crate::workload::Workload;
@@ -297,12 +297,16 @@ impl Layer {
     }
 
     /// The layer's parameters at the run's values `run` (batch, seq, ...);
-    /// the run's parameters it does not give are 1.
+    /// batch and seq are 1 where it does not give them, its other parameters
+    /// (an attention's context, causal masking) the op's defaults.
     pub fn params(&self, run: &Values) -> Result<OpParams> {
         let mut values = self.values();
         for axis in self.op.axes().iter().filter(|a| a.run) {
-            let v = run.0.get(axis.name).cloned().unwrap_or(1.into());
-            values.set(axis.name, v);
+            match run.0.get(axis.name) {
+                Some(v) => values.set(axis.name, v.clone()),
+                None if [BATCH.name, SEQ.name].contains(&axis.name) => values.set(axis.name, 1),
+                None => {}
+            }
         }
         self.op.params(&values)
     }

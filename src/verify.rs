@@ -167,7 +167,7 @@ impl Block<'_> {
         let (reference, tol, p) = (self.reference, self.tol, self.precision);
         let n = reference.shape().1;
         // Inputs rounded to the point's precision, as the backend stored them.
-        let rounded = p != Precision::F32;
+        let rounded = reference.inputs_rounded(p);
         let overflow_at = p.overflow_threshold();
         let mut f = BlockFindings {
             cost: CostAccumulator::new(reference.ranked(), n),

@@ -52,8 +52,17 @@ def median_ms(fn):
     return times[len(times) // 2], len(times)
 
 
+def attention_pairs(p):
+    """Unmasked (query, key) pairs of a point, over every head."""
+    s, l = p["seq"], p["context"]
+    per_head = s * (l - s) + s * (s + 1) // 2 if p.get("causal", True) else s * l
+    return per_head * p["batch"] * p["heads"]
+
+
 def cost(p):
     """Work of a point in the unit its time scales with (MACs, or bytes copied)."""
+    if p["op"] == "attention":
+        return attention_pairs(p) * p["head_dim"] + 2 * p["batch"] * p["kv_heads"] * p["context"] * p["head_dim"]
     rows = p["batch"] * p["seq"]
     return rows * p["dim"] * (p.get("out_dim", p["dim"]) if p["op"] != "embedding" else 1)
 
@@ -77,6 +86,8 @@ def measure(p):
         if predicted > MAX_SECONDS:
             return dict(p, skipped=f"predicted {predicted:.1f} s a call, over the {MAX_SECONDS} s budget")
     dt = DTYPES[p["precision"]]
+    if p["op"] == "attention":
+        return attention(p, dt)
     rows, d = p["batch"] * p["seq"], p["dim"]
     n = p.get("out_dim", d)  # output columns of the projection
     if p["op"] == "embedding":
@@ -108,6 +119,41 @@ def measure(p):
     out_ms, out_n = median_ms(out)
     rate[key] = min(fresh_ms, out_ms) / cost(p)
     return dict(p, fresh_p50_ms=fresh_ms, fresh_samples=fresh_n, out_p50_ms=out_ms, out_samples=out_n)
+
+
+def attention(p, dt):
+    """F.scaled_dot_product_attention on the point's shapes (GQA through
+    enable_gqa; a cached prefix through an explicit bottom-right causal mask,
+    since is_causal aligns the mask top-left). SDPA has no out= form: only
+    the fresh call is timed."""
+    if p.get("kv_precision", "same") != "same":
+        return dict(p, skipped=f"no PyTorch counterpart for a {p['kv_precision']} KV cache")
+    key = (p["op"], p["precision"])
+    if key in rate:
+        predicted = rate[key] * cost(p) / 1e3
+        if predicted > MAX_SECONDS:
+            return dict(p, skipped=f"predicted {predicted:.1f} s a call, over the {MAX_SECONDS} s budget")
+    b, s, l, h, g, d = (p[k] for k in ("batch", "seq", "context", "heads", "kv_heads", "head_dim"))
+    q = torch.randn(b, h, s, d, dtype=torch.float32).to(dt)
+    k = torch.randn(b, g, l, d, dtype=torch.float32).to(dt)
+    v = torch.randn(b, g, l, d, dtype=torch.float32).to(dt)
+    causal = p.get("causal", True)
+    kw = dict(enable_gqa=g != h)
+    if causal and s == l:
+        kw["is_causal"] = True
+    elif causal and s > 1:
+        # Query i sits at position l - s + i and sees keys 0 ..= l - s + i.
+        kw["attn_mask"] = torch.ones(s, l, dtype=torch.bool).tril(diagonal=l - s)
+    fresh = lambda: F.scaled_dot_product_attention(q, k, v, **kw)
+    t0 = time.perf_counter_ns()
+    fresh()
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    rate[key] = first_ms / cost(p)
+    if first_ms / 1e3 > MAX_SECONDS:
+        return dict(p, skipped=f"one call took {first_ms / 1e3:.1f} s, over the {MAX_SECONDS} s budget")
+    fresh_ms, fresh_n = median_ms(fresh)
+    rate[key] = fresh_ms / cost(p)
+    return dict(p, fresh_p50_ms=fresh_ms, fresh_samples=fresh_n)
 
 
 for line in sys.stdin:

@@ -148,6 +148,11 @@ impl clap::FromArgMatches for ParamFlags {
                         self.0.set(a.name, !default);
                     }
                 }
+                AxisKind::Choice { .. } => {
+                    if let Some(v) = m.get_one::<String>(a.name) {
+                        self.0.set(a.name, v.clone());
+                    }
+                }
             }
         }
         Ok(())
@@ -167,6 +172,9 @@ impl clap::Args for ParamFlags {
                     }
                 }
                 AxisKind::Flag { .. } => arg.action(clap::ArgAction::SetTrue),
+                AxisKind::Choice { options, default } => arg
+                    .value_parser(clap::builder::PossibleValuesParser::new(options.iter()))
+                    .help(format!("{} (default: {default})", a.help)),
             })
         })
     }

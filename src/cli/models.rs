@@ -30,12 +30,29 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         None => models::presets(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(listed)?);
+        let mut all = Vec::new();
+        for m in listed {
+            let mut v = serde_json::to_value(m)?;
+            v["kv_bytes_per_token"] = serde_json::json!({
+                "f32": kv_bytes_per_token(m, Precision::F32)?,
+                "f16": kv_bytes_per_token(m, Precision::F16)?,
+            });
+            all.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     for m in listed {
         println!("{} ({} blocks)", m.name, m.blocks);
         println!("  {}", m.config);
+        let kv = kv_bytes_per_token(m, Precision::F16)?;
+        if kv > 0 {
+            println!(
+                "  KV cache: {:.1} KiB a token in f16 ({:.2} GiB for a sequence of 8192 tokens)",
+                kv as f64 / 1024.0,
+                kv as f64 * 8192.0 / (1u64 << 30) as f64
+            );
+        }
         println!(
             "  {:<12} {:<9} {:>18} {:>8} {:>12} {:>12}",
             "layer", "op", "sizes", "per pass", "f16 weights", "GFLOP/token"
@@ -57,4 +74,15 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// KV-cache bytes one token adds to a sequence of model `m` at `precision`:
+/// every layer's `kv-cache` memory at a context of one token, times its runs
+/// per pass (0 for a model without attention layers).
+fn kv_bytes_per_token(m: &models::Model, precision: Precision) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for l in &m.layers {
+        total += l.work(precision, 1, 1)?.memory_model().get("kv-cache") * l.per_pass as u64;
+    }
+    Ok(total)
 }

@@ -32,6 +32,9 @@ pub fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
                             AxisKind::Flag { default } => {
                                 ("flag", Some(serde_json::Value::from(default)))
                             }
+                            AxisKind::Choice { default, .. } => {
+                                ("choice", Some(serde_json::Value::from(default)))
+                            }
                         };
                         serde_json::json!({
                             "name": a.name,
@@ -60,6 +63,9 @@ pub fn run(args: OpsArgs) -> anyhow::Result<ExitCode> {
                 AxisKind::Size { default: Some(d) } => format!(" (default {d})"),
                 AxisKind::Size { default: None } => String::new(),
                 AxisKind::Flag { default } => format!(" (a flag; default {default})"),
+                AxisKind::Choice { options, default } => {
+                    format!(" ({}; default {default})", options.join(" | "))
+                }
             };
             let who = if a.run { "run" } else { "layer" };
             println!(

@@ -10,6 +10,7 @@
 //! implementation. Adding an op is a folder and a line here
 //! (`docs/adding-an-op.md`).
 
+pub mod attention;
 pub mod embed_project;
 pub mod embedding;
 pub mod matmul;
@@ -254,6 +255,7 @@ registry! {
     Embedding => embedding::Params,
     Matmul => matmul::Params,
     EmbedProject => embed_project::Params,
+    Attention => attention::Params,
 }
 
 impl fmt::Display for Op {

@@ -167,6 +167,42 @@ pub enum AxisKind {
         /// The value when none is given.
         default: bool,
     },
+    /// One of a few names (a KV cache's format).
+    Choice {
+        /// The names it takes.
+        options: &'static [&'static str],
+        /// The value when none is given.
+        default: &'static str,
+    },
+}
+
+impl AxisKind {
+    /// The value when none is given, as a record holds it.
+    pub fn default_value(self) -> Option<serde_json::Value> {
+        match self {
+            AxisKind::Size { default } => default.map(serde_json::Value::from),
+            AxisKind::Flag { default } => Some(default.into()),
+            AxisKind::Choice { default, .. } => Some(default.into()),
+        }
+    }
+
+    /// Whether `v` is a value of this kind.
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        match self {
+            AxisKind::Size { .. } => v.as_u64().is_some_and(|n| n <= u32::MAX as u64),
+            AxisKind::Flag { .. } => v.is_boolean(),
+            AxisKind::Choice { options, .. } => v.as_str().is_some_and(|s| options.contains(&s)),
+        }
+    }
+
+    /// What it takes, in words.
+    pub fn wants(self) -> String {
+        match self {
+            AxisKind::Size { .. } => "a positive integer".into(),
+            AxisKind::Flag { .. } => "true or false".into(),
+            AxisKind::Choice { options, .. } => format!("one of {}", options.join(", ")),
+        }
+    }
 }
 
 /// Named parameter values, as a spec's axes, `--set` and `bench` flags give
@@ -212,6 +248,21 @@ impl Values {
                 name,
                 &v.to_string(),
                 "expected true or false",
+            )),
+        }
+    }
+
+    /// The name `name` holds, if any, checked against `options`.
+    pub fn choice(&self, name: &str, options: &[&str]) -> Result<Option<String>> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) if options.contains(&s.as_str()) => {
+                Ok(Some(s.clone()))
+            }
+            Some(v) => Err(LabError::invalid(
+                name,
+                &v.to_string(),
+                &format!("expected one of {}", options.join(", ")),
             )),
         }
     }
@@ -402,6 +453,13 @@ pub trait Reference: Sync {
     /// Whether an output row ranks its columns (a vocabulary's logits): the
     /// precision cost then counts top-1 and top-5 agreement.
     fn ranked(&self) -> bool;
+    /// Whether a point in `precision` stores any input rounded (so the
+    /// kernel is checked against the rounded inputs and the precision cost
+    /// measured against the originals): every precision but FP32, and FP32
+    /// where an op stores some input narrower (an int8 KV cache).
+    fn inputs_rounded(&self, precision: Precision) -> bool {
+        precision != Precision::F32
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub mod kernels;
 pub mod params;
 pub mod quantize;
 pub mod reference;
-mod skinny;
+pub mod skinny;
 pub mod support;
 
 pub use params::Params;
