@@ -520,15 +520,9 @@ fn values_direct_avx2(s: &[f32], v: &[f32], acc: &mut [f32], dims: (usize, usize
 }
 
 /// Whether the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
 fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// The block's scores by direct loops (AVX2 and FMA where present).

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytemuck::{Pod, Zeroable};
 
 use super::inputs::Qkv;
-use super::kernels::{binding, Kernel};
+use super::kernels::{binding, flash_tile, Kernel};
 use super::kv::{activation_precision, encode as encode_kv, KvFormat};
 use super::params::{Params, NAME};
 use super::reference::Attention;
@@ -98,20 +98,34 @@ pub fn decode_splits(rows: u64, context: u32) -> (u32, u32) {
 }
 
 /// Decides how `p` runs on `gpu` in `precision`, before any buffer exists.
+///
+/// On wgpu's GL backend the fused kernel is not used: building its pipeline
+/// took llvmpipe's GL compiler 75 to 105 s (Vulkan on the same llvmpipe:
+/// under 0.5 s; measured 2026-12-08 with `MESA_SHADER_CACHE_DISABLE=true`),
+/// so there every query count runs the split kernel, one query row a
+/// workgroup, and the record's `kernel` says so.
 pub fn plan(gpu: &GpuDevice, p: &Params, precision: Precision) -> Result<Plan> {
+    let fused = gpu.ctx.adapter.get_info().backend != wgpu::Backend::Gl;
     plan_for(
         gpu.storage_mode(activation_precision(precision)),
         gpu.binding_limit(),
         p,
         precision,
+        fused,
     )
 }
 
-fn plan_for(mode: StorageMode, limit: u64, p: &Params, precision: Precision) -> Result<Plan> {
+fn plan_for(
+    mode: StorageMode,
+    limit: u64,
+    p: &Params,
+    precision: Precision,
+    fused: bool,
+) -> Result<Plan> {
     let format = p.kv_precision.format(precision);
     let path = if p.materialized {
         Path::Materialized
-    } else if p.seq <= DECODE_MAX_SEQ {
+    } else if p.seq <= DECODE_MAX_SEQ || !fused {
         Path::Decode
     } else {
         Path::Flash
@@ -337,7 +351,7 @@ fn program<'a>(
         let (n64, s64, l64, h64, d64) = (n as u64, s as u64, l as u64, h as u64, d as u64);
         for (i, k) in kernels.iter().enumerate() {
             let groups = match k {
-                Kernel::Flash => n64 * h64 * s64.div_ceil(64),
+                Kernel::Flash => n64 * h64 * s64.div_ceil(flash_tile(p.head_dim).1 as u64),
                 Kernel::Decode => rows as u64 * plan.splits as u64,
                 Kernel::Combine | Kernel::Softmax => rows as u64,
                 Kernel::Scores => n64 * h64 * s64.div_ceil(16) * l64.div_ceil(16),
@@ -432,6 +446,7 @@ mod tests {
             128 * mb,
             &llama(32, 1, 32768),
             Precision::F16,
+            true,
         )
         .unwrap();
         assert_eq!(plan.path, Path::Decode);
@@ -442,15 +457,25 @@ mod tests {
             128 * mb,
             &llama(1, 2048, 2048),
             Precision::F32,
+            true,
         )
         .unwrap();
         assert_eq!((plan.path, plan.block), (Path::Flash, 1));
+        // Without the fused kernel (GL), a prefill runs the split kernel.
+        let gl = plan_for(
+            StorageMode::F32,
+            128 * mb,
+            &llama(1, 2048, 2048),
+            Precision::F32,
+            false,
+        );
+        assert_eq!(gl.unwrap().path, Path::Decode);
         let m = Params {
             materialized: true,
             ..llama(1, 2048, 2048)
         };
         // 32 x 2048 x 2048 x 4 = 512 MiB of scores for one sequence.
-        let err = plan_for(StorageMode::F32, 128 * mb, &m, Precision::F32)
+        let err = plan_for(StorageMode::F32, 128 * mb, &m, Precision::F32, true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("scores") && err.contains("134217728"), "{err}");
@@ -460,7 +485,8 @@ mod tests {
                     StorageMode::PackedF16,
                     128 * mb,
                     &llama(1, 1, 4096),
-                    Precision::Int8
+                    Precision::Int8,
+                    true,
                 )
                 .unwrap()
             ),

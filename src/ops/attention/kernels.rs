@@ -107,8 +107,9 @@ impl Kernel {
         let (q, k, v, out) = self.uses();
         let mut s = String::from(mode.enable());
         s.push_str(&format!(
-            "const HEAD_DIM: u32 = {d}u;\nconst KEYS: u32 = {}u;\n",
-            flash_keys(d)
+            "const HEAD_DIM: u32 = {d}u;\nconst KEYS: u32 = {}u;\nconst ROWS: u32 = {}u;\n",
+            flash_tile(d).0,
+            flash_tile(d).1
         ));
         if q {
             s.push_str(&read_accessor(mode, "q", binding::Q));
@@ -162,10 +163,16 @@ pub mod binding {
     pub const SCORES: u32 = 8;
 }
 
-/// Keys per tile of the fused kernel for heads of `d`: K and V tiles in f32
-/// within the 16 KiB of workgroup memory every adapter offers, at most 32.
-pub fn flash_keys(d: u32) -> u32 {
-    (16384 / (8 * d)).clamp(1, 32)
+/// Keys and queries per tile of the fused kernel for heads of `d`: the K
+/// and V tiles and the queries' accumulators, in f32, within the 16 KiB of
+/// workgroup memory every adapter offers, beside the tile's scores (at most
+/// 32 x 32) and three f32 per query: `(2 keys + rows) x d <= 2944`, each at
+/// most 32.
+pub fn flash_tile(d: u32) -> (u32, u32) {
+    let budget = 2944 / d.max(1);
+    let rows = (budget / 2).clamp(1, 32);
+    let keys = ((budget - rows) / 2).clamp(1, 32);
+    (keys, rows)
 }
 
 /// Declares cache buffer `name` at `binding` (and its scales at
@@ -227,12 +234,14 @@ mod tests {
 
     #[test]
     fn tiles_fit_workgroup_memory() {
-        for d in [1, 64, 100, 128, 256] {
-            assert!(flash_keys(d) * d * 8 <= 16384);
+        for d in [1, 2, 33, 64, 100, 128, 255, 256] {
+            let (keys, rows) = flash_tile(d);
+            let bytes = (2 * keys + rows) * d * 4 + rows * keys * 4 + 3 * rows * 4;
+            assert!(keys >= 1 && rows >= 1 && bytes <= 16384, "d {d}: {bytes}");
         }
         assert_eq!(
-            (flash_keys(64), flash_keys(128), flash_keys(256)),
-            (32, 16, 8)
+            (flash_tile(64), flash_tile(128), flash_tile(256)),
+            ((11, 23), (6, 11), (3, 5))
         );
         assert_eq!(
             Kernel::Flash.bindings(KvFormat::Int8),
