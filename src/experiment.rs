@@ -1037,8 +1037,8 @@ seq = [1]
 batch = [1]
 "#;
         let points = Spec::parse(spec, "t", &[]).unwrap().expand().unwrap();
-        // Seven layers, gate and up share a shape: six points per backend.
-        assert_eq!(points.len(), 12);
+        // Eight layers, gate and up share a shape: seven points per backend.
+        assert_eq!(points.len(), 14);
         let qkv = points
             .iter()
             .find(|p| p.layer.is_some_and(|l| l.layer == "qkv"))

@@ -315,6 +315,7 @@ pub fn all_axes() -> Vec<Axis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::op::AxisKind;
 
     /// Only a projection has a weight: `(K, N)` for matmul and the chained
     /// op, none for a lookup.
@@ -352,7 +353,11 @@ mod tests {
             assert_eq!(serde_json::to_value(op).unwrap(), op.name());
             let mut v = Values::default();
             for a in op.axes() {
-                v.set(a.name, 3);
+                match a.kind {
+                    AxisKind::Size { .. } => v.set(a.name, 3),
+                    AxisKind::Flag { default } => v.set(a.name, !default),
+                    AxisKind::Choice { options, .. } => v.set(a.name, options[options.len() - 1]),
+                }
             }
             let p = op.params(&v).unwrap();
             assert_eq!(p.op(), op);
@@ -360,7 +365,9 @@ mod tests {
             assert_eq!(json["op"], op.name(), "{op}");
             assert_eq!(serde_json::from_value::<OpParams>(json).unwrap(), p);
             for a in op.axes() {
-                assert_eq!(p.axis(a.name), Some(3), "{op} {}", a.name);
+                if let AxisKind::Size { .. } = a.kind {
+                    assert_eq!(p.axis(a.name), Some(3), "{op} {}", a.name);
+                }
             }
             assert!(!op.about().is_empty() && !op.memory_note().is_empty());
             // Examples: valid, a degenerate one, one large enough to chunk.
@@ -376,7 +383,10 @@ mod tests {
             );
         }
         let err = "conv".parse::<Op>().unwrap_err().to_string();
-        assert!(err.contains("embedding, matmul or embed-project"), "{err}");
+        assert!(
+            err.contains("embedding, matmul, embed-project or attention"),
+            "{err}"
+        );
     }
 
     /// A shared parameter is listed once.

@@ -43,7 +43,19 @@ pub fn pass_breakdown(records: &[Record], own: &[Model]) -> BTreeMap<Regime, Bre
         };
         let mut times = Vec::new();
         let mut missing = Vec::new();
+        // Layers of an op no record of this model ran (an attention layer in
+        // a file from before the op, or a sweep that excluded it) are left
+        // out of the pass, not counted missing.
+        let prefix = format!("{model}/");
+        let ran: std::collections::BTreeSet<_> = records
+            .iter()
+            .filter(|r| r.layer.as_deref().is_some_and(|l| l.starts_with(&prefix)))
+            .map(|r| r.id.params.op())
+            .collect();
         for layer in &preset.layers {
+            if !ran.contains(&layer.op) {
+                continue;
+            }
             let Ok(work) = layer.work(*precision, *batch, *seq) else {
                 continue;
             };
