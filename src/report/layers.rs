@@ -45,13 +45,18 @@ pub fn pass_breakdown(records: &[Record], own: &[Model]) -> BTreeMap<Regime, Bre
         let mut missing = Vec::new();
         // Layers of an op no record of this model ran (an attention layer in
         // a file from before the op, or a sweep that excluded it) are left
-        // out of the pass, not counted missing.
+        // out of the pass, not counted missing; a file of one op's layers
+        // alone (an attention sweep) has no pass to break down.
         let prefix = format!("{model}/");
         let ran: std::collections::BTreeSet<_> = records
             .iter()
             .filter(|r| r.layer.as_deref().is_some_and(|l| l.starts_with(&prefix)))
             .map(|r| r.id.params.op())
             .collect();
+        let ops: std::collections::BTreeSet<_> = preset.layers.iter().map(|l| l.op).collect();
+        if ran.len() < 2 && ran.len() < ops.len() {
+            continue;
+        }
         for layer in &preset.layers {
             if !ran.contains(&layer.op) {
                 continue;
@@ -247,6 +252,13 @@ mod tests {
             text.contains("lm-head 34.0%, mlp-up 24.0%, mlp-down 24.0%, qkv 12.0%"),
             "{text}"
         );
+        // One op's layers alone (an attention sweep's): no pass at all.
+        let lookup_only: Vec<Record> = rs
+            .iter()
+            .filter(|r| r.layer.as_deref().unwrap().ends_with("embedding"))
+            .cloned()
+            .collect();
+        assert!(pass_breakdown(&lookup_only, &[]).is_empty());
         // One layer missing: no breakdown, said so.
         let partial: Vec<Record> = rs
             .into_iter()
