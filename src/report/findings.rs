@@ -126,20 +126,38 @@ fn fits_along_main_axis(records: &[Record]) -> MainAxisFits {
     let mut scaling: BTreeMap<Op, Scaling> = BTreeMap::new();
     for r in measured(records) {
         let s = r.id.params.scaling();
-        let (Some(x), Some(a)) = (r.id.axis(s.axis), seed_axes(&r.id)) else {
+        let Some(x) = r.id.axis(s.axis) else {
             continue;
         };
         if !s.on_line {
             continue;
         }
+        // A line: the points alike but along the axis. For an op with the
+        // seed's axes, one batch x seq; for another (attention), every other
+        // parameter, those that move with the axis on the main line (the
+        // context of a prefill with S = L) left out.
+        let line = match seed_axes(&r.id) {
+            Some(a) => (a.batch, a.seq),
+            None => {
+                let mut v = serde_json::to_value(r.id.params).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.retain(|k, val| k != s.axis && val.as_u64() != Some(x as u64));
+                }
+                let text = v.to_string();
+                let h = text.bytes().fold(0x811c_9dc5u32, |h, b| {
+                    (h ^ b as u32).wrapping_mul(0x0100_0193)
+                });
+                (h, u32::MAX)
+            }
+        };
         scaling.insert(r.id.op(), s);
         groups
             .entry((
                 r.id.backend,
                 r.id.op(),
                 r.id.precision.name().into(),
-                a.batch,
-                a.seq,
+                line.0,
+                line.1,
             ))
             .or_default()
             .push((x as f64, p50(r)));
