@@ -662,16 +662,52 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn new(rows: usize, keys: usize, d: usize) -> Self {
+    /// Tiles of `rows` query rows and `keys` keys of `d` (scores only when
+    /// `scores`: the materialised path writes them in its own buffer).
+    fn new(rows: usize, keys: usize, d: usize, scores: bool) -> Self {
         Tiles {
             q: vec![0.0; rows * d],
             k: vec![0.0; keys * d],
             v: vec![0.0; keys * d],
-            s: vec![0.0; rows * keys],
+            s: vec![0.0; if scores { rows * keys } else { 0 }],
             acc: vec![0.0; rows * d],
             m: vec![0.0; rows],
             l: vec![0.0; rows],
         }
+    }
+
+    /// Bytes held.
+    fn bytes(&self) -> u64 {
+        let f = |v: &Vec<f32>| v.capacity() as u64 * 4;
+        f(&self.q) + f(&self.k) + f(&self.v) + f(&self.s) + f(&self.acc) + f(&self.m) + f(&self.l)
+    }
+}
+
+/// One [`Tiles`] per thread of the pool, allocated when the kernel is
+/// prepared, so that no run pays for allocation.
+struct TilePool(Vec<std::sync::Mutex<Tiles>>);
+
+impl TilePool {
+    fn new(rows: usize, keys: usize, d: usize, scores: bool) -> Self {
+        let n = rayon::current_num_threads() + 1;
+        TilePool(
+            (0..n)
+                .map(|_| std::sync::Mutex::new(Tiles::new(rows, keys, d, scores)))
+                .collect(),
+        )
+    }
+
+    /// The calling thread's tiles (the last for a thread outside the pool).
+    fn mine(&self) -> std::sync::MutexGuard<'_, Tiles> {
+        let i = rayon::current_thread_index().map_or(self.0.len() - 1, |i| i.min(self.0.len() - 1));
+        self.0[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|t| t.lock().map_or(0, |t| t.bytes()))
+            .sum()
     }
 }
 
@@ -689,6 +725,8 @@ struct AttentionKernel<'a, T> {
     /// Split partials: per task, m and l per row, then the accumulator.
     partials: Vec<f32>,
     split: Split,
+    /// Each thread's working tiles.
+    tiles: TilePool,
 }
 
 impl<T: Element> AttentionKernel<'_, T> {
@@ -856,7 +894,8 @@ impl<T: Element> AttentionKernel<'_, T> {
         let slot = tr * (d + 2);
         let first =
             ((b * self.p.kv_heads as usize + g) * self.split.blocks + qb) * self.split.splits;
-        let mut acc = vec![0f32; d];
+        let mut tiles = self.tiles.mine();
+        let acc = &mut tiles.acc[..d];
         for r in 0..(i1 - i0) * hpg {
             let parts = (0..self.split.splits)
                 .map(|sp| &self.partials[(first + sp) * slot..(first + sp + 1) * slot]);
@@ -880,29 +919,24 @@ impl<T: Element> AttentionKernel<'_, T> {
             let dst = ((b * s_len + i) * h + g * hpg + hh) * d;
             // SAFETY: the rows of (b, i, g's heads) belong to this merge alone.
             let o = unsafe { std::slice::from_raw_parts_mut(out.get().add(dst), d) };
-            T::narrow(&acc, o);
+            T::narrow(acc, o);
         }
     }
 
     fn fused(&mut self) {
         let p = self.p;
-        let (_, _, _, _, d) = self.dims();
         let sp = self.split;
         let tasks = p.batch as usize * p.kv_heads as usize * sp.blocks * sp.splits;
         let out = Shared(self.out.as_mut_ptr());
         let part = Shared(self.partials.as_mut_ptr());
-        let rows = self.task_rows();
         let this = &*self;
-        (0..tasks).into_par_iter().for_each_init(
-            || Tiles::new(rows, KEY_BLOCK, d),
-            |t, task| {
-                let s = task % sp.splits;
-                let qb = task / sp.splits % sp.blocks;
-                let bg = task / sp.splits / sp.blocks;
-                let (b, g) = (bg / p.kv_heads as usize, bg % p.kv_heads as usize);
-                this.fused_task(t, (b, g, qb, s), out, part);
-            },
-        );
+        (0..tasks).into_par_iter().for_each(|task| {
+            let s = task % sp.splits;
+            let qb = task / sp.splits % sp.blocks;
+            let bg = task / sp.splits / sp.blocks;
+            let (b, g) = (bg / p.kv_heads as usize, bg % p.kv_heads as usize);
+            this.fused_task(&mut this.tiles.mine(), (b, g, qb, s), out, part);
+        });
         if sp.splits > 1 {
             (0..tasks / sp.splits).into_par_iter().for_each(|task| {
                 let qb = task % sp.blocks;
@@ -923,70 +957,69 @@ impl<T: Element> AttentionKernel<'_, T> {
         let out = Shared(self.out.as_mut_ptr());
         let (k, v, q, causal) = (&self.k, &self.v, &self.q, p.causal);
         let kvh = p.kv_heads as usize;
+        let pool = &self.tiles;
         self.scores
             .par_chunks_mut(s_len * l_len)
             .enumerate()
-            .for_each_init(
-                || {
-                    (
-                        vec![0f32; s_len * d],
-                        vec![0f32; l_len * d],
-                        vec![0f32; l_len * d],
-                        vec![0f32; s_len * d],
-                    )
-                },
-                |(qt, kbuf, vbuf, acc), (bh, sc)| {
-                    let (b, hd) = (bh / h, bh % h);
-                    let g = hd / hpg;
-                    for i in 0..s_len {
-                        let src = ((b * s_len + i) * h + hd) * d;
-                        T::widen(&q[src..src + d], &mut qt[i * d..(i + 1) * d]);
-                    }
-                    let head_row = (b * kvh + g) * l_len;
-                    let kt = k.rows(head_row, l_len, d, l_len * d, kbuf);
-                    // SAFETY: q is S x d, k L x d, scores S x L.
-                    unsafe {
-                        gemm_f32(
-                            (s_len, l_len, d),
-                            sc.as_mut_ptr(),
-                            l_len,
-                            false,
-                            (qt.as_ptr(), d),
-                            (kt.as_ptr(), 1, d),
-                            scale,
-                        );
-                    }
-                    for (i, row) in sc.chunks_exact_mut(l_len).enumerate() {
-                        let valid = if causal { prefix + i + 1 } else { l_len };
-                        let mx = row[..valid]
-                            .iter()
-                            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        let sum = exp_sub(&mut row[..valid], mx);
-                        let inv = 1.0 / sum;
-                        row[..valid].iter_mut().for_each(|x| *x *= inv);
-                        row[valid..].fill(0.0);
-                    }
-                    let vt = v.rows(head_row, l_len, d, l_len * d, vbuf);
-                    // SAFETY: scores S x L, v L x d, acc S x d.
-                    unsafe {
-                        gemm_f32(
-                            (s_len, d, l_len),
-                            acc.as_mut_ptr(),
-                            d,
-                            false,
-                            (sc.as_ptr(), l_len),
-                            (vt.as_ptr(), d, 1),
-                            1.0,
-                        );
-                    }
-                    for i in 0..s_len {
-                        let dst = ((b * s_len + i) * h + hd) * d;
-                        // SAFETY: the rows of head hd of sequence b belong to this task alone.
-                        let o = unsafe { std::slice::from_raw_parts_mut(out.get().add(dst), d) };
-                        T::narrow(&acc[i * d..(i + 1) * d], o);
-                    }
-                },
-            );
+            .for_each(|(bh, sc)| {
+                let mut tiles = pool.mine();
+                let Tiles {
+                    q: qt,
+                    k: kbuf,
+                    v: vbuf,
+                    acc,
+                    ..
+                } = &mut *tiles;
+                let (b, hd) = (bh / h, bh % h);
+                let g = hd / hpg;
+                for i in 0..s_len {
+                    let src = ((b * s_len + i) * h + hd) * d;
+                    T::widen(&q[src..src + d], &mut qt[i * d..(i + 1) * d]);
+                }
+                let head_row = (b * kvh + g) * l_len;
+                let kt = k.rows(head_row, l_len, d, l_len * d, kbuf);
+                // SAFETY: q is S x d, k L x d, scores S x L.
+                unsafe {
+                    gemm_f32(
+                        (s_len, l_len, d),
+                        sc.as_mut_ptr(),
+                        l_len,
+                        false,
+                        (qt.as_ptr(), d),
+                        (kt.as_ptr(), 1, d),
+                        scale,
+                    );
+                }
+                for (i, row) in sc.chunks_exact_mut(l_len).enumerate() {
+                    let valid = if causal { prefix + i + 1 } else { l_len };
+                    let mx = row[..valid]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let sum = exp_sub(&mut row[..valid], mx);
+                    let inv = 1.0 / sum;
+                    row[..valid].iter_mut().for_each(|x| *x *= inv);
+                    row[valid..].fill(0.0);
+                }
+                let vt = v.rows(head_row, l_len, d, l_len * d, vbuf);
+                // SAFETY: scores S x L, v L x d, acc S x d.
+                unsafe {
+                    gemm_f32(
+                        (s_len, d, l_len),
+                        acc.as_mut_ptr(),
+                        d,
+                        false,
+                        (sc.as_ptr(), l_len),
+                        (vt.as_ptr(), d, 1),
+                        1.0,
+                    );
+                }
+                for i in 0..s_len {
+                    let dst = ((b * s_len + i) * h + hd) * d;
+                    // SAFETY: the rows of head hd of sequence b belong to this task alone.
+                    let o = unsafe { std::slice::from_raw_parts_mut(out.get().add(dst), d) };
+                    T::narrow(&acc[i * d..(i + 1) * d], o);
+                }
+            });
     }
 }
 
@@ -1023,7 +1056,7 @@ impl<T: Element> CpuKernel for AttentionKernel<'_, T> {
         }
         MemoryUse {
             parts: RoleBytes::of(&parts),
-            other: self.partials.capacity() as u64 * 4,
+            other: self.partials.capacity() as u64 * 4 + self.tiles.bytes(),
             ..Default::default()
         }
     }
@@ -1068,6 +1101,12 @@ fn build<'a, T: Element>(
         ],
         partials: vec![0.0; partials],
         split,
+        tiles: if p.materialized {
+            let (s, l) = (p.seq as usize, p.context as usize);
+            TilePool::new(s, l, d, false)
+        } else {
+            TilePool::new(split.queries * p.group() as usize, KEY_BLOCK, d, true)
+        },
     };
     kernel.upload_request();
     Box::new(CpuRun::new(kernel, load_ns))

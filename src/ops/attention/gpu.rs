@@ -260,14 +260,20 @@ fn program<'a>(
             } else {
                 buffer_bytes(mode, elems)
             };
-            let r2 = r.clone();
+            // A quantised cache's scales come out of the same pass as its
+            // values: the values' fill keeps them for the scales' fill (which
+            // quantises again only if it runs first).
+            let scales_of = std::rc::Rc::new(std::cell::RefCell::new(None::<Vec<f32>>));
+            let (r2, kept) = (r.clone(), scales_of.clone());
             let buf = push(
                 program,
                 "kv-cache",
                 bytes,
                 Fill::Model(Box::new(move || {
                     if format.quantised() {
-                        encode_kv(format, &data[r2.clone()], d, l * d).0
+                        let (values, scales) = encode_kv(format, &data[r2.clone()], d, l * d);
+                        *kept.borrow_mut() = Some(scales);
+                        values
                     } else {
                         encode(mode, &data[r2.clone()])
                     }
@@ -284,8 +290,11 @@ fn program<'a>(
                     "kv-cache",
                     count as u64 * 4,
                     Fill::Model(Box::new(move || {
-                        bytemuck::cast_slice(&encode_kv(format, &data[r.clone()], d, l * d).1)
-                            .to_vec()
+                        let scales = scales_of
+                            .borrow_mut()
+                            .take()
+                            .unwrap_or_else(|| encode_kv(format, &data[r.clone()], d, l * d).1);
+                        bytemuck::cast_slice(&scales).to_vec()
                     })),
                 )
             });
